@@ -1,0 +1,367 @@
+"""Every enum and every record dtype of the engine, in one place.
+
+Enum values are stable integers: they are persisted in result tables, so never renumber them.
+Nobody else defines a dtype: the data layer, the engine, the result and the tests import them here.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+# Fixed capacities of the context record. They are compile-time constants so that every strategy
+# has exactly one compiled signature (a changing record layout would mean a new compile).
+MAX_SYMBOLS = 64
+MAX_BRACKETS = 16
+MAX_ORDERS = 4096  # open-order slots; a venue-like limit (submit rejects TOO_MANY_OPEN_ORDERS)
+MAX_LOANS = 16
+
+
+class EventKind(IntEnum):
+    """Kinds of market event. The value is also the tie-break among events with equal ts_ns:
+    a trade is applied before the quote update it caused, then marks, then funding."""
+
+    TRADE = 0
+    QUOTE = 1
+    MARK = 2
+    FUNDING = 3
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = -1
+
+
+class InstrumentType(IntEnum):
+    SPOT = 0
+    LINEAR_PERPETUAL = 1
+    INVERSE_PERPETUAL = 2
+
+
+class OrderType(IntEnum):
+    MARKET = 0
+    LIMIT = 1
+    STOP_MARKET = 2
+    STOP_LIMIT = 3
+    TAKE_PROFIT_MARKET = 4
+    TAKE_PROFIT_LIMIT = 5
+    TRAILING_STOP = 6
+
+
+class TimeInForce(IntEnum):
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    POST_ONLY = 3
+
+
+class TriggerSource(IntEnum):
+    LAST = 0
+    MARK = 1
+
+
+class OrderStatus(IntEnum):
+    FREE = 0  # empty slot
+    PENDING = 1  # decided, travelling to the venue (arrives at arrive_ts)
+    OPEN = 2  # at the venue: resting, or waiting for its trigger
+    WAITING_PARENT = 3  # bracket child, activates when its parent fills
+    FILLED = 4
+    CANCELED = 5
+    REJECTED = 6
+    EXPIRED = 7  # IOC/FOK remainder, or a reduce-only order with nothing left to reduce
+
+
+class Reason(IntEnum):
+    """Why an order was rejected, cancelled or expired (0 = none). submit() returns -reason."""
+
+    NONE = 0
+    INSUFFICIENT_MARGIN = 1
+    REDUCE_ONLY_WOULD_INCREASE = 2
+    POST_ONLY_WOULD_CROSS = 3
+    BELOW_LOT_SIZE = 4
+    OFF_LOT_SIZE = 5
+    OFF_TICK_SIZE = 6
+    INVALID_QTY = 7
+    INVALID_PRICE = 8
+    TOO_MANY_OPEN_ORDERS = 9
+    UNKNOWN_SYMBOL = 10
+    UNKNOWN_ORDER = 11
+    INSUFFICIENT_BALANCE = 12  # spot: not enough coin to sell (no shorting without margin)
+    USER_CANCEL = 13
+    OCO_SIBLING_FILLED = 14
+    IOC_UNFILLED = 15
+    FOK_UNFILLED = 16
+    LIQUIDATION = 17
+    PARENT_CANCELED = 18
+    NOTHING_TO_REDUCE = 19
+    END_OF_DATA = 20  # still open when the data ran out (status stays OPEN in the table)
+    INVALID_ORDER = 21
+    LEVERAGE_TOO_HIGH = 22
+
+
+class Liquidity(IntEnum):
+    MAKER = 0
+    TAKER = 1
+    LIQUIDATION = 2
+
+
+class RunStatus(IntEnum):
+    """What the kernel returns (it never raises for expected conditions)."""
+
+    DONE = 0  # reached the end of the chunk
+    BUFFER_FULL = 1  # an output buffer needs draining; resume at the returned index
+
+
+class MarginMode(IntEnum):
+    CROSS = 0
+    ISOLATED = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Event stream: the columns a chunk of merged market data arrives in (exact dtypes, C order).
+# Per kind, the generic value columns mean:
+#   TRADE   price = trade price, qty = quantity, side = aggressor (+1 buy, -1 sell)
+#   QUOTE   bid, ask, bid_qty, ask_qty
+#   MARK    price = mark price, qty = index price (NaN when the data has none)
+#   FUNDING price = funding rate applied at ts_ns (fraction, e.g. -0.0003)
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ts_ns", "i8"),
+    ("sym", "i4"),
+    ("kind", "i1"),
+    ("side", "i1"),
+    ("price", "f8"),
+    ("qty", "f8"),
+    ("bid", "f8"),
+    ("ask", "f8"),
+    ("bid_qty", "f8"),
+    ("ask_qty", "f8"),
+)
+
+# --------------------------------------------------------------------------------------------
+# Output records, written by the kernel into preallocated buffers.
+FILL_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),
+        ("event_idx", "i8"),
+        ("oid", "i8"),
+        ("sym", "i4"),
+        ("side", "i1"),
+        ("liquidity", "i1"),
+        ("order_type", "i1"),
+        ("qty", "f8"),
+        ("price", "f8"),
+        ("fee", "f8"),  # in the settlement currency; negative = maker rebate
+        ("realized_pnl", "f8"),  # realised by this fill, before fees
+        ("slippage", "f8"),  # cost against the reference price at decision time (>0 = worse)
+        ("position_after", "f8"),
+        ("avg_price_after", "f8"),
+    ],
+    align=True,
+)
+
+ORDER_DTYPE = np.dtype(
+    [
+        ("oid", "i8"),
+        ("sym", "i4"),
+        ("order_type", "i1"),
+        ("side", "i1"),
+        ("tif", "i1"),
+        ("status", "i1"),
+        ("reason", "i2"),
+        ("reduce_only", "u1"),
+        ("trigger_source", "i1"),
+        ("created_ts_ns", "i8"),
+        ("done_ts_ns", "i8"),
+        ("qty", "f8"),
+        ("filled_qty", "f8"),
+        ("avg_fill_price", "f8"),
+        ("limit_price", "f8"),
+        ("stop_price", "f8"),
+        ("oco_group", "i8"),
+        ("parent_oid", "i8"),
+    ],
+    align=True,
+)
+
+EQUITY_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),
+        ("equity", "f8"),
+        ("balance", "f8"),
+        ("upnl", "f8"),
+        ("gross_exposure", "f8"),  # sum of |position notional| at the valuation price
+        ("margin_used", "f8"),  # initial margin of open positions
+        ("maint_margin", "f8"),
+        ("margin_ratio", "f8"),  # maintenance margin / margin balance (1.0 = liquidation)
+    ],
+    align=True,
+)
+
+FUNDING_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),
+        ("sym", "i4"),
+        ("rate", "f8"),
+        ("position", "f8"),
+        ("mark_price", "f8"),
+        ("payment", "f8"),  # received (+) or paid (-) by the account, settlement currency
+    ],
+    align=True,
+)
+
+LIQUIDATION_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),
+        ("sym", "i4"),
+        ("side", "i1"),  # side of the closing trade (-1 closes a long)
+        ("qty", "f8"),
+        ("mark_price", "f8"),
+        ("bankruptcy_price", "f8"),
+        ("fill_price", "f8"),
+        ("fee", "f8"),
+        ("insurance_fund_change", "f8"),
+        ("realized_pnl", "f8"),
+    ],
+    align=True,
+)
+
+
+BAR_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),  # end of the sampling interval
+        ("sym", "i4"),
+        ("open", "f8"),  # last-trade OHLC over the interval (NaN when no trade)
+        ("high", "f8"),
+        ("low", "f8"),
+        ("close", "f8"),
+        ("volume", "f8"),
+        ("mark", "f8"),  # valuation price at the end of the interval
+        ("position", "f8"),
+        ("liq_price", "f8"),  # liquidation price of the position (NaN when flat or none)
+    ],
+    align=True,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The context record: the whole mutable state of a run. Hooks receive it as `c`.
+def _ctx_fields() -> list:
+    S, B, O = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS
+    f8, i8 = "f8", "i8"
+    return [
+        # clock and sequencing
+        ("now_ts", i8),
+        ("cur_idx", i8),  # global index of the event being processed (decision index of orders)
+        ("idx_base", i8),  # global index of element 0 of the current chunk
+        ("n_events", i8),
+        ("nsym", i8),
+        ("started", "u1"),
+        ("jit", "u1"),
+        # configuration (execution)
+        ("latency_ns", i8),
+        ("cancel_latency_ns", i8),
+        ("touch_fills", "u1"),
+        ("sample_interval_ns", i8),
+        ("next_sample_ts", i8),
+        ("timer_interval_ns", i8),
+        ("next_timer_ts", i8),
+        ("liq_use_last", "u1"),
+        # account (settlement currency of the account: quote, e.g. USDT)
+        ("initial_balance", f8),
+        ("balance", f8),  # wallet: initial + realised - fees + funding - interest
+        ("realized_pnl", f8),
+        ("fees", f8),
+        ("funding", f8),
+        ("upnl", f8),
+        ("peak_equity", f8),
+        ("max_drawdown", f8),
+        ("insurance_fund", f8),
+        ("n_fills", i8),
+        ("n_orders", i8),
+        ("n_rejects", i8),
+        ("n_liquidations", i8),
+        ("n_table_full", i8),
+        ("seq", i8),  # orders ever created (oid sequence)
+        # market state per symbol
+        ("last_px", f8, (S,)),
+        ("bid", f8, (S,)),
+        ("ask", f8, (S,)),
+        ("bid_qty", f8, (S,)),
+        ("ask_qty", f8, (S,)),
+        ("mark_px", f8, (S,)),
+        ("index_px", f8, (S,)),
+        ("has_quote", "u1", (S,)),
+        ("has_mark", "u1", (S,)),
+        ("has_trade", "u1", (S,)),
+        ("bar_open", f8, (S,)),
+        ("bar_high", f8, (S,)),
+        ("bar_low", f8, (S,)),
+        ("bar_volume", f8, (S,)),
+        # instruments per symbol
+        ("i_type", "i1", (S,)),
+        ("i_contract_size", f8, (S,)),
+        ("i_tick", f8, (S,)),
+        ("i_lot", f8, (S,)),
+        ("i_maker_fee", f8, (S,)),
+        ("i_taker_fee", f8, (S,)),
+        ("i_n_brackets", i8, (S,)),
+        ("br_floor", f8, (S, B)),
+        ("br_cap", f8, (S, B)),
+        ("br_max_lev", f8, (S, B)),
+        ("br_mmr", f8, (S, B)),
+        ("br_maint_amount", f8, (S, B)),
+        ("leverage", f8, (S,)),
+        ("margin_mode", "i1", (S,)),
+        # positions per symbol
+        ("pos", f8, (S,)),
+        ("avg_px", f8, (S,)),
+        ("sym_realized", f8, (S,)),
+        ("sym_fees", f8, (S,)),
+        ("sym_funding", f8, (S,)),
+        ("sym_upnl", f8, (S,)),
+        ("n_open", i8, (S,)),  # live orders (pending, open or waiting) per symbol
+        # order table (slots)
+        ("o_status", "i1", (O,)),
+        ("o_oid", i8, (O,)),
+        ("o_sym", "i4", (O,)),
+        ("o_type", "i1", (O,)),
+        ("o_side", "i1", (O,)),
+        ("o_tif", "i1", (O,)),
+        ("o_reduce", "u1", (O,)),
+        ("o_trigger_src", "i1", (O,)),
+        ("o_triggered", "u1", (O,)),
+        ("o_reason", "i2", (O,)),
+        ("o_qty", f8, (O,)),
+        ("o_filled", f8, (O,)),
+        ("o_notional", f8, (O,)),  # sum of fill qty * price, for the average fill price
+        ("o_limit", f8, (O,)),
+        ("o_stop", f8, (O,)),
+        ("o_trail_dist", f8, (O,)),
+        ("o_trail_bps", f8, (O,)),
+        ("o_trail_ref", f8, (O,)),
+        ("o_ref_px", f8, (O,)),  # reference price at decision time (slippage attribution)
+        ("o_created_ts", i8, (O,)),
+        ("o_arrive_ts", i8, (O,)),
+        ("o_decision_idx", i8, (O,)),
+        ("o_done_ts", i8, (O,)),
+        ("o_cancel_ts", i8, (O,)),  # when a requested cancel reaches the venue (-1: none)
+        ("o_oco", i8, (O,)),
+        ("o_parent", i8, (O,)),
+        ("o_hwm", i8),  # slots [0, o_hwm) have ever been used
+        ("free_top", i8),
+        ("free_slots", "i4", (O,)),
+        ("done_top", i8),
+        ("done_slots", "i4", (O,)),
+    ]
+
+
+CTX_DTYPE = np.dtype(_ctx_fields(), align=True)
+
+
+def new_context() -> np.recarray:
+    """A zeroed one-element context recarray with the order slots marked free."""
+    c = np.zeros(1, dtype=CTX_DTYPE).view(np.recarray)
+    c.free_slots[0][:] = np.arange(MAX_ORDERS - 1, -1, -1, dtype=np.int32)  # pop gives slot 0 first
+    c.free_top[0] = MAX_ORDERS
+    c.o_cancel_ts[0][:] = -1
+    return c

@@ -1,0 +1,1 @@
+"""Tick data: dataset layout, instruments, the streaming reader, generators, importers, validation."""

@@ -1,0 +1,86 @@
+"""The on-disk dataset layout, shared by the reader, writers, importers and validators.
+
+A dataset is a folder::
+
+    DIR/instruments.json                     contract specs (or instruments.toml)
+    DIR/kind=trades/symbol=BTCUSDT/date=2026-02-05/part-0000.parquet
+    DIR/kind=quotes/...  DIR/kind=marks/...  DIR/kind=funding/...
+
+Hive-style partitions: the kind, symbol and UTC date live in the path, not in the files.
+Within one (kind, symbol) stream, rows are sorted by ts_ns (ties keep file order).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..core.schema import EventKind
+
+# kind folder name -> (EventKind, file columns with their exact Arrow types)
+KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
+    "trades": (
+        EventKind.TRADE,
+        {"ts_ns": pa.int64(), "price": pa.float64(), "qty": pa.float64(), "side": pa.int8()},
+    ),
+    "quotes": (
+        EventKind.QUOTE,
+        {
+            "ts_ns": pa.int64(),
+            "bid": pa.float64(),
+            "ask": pa.float64(),
+            "bid_qty": pa.float64(),
+            "ask_qty": pa.float64(),
+        },
+    ),
+    "marks": (
+        EventKind.MARK,
+        {"ts_ns": pa.int64(), "mark_price": pa.float64(), "index_price": pa.float64()},
+    ),
+    "funding": (EventKind.FUNDING, {"ts_ns": pa.int64(), "rate": pa.float64()}),
+}
+
+INSTRUMENT_FILES = ("instruments.json", "instruments.toml")
+
+
+def schema_of(kind: str) -> pa.Schema:
+    return pa.schema([pa.field(n, t, nullable=False) for n, t in KINDS[kind][1].items()])
+
+
+def partition_dir(root: Path, kind: str, symbol: str, date: dt.date | str) -> Path:
+    return Path(root) / f"kind={kind}" / f"symbol={symbol}" / f"date={date}"
+
+
+def utc_date_of_ns(ts_ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.timezone.utc).date()
+
+
+def day_bounds_ns(ts_ns: np.ndarray) -> np.ndarray:
+    """UTC day number (days since epoch) of each timestamp, for splitting rows into date partitions."""
+    return np.floor_divide(ts_ns, 86_400 * 1_000_000_000)
+
+
+def date_of_day(day: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
+
+
+def list_streams(root: Path) -> dict[tuple[str, str], list[Path]]:
+    """{(kind, symbol): [parquet files sorted by date then name]} found under a dataset folder."""
+    root = Path(root)
+    out: dict[tuple[str, str], list[Path]] = {}
+    for kind in KINDS:
+        kdir = root / f"kind={kind}"
+        if not kdir.is_dir():
+            continue
+        for sdir in sorted(p for p in kdir.iterdir() if p.is_dir() and p.name.startswith("symbol=")):
+            files = sorted(sdir.glob("date=*/*.parquet"))
+            if files:
+                out[(kind, sdir.name.split("=", 1)[1])] = files
+    return out
+
+
+def date_of_file(path: Path) -> str:
+    """The date partition of a file ('2026-02-05'), from its parent folder name."""
+    return Path(path).parent.name.split("=", 1)[1]
