@@ -40,14 +40,17 @@ def cli():
 
 
 def _register():
-    from .data import data
+    import importlib
 
-    cli.add_command(data)
-    try:
-        from .run import register
-    except ImportError:  # the engine commands are not built yet
-        return
-    register(cli)
+    # Each module defines register(cli); modules are added as their issues land.
+    for name in ("data", "run", "report"):
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue
+        module.register(cli)
 
 
 _register()

@@ -7,3 +7,7 @@ import click
 @click.group()
 def data():
     """Create, import, validate and inspect tick datasets."""
+
+
+def register(cli):
+    cli.add_command(data)
