@@ -1,12 +1,220 @@
-"""`backtest data ...` commands (generate, import, validate, inspect)."""
+"""`backtest data ...` commands (generate, import, validate, inspect).
+
+Heavy modules (polars, pyarrow, the generator) are imported inside the commands so that `--help`
+stays quick. Problems are raised as DataError/ConfigError; the top-level group prints them as one
+line (exit 1 for data problems, 2 for usage/config).
+"""
 from __future__ import annotations
 
+import json
+import sys
+
 import click
+
+# Kept in step with backtest.data.importers.FORMATS (tests check it) so that --help needs no polars.
+IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "bybit-trades", "tardis-trades", "tardis-quotes")
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stdout.isatty()
+
+
+class _Bar:
+    """A rich progress bar fed by progress(done, total, label) callbacks (or nothing when off)."""
+
+    def __init__(self, enabled: bool, description: str):
+        self.enabled, self.description = enabled, description
+        self._progress = self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=None)
+        return self
+
+    def __call__(self, done, total, label=""):
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total,
+                                  description=f"{self.description} {label}".strip())
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+        return False
+
+
+def _print_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
 
 
 @click.group()
 def data():
-    """Create, import, validate and inspect tick datasets."""
+    """Create, import, validate and inspect tick datasets.
+
+    \b
+    Examples:
+      backtest data generate --out data/generated/feb2026
+      backtest data import --format binance-trades --symbol BTCUSDT \\
+          --out data/btc --instruments instruments.json BTCUSDT-trades-2026-02-05.zip
+      backtest data validate data/btc
+      backtest data inspect data/btc
+    """
+
+
+@data.command()
+@click.option("--scenario", default="feb-2026-crash", show_default=True, help="Scenario to generate.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Dataset folder to create (replaced atomically).")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same data).")
+@click.option("--scale", default=1.0, show_default=True, type=float,
+              help="Multiplies the number of ticks (0.1 for a quick small dataset).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def generate(scenario, out, seed, scale, quiet, as_json):
+    """Generate a synthetic tick dataset for a scenario.
+
+    \b
+    Example:
+      backtest data generate --scenario feb-2026-crash --out data/generated/feb2026 --seed 7
+    """
+    from ..errors import ConfigError
+
+    try:
+        from ..data.generate import generate_dataset
+    except ModuleNotFoundError as e:
+        if e.name != "backtest.data.generate":
+            raise
+        raise ConfigError("the data generator is not available in this installation") from None
+    if scale <= 0:
+        raise ConfigError(f"--scale must be > 0, got {scale}")
+    with _Bar(_show_progress(quiet or as_json), "generating") as bar:
+        summary = generate_dataset(scenario, out, seed=seed, scale=scale, progress=bar)
+    if as_json:
+        _print_json(summary)
+        return
+    if isinstance(summary, dict):
+        ticks, secs = summary.get("ticks"), summary.get("seconds")
+        rate = summary.get("ticks_per_s") or summary.get("ticks/s")
+        if rate is None and ticks and secs:
+            rate = ticks / secs
+        parts = [f"generated {scenario} into {out}"]
+        if ticks is not None:
+            parts.append(f"{ticks:,} ticks")
+        if secs is not None:
+            parts.append(f"{secs:.1f} s")
+        if rate:
+            parts.append(f"{rate:,.0f} ticks/s")
+        click.echo(": ".join(parts[:1]) + (": " + ", ".join(parts[1:]) if parts[1:] else ""))
+        for k, v in summary.items():
+            if k not in ("ticks", "seconds", "ticks_per_s", "ticks/s"):
+                click.echo(f"  {k}: {v}")
+    else:
+        click.echo(f"generated {scenario} into {out}")
+
+
+@data.command("import")
+@click.option("--format", "fmt", required=True, type=click.Choice(IMPORT_FORMATS), help="Input file format.")
+@click.option("--symbol", required=True, help="Dataset symbol the rows belong to (must be in the instruments).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Dataset folder (created if needed; existing rows are merged, not duplicated).")
+@click.option("--instruments", type=click.Path(exists=True, dir_okay=False),
+              help="Instruments file to copy in when the dataset has none yet.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def import_(fmt, symbol, out, instruments, quiet, as_json, files):
+    """Import exchange CSV files (.csv, .csv.gz, or .zip with one CSV) into a dataset.
+
+    \b
+    Formats: binance-trades, binance-aggtrades (data.binance.vision, spot or
+    USDⓈ-M futures, with or without header, ms or µs timestamps), bybit-trades
+    (public.bybit.com trading history), tardis-trades, tardis-quotes.
+
+    \b
+    Example:
+      backtest data import --format binance-aggtrades --symbol BTCUSDT \\
+          --out data/btc --instruments instruments.json \\
+          BTCUSDT-aggTrades-2026-02-05.zip BTCUSDT-aggTrades-2026-02-06.zip
+
+    Nothing is written when any line is bad; re-importing a file adds nothing.
+    """
+    from ..data.importers import import_files
+
+    show = _show_progress(quiet or as_json) and len(files) > 1
+    with _Bar(show, "importing") as bar:
+        res = import_files(list(files), fmt=fmt, symbol=symbol, out=out, instruments=instruments,
+                           progress=bar)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    click.echo(f"imported {res.rows_read:,} {res.kind} rows of {res.symbol} from {res.files} file(s) "
+               f"into {res.out}: {res.rows_added:,} new, {len(res.written)} of {len(res.dates)} date file(s) rewritten"
+               + (" (instruments file copied in)" if res.instruments_copied else ""))
+
+
+@data.command()
+@click.argument("path", type=click.Path())
+@click.option("--all", "all_problems", is_flag=True, help="Report the first problem of every stream, not just the first one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate(path, all_problems, as_json):
+    """Check a dataset: instruments, schemas, types, sort order and values.
+
+    Prints a one-line OK summary, or the first problem (file, column, row and fix) and exits 1.
+
+    \b
+    Example:
+      backtest data validate data/generated/feb2026
+    """
+    from ..data.validate import validate_dataset
+
+    report = validate_dataset(path, all_problems=all_problems)
+    if as_json:
+        _print_json(report.to_dict())
+    elif report.ok:
+        click.echo(report.summary())
+    if not report.ok:
+        if not as_json:
+            for p in report.problems:
+                click.echo(f"error: {p}", err=True)
+        sys.exit(1)
+
+
+@data.command()
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def inspect(path, as_json):
+    """Summarise a dataset per symbol: time range, counts, prices, largest moves, funding.
+
+    \b
+    Example:
+      backtest data inspect data/generated/feb2026
+      backtest data inspect data/generated/feb2026 --json | jq '.[0].max_drop_pct'
+    """
+    from ..data.inspect import format_plain, inspect_dataset, table_rows
+
+    info = inspect_dataset(path)
+    if as_json:
+        _print_json(info)
+        return
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..data.inspect import FOOTNOTE
+
+        header, rows = table_rows(info)
+        table = Table(title=f"{path}", caption=FOOTNOTE)
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i < 4 else "right")
+        for r in rows:
+            table.add_row(*r)
+        Console().print(table)
+    else:
+        click.echo(format_plain(info))
 
 
 def register(cli):

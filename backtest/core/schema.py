@@ -15,6 +15,7 @@ MAX_SYMBOLS = 64
 MAX_BRACKETS = 16
 MAX_ORDERS = 4096  # open-order slots; a venue-like limit (submit rejects TOO_MANY_OPEN_ORDERS)
 MAX_LOANS = 16
+DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it cannot hold every live order
 
 
 class EventKind(IntEnum):
@@ -246,7 +247,7 @@ BAR_DTYPE = np.dtype(
 # --------------------------------------------------------------------------------------------
 # The context record: the whole mutable state of a run. Hooks receive it as `c`.
 def _ctx_fields() -> list:
-    S, B, O = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS
+    S, B, O, D = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS, DONE_CAPACITY
     f8, i8 = "f8", "i8"
     return [
         # clock and sequencing
@@ -345,23 +346,54 @@ def _ctx_fields() -> list:
         ("o_decision_idx", i8, (O,)),
         ("o_done_ts", i8, (O,)),
         ("o_cancel_ts", i8, (O,)),  # when a requested cancel reaches the venue (-1: none)
+        ("o_amend_ts", i8, (O,)),  # when a requested amend reaches the venue (-1: none)
+        ("o_new_qty", f8, (O,)),
+        ("o_new_limit", f8, (O,)),
+        ("o_new_stop", f8, (O,)),
         ("o_oco", i8, (O,)),
         ("o_parent", i8, (O,)),
-        ("o_hwm", i8),  # slots [0, o_hwm) have ever been used
-        ("free_top", i8),
-        ("free_slots", "i4", (O,)),
-        ("done_top", i8),
-        ("done_slots", "i4", (O,)),
+        ("o_hwm", i8),  # slots [0, o_hwm) are in use, in ascending oid order
+        ("n_live", i8),
+        # finished orders waiting to be drained into the orders table (same fields as ORDER_DTYPE)
+        ("n_done", i8),
+        ("dn_oid", "i8", (D,)),
+        ("dn_sym", "i4", (D,)),
+        ("dn_order_type", "i1", (D,)),
+        ("dn_side", "i1", (D,)),
+        ("dn_tif", "i1", (D,)),
+        ("dn_status", "i1", (D,)),
+        ("dn_reason", "i2", (D,)),
+        ("dn_reduce_only", "u1", (D,)),
+        ("dn_trigger_source", "i1", (D,)),
+        ("dn_created_ts_ns", "i8", (D,)),
+        ("dn_done_ts_ns", "i8", (D,)),
+        ("dn_qty", "f8", (D,)),
+        ("dn_filled_qty", "f8", (D,)),
+        ("dn_avg_fill_price", "f8", (D,)),
+        ("dn_limit_price", "f8", (D,)),
+        ("dn_stop_price", "f8", (D,)),
+        ("dn_oco_group", "i8", (D,)),
+        ("dn_parent_oid", "i8", (D,)),
+        # counters of rows in the output buffers (reset when the Python side drains them)
+        ("n_fill_rows", i8),
+        ("n_equity_rows", i8),
+        ("n_bar_rows", i8),
+        ("n_funding_rows", i8),
+        ("n_liq_rows", i8),
     ]
 
 
 CTX_DTYPE = np.dtype(_ctx_fields(), align=True)
 
 
+ORDER_FIELDS = tuple(ORDER_DTYPE.names)  # ctx.dn_<name> holds finished orders
+
+
 def new_context() -> np.recarray:
-    """A zeroed one-element context recarray with the order slots marked free."""
+    """A zeroed one-element context recarray."""
     c = np.zeros(1, dtype=CTX_DTYPE).view(np.recarray)
-    c.free_slots[0][:] = np.arange(MAX_ORDERS - 1, -1, -1, dtype=np.int32)  # pop gives slot 0 first
-    c.free_top[0] = MAX_ORDERS
     c.o_cancel_ts[0][:] = -1
+    c.o_amend_ts[0][:] = -1
+    for name in ("bar_open", "bar_high", "bar_low"):
+        c[name][0][:] = np.nan
     return c

@@ -1,0 +1,214 @@
+"""The ledger: fills, balances, unrealised PnL, margin, funding, and the sampled records.
+
+Rules R4.x, R5.1, R6.1 and section 7 of docs/fill-rules.md. Every formula keeps the evaluation
+order written there, so the pure-Python oracle can match it bit for bit. No fastmath.
+"""
+import numpy as np
+from numba import njit
+
+from .codes import LQ_MAKER, T_SPOT
+
+EPS_QTY = 1e-12  # a position below this is flat
+
+
+@njit(cache=True)
+def val_px(c, s):
+    """Valuation price: the mark once a mark was seen, else the last trade."""
+    if c.has_mark[s]:
+        return c.mark_px[s]
+    return c.last_px[s]
+
+
+@njit(cache=True)
+def upnl_total(c):
+    u = 0.0
+    for s in range(c.nsym):
+        u += c.sym_upnl[s]
+    return u
+
+
+@njit(cache=True)
+def equity(c):
+    return c.balance + upnl_total(c)
+
+
+@njit(cache=True)
+def lev_of(c, s):
+    if c.i_type[s] == T_SPOT:
+        return 1.0
+    return c.leverage[s]
+
+
+@njit(cache=True)
+def margin_used(c):
+    """Initial margin of the open positions: sum of abs(pos) * val / leverage."""
+    im = 0.0
+    for s in range(c.nsym):
+        p = c.pos[s]
+        if p != 0.0:
+            im += abs(p) * val_px(c, s) / lev_of(c, s)
+    return im
+
+
+@njit(cache=True)
+def free_margin(c):
+    return equity(c) - margin_used(c)
+
+
+@njit(cache=True)
+def exposure_increase(pos, d, q):
+    """The part of a fill of q on side d that opens or adds exposure (0 for a pure reduction)."""
+    if pos == 0.0 or (pos > 0.0) == (d > 0):
+        return q
+    inc = q - abs(pos)
+    if inc < 0.0:
+        return 0.0
+    return inc
+
+
+@njit(cache=True)
+def margin_ok(c, s, d, q, px):
+    """R4.4: can the account afford an order of q at px on side d of symbol s?"""
+    inc = exposure_increase(c.pos[s], d, q)
+    if inc == 0.0:
+        return True  # reducing never needs margin
+    need = inc * px / lev_of(c, s) + q * px * c.i_taker_fee[s]
+    return need <= free_margin(c)
+
+
+@njit(cache=True)
+def update_drawdown(c):
+    e = equity(c)
+    if e > c.peak_equity:
+        c.peak_equity = e
+    dd = c.peak_equity - e
+    if dd > c.max_drawdown:
+        c.max_drawdown = dd
+
+
+@njit(cache=True)
+def mark_to_market(c, s):
+    """R6.1: refresh the symbol's unrealised PnL from its valuation price."""
+    c.sym_upnl[s] = c.pos[s] * (val_px(c, s) - c.avg_px[s])
+
+
+@njit(cache=True)
+def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fills):
+    """R4.1/R4.2: book a fill of q at price on side d; write its fill row. Returns the fee."""
+    if liquidity == LQ_MAKER:
+        rate = c.i_maker_fee[s]
+    else:
+        rate = c.i_taker_fee[s]
+    n = q * price
+    fee = n * rate
+    pos = c.pos[s]
+    avg = c.avg_px[s]
+    realized = 0.0
+    if pos == 0.0 or (pos > 0.0) == (d > 0):
+        avg = (abs(pos) * avg + q * price) / (abs(pos) + q)
+        newpos = pos + d * q
+    else:
+        cq = min(q, abs(pos))
+        sg = 1.0 if pos > 0.0 else -1.0
+        realized = cq * (price - avg) * sg
+        newpos = pos + d * q
+        if abs(newpos) < EPS_QTY:
+            newpos = 0.0
+            avg = 0.0
+        elif (newpos > 0.0) != (pos > 0.0):
+            avg = price
+    c.pos[s] = newpos
+    c.avg_px[s] = avg
+    c.balance += realized - fee
+    c.realized_pnl += realized
+    c.fees += fee
+    c.sym_realized[s] += realized
+    c.sym_fees[s] += fee
+    mark_to_market(c, s)
+    c.n_fills += 1
+
+    k = c.n_fill_rows
+    fills[k].ts_ns = t
+    fills[k].event_idx = g
+    fills[k].oid = oid
+    fills[k].sym = s
+    fills[k].side = d
+    fills[k].liquidity = liquidity
+    fills[k].order_type = order_type
+    fills[k].qty = q
+    fills[k].price = price
+    fills[k].fee = fee
+    fills[k].realized_pnl = realized
+    if ref_px == ref_px:  # not NaN
+        fills[k].slippage = d * (price - ref_px) * q
+    else:
+        fills[k].slippage = 0.0
+    fills[k].position_after = newpos
+    fills[k].avg_price_after = avg
+    c.n_fill_rows = k + 1
+    return fee
+
+
+@njit(cache=True)
+def apply_funding(c, s, t, rate, funding_rows):
+    """R5.1: pay or receive funding on the symbol's position. Returns the payment."""
+    pos = c.pos[s]
+    if pos == 0.0:
+        return 0.0
+    mark = val_px(c, s)
+    payment = -(pos * mark * rate)
+    c.balance += payment
+    c.funding += payment
+    c.sym_funding[s] += payment
+    k = c.n_funding_rows
+    funding_rows[k].ts_ns = t
+    funding_rows[k].sym = s
+    funding_rows[k].rate = rate
+    funding_rows[k].position = pos
+    funding_rows[k].mark_price = mark
+    funding_rows[k].payment = payment
+    c.n_funding_rows = k + 1
+    return payment
+
+
+@njit(cache=True)
+def record_equity(c, t, rows):
+    k = c.n_equity_rows
+    u = upnl_total(c)
+    e = c.balance + u
+    gross = 0.0
+    for s in range(c.nsym):
+        gross += abs(c.pos[s]) * val_px(c, s)
+    mm = 0.0  # maintenance margin: filled in by the margin model
+    rows[k].ts_ns = t
+    rows[k].equity = e
+    rows[k].balance = c.balance
+    rows[k].upnl = u
+    rows[k].gross_exposure = gross
+    rows[k].margin_used = margin_used(c)
+    rows[k].maint_margin = mm
+    rows[k].margin_ratio = mm / e if e > 0.0 else np.inf
+    c.n_equity_rows = k + 1
+
+
+@njit(cache=True)
+def record_bars(c, t, rows):
+    """One bar per symbol for the interval ending at t; resets the running OHLC."""
+    k = c.n_bar_rows
+    for s in range(c.nsym):
+        rows[k].ts_ns = t
+        rows[k].sym = s
+        rows[k].open = c.bar_open[s]
+        rows[k].high = c.bar_high[s]
+        rows[k].low = c.bar_low[s]
+        rows[k].close = c.last_px[s] if c.has_trade[s] else np.nan
+        rows[k].volume = c.bar_volume[s]
+        rows[k].mark = val_px(c, s)
+        rows[k].position = c.pos[s]
+        rows[k].liq_price = np.nan
+        c.bar_open[s] = np.nan
+        c.bar_high[s] = np.nan
+        c.bar_low[s] = np.nan
+        c.bar_volume[s] = 0.0
+        k += 1
+    c.n_bar_rows = k

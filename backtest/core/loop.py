@@ -1,0 +1,121 @@
+"""The event loop template (docs/fill-rules.md §2). Never compiled here.
+
+`backtest.plugins.codegen` copies the source of `run` into a generated module per strategy
+version, where the `_on_*` hooks and `HAS_*` flags are bound as globals before numba compiles it:
+the hooks inline into the loop and the flags fold away unused calls. Everything that never calls
+a hook lives in the cached helpers imported below.
+"""
+from numba import njit  # noqa: F401  (used by the generated module)
+
+from .account import apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
+from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
+from .matching import process_orders
+from .schema import MAX_ORDERS, MAX_SYMBOLS
+
+ST_DONE = 0
+ST_BUFFER_FULL = 1
+
+# Headroom each output buffer keeps so that one event can never overflow it.
+FILL_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
+EQUITY_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
+BAR_RESERVE = 2 * MAX_SYMBOLS + 8
+EVENT_RESERVE = MAX_SYMBOLS + 8
+DONE_DRAIN = MAX_ORDERS // 2
+
+
+def _noop(*args):
+    pass
+
+
+_on_tick = _on_quote = _on_mark = _on_fill = _on_funding = _on_timer = _noop
+HAS_ON_TICK = HAS_ON_QUOTE = HAS_ON_MARK = HAS_ON_FILL = HAS_ON_FUNDING = HAS_ON_TIMER = False
+
+
+def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
+        fills, equity_rows, bar_rows, funding_rows, liq_rows):
+    n = len(ts)
+    fill_limit = len(fills) - FILL_RESERVE
+    equity_limit = len(equity_rows) - EQUITY_RESERVE
+    bar_limit = len(bar_rows) - BAR_RESERVE
+    funding_limit = len(funding_rows) - EVENT_RESERVE
+    liq_limit = len(liq_rows) - EVENT_RESERVE
+    for i in range(start, n):
+        t = ts[i]
+        sy = sym[i]
+        k = kind[i]
+        g = c.idx_base + i
+        p = price[i]
+        # 1. samples at interval boundaries, with the state before this event (R2.1)
+        if t >= c.next_sample_ts:
+            iv = c.sample_interval_ns
+            tb = t - t % iv
+            record_equity(c, tb, equity_rows)
+            record_bars(c, tb, bar_rows)
+            c.next_sample_ts = tb + iv
+        # 2. timer: decided before this event (R2.2)
+        if t >= c.next_timer_ts:
+            iv = c.timer_interval_ns
+            tb = t - t % iv
+            c.now_ts = tb
+            c.cur_idx = g - 1
+            if HAS_ON_TIMER:
+                _on_timer(s, c, tb)
+            c.next_timer_ts = tb + iv
+        # 3. market state (R2.3)
+        if k == K_TRADE:
+            c.last_px[sy] = p
+            c.has_trade[sy] = 1
+            if c.bar_open[sy] != c.bar_open[sy]:
+                c.bar_open[sy] = p
+                c.bar_high[sy] = p
+                c.bar_low[sy] = p
+            elif p > c.bar_high[sy]:
+                c.bar_high[sy] = p
+            elif p < c.bar_low[sy]:
+                c.bar_low[sy] = p
+            c.bar_volume[sy] += qty[i]
+        elif k == K_QUOTE:
+            c.bid[sy] = bid[i]
+            c.ask[sy] = ask[i]
+            c.bid_qty[sy] = bid_qty[i]
+            c.ask_qty[sy] = ask_qty[i]
+            c.has_quote[sy] = 1
+        elif k == K_MARK:
+            c.mark_px[sy] = p
+            c.index_px[sy] = qty[i]
+            c.has_mark[sy] = 1
+        # 4. orders of this symbol (section 3)
+        f0 = c.n_fill_rows
+        process_orders(c, g, t, sy, k, p, fills, equity_rows)
+        # 5. funding (R5.1)
+        payment = 0.0
+        if k == K_FUNDING:
+            payment = apply_funding(c, sy, t, p, funding_rows)
+        # 6. mark to market (R6.1)
+        if c.pos[sy] != 0.0:
+            mark_to_market(c, sy)
+            update_drawdown(c)
+        # 7. hooks (R2.4)
+        c.now_ts = t
+        c.cur_idx = g
+        if HAS_ON_FILL:
+            for f in range(f0, c.n_fill_rows):
+                _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
+                         fills[f].qty, fills[f].side)
+        if k == K_TRADE:
+            if HAS_ON_TICK:
+                _on_tick(s, c, t, sy, p, qty[i], side[i])
+        elif k == K_QUOTE:
+            if HAS_ON_QUOTE:
+                _on_quote(s, c, t, sy, bid[i], ask[i], bid_qty[i], ask_qty[i])
+        elif k == K_MARK:
+            if HAS_ON_MARK:
+                _on_mark(s, c, t, sy, p, qty[i])
+        elif HAS_ON_FUNDING:
+            _on_funding(s, c, t, sy, p, payment)
+        # hand back to Python to drain an output buffer before it can overflow
+        if (c.n_fill_rows > fill_limit or c.n_equity_rows > equity_limit
+                or c.n_bar_rows > bar_limit or c.n_funding_rows > funding_limit
+                or c.n_liq_rows > liq_limit or c.n_done > DONE_DRAIN):
+            return ST_BUFFER_FULL, i + 1
+    return ST_DONE, n

@@ -1,0 +1,191 @@
+"""Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
+import numpy as np
+from numba import njit
+
+from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
+from .codes import (
+    K_FUNDING, K_MARK, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, OT_STOP_LIMIT,
+    OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
+    R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
+    ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC,
+)
+from .orders import apply_amend, finish, opp_price, post_only_crosses, reject_margin_at_fill
+
+TRIGGER_LAST = 0
+
+
+@njit(cache=True)
+def _is_market_like(otype):
+    return (otype == OT_MARKET or otype == OT_STOP_MARKET or otype == OT_TP_MARKET
+            or otype == OT_TRAILING)
+
+
+@njit(cache=True)
+def _check_trigger(c, j, kind, px):
+    """R3.7/R3.8: update a trailing reference and say whether the order triggers now."""
+    otype = c.o_type[j]
+    if c.o_trigger_src[j] == TRIGGER_LAST:
+        if kind != K_TRADE:
+            return False
+    elif kind != K_MARK:
+        return False
+    d = c.o_side[j]
+    if otype == OT_TRAILING:
+        ref = c.o_trail_ref[j]
+        if ref != ref:
+            ref = px
+        elif d < 0:
+            ref = max(ref, px)
+        else:
+            ref = min(ref, px)
+        c.o_trail_ref[j] = ref
+        if c.o_trail_dist[j] > 0.0:
+            dist = c.o_trail_dist[j]
+        else:
+            dist = ref * c.o_trail_bps[j] / 10000.0
+        stop = ref - dist if d < 0 else ref + dist
+        c.o_stop[j] = stop
+        return px >= stop if d > 0 else px <= stop
+    stop = c.o_stop[j]
+    if otype == OT_TP_MARKET or otype == OT_TP_LIMIT:
+        return px <= stop if d > 0 else px >= stop
+    return px >= stop if d > 0 else px <= stop
+
+
+@njit(cache=True)
+def _init_trailing_ref(c, j):
+    s = c.o_sym[j]
+    if c.o_trigger_src[j] == TRIGGER_LAST:
+        if c.has_trade[s]:
+            c.o_trail_ref[j] = c.last_px[s]
+    elif c.has_mark[s]:
+        c.o_trail_ref[j] = c.mark_px[s]
+
+
+@njit(cache=True)
+def _activate_children(c, j, g, t):
+    oid = c.o_oid[j]
+    for k in range(j + 1, c.o_hwm):
+        if c.o_status[k] == ST_WAITING and c.o_parent[k] == oid:
+            c.o_status[k] = ST_OPEN
+            c.o_qty[k] = c.o_filled[j]
+            c.o_decision_idx[k] = g
+            c.o_arrive_ts[k] = t
+            c.o_created_ts[k] = t
+
+
+@njit(cache=True)
+def _cancel_oco_siblings(c, j, t):
+    grp = c.o_oco[j]
+    for k in range(c.o_hwm):
+        if k != j and c.o_status[k] != ST_FREE and c.o_oco[k] == grp:
+            finish(c, k, ST_CANCELED, R_OCO, t)
+
+
+@njit(cache=True)
+def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
+    """Fill q of the order in slot j at price, after the fill-time checks (R3.9, R4.4)."""
+    s = c.o_sym[j]
+    d = c.o_side[j]
+    pos = c.pos[s]
+    if c.o_reduce[j]:
+        if pos == 0.0 or (pos > 0.0) == (d > 0):
+            finish(c, j, ST_EXPIRED, R_NOTHING_TO_REDUCE, t)
+            return
+        if q > abs(pos):
+            q = abs(pos)
+            c.o_qty[j] = c.o_filled[j] + q
+    if c.i_type[s] == T_SPOT and d < 0 and q > pos + EPS_QTY:
+        c.n_rejects += 1
+        finish(c, j, ST_REJECTED, R_INSUFFICIENT_BALANCE, t)
+        return
+    if not margin_ok(c, s, d, q, price):
+        reject_margin_at_fill(c, j, t)
+        return
+    first_fill = c.o_filled[j] == 0.0
+    apply_fill(c, s, d, q, price, liquidity, t, g, c.o_oid[j], c.o_type[j], c.o_ref_px[j], fills)
+    c.o_filled[j] += q
+    c.o_notional[j] += q * price
+    record_equity(c, t, equity_rows)
+    update_drawdown(c)
+    if first_fill:
+        _activate_children(c, j, g, t)
+    if c.o_oco[j] != 0:
+        _cancel_oco_siblings(c, j, t)
+    if c.o_filled[j] >= c.o_qty[j] * (1.0 - 1e-12):
+        finish(c, j, ST_FILLED, 0, t)
+
+
+@njit(cache=True)
+def _work_order(c, j, g, t, kind, px, first, fills, equity_rows):
+    """An OPEN order at an event of its symbol: trigger, then market or limit behaviour."""
+    otype = c.o_type[j]
+    d = c.o_side[j]
+    s = c.o_sym[j]
+    if otype >= OT_STOP_MARKET and not c.o_triggered[j]:
+        if not _check_trigger(c, j, kind, px):
+            return
+        c.o_triggered[j] = 1
+        first = True
+    remaining = c.o_qty[j] - c.o_filled[j]
+    if _is_market_like(otype):
+        p = opp_price(c, s, d)
+        if p == p:
+            try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
+        return
+    limit = c.o_limit[j]
+    if first:
+        if otype != OT_LIMIT and post_only_crosses(c, j):  # a triggered stop/take-profit limit
+            c.n_rejects += 1
+            finish(c, j, ST_REJECTED, R_POST_ONLY, t)
+            return
+        p = opp_price(c, s, d)
+        if p == p and ((d > 0 and p <= limit) or (d < 0 and p >= limit)):
+            try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
+            return
+        if c.o_tif[j] == TIF_IOC:
+            finish(c, j, ST_EXPIRED, R_IOC, t)
+            return
+        if c.o_tif[j] == TIF_FOK:
+            finish(c, j, ST_EXPIRED, R_FOK, t)
+            return
+        # resting from this event on: a trade at this same event may already trade through (R3.6)
+    if kind != K_TRADE:
+        return
+    if d > 0:
+        through = px < limit or (c.touch_fills and px == limit)
+    else:
+        through = px > limit or (c.touch_fills and px == limit)
+    if through:
+        try_fill(c, j, remaining, limit, LQ_MAKER, t, g, fills, equity_rows)
+
+
+@njit(cache=True)
+def process_orders(c, g, t, s, kind, px, fills, equity_rows):
+    """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
+    if c.n_open[s] == 0 or kind == K_FUNDING:
+        return
+    for j in range(c.o_hwm):
+        st = c.o_status[j]
+        if st == ST_FREE or c.o_sym[j] != s:
+            continue
+        if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
+            finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
+            continue
+        if st == ST_WAITING or c.o_decision_idx[j] >= g:
+            continue
+        first = False
+        if st == ST_PENDING:
+            if t < c.o_arrive_ts[j]:
+                continue
+            c.o_status[j] = ST_OPEN
+            first = True
+            if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
+                c.n_rejects += 1
+                finish(c, j, ST_REJECTED, R_POST_ONLY, t)
+                continue
+            if c.o_type[j] == OT_TRAILING:
+                _init_trailing_ref(c, j)
+        elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
+            apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
+        _work_order(c, j, g, t, kind, px, first, fills, equity_rows)

@@ -1,0 +1,293 @@
+"""Dataset validation: find the first bad file, column and row, and say how to fix it.
+
+Two layers:
+
+* ``check_schema`` / ``check_arrow_batch`` / ``check_batch`` raise a ``DataError`` for the first
+  problem in one file or one batch of rows. They are cheap (numpy, vectorised) and stateless apart
+  from the ``prev_ts`` carried between batches, so the streaming reader and the importers reuse
+  them.
+* ``validate_dataset(root)`` walks a whole dataset folder, streaming each Parquet file by row
+  groups (``pyarrow.parquet.ParquetFile.iter_batches``), so memory stays bounded on 100M-row data.
+
+Row numbers in Parquet errors are 0-based row indices within the file (``row_offset`` + index in
+the batch). The rules are listed in data/README.md ("Validation rules").
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from .instruments import load_instruments
+from .layout import KINDS, date_of_file, list_streams
+
+BATCH_ROWS = 256 * 1024
+_DAY_NS = 86_400 * 1_000_000_000
+
+FIX_REWRITE = "re-import or regenerate this file"
+FIX_SORT = "sort the stream by ts_ns (re-import or regenerate it); files are read in date order"
+
+# column -> (rule, fix) per kind; rules: "pos" finite > 0, "nonneg" finite >= 0, "finite",
+# "pos_or_nan" NaN or finite > 0, "side" in {-1, +1}
+_RULES: dict[str, dict[str, str]] = {
+    "trades": {"price": "pos", "qty": "pos", "side": "side"},
+    "quotes": {"bid": "pos", "ask": "pos", "bid_qty": "nonneg", "ask_qty": "nonneg"},
+    "marks": {"mark_price": "pos", "index_price": "pos_or_nan"},
+    "funding": {"rate": "finite"},
+}
+_RULE_TEXT = {
+    "pos": "must be a finite number > 0",
+    "nonneg": "must be a finite number >= 0",
+    "finite": "must be a finite number",
+    "pos_or_nan": "must be NaN (unknown) or a finite number > 0",
+    "side": "must be +1 (buy) or -1 (sell)",
+}
+
+
+def _kind_columns(kind: str) -> dict[str, pa.DataType]:
+    if kind not in KINDS:
+        raise DataError(f"unknown kind {kind!r}", fix=f"use one of {sorted(KINDS)}")
+    return KINDS[kind][1]
+
+
+def check_schema(kind: str, file, schema: pa.Schema) -> None:
+    """Raise for the first missing or mistyped column (extra columns are ignored)."""
+    names = schema.names
+    for name, typ in _kind_columns(kind).items():
+        if name not in names:
+            raise DataError(f"missing column (a {kind} file needs {list(KINDS[kind][1])})",
+                            file=file, column=name, fix=FIX_REWRITE)
+        got = schema.field(name).type
+        if got != typ:
+            raise DataError(f"column has type {got}, expected {typ}", file=file, column=name,
+                            fix=f"{FIX_REWRITE} with the exact types listed in data/README.md")
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True, or -1."""
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if len(idx) else -1
+
+
+def _bad_mask(rule: str, v: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        if rule == "pos":
+            return ~(np.isfinite(v) & (v > 0))
+        if rule == "nonneg":
+            return ~(np.isfinite(v) & (v >= 0))
+        if rule == "finite":
+            return ~np.isfinite(v)
+        if rule == "pos_or_nan":
+            return ~(np.isnan(v) | (np.isfinite(v) & (v > 0)))
+        if rule == "side":
+            return (v != 1) & (v != -1)
+    raise AssertionError(rule)
+
+
+def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0,
+                prev_ts: int | None = None, *, date: str | dt.date | None = None) -> int | None:
+    """Check one batch of rows of a (kind, symbol) stream; return the last ts_ns (for the next batch).
+
+    ``columns`` maps the kind's column names to numpy arrays (extra keys are ignored).
+    ``prev_ts`` is the last timestamp of the previous batch/file of the same stream (None at the
+    start). With ``date`` (the file's date partition) every row must fall on that UTC date.
+    Raises DataError for the first bad row (row = row_offset + index in the batch).
+    """
+    spec = _kind_columns(kind)
+    for name, typ in spec.items():
+        if name not in columns:
+            raise DataError("missing column", file=file, column=name, fix=FIX_REWRITE)
+        want = np.dtype(typ.to_pandas_dtype())
+        if np.asarray(columns[name]).dtype != want:
+            raise DataError(f"column has dtype {np.asarray(columns[name]).dtype}, expected {want}",
+                            file=file, column=name, fix=FIX_REWRITE)
+    ts = np.asarray(columns["ts_ns"])
+    n = len(ts)
+    if n == 0:
+        return prev_ts
+    # (row index, column, problem, fix) candidates; the smallest row index wins
+    found: list[tuple[int, str, str, str]] = []
+    if prev_ts is not None and ts[0] < prev_ts:
+        found.append((0, "ts_ns", f"timestamp {int(ts[0])} is before the previous row's {int(prev_ts)}"
+                      " (unsorted, possibly across files)", FIX_SORT))
+    i = _first(np.diff(ts) < 0)
+    if i >= 0:
+        found.append((i + 1, "ts_ns", f"timestamp {int(ts[i + 1])} is before the previous row's "
+                      f"{int(ts[i])} (unsorted)", FIX_SORT))
+    if date is not None:
+        day = (dt.date.fromisoformat(str(date)) - dt.date(1970, 1, 1)).days
+        i = _first(np.floor_divide(ts, _DAY_NS) != day)
+        if i >= 0:
+            found.append((i, "ts_ns", f"timestamp {int(ts[i])} is not on the file's date partition "
+                          f"{date} (UTC)", "write each row under the date=YYYY-MM-DD folder of its UTC day"))
+    for name, rule in _RULES[kind].items():
+        v = np.asarray(columns[name])
+        i = _first(_bad_mask(rule, v))
+        if i >= 0:
+            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
+                          "fix or drop the row, then re-import or regenerate this file"))
+    if kind == "quotes":
+        with np.errstate(invalid="ignore"):
+            i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
+        if i >= 0:
+            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
+                          "drop crossed quotes or swap the bid/ask columns"))
+    if found:
+        i, col, problem, fix = min(found, key=lambda f: f[0])
+        raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
+    return int(ts[-1])
+
+
+def check_arrow_batch(kind: str, file, batch: pa.RecordBatch | pa.Table, row_offset: int = 0,
+                      prev_ts: int | None = None, *, date=None) -> int | None:
+    """Like check_batch, for an Arrow batch: also checks types and nulls."""
+    check_schema(kind, file, batch.schema)
+    cols = {}
+    for name in _kind_columns(kind):
+        arr = batch.column(name)
+        if arr.null_count:
+            valid = arr.is_valid()
+            if isinstance(valid, pa.ChunkedArray):
+                valid = valid.combine_chunks()
+            i = _first(~valid.to_numpy(zero_copy_only=False))
+            raise DataError("null value", file=file, column=name, row=row_offset + i,
+                            fix="fill or drop the row, then " + FIX_REWRITE)
+        cols[name] = arr.to_numpy()
+    return check_batch(kind, file, cols, row_offset, prev_ts, date=date)
+
+
+def check_file(kind: str, path: Path, prev_ts: int | None = None, *, date=None,
+               batch_rows: int = BATCH_ROWS) -> tuple[int, int | None]:
+    """Stream one Parquet file by batches; return (rows, last ts_ns). Corrupt files raise DataError."""
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+        check_schema(kind, path, pf.schema_arrow)
+        rows = 0
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=list(KINDS[kind][1])):
+            prev_ts = check_arrow_batch(kind, path, batch, rows, prev_ts, date=date)
+            rows += batch.num_rows
+    except (pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"unreadable Parquet file ({first})", file=path, fix=FIX_REWRITE) from None
+    return rows, prev_ts
+
+
+@dataclass
+class ValidationReport:
+    """What validate_dataset found: counts on success, and the problems (one per stream at most)."""
+
+    root: Path
+    files: int = 0
+    rows: dict[str, int] = field(default_factory=dict)  # per kind
+    streams: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, symbol) -> rows
+    symbols: list[str] = field(default_factory=list)
+    start_ns: int | None = None
+    end_ns: int | None = None
+    problems: list[DataError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {n:,}" for k, n in self.rows.items())
+        span = ""
+        if self.start_ns is not None:
+            span = f"; {_iso(self.start_ns)} .. {_iso(self.end_ns)}"
+        status = "OK" if self.ok else f"{len(self.problems)} problem(s)"
+        return (f"{status}: {self.root}: {self.files} files, {sum(self.rows.values()):,} rows "
+                f"({kinds}); symbols {', '.join(self.symbols)}{span}")
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "root": str(self.root), "files": self.files, "rows": dict(self.rows),
+            "streams": {f"{k}/{s}": n for (k, s), n in self.streams.items()},
+            "symbols": list(self.symbols),
+            "start": _iso(self.start_ns) if self.start_ns is not None else None,
+            "end": _iso(self.end_ns) if self.end_ns is not None else None,
+            "problems": [str(p) for p in self.problems],
+        }
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def validate_dataset(root: Path, *, all_problems: bool = False) -> ValidationReport:
+    """Validate a dataset folder (instruments file and every Parquet file).
+
+    By default raises DataError for the first problem. With ``all_problems=True`` it records the
+    first problem of each stream in ``report.problems`` and carries on (dataset-level problems,
+    such as a missing instruments file or an empty dataset, still raise).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("dataset folder not found", file=root,
+                        fix="pass the folder made by `backtest data generate` or `backtest data import`")
+    try:
+        instruments = load_instruments(root)
+    except DataError as e:
+        if e.fix:
+            raise
+        raise DataError(e.problem, file=e.file, column=e.column, row=e.row,
+                        fix="see the instruments file format in data/README.md") from None
+    streams = list_streams(root)
+    if not streams:
+        raise DataError("empty dataset: no Parquet files under kind=*/symbol=*/date=*/", file=root,
+                        fix="generate or import data into this folder (see data/README.md)")
+    report = ValidationReport(root=root)
+    for (kind, symbol), files in streams.items():
+        try:
+            n = _validate_stream(report, kind, symbol, files, instruments)
+        except DataError as e:
+            if not all_problems:
+                raise
+            report.problems.append(e)
+            continue
+        report.rows[kind] = report.rows.get(kind, 0) + n
+        report.streams[(kind, symbol)] = n
+        if symbol not in report.symbols:
+            report.symbols.append(symbol)
+    return report
+
+
+def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: list[Path],
+                     instruments) -> int:
+    if symbol not in instruments:
+        raise DataError(f"unknown symbol {symbol!r}: not in the instruments file", file=files[0].parent.parent,
+                        fix=f"add {symbol} to instruments.json, or remove the folder")
+    prev_ts = None
+    rows = 0
+    first_ts = None
+    for f in files:
+        date = date_of_file(f)
+        try:
+            dt.date.fromisoformat(date)
+        except ValueError:
+            raise DataError(f"bad date partition {f.parent.name!r}", file=f,
+                            fix="name date folders date=YYYY-MM-DD") from None
+        n, prev_ts = check_file(kind, f, prev_ts, date=date)
+        if first_ts is None and n:
+            first_ts = _first_ts(f)
+        rows += n
+        report.files += 1
+    if first_ts is not None:
+        report.start_ns = first_ts if report.start_ns is None else min(report.start_ns, first_ts)
+    if prev_ts is not None:
+        report.end_ns = prev_ts if report.end_ns is None else max(report.end_ns, prev_ts)
+    return rows
+
+
+def _first_ts(path: Path) -> int:
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=1, columns=["ts_ns"]):
+        return int(batch.column(0)[0].as_py())
+    raise AssertionError

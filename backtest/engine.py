@@ -1,0 +1,316 @@
+"""Drive a run: open the data, build the context, compile the loop, stream chunks, collect records.
+
+The kernel never raises for expected conditions; it returns BUFFER_FULL with the index to resume
+at, and this driver drains the output buffers and calls it again. The same resumption carries the
+state across data chunks, so chunking never changes a result.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .config import RunConfig, parse_time_ns
+from .core.schema import (
+    BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, ORDER_DTYPE,
+    ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
+)
+from .data.instruments import Instrument
+from .data.reader import open_dataset
+from .errors import ConfigError, StrategyError
+from .plugins.codegen import build_loop, source_sha256
+from .plugins.resolve import resolve_strategy
+from .result import Result
+from .strategy import Strategy
+
+BUFFER_ROWS = 1 << 16
+NEVER = np.iinfo(np.int64).max
+_ST_BUFFER_FULL = 1
+
+
+class PyMirror:
+    """Plain-object stand-in for a record in pure-Python mode (50x faster than np.record access).
+
+    Array fields stay views of the record; scalars are copied and written back by `sync()`.
+    """
+
+    def __init__(self, rec):
+        d = self.__dict__
+        d["_rec"] = rec
+        for n in rec.dtype.names:
+            v = rec[n]
+            d[n] = v if isinstance(v, np.ndarray) else v.item()
+
+    def sync(self):
+        rec = self.__dict__["_rec"]
+        for n in rec.dtype.names:
+            v = self.__dict__[n]
+            if not isinstance(v, np.ndarray):
+                rec[n] = v
+
+    def reload(self, *names):
+        rec = self.__dict__["_rec"]
+        for n in names:
+            self.__dict__[n] = rec[n].item()
+
+
+@dataclass
+class _Buffers:
+    fills: np.ndarray
+    equity: np.ndarray
+    bars: np.ndarray
+    funding: np.ndarray
+    liqs: np.ndarray
+    out: dict = field(default_factory=lambda: {k: [] for k in
+                                               ("fills", "equity", "bars", "funding", "liquidations", "orders")})
+
+    @classmethod
+    def new(cls, rows: int, jit: bool):
+        def mk(dt):
+            a = np.zeros(rows, dtype=dt)
+            return a if jit else a.view(np.recarray)
+
+        return cls(mk(FILL_DTYPE), mk(EQUITY_DTYPE), mk(BAR_DTYPE), mk(FUNDING_DTYPE), mk(LIQUIDATION_DTYPE))
+
+    def drain(self, c) -> None:
+        for name, buf, counter in (("fills", self.fills, "n_fill_rows"), ("equity", self.equity, "n_equity_rows"),
+                                   ("bars", self.bars, "n_bar_rows"), ("funding", self.funding, "n_funding_rows"),
+                                   ("liquidations", self.liqs, "n_liq_rows")):
+            n = getattr(c, counter)
+            if n:
+                self.out[name].append(np.array(buf[:n], dtype=buf.dtype).view(np.ndarray))
+                setattr(c, counter, 0)
+        n = c.n_done
+        if n:
+            rows = np.zeros(n, dtype=ORDER_DTYPE)
+            for f in ORDER_FIELDS:
+                rows[f] = getattr(c, "dn_" + f)[:n]
+            self.out["orders"].append(rows)
+            c.n_done = 0
+
+
+def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:
+    c.nsym = len(symbols)
+    c.initial_balance = c.balance = c.peak_equity = float(cfg.initial_balance)
+    c.latency_ns = cfg.execution.latency_ns
+    c.cancel_latency_ns = cfg.execution.cancel_latency_ns
+    c.touch_fills = cfg.execution.touch_fills
+    c.sample_interval_ns = cfg.sample_interval_ns
+    c.timer_interval_ns = cfg.timer_ns
+    c.next_sample_ts = NEVER
+    c.next_timer_ts = NEVER
+    unknown = set(cfg.leverage) - set(symbols)
+    if unknown:
+        raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
+    for i, sym in enumerate(symbols):
+        ins = instruments[sym]
+        c.i_type[i] = int(ins.kind)
+        c.i_contract_size[i] = ins.contract_size
+        c.i_tick[i] = ins.tick_size
+        c.i_lot[i] = ins.lot_size
+        c.i_maker_fee[i] = ins.maker_fee_rate
+        c.i_taker_fee[i] = ins.taker_fee_rate
+        c.i_n_brackets[i] = len(ins.brackets)
+        for j, b in enumerate(ins.brackets):
+            c.br_floor[i, j] = b.notional_floor
+            c.br_cap[i, j] = b.notional_cap
+            c.br_max_lev[i, j] = b.max_leverage
+            c.br_mmr[i, j] = b.mmr
+            c.br_maint_amount[i, j] = b.maint_amount
+        lev = float(cfg.leverage.get(sym, 1.0))
+        if ins.kind == InstrumentType.SPOT and lev != 1.0:
+            raise ConfigError(f"leverage.{sym}: spot symbols trade at 1x (margin spot comes with loans)")
+        c.leverage[i] = lev
+
+
+def _align_first(c, ts0: int) -> None:
+    """First sample/timer boundary: the first multiple of the interval strictly after ts0."""
+    if c.sample_interval_ns > 0:
+        c.next_sample_ts = (ts0 // c.sample_interval_ns + 1) * c.sample_interval_ns
+    if c.timer_interval_ns > 0:
+        c.next_timer_ts = (ts0 // c.timer_interval_ns + 1) * c.timer_interval_ns
+
+
+def _finalize(c, bufs: _Buffers, last_ts: int) -> None:
+    """End of data: final equity and bar rows, and live orders reported as END_OF_DATA."""
+    from .core.account import record_bars, record_equity
+
+    bufs.drain(c)
+    if last_ts is not None:
+        record_equity(c, last_ts, bufs.equity)
+        record_bars(c, last_ts, bufs.bars)
+    live = [j for j in range(int(c.o_hwm)) if c.o_status[j] != int(OrderStatus.FREE)]
+    rows = np.zeros(len(live), dtype=ORDER_DTYPE)
+    for r, j in enumerate(live):
+        filled = c.o_filled[j]
+        rows[r] = (c.o_oid[j], c.o_sym[j], c.o_type[j], c.o_side[j], c.o_tif[j], c.o_status[j],
+                   int(Reason.END_OF_DATA), c.o_reduce[j], c.o_trigger_src[j], c.o_created_ts[j], -1,
+                   c.o_qty[j], filled, c.o_notional[j] / filled if filled > 0 else 0.0,
+                   c.o_limit[j], c.o_stop[j], c.o_oco[j], c.o_parent[j])
+    bufs.drain(c)
+    if len(rows):
+        bufs.out["orders"].append(rows)
+
+
+def _table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by: str | None = None) -> pl.DataFrame:
+    arr = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    df = pl.DataFrame({n: arr[n] for n in dtype.names})
+    if sort_by is not None:
+        df = df.sort(sort_by, maintain_order=True)
+    if "sym" in df.columns:
+        names = np.array(symbols + [""], dtype=object)
+        df = df.with_columns(pl.Series("symbol", names[arr["sym"]], dtype=pl.Utf8))
+        cols = df.columns
+        cols.insert(cols.index("sym") + 1, cols.pop(cols.index("symbol")))
+        df = df.select(cols)
+    return df
+
+
+def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None = None,
+        start=None, end=None, config: RunConfig | dict | None = None, out: Path | None = None,
+        progress=None, state: np.recarray | None = None) -> Result:
+    """Run a backtest and return its Result (also saved to `out` when given).
+
+    `strategy` is a Strategy subclass or a name that `resolve_strategy` understands; `data` a
+    dataset folder. `progress(events_done, label)` is called after each chunk. `state` replaces
+    the strategy's initial record (advanced: e.g. arrays prepared in a notebook or a test).
+    """
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
+    cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise StrategyError(f"{strategy!r} is not a Strategy subclass")
+    jit = not numba.config.DISABLE_JIT
+    stream = open_dataset(Path(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
+                          end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows)
+    syms = stream.symbols
+    params = cls.resolve_params(params)
+
+    c_arr = new_context()
+    _setup_context(c_arr[0], syms, stream.instruments, cfg)
+    s_arr = cls.new_state(params, syms)
+    if state is not None:
+        if state.dtype != cls.dtype or state.shape != (1,):
+            raise StrategyError(f"state must be {cls.__name__}.new_state(...) (a 1-element record)")
+        s_arr = state.view(np.recarray)
+
+    t0 = time.perf_counter()
+    loop = build_loop(cls)
+    bufs = _Buffers.new(BUFFER_ROWS, jit)
+    if jit:
+        c, s = c_arr[0], s_arr[0]
+    else:
+        c, s = PyMirror(c_arr[0]), PyMirror(s_arr[0])
+    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
+    _call(loop, empty, 0, c, s, bufs)  # compiles (or loads from cache) without running an event
+    compile_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    events = 0
+    last_ts = None
+    for chunk in stream:
+        n = len(chunk["ts_ns"])
+        if n == 0:
+            continue
+        if last_ts is None:
+            _align_first(c, int(chunk["ts_ns"][0]))
+        c.idx_base = events
+        i = 0
+        while True:
+            status, i = _call(loop, chunk, i, c, s, bufs)
+            if status == _ST_BUFFER_FULL:
+                bufs.drain(c)
+                continue
+            break
+        events += n
+        last_ts = int(chunk["ts_ns"][-1])
+        if progress is not None:
+            progress(events, "events")
+    c.n_events = events
+    _finalize(c, bufs, last_ts)
+    if not jit:
+        c.sync()
+        s.sync()
+    run_s = time.perf_counter() - t1
+    return _result(cls, params, cfg, stream, c_arr[0], s_arr, bufs, syms, compile_s, run_s, events,
+                   jit, out)
+
+
+def _call(loop, chunk, start, c, s, bufs):
+    return loop(chunk["ts_ns"], chunk["sym"], chunk["kind"], chunk["side"], chunk["price"],
+                chunk["qty"], chunk["bid"], chunk["ask"], chunk["bid_qty"], chunk["ask_qty"], start,
+                c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs)
+
+
+def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out):
+    o = bufs.out
+    tables = {
+        "fills": _table(o["fills"], FILL_DTYPE, syms),
+        "orders": _table(o["orders"], ORDER_DTYPE, syms, sort_by="oid"),
+        "equity": _table(o["equity"], EQUITY_DTYPE, syms),
+        "bars": _table(o["bars"], BAR_DTYPE, syms),
+        "funding": _table(o["funding"], FUNDING_DTYPE, syms),
+        "liquidations": _table(o["liquidations"], LIQUIDATION_DTYPE, syms),
+    }
+    try:
+        from .trades import round_trips
+
+        tables["trades"] = round_trips(tables["fills"])
+    except ImportError:
+        pass
+    final_equity = float(c.balance + sum(c.sym_upnl[: len(syms)]))
+    init = float(c.initial_balance)
+    n_trades = len(tables["trades"]) if "trades" in tables else None
+    manifest = {
+        "version": 1,
+        "strategy": {"name": cls.__name__, "class": f"{cls.__module__}:{cls.__qualname__}",
+                     "source_sha256": source_sha256(cls), "params": _jsonable(params),
+                     "state": {f.name: _jsonable(s_arr[f.name][0]) for f in cls._fields}},
+        "symbols": syms,
+        "instruments": {k: v.to_dict() for k, v in stream.instruments.items()},
+        "initial_balance": init,
+        "settle_currency": "USDT",
+        "config": cfg.to_dict(),
+        "data": {"path": str(Path(stream.root).resolve()), "fingerprint": stream.fingerprint(),
+                 "start_ns": None if stream.start_ns == np.iinfo(np.int64).min else stream.start_ns,
+                 "end_ns": None if stream.end_ns == np.iinfo(np.int64).max else stream.end_ns},
+        "timings": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4), "events": events,
+                    "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit},
+        "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
+                     "max_drawdown": float(c.max_drawdown),
+                     "max_drawdown_pct": float(c.max_drawdown / c.peak_equity) if c.peak_equity > 0 else 0.0,
+                     "trades": n_trades, "fills": int(c.n_fills), "fees": float(c.fees),
+                     "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
+                     "balance": float(c.balance),
+                     "positions": {sym: float(c.pos[i]) for i, sym in enumerate(syms)},
+                     "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations)},
+        "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
+                     "polars": pl.__version__, "python": platform.python_version()},
+    }
+    result = Result(manifest=manifest, tables=tables)
+    try:
+        from .metrics import compute_metrics
+
+        manifest["metrics"] = _jsonable(compute_metrics(result))
+    except ImportError:
+        pass
+    if out is not None:
+        result.save(Path(out))
+    return result
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v

@@ -1,0 +1,110 @@
+"""The strategy SDK: compiled functions that hooks call with the run context `c`.
+
+Orders (return an oid > 0, or -reason when rejected, see `Reason`):
+    buy(c, sym, qty) / sell(c, sym, qty)                      market orders
+    buy_limit(c, sym, qty, price, tif=GTC) / sell_limit(...)  limit orders
+    submit(c, sym, order_type, side, qty, limit=0.0, stop=0.0, tif=GTC, reduce_only=False,
+           trigger=LAST, trail=0.0, trail_bps=0.0, oco=0)     any order type
+    bracket(c, sym, side, qty, limit, stop, target)           entry + stop + target (OCO)
+    cancel(c, oid), cancel_all(c, sym), amend(c, oid, qty, limit, stop), close_position(c, sym)
+State:
+    position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
+    last_price, mark_price, open_orders, now
+"""
+from numba import njit
+
+from .core import account
+from .core.codes import OT_LIMIT, OT_MARKET
+from .core.orders import amend, bracket, cancel, cancel_all, close_position, submit
+
+__all__ = [
+    "submit", "bracket", "cancel", "cancel_all", "amend", "close_position", "buy", "sell",
+    "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
+    "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
+]
+
+
+@njit(cache=True)
+def buy(c, sym, qty):
+    """Market buy of qty on sym."""
+    return submit(c, sym, OT_MARKET, 1, qty)
+
+
+@njit(cache=True)
+def sell(c, sym, qty):
+    """Market sell of qty on sym."""
+    return submit(c, sym, OT_MARKET, -1, qty)
+
+
+@njit(cache=True)
+def buy_limit(c, sym, qty, price, tif=0):
+    return submit(c, sym, OT_LIMIT, 1, qty, price, 0.0, tif)
+
+
+@njit(cache=True)
+def sell_limit(c, sym, qty, price, tif=0):
+    return submit(c, sym, OT_LIMIT, -1, qty, price, 0.0, tif)
+
+
+@njit(cache=True)
+def position(c, sym):
+    """Signed position of sym (base units; negative = short)."""
+    return c.pos[sym]
+
+
+@njit(cache=True)
+def avg_price(c, sym):
+    return c.avg_px[sym]
+
+
+@njit(cache=True)
+def equity(c):
+    """Balance plus unrealised PnL, in the account currency."""
+    return account.equity(c)
+
+
+@njit(cache=True)
+def balance(c):
+    return c.balance
+
+
+@njit(cache=True)
+def free_margin(c):
+    return account.free_margin(c)
+
+
+@njit(cache=True)
+def unrealized_pnl(c, sym):
+    return c.sym_upnl[sym]
+
+
+@njit(cache=True)
+def best_bid(c, sym):
+    return c.bid[sym]
+
+
+@njit(cache=True)
+def best_ask(c, sym):
+    return c.ask[sym]
+
+
+@njit(cache=True)
+def last_price(c, sym):
+    return c.last_px[sym]
+
+
+@njit(cache=True)
+def mark_price(c, sym):
+    """The valuation price: the mark when the data has marks, else the last trade."""
+    return account.val_px(c, sym)
+
+
+@njit(cache=True)
+def open_orders(c, sym):
+    """Live orders of sym (pending, open or waiting for a parent)."""
+    return c.n_open[sym]
+
+
+@njit(cache=True)
+def now(c):
+    return c.now_ts
