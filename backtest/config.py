@@ -59,12 +59,76 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class MarginConfig:
+    mode: str = "cross"  # default margin mode of perpetuals: "cross" or "isolated"
+    modes: dict = field(default_factory=dict)  # symbol -> "cross" | "isolated" (overrides `mode`)
+    trigger: str = "mark"  # liquidation trigger price: "mark" (falls back to last without marks) or "last"
+    settle: str = "bankruptcy"  # close liquidated positions at the "bankruptcy" price or as a "market" order
+    cancel_orders: bool = True  # cancel the account's open orders of the symbol before liquidating
+    liquidation_fee_rate: float = 0.0125  # clearance fee on the liquidated notional (to the insurance fund)
+    insurance_fund: float = 1e9  # initial insurance fund balance (absorbs bankruptcy shortfalls)
+    margin_call_ratio: float = 0.8  # on_margin_call fires when maint. margin / margin balance crosses it
+    funding: str = "data"  # "data": the dataset's funding events; or a constant rate per interval, e.g. "0.0001"
+    borrow_rate_hourly: float = 0.00001  # spot margin shorts: interest per hour on the borrowed coin value
+    spot_margin_maintenance: float = 1.1  # spot margin level (assets / debt) that triggers liquidation
+
+    def validate(self):
+        if self.mode not in ("cross", "isolated"):
+            raise ConfigError(f"margin.mode: expected 'cross' or 'isolated', got {self.mode!r}")
+        for sym, m in self.modes.items():
+            if m not in ("cross", "isolated"):
+                raise ConfigError(f"margin.modes.{sym}: expected 'cross' or 'isolated', got {m!r}")
+        if self.trigger not in ("mark", "last"):
+            raise ConfigError(f"margin.trigger: expected 'mark' or 'last', got {self.trigger!r}")
+        if self.settle not in ("bankruptcy", "market"):
+            raise ConfigError(f"margin.settle: expected 'bankruptcy' or 'market', got {self.settle!r}")
+        for name in ("liquidation_fee_rate", "insurance_fund", "borrow_rate_hourly"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(f"margin.{name}: must be a number >= 0, got {v!r}")
+        if not (isinstance(self.margin_call_ratio, (int, float)) and 0 < self.margin_call_ratio <= 1):
+            raise ConfigError(f"margin.margin_call_ratio: must be in (0, 1], got {self.margin_call_ratio!r}")
+        if self.funding != "data":
+            try:
+                float(self.funding)
+            except ValueError:
+                raise ConfigError(f"margin.funding: expected 'data' or a rate like '0.0001', "
+                                  f"got {self.funding!r}") from None
+
+
+@dataclass(frozen=True)
+class LoanConfig:
+    """Crypto-backed loans, defaults from Coinbase's published terms (see docs/margin.md)."""
+
+    lltv: float = 0.86  # liquidation loan-to-value
+    warning_ltv: float = 0.774  # on_margin_call band (90% of LLTV)
+    max_open_ltv: float = 0.75  # largest LTV a loan may be opened or increased to
+    apr: float = 0.08  # variable rate, accrued continuously
+    penalty: float = 0.0438  # liquidation penalty (Morpho LIF at LLTV 0.86)
+    partial: bool = False  # liquidate only enough to restore max_open_ltv (else close the loan)
+
+    def validate(self):
+        for name in ("lltv", "warning_ltv", "max_open_ltv"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v < 1):
+                raise ConfigError(f"loans.{name}: must be in (0, 1), got {v!r}")
+        if not self.max_open_ltv <= self.warning_ltv <= self.lltv:
+            raise ConfigError("loans: need max_open_ltv <= warning_ltv <= lltv")
+        for name in ("apr", "penalty"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(f"loans.{name}: must be a number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     initial_balance: float = 100_000.0
     sample_interval: str = "1m"  # equity and bar sampling ('0' = only fills and the end)
     timer: str = "0"  # on_timer interval ('0' = off)
     leverage: dict = field(default_factory=dict)  # symbol -> leverage (perpetuals; default 1)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    margin: MarginConfig = field(default_factory=MarginConfig)
+    loans: LoanConfig = field(default_factory=LoanConfig)
     chunk_rows: int = 1 << 20
     seed: int = 0
 
@@ -77,6 +141,8 @@ class RunConfig:
         for sym, lev in self.leverage.items():
             if not (isinstance(lev, (int, float)) and lev >= 1):
                 raise ConfigError(f"leverage.{sym}: must be a number >= 1, got {lev!r}")
+        self.margin.validate()
+        self.loans.validate()
         if not (isinstance(self.chunk_rows, int) and self.chunk_rows > 0):
             raise ConfigError(f"chunk_rows: must be a positive integer, got {self.chunk_rows!r}")
 
@@ -94,10 +160,19 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         d = dict(d)
-        exe = d.pop("execution", {}) or {}
-        _reject_unknown("execution", exe, ExecutionConfig)
+        sections = {"execution": ExecutionConfig, "margin": MarginConfig, "loans": LoanConfig}
+        built = {}
+        for name, sub in sections.items():
+            raw = d.pop(name, {}) or {}
+            if isinstance(raw, sub):
+                built[name] = raw
+                continue
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{name}: expected a table of settings, got {raw!r}")
+            _reject_unknown(name, raw, sub)
+            built[name] = sub(**raw)
         _reject_unknown("run", d, cls)
-        return cls(execution=ExecutionConfig(**exe), **d)
+        return cls(**built, **d)
 
 
 def _reject_unknown(section: str, d: dict, cls) -> None:

@@ -105,6 +105,22 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.timer_interval_ns = cfg.timer_ns
     c.next_sample_ts = NEVER
     c.next_timer_ts = NEVER
+    c.next_funding_ts = NEVER
+    m = cfg.margin
+    c.liq_use_last = m.trigger == "last"
+    c.liq_settle_market = m.settle == "market"
+    c.liq_cancel_orders = m.cancel_orders
+    c.liq_fee_rate = m.liquidation_fee_rate
+    c.margin_call_level = m.margin_call_ratio
+    c.insurance_fund = m.insurance_fund
+    if m.funding != "data":
+        c.const_funding_rate = float(m.funding)
+        hours = min((instruments[s].funding_interval_h for s in symbols if instruments[s].is_perpetual),
+                    default=8.0)
+        c.funding_interval_ns = int(hours * 3_600_000_000_000)
+    unknown_modes = set(m.modes) - set(symbols)
+    if unknown_modes:
+        raise ConfigError(f"margin.modes: symbol(s) {sorted(unknown_modes)} not in this run")
     unknown = set(cfg.leverage) - set(symbols)
     if unknown:
         raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
@@ -127,6 +143,10 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         if ins.kind == InstrumentType.SPOT and lev != 1.0:
             raise ConfigError(f"leverage.{sym}: spot symbols trade at 1x (margin spot comes with loans)")
         c.leverage[i] = lev
+        c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
+        if ins.brackets and lev > ins.brackets[0].max_leverage:
+            raise ConfigError(f"leverage.{sym}: {lev:g}x is above the instrument's maximum "
+                              f"{ins.brackets[0].max_leverage:g}x")
 
 
 def _align_first(c, ts0: int) -> None:
@@ -135,6 +155,8 @@ def _align_first(c, ts0: int) -> None:
         c.next_sample_ts = (ts0 // c.sample_interval_ns + 1) * c.sample_interval_ns
     if c.timer_interval_ns > 0:
         c.next_timer_ts = (ts0 // c.timer_interval_ns + 1) * c.timer_interval_ns
+    if c.funding_interval_ns > 0:
+        c.next_funding_ts = (ts0 // c.funding_interval_ns + 1) * c.funding_interval_ns
 
 
 def _finalize(c, bufs: _Buffers, last_ts: int) -> None:
@@ -288,7 +310,10 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
                      "balance": float(c.balance),
                      "positions": {sym: float(c.pos[i]) for i, sym in enumerate(syms)},
-                     "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations)},
+                     "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations),
+                     "margin_calls": int(c.n_margin_calls),
+                     "insurance_payout": float(c.insurance_payout),
+                     "insurance_fund": float(c.insurance_fund)},
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},
     }

@@ -27,6 +27,9 @@ Hooks (all optional; `c` is the run context, read it and trade through the SDK):
     on_fill(self, c, ts_ns, sym, oid, price, qty, side)        one of our orders filled
     on_funding(self, c, ts_ns, sym, rate, payment)             a funding time (payment > 0: received)
     on_timer(self, c, ts_ns)                                   every `timer` interval
+    on_liquidation(self, c, ts_ns, sym, qty, price)            a position of ours was liquidated
+    on_margin_call(self, c, ts_ns, sym, margin_ratio)          maint/margin balance crossed the
+                                                               warning level (sym -1: cross account)
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-HOOKS = ("on_tick", "on_quote", "on_mark", "on_fill", "on_funding", "on_timer")
+HOOKS = ("on_tick", "on_quote", "on_mark", "on_fill", "on_funding", "on_timer", "on_liquidation",
+         "on_margin_call")
 
 
 class Symbol:

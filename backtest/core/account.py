@@ -7,16 +7,41 @@ import numpy as np
 from numba import njit
 
 from .codes import LQ_MAKER, T_SPOT
+from .margin_math import linear_liq_price, maint_margin
 
 EPS_QTY = 1e-12  # a position below this is flat
+ISOLATED = 1  # MarginMode.ISOLATED
 
 
 @njit(cache=True)
 def val_px(c, s):
-    """Valuation price: the mark once a mark was seen, else the last trade."""
-    if c.has_mark[s]:
+    """Valuation price: the mark once a mark was seen (unless margin.trigger = last), else last."""
+    if c.has_mark[s] and not c.liq_use_last:
         return c.mark_px[s]
     return c.last_px[s]
+
+
+@njit(cache=True)
+def is_isolated(c, s):
+    return c.margin_mode[s] == ISOLATED and c.i_type[s] != T_SPOT
+
+
+@njit(cache=True)
+def iso_total(c):
+    m = 0.0
+    for s in range(c.nsym):
+        m += c.iso_margin[s]
+    return m
+
+
+@njit(cache=True)
+def maint_of(c, s):
+    """Tiered maintenance margin of the position of s at its valuation price (0 for spot)."""
+    p = c.pos[s]
+    if p == 0.0 or c.i_type[s] == T_SPOT:
+        return 0.0
+    return maint_margin(abs(p) * val_px(c, s), c.br_floor[s], c.br_cap[s], c.br_mmr[s],
+                        c.br_maint_amount[s], c.i_n_brackets[s])
 
 
 @njit(cache=True)
@@ -41,18 +66,30 @@ def lev_of(c, s):
 
 @njit(cache=True)
 def margin_used(c):
-    """Initial margin of the open positions: sum of abs(pos) * val / leverage."""
+    """Initial margin: abs(pos) * val / leverage of cross positions (spot: leverage 1), plus the
+    isolated margin of isolated positions."""
     im = 0.0
     for s in range(c.nsym):
         p = c.pos[s]
         if p != 0.0:
-            im += abs(p) * val_px(c, s) / lev_of(c, s)
+            if is_isolated(c, s):
+                im += c.iso_margin[s]
+            else:
+                im += abs(p) * val_px(c, s) / lev_of(c, s)
     return im
 
 
 @njit(cache=True)
 def free_margin(c):
-    return equity(c) - margin_used(c)
+    """What new orders may use: the cross wallet plus cross unrealised PnL minus initial margin.
+
+    Isolated positions keep their PnL to themselves. Without isolated positions this is
+    equity - margin_used (R4.4)."""
+    u = 0.0
+    for s in range(c.nsym):
+        if not is_isolated(c, s):
+            u += c.sym_upnl[s]
+    return (c.balance - iso_total(c)) + u - margin_used(c)
 
 
 @njit(cache=True)
@@ -94,16 +131,37 @@ def mark_to_market(c, s):
 
 @njit(cache=True)
 def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fills):
-    """R4.1/R4.2: book a fill of q at price on side d; write its fill row. Returns the fee."""
+    """R4.1/R4.2: book a fill of q at price on side d with the maker or taker fee."""
     if liquidity == LQ_MAKER:
         rate = c.i_maker_fee[s]
     else:
         rate = c.i_taker_fee[s]
     n = q * price
     fee = n * rate
+    book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills)
+    return fee
+
+
+@njit(cache=True)
+def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
+    """Isolated margin follows the position: added at entry price / leverage, released pro rata."""
+    lev = lev_of(c, s)
+    if newpos == 0.0:
+        return 0.0
+    if pos == 0.0 or (pos > 0.0) == (newpos > 0.0) and abs(newpos) > abs(pos):
+        return c.iso_margin[s] + q * price / lev
+    if (newpos > 0.0) != (pos > 0.0):
+        return abs(newpos) * price / lev  # flipped: the remainder opens at this price
+    return c.iso_margin[s] - c.iso_margin[s] * cq / abs(pos)
+
+
+@njit(cache=True)
+def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills):
+    """Book a fill with a given fee; write its fill row."""
     pos = c.pos[s]
     avg = c.avg_px[s]
     realized = 0.0
+    cq = 0.0
     if pos == 0.0 or (pos > 0.0) == (d > 0):
         avg = (abs(pos) * avg + q * price) / (abs(pos) + q)
         newpos = pos + d * q
@@ -117,6 +175,8 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
             avg = 0.0
         elif (newpos > 0.0) != (pos > 0.0):
             avg = price
+    if is_isolated(c, s):
+        c.iso_margin[s] = _isolated_margin_after(c, s, pos, newpos, q, price, cq)
     c.pos[s] = newpos
     c.avg_px[s] = avg
     c.balance += realized - fee
@@ -146,7 +206,6 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg
     c.n_fill_rows = k + 1
-    return fee
 
 
 @njit(cache=True)
@@ -160,6 +219,8 @@ def apply_funding(c, s, t, rate, funding_rows):
     c.balance += payment
     c.funding += payment
     c.sym_funding[s] += payment
+    if is_isolated(c, s):
+        c.iso_margin[s] += payment
     k = c.n_funding_rows
     funding_rows[k].ts_ns = t
     funding_rows[k].sym = s
@@ -179,7 +240,9 @@ def record_equity(c, t, rows):
     gross = 0.0
     for s in range(c.nsym):
         gross += abs(c.pos[s]) * val_px(c, s)
-    mm = 0.0  # maintenance margin: filled in by the margin model
+    mm = 0.0
+    for s in range(c.nsym):
+        mm += maint_of(c, s)
     rows[k].ts_ns = t
     rows[k].equity = e
     rows[k].balance = c.balance
@@ -205,10 +268,44 @@ def record_bars(c, t, rows):
         rows[k].volume = c.bar_volume[s]
         rows[k].mark = val_px(c, s)
         rows[k].position = c.pos[s]
-        rows[k].liq_price = np.nan
+        rows[k].liq_price = liq_price_of(c, s)
         c.bar_open[s] = np.nan
         c.bar_high[s] = np.nan
         c.bar_low[s] = np.nan
         c.bar_volume[s] = 0.0
         k += 1
     c.n_bar_rows = k
+
+
+@njit(cache=True)
+def liq_price_of(c, s):
+    """Liquidation (mark) price of the position of s now; NaN when flat, spot or never."""
+    p = c.pos[s]
+    if p == 0.0 or c.i_type[s] == T_SPOT:
+        return np.nan
+    side = 1.0 if p > 0.0 else -1.0
+    if is_isolated(c, s):
+        wallet = c.iso_margin[s]
+        other_mm = 0.0
+        other_u = 0.0
+    else:
+        wallet = c.balance - iso_total(c)
+        other_mm = 0.0
+        other_u = 0.0
+        for k in range(c.nsym):
+            if k != s and not is_isolated(c, k):
+                other_mm += maint_of(c, k)
+                other_u += c.sym_upnl[k]
+    lp = linear_liq_price(side, abs(p), c.avg_px[s], wallet, other_mm, other_u, c.br_floor[s],
+                          c.br_cap[s], c.br_mmr[s], c.br_maint_amount[s], c.i_n_brackets[s])
+    if lp <= 0.0 or not np.isfinite(lp):
+        return np.nan
+    return lp
+
+
+@njit(cache=True)
+def apply_constant_funding(c, t, funding_rows):
+    """margin.funding = constant rate: every funding interval, each perpetual position pays."""
+    for s in range(c.nsym):
+        if c.i_type[s] != T_SPOT and c.pos[s] != 0.0:
+            apply_funding(c, s, t, c.const_funding_rate, funding_rows)

@@ -7,8 +7,9 @@ a hook lives in the cached helpers imported below.
 """
 from numba import njit  # noqa: F401  (used by the generated module)
 
-from .account import apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
+from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
+from .liquidation import check_margin
 from .matching import process_orders
 from .schema import MAX_ORDERS, MAX_SYMBOLS
 
@@ -28,7 +29,9 @@ def _noop(*args):
 
 
 _on_tick = _on_quote = _on_mark = _on_fill = _on_funding = _on_timer = _noop
+_on_liquidation = _on_margin_call = _noop
 HAS_ON_TICK = HAS_ON_QUOTE = HAS_ON_MARK = HAS_ON_FILL = HAS_ON_FUNDING = HAS_ON_TIMER = False
+HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = False
 
 
 def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
@@ -87,14 +90,21 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 4. orders of this symbol (section 3)
         f0 = c.n_fill_rows
         process_orders(c, g, t, sy, k, p, fills, equity_rows)
-        # 5. funding (R5.1)
+        # 5. funding (R5.1): from the data, or a configured constant rate at funding times
         payment = 0.0
         if k == K_FUNDING:
             payment = apply_funding(c, sy, t, p, funding_rows)
-        # 6. mark to market (R6.1)
+        if t >= c.next_funding_ts:
+            iv = c.funding_interval_ns
+            apply_constant_funding(c, t - t % iv, funding_rows)
+            c.next_funding_ts = t - t % iv + iv
+        # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md)
+        l0 = c.n_liq_rows
         if c.pos[sy] != 0.0:
             mark_to_market(c, sy)
             update_drawdown(c)
+            if k == K_TRADE or k == K_MARK:
+                check_margin(c, sy, t, g, fills, equity_rows, liq_rows)
         # 7. hooks (R2.4)
         c.now_ts = t
         c.cur_idx = g
@@ -102,6 +112,13 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             for f in range(f0, c.n_fill_rows):
                 _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
                          fills[f].qty, fills[f].side)
+        if HAS_ON_LIQUIDATION:
+            for f in range(l0, c.n_liq_rows):
+                _on_liquidation(s, c, t, liq_rows[f].sym, liq_rows[f].qty, liq_rows[f].fill_price)
+        if c.mc_pending:
+            c.mc_pending = 0
+            if HAS_ON_MARGIN_CALL:
+                _on_margin_call(s, c, t, c.mc_sym, c.mc_ratio)
         if k == K_TRADE:
             if HAS_ON_TICK:
                 _on_tick(s, c, t, sy, p, qty[i], side[i])

@@ -8,11 +8,12 @@ import numpy as np
 from numba import njit
 
 from .account import EPS_QTY, margin_ok
+from .margin_math import bracket_max_leverage
 from .codes import (
     OT_LIMIT, OT_MARKET, OT_STOP_LIMIT, OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING,
     R_BELOW_LOT, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_ORDER, R_INVALID_PRICE,
     R_INVALID_QTY, R_NONE, R_OFF_LOT, R_OFF_TICK, R_PARENT_CANCELED, R_REDUCE_ONLY, R_TOO_MANY,
-    R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, ST_CANCELED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED,
+    R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, R_LEVERAGE_TOO_HIGH, ST_CANCELED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED,
     ST_WAITING, T_SPOT, TIF_POST_ONLY,
 )
 from .schema import DONE_CAPACITY, MAX_ORDERS
@@ -219,6 +220,12 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
         px = limit
     if not reduce and px == px and not margin_ok(c, s, d, qty, px):
         return R_INSUFFICIENT_MARGIN
+    if c.i_type[s] != T_SPOT and px == px and c.i_n_brackets[s] > 0:
+        # the leverage must be allowed by the bracket of the position after the fill
+        notional = abs(pos + d * qty) * px
+        if c.leverage[s] > bracket_max_leverage(notional, c.br_floor[s], c.br_cap[s],
+                                                c.br_max_lev[s], c.i_n_brackets[s]):
+            return R_LEVERAGE_TOO_HIGH
     return R_NONE
 
 

@@ -266,7 +266,14 @@ def _ctx_fields() -> list:
         ("next_sample_ts", i8),
         ("timer_interval_ns", i8),
         ("next_timer_ts", i8),
-        ("liq_use_last", "u1"),
+        ("liq_use_last", "u1"),  # margin.trigger = "last": value positions at the last trade
+        ("liq_settle_market", "u1"),  # margin.settle = "market" (else at the bankruptcy price)
+        ("liq_cancel_orders", "u1"),
+        ("liq_fee_rate", f8),
+        ("margin_call_level", f8),
+        ("const_funding_rate", f8),  # margin.funding = a constant rate (instead of data events)
+        ("funding_interval_ns", i8),
+        ("next_funding_ts", i8),
         # account (settlement currency of the account: quote, e.g. USDT)
         ("initial_balance", f8),
         ("balance", f8),  # wallet: initial + realised - fees + funding - interest
@@ -277,6 +284,12 @@ def _ctx_fields() -> list:
         ("peak_equity", f8),
         ("max_drawdown", f8),
         ("insurance_fund", f8),
+        ("insurance_payout", f8),  # shortfalls the insurance fund paid to this account
+        ("mc_pending", "u1"),  # a margin call to deliver to on_margin_call after this event
+        ("mc_sym", i8),  # its symbol (-1: the cross-margin account)
+        ("mc_ratio", f8),
+        ("mc_cross_flag", "u1"),  # above the margin-call level (fires once per crossing)
+        ("n_margin_calls", i8),
         ("n_fills", i8),
         ("n_orders", i8),
         ("n_rejects", i8),
@@ -313,6 +326,8 @@ def _ctx_fields() -> list:
         ("br_maint_amount", f8, (S, B)),
         ("leverage", f8, (S,)),
         ("margin_mode", "i1", (S,)),
+        ("iso_margin", f8, (S,)),  # isolated margin allocated to the position (isolated mode)
+        ("mc_flag", "u1", (S,)),
         # positions per symbol
         ("pos", f8, (S,)),
         ("avg_px", f8, (S,)),

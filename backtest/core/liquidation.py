@@ -1,0 +1,164 @@
+"""Margin checks, margin calls and forced liquidation of perpetual positions (docs/margin.md).
+
+An isolated position is liquidated when its margin balance (isolated margin + unrealised PnL)
+falls to its tiered maintenance margin; the cross account when its margin balance (cross wallet +
+unrealised PnL of spot and cross positions) falls to the maintenance margin of its cross
+positions, which are then all closed. Prices are the valuation prices (mark, or last trade when
+margin.trigger = last). A liquidation cancels the symbols' open orders, closes the positions at
+the trigger price (settle = bankruptcy: the account forfeits all the margin left, so it is
+settled as if closed at the bankruptcy price) or at the market (settle = market: it keeps what is
+left after the clearance fee), charges the clearance fee, and moves the forfeited margin into the
+insurance fund, or draws a shortfall from it: the isolated margin is the most a position loses.
+"""
+import numpy as np
+from numba import njit
+
+from .account import (
+    book_fill, is_isolated, iso_total, maint_of, record_equity, update_drawdown, val_px,
+)
+from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_SPOT
+from .margin_math import linear_bankruptcy_price
+from .orders import finish, opp_price
+
+
+@njit(cache=True)
+def _margin_call(c, flag, sym, mm, mb):
+    """Fire on_margin_call once when maint/margin-balance crosses the configured level."""
+    ratio = mm / mb if mb > 0.0 else np.inf
+    if ratio >= c.margin_call_level:
+        if flag == 0:
+            c.mc_pending = 1
+            c.mc_sym = sym
+            c.mc_ratio = ratio
+            c.n_margin_calls += 1
+        return 1
+    return 0
+
+
+@njit(cache=True)
+def _cancel_orders(c, s, t):
+    for j in range(c.o_hwm):
+        if c.o_status[j] != ST_FREE and c.o_sym[j] == s:
+            finish(c, j, ST_CANCELED, R_LIQUIDATION, t)
+
+
+@njit(cache=True)
+def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
+    """Close the n positions in `members` that share `wallet` (see the module docstring)."""
+    rate = c.liq_fee_rate
+    xs = np.empty(n)
+    realized = np.empty(n)
+    clear = np.empty(n)
+    total_r = 0.0
+    total_clear = 0.0
+    u_all = 0.0
+    for i in range(n):
+        u_all += c.sym_upnl[members[i]]
+    for i in range(n):
+        s = members[i]
+        p = c.pos[s]
+        d = -1 if p > 0.0 else 1
+        x = val_px(c, s)
+        if c.liq_settle_market:
+            o = opp_price(c, s, d)
+            if o == o:
+                x = o
+        xs[i] = x
+        sg = 1.0 if p > 0.0 else -1.0
+        realized[i] = abs(p) * (x - c.avg_px[s]) * sg
+        clear[i] = abs(p) * x * rate
+        total_r += realized[i]
+        total_clear += clear[i]
+    left = wallet + total_r  # margin left after closing, before the fee
+    fee = min(total_clear, max(left, 0.0))
+    forfeit = 0.0
+    if not c.liq_settle_market and left > fee:
+        forfeit = left - fee
+    shortfall = -left if left < 0.0 else 0.0
+    charged = fee + forfeit
+    for i in range(n):
+        s = members[i]
+        p = c.pos[s]
+        q = abs(p)
+        d = -1 if p > 0.0 else 1
+        if n == 1:
+            share = charged
+        elif total_clear > 0.0:
+            share = charged * clear[i] / total_clear
+        else:
+            share = charged / n
+        sg = 1.0 if p > 0.0 else -1.0
+        other = wallet + (u_all - c.sym_upnl[s])
+        if is_isolated(c, s):
+            other = c.iso_margin[s]
+        bp = linear_bankruptcy_price(sg, q, c.avg_px[s], other)
+        mark = val_px(c, s)
+        if c.liq_cancel_orders:
+            _cancel_orders(c, s, t)
+        book_fill(c, s, d, q, xs[i], share, LQ_LIQUIDATION, t, g, 0, OT_MARKET, mark, fills)
+        k = c.n_liq_rows
+        liq_rows[k].ts_ns = t
+        liq_rows[k].sym = s
+        liq_rows[k].side = d
+        liq_rows[k].qty = q
+        liq_rows[k].mark_price = mark
+        liq_rows[k].bankruptcy_price = bp
+        liq_rows[k].fill_price = xs[i]
+        liq_rows[k].fee = share
+        liq_rows[k].insurance_fund_change = share - (shortfall if i == n - 1 else 0.0)
+        liq_rows[k].realized_pnl = realized[i]
+        c.n_liq_rows = k + 1
+        c.n_liquidations += 1
+    if shortfall > 0.0:
+        c.balance += shortfall
+        c.insurance_payout += shortfall
+    c.insurance_fund += charged - shortfall
+
+
+@njit(cache=True)
+def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
+    """Margin check after a price event of symbol s (which holds a position). Returns the number
+    of positions liquidated; sets c.mc_pending for a margin call. Allocates only to liquidate."""
+    if c.i_type[s] == T_SPOT:
+        return 0
+    if is_isolated(c, s):
+        mm = maint_of(c, s)
+        mb = c.iso_margin[s] + c.sym_upnl[s]
+        if mb <= mm:
+            members = np.empty(1, np.int64)
+            members[0] = s
+            _liquidate(c, members, 1, c.iso_margin[s], t, g, fills, liq_rows)
+            c.mc_flag[s] = 0
+            record_equity(c, t, equity_rows)
+            update_drawdown(c)
+            return 1
+        c.mc_flag[s] = _margin_call(c, c.mc_flag[s], s, mm, mb)
+        return 0
+    wallet = c.balance - iso_total(c)
+    u = 0.0  # unrealised PnL of spot and cross positions
+    u_perp = 0.0
+    mm = 0.0
+    n = 0
+    for k in range(c.nsym):
+        if is_isolated(c, k):
+            continue
+        u += c.sym_upnl[k]
+        if c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
+            mm += maint_of(c, k)
+            u_perp += c.sym_upnl[k]
+            n += 1
+    mb = wallet + u
+    if n > 0 and mb <= mm:
+        members = np.empty(n, np.int64)
+        n = 0
+        for k in range(c.nsym):
+            if not is_isolated(c, k) and c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
+                members[n] = k
+                n += 1
+        _liquidate(c, members, n, wallet + (u - u_perp), t, g, fills, liq_rows)
+        c.mc_cross_flag = 0
+        record_equity(c, t, equity_rows)
+        update_drawdown(c)
+        return n
+    c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, mm, mb)
+    return 0
