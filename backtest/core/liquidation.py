@@ -83,10 +83,13 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
         d = -1 if p > 0.0 else 1
         if n == 1:
             share = charged
+            fee_i = fee
         elif total_clear > 0.0:
             share = charged * clear[i] / total_clear
+            fee_i = fee * clear[i] / total_clear
         else:
             share = charged / n
+            fee_i = fee / n
         sg = 1.0 if p > 0.0 else -1.0
         other = wallet + (u_all - c.sym_upnl[s])
         if is_isolated(c, s):
@@ -104,7 +107,7 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
         liq_rows[k].mark_price = mark
         liq_rows[k].bankruptcy_price = bp
         liq_rows[k].fill_price = xs[i]
-        liq_rows[k].fee = share
+        liq_rows[k].fee = fee_i  # the clearance fee; share - fee_i is forfeited margin
         liq_rows[k].insurance_fund_change = share - (shortfall if i == n - 1 else 0.0)
         liq_rows[k].realized_pnl = realized[i]
         c.n_liq_rows = k + 1

@@ -219,8 +219,8 @@ LIQUIDATION_DTYPE = np.dtype(
         ("mark_price", "f8"),
         ("bankruptcy_price", "f8"),
         ("fill_price", "f8"),
-        ("fee", "f8"),
-        ("insurance_fund_change", "f8"),
+        ("fee", "f8"),  # clearance fee (to the insurance fund)
+        ("insurance_fund_change", "f8"),  # fee + forfeited margin - shortfall paid by the fund
         ("realized_pnl", "f8"),
     ],
     align=True,

@@ -1,0 +1,70 @@
+"""End to end on the February 2026 crash dataset: leverage decides who survives."""
+import polars as pl
+import pytest
+
+import backtest as bt
+from backtest import margin
+from backtest.data.generate import generate_dataset
+from backtest.data.instruments import load_instruments
+
+from lev_strategies import LevLong
+
+
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash") / "feb"
+    generate_dataset("feb-2026-crash", root, seed=3, scale=0.1)
+    return root
+
+
+def run_long(root, leverage, mode="isolated"):
+    return bt.run(LevLong, root, params={"leverage": leverage}, symbols=["BTCUSDT"],
+                  config={"leverage": {"BTCUSDT": leverage}, "initial_balance": 10_000.0,
+                          "margin": {"mode": mode}})
+
+
+def test_20x_long_near_70k_is_liquidated_at_the_mark_crossing_its_liquidation_price(crash):
+    res = run_long(crash, 20.0)
+    entry = res.fills.row(0, named=True)
+    assert 69_000 < entry["price"] <= 70_100
+    liq = res.liquidations
+    assert len(liq) == 1
+    row = liq.row(0, named=True)
+    # the published formula at entry: isolated margin = notional / 20
+    brackets = load_instruments(crash)["BTCUSDT"].brackets
+    wallet = entry["qty"] * entry["price"] / 20.0
+    lp = margin.liquidation_price(1, entry["qty"], entry["price"], wallet, brackets)
+    assert row["mark_price"] <= lp
+    # ... and it is the FIRST valuation price at or below it: every earlier bar's low mark was above
+    bars = res.bars.filter((pl.col("symbol") == "BTCUSDT") & (pl.col("ts_ns") < row["ts_ns"]) &
+                           (pl.col("ts_ns") > entry["ts_ns"] + 60_000_000_000))
+    assert (bars["mark"] > lp).all()
+    assert row["bankruptcy_price"] < row["mark_price"]
+    # the isolated margin is the most it can lose (plus the opening fee)
+    loss = 10_000.0 - res.headline["final_equity"]
+    assert loss <= wallet + entry["fee"] + 1e-6
+    assert loss >= wallet - 1e-6  # bankruptcy settlement: the whole margin is gone
+    assert res.headline["liquidations"] == 1
+    assert res.manifest["strategy"]["state"]["liquidated"] == 1
+    # the margin left at the trigger went to the insurance fund
+    assert row["insurance_fund_change"] > 0
+    fills = res.fills.filter(pl.col("liquidity") == int(bt.Liquidity.LIQUIDATION))
+    assert len(fills) == 1 and fills["position_after"][0] == 0.0
+
+
+def test_2x_long_survives_the_crash(crash):
+    res = run_long(crash, 2.0)
+    assert len(res.liquidations) == 0
+    assert res.headline["positions"]["BTCUSDT"] > 0
+    low = res.bars.filter(pl.col("symbol") == "BTCUSDT")["low"].min()
+    assert low < 61_000  # it did live through the crash
+
+
+def test_cross_20x_long_is_liquidated_too_and_equity_identity_holds(crash):
+    res = run_long(crash, 20.0, mode="cross")
+    assert len(res.liquidations) == 1
+    h = res.headline
+    assert h["balance"] == pytest.approx(10_000.0 + h["realized_pnl"] - h["fees"] + h["funding"]
+                                         + h["insurance_payout"], abs=1e-6)
+    eq = res.equity
+    assert ((eq["equity"] - (eq["balance"] + eq["upnl"])).abs() < 1e-6).all()
