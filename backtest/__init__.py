@@ -24,11 +24,13 @@ _LAZY = {
     "list_strategies": "backtest.plugins.resolve",
 }
 for _name in ("EventKind", "Side", "InstrumentType", "OrderType", "TimeInForce", "TriggerSource",
-              "OrderStatus", "Reason", "Liquidity", "MarginMode"):
+              "OrderStatus", "Reason", "Liquidity", "MarginMode", "LoanEvent"):
     _LAZY[_name] = "backtest.core.schema"
 _SDK = ("submit", "bracket", "cancel", "cancel_all", "amend", "close_position", "buy", "sell",
         "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
-        "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now")
+        "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
+        "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
+        "loan_collateral")
 for _name in _SDK:
     _LAZY[_name] = "backtest.sdk"
 

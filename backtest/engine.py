@@ -18,7 +18,8 @@ import polars as pl
 from . import __version__
 from .config import RunConfig, parse_time_ns
 from .core.schema import (
-    BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, ORDER_DTYPE,
+    BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
+    ORDER_DTYPE, LoanEvent,
     ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
 )
 from .data.instruments import Instrument
@@ -67,8 +68,9 @@ class _Buffers:
     bars: np.ndarray
     funding: np.ndarray
     liqs: np.ndarray
-    out: dict = field(default_factory=lambda: {k: [] for k in
-                                               ("fills", "equity", "bars", "funding", "liquidations", "orders")})
+    loans: np.ndarray
+    out: dict = field(default_factory=lambda: {k: [] for k in ("fills", "equity", "bars", "funding",
+                                                               "liquidations", "orders", "loans")})
 
     @classmethod
     def new(cls, rows: int, jit: bool):
@@ -76,12 +78,14 @@ class _Buffers:
             a = np.zeros(rows, dtype=dt)
             return a if jit else a.view(np.recarray)
 
-        return cls(mk(FILL_DTYPE), mk(EQUITY_DTYPE), mk(BAR_DTYPE), mk(FUNDING_DTYPE), mk(LIQUIDATION_DTYPE))
+        return cls(mk(FILL_DTYPE), mk(EQUITY_DTYPE), mk(BAR_DTYPE), mk(FUNDING_DTYPE),
+                   mk(LIQUIDATION_DTYPE), mk(LOAN_DTYPE))
 
     def drain(self, c) -> None:
         for name, buf, counter in (("fills", self.fills, "n_fill_rows"), ("equity", self.equity, "n_equity_rows"),
                                    ("bars", self.bars, "n_bar_rows"), ("funding", self.funding, "n_funding_rows"),
-                                   ("liquidations", self.liqs, "n_liq_rows")):
+                                   ("liquidations", self.liqs, "n_liq_rows"),
+                                   ("loans", self.loans, "n_loan_rows")):
             n = getattr(c, counter)
             if n:
                 self.out[name].append(np.array(buf[:n], dtype=buf.dtype).view(np.ndarray))
@@ -113,6 +117,13 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.liq_fee_rate = m.liquidation_fee_rate
     c.margin_call_level = m.margin_call_ratio
     c.insurance_fund = m.insurance_fund
+    ln = cfg.loans
+    c.loan_lltv = ln.lltv
+    c.loan_warning_ltv = ln.warning_ltv
+    c.loan_max_open_ltv = ln.max_open_ltv
+    c.loan_apr = ln.apr
+    c.loan_lif = 1.0 + ln.penalty
+    c.loan_partial = ln.partial
     if m.funding != "data":
         c.const_funding_rate = float(m.funding)
         hours = min((instruments[s].funding_interval_h for s in symbols if instruments[s].is_perpetual),
@@ -266,7 +277,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
 def _call(loop, chunk, start, c, s, bufs):
     return loop(chunk["ts_ns"], chunk["sym"], chunk["kind"], chunk["side"], chunk["price"],
                 chunk["qty"], chunk["bid"], chunk["ask"], chunk["bid_qty"], chunk["ask_qty"], start,
-                c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs)
+                c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs, bufs.loans)
 
 
 def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out):
@@ -278,14 +289,20 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
         "bars": _table(o["bars"], BAR_DTYPE, syms),
         "funding": _table(o["funding"], FUNDING_DTYPE, syms),
         "liquidations": _table(o["liquidations"], LIQUIDATION_DTYPE, syms),
+        "loans": _table(o["loans"], LOAN_DTYPE, syms),
     }
+    names = {int(e): e.name.lower() for e in LoanEvent}
+    tables["loans"] = tables["loans"].rename({"event": "event_code"}).with_columns(
+        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event"))
     try:
         from .trades import round_trips
 
         tables["trades"] = round_trips(tables["fills"])
     except ImportError:
         pass
-    final_equity = float(c.balance + sum(c.sym_upnl[: len(syms)]))
+    from .core.account import equity as _equity
+
+    final_equity = float(_equity(c))
     init = float(c.initial_balance)
     n_trades = len(tables["trades"]) if "trades" in tables else None
     manifest = {
@@ -313,7 +330,11 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
-                     "insurance_fund": float(c.insurance_fund)},
+                     "insurance_fund": float(c.insurance_fund),
+                     "interest": float(c.interest), "loan_penalties": float(c.loan_penalties),
+                     "loan_liquidations": int(c.n_loan_liquidations),
+                     "loan_cash_in": float(c.loan_cash_in), "loan_cash_out": float(c.loan_cash_out),
+                     "loan_seized_cost": float(c.loan_seized_cost)},
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},
     }

@@ -7,6 +7,9 @@ Orders (return an oid > 0, or -reason when rejected, see `Reason`):
            trigger=LAST, trail=0.0, trail_bps=0.0, oco=0)     any order type
     bracket(c, sym, side, qty, limit, stop, target)           entry + stop + target (OCO)
     cancel(c, oid), cancel_all(c, sym), amend(c, oid, qty, limit, stop), close_position(c, sym)
+Loans (USD borrowed against spot collateral; ids >= 1, or -reason):
+    loan_open(c, sym, collateral_qty, borrow), loan_borrow(c, id, usd), loan_repay(c, id, usd),
+    loan_add_collateral(c, id, qty), loan_ltv(c, id), loan_debt(c, id), loan_collateral(c, id)
 State:
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
     last_price, mark_price, open_orders, now
@@ -15,12 +18,17 @@ from numba import njit
 
 from .core import account
 from .core.codes import OT_LIMIT, OT_MARKET
+from .core.loans import (
+    loan_add_collateral, loan_borrow, loan_collateral, loan_debt, loan_ltv, loan_open, loan_repay,
+)
 from .core.orders import amend, bracket, cancel, cancel_all, close_position, submit
 
 __all__ = [
     "submit", "bracket", "cancel", "cancel_all", "amend", "close_position", "buy", "sell",
     "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
     "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
+    "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
+    "loan_collateral",
 ]
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from backtest import Strategy, Symbol, buy, equity, param, position
+from backtest import Strategy, Symbol, buy, equity, loan_open, param, position
 
 
 @njit
@@ -34,3 +34,32 @@ class LevLong(Strategy):
 
     def on_margin_call(self, c, ts_ns, sym, margin_ratio):
         self.margin_calls += 1
+
+
+class Borrower(Strategy):
+    """Buy `coins` of spot `sym` at the first trade and borrow at `ltv` against them."""
+
+    sym: Symbol = param("BTC-USDT")
+    coins: float = param(1.0)
+    ltv: float = param(0.75)
+    loan: int = 0
+    bought: bool = False
+    calls: int = 0
+    call_ratio: float = 0.0
+    liquidated: int = 0
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if sym != self.sym:
+            return
+        if not self.bought:
+            if buy(c, sym, self.coins) > 0:
+                self.bought = True
+        elif self.loan == 0 and position(c, sym) >= self.coins:
+            self.loan = loan_open(c, sym, self.coins, self.ltv * self.coins * price)
+
+    def on_margin_call(self, c, ts_ns, sym, margin_ratio):
+        self.calls += 1
+        self.call_ratio = margin_ratio
+
+    def on_liquidation(self, c, ts_ns, sym, qty, price):
+        self.liquidated += 1

@@ -53,7 +53,19 @@ def upnl_total(c):
 
 
 @njit(cache=True)
+def loan_value_total(c):
+    """Σ over open loans of collateral * price - collateral cost basis - debt."""
+    v = 0.0
+    for j in range(c.n_loans):
+        if c.ln_active[j]:
+            v += c.ln_coll[j] * val_px(c, c.ln_sym[j]) - c.ln_cost[j] - c.ln_debt[j]
+    return v
+
+
+@njit(cache=True)
 def equity(c):
+    if c.n_loans:
+        return c.balance + upnl_total(c) + loan_value_total(c)
     return c.balance + upnl_total(c)
 
 
@@ -236,7 +248,7 @@ def apply_funding(c, s, t, rate, funding_rows):
 def record_equity(c, t, rows):
     k = c.n_equity_rows
     u = upnl_total(c)
-    e = c.balance + u
+    e = equity(c)
     gross = 0.0
     for s in range(c.nsym):
         gross += abs(c.pos[s]) * val_px(c, s)

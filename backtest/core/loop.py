@@ -10,8 +10,9 @@ from numba import njit  # noqa: F401  (used by the generated module)
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
 from .liquidation import check_margin
+from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
-from .schema import MAX_ORDERS, MAX_SYMBOLS
+from .schema import LOAN_RING, MAX_LOANS, MAX_ORDERS, MAX_SYMBOLS
 
 ST_DONE = 0
 ST_BUFFER_FULL = 1
@@ -20,7 +21,8 @@ ST_BUFFER_FULL = 1
 FILL_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
 EQUITY_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
 BAR_RESERVE = 2 * MAX_SYMBOLS + 8
-EVENT_RESERVE = MAX_SYMBOLS + 8
+EVENT_RESERVE = MAX_SYMBOLS + MAX_LOANS + 8
+LOAN_RESERVE = 3 * MAX_LOANS + LOAN_RING + 8
 DONE_DRAIN = MAX_ORDERS // 2
 
 
@@ -35,13 +37,14 @@ HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = False
 
 
 def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
-        fills, equity_rows, bar_rows, funding_rows, liq_rows):
+        fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     n = len(ts)
     fill_limit = len(fills) - FILL_RESERVE
     equity_limit = len(equity_rows) - EQUITY_RESERVE
     bar_limit = len(bar_rows) - BAR_RESERVE
     funding_limit = len(funding_rows) - EVENT_RESERVE
     liq_limit = len(liq_rows) - EVENT_RESERVE
+    loan_limit = len(loan_rows) - LOAN_RESERVE
     for i in range(start, n):
         t = ts[i]
         sy = sym[i]
@@ -105,6 +108,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             update_drawdown(c)
             if k == K_TRADE or k == K_MARK:
                 check_margin(c, sy, t, g, fills, equity_rows, liq_rows)
+        if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK):
+            check_loans(c, sy, t, loan_rows, liq_rows)
         # 7. hooks (R2.4)
         c.now_ts = t
         c.cur_idx = g
@@ -130,8 +135,10 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 _on_mark(s, c, t, sy, p, qty[i])
         elif HAS_ON_FUNDING:
             _on_funding(s, c, t, sy, p, payment)
+        if c.n_loan_ring > 0:
+            flush_loan_ring(c, loan_rows)
         # hand back to Python to drain an output buffer before it can overflow
-        if (c.n_fill_rows > fill_limit or c.n_equity_rows > equity_limit
+        if (c.n_loan_rows > loan_limit or c.n_fill_rows > fill_limit or c.n_equity_rows > equity_limit
                 or c.n_bar_rows > bar_limit or c.n_funding_rows > funding_limit
                 or c.n_liq_rows > liq_limit or c.n_done > DONE_DRAIN):
             return ST_BUFFER_FULL, i + 1

@@ -15,6 +15,7 @@ MAX_SYMBOLS = 64
 MAX_BRACKETS = 16
 MAX_ORDERS = 4096  # open-order slots; a venue-like limit (submit rejects TOO_MANY_OPEN_ORDERS)
 MAX_LOANS = 16
+LOAN_RING = 64  # loan rows strategy calls can write in one event
 DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it cannot hold every live order
 
 
@@ -111,6 +112,17 @@ class RunStatus(IntEnum):
 
     DONE = 0  # reached the end of the chunk
     BUFFER_FULL = 1  # an output buffer needs draining; resume at the returned index
+
+
+class LoanEvent(IntEnum):
+    OPEN = 0
+    BORROW = 1
+    REPAY = 2
+    ADD_COLLATERAL = 3
+    MARGIN_CALL = 4  # LTV entered the warning band
+    LIQUIDATION = 5
+    CLOSED = 6
+    INTEREST = 7  # interest accrued since the previous row (written with every other row)
 
 
 class MarginMode(IntEnum):
@@ -244,10 +256,29 @@ BAR_DTYPE = np.dtype(
 )
 
 
+LOAN_DTYPE = np.dtype(
+    [
+        ("ts_ns", "i8"),
+        ("loan_id", "i8"),
+        ("sym", "i4"),  # the collateral's symbol (its price values the collateral)
+        ("event", "i1"),  # LoanEvent
+        ("amount", "f8"),  # USD borrowed/repaid, collateral added, or debt repaid by a liquidation
+        ("debt", "f8"),  # after the event
+        ("collateral_qty", "f8"),  # after the event
+        ("price", "f8"),
+        ("ltv", "f8"),  # after the event
+        ("interest", "f8"),  # interest accrued since the previous row of this loan
+        ("penalty", "f8"),  # liquidation penalty (USD)
+        ("seized_qty", "f8"),  # collateral taken by a liquidation
+    ],
+    align=True,
+)
+
+
 # --------------------------------------------------------------------------------------------
 # The context record: the whole mutable state of a run. Hooks receive it as `c`.
 def _ctx_fields() -> list:
-    S, B, O, D = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS, DONE_CAPACITY
+    S, B, O, D, L, R = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS, DONE_CAPACITY, MAX_LOANS, LOAN_RING
     f8, i8 = "f8", "i8"
     return [
         # clock and sequencing
@@ -336,6 +367,37 @@ def _ctx_fields() -> list:
         ("sym_funding", f8, (S,)),
         ("sym_upnl", f8, (S,)),
         ("n_open", i8, (S,)),  # live orders (pending, open or waiting) per symbol
+        # crypto-backed loans (USD debt against spot collateral)
+        ("loan_lltv", f8),
+        ("loan_warning_ltv", f8),
+        ("loan_max_open_ltv", f8),
+        ("loan_apr", f8),
+        ("loan_lif", f8),  # liquidation incentive factor: 1 + penalty
+        ("loan_partial", "u1"),
+        ("n_loans", i8),
+        ("loans_on", i8, (S,)),  # active loans collateralised by each symbol
+        ("ln_active", "u1", (L,)),
+        ("ln_sym", i8, (L,)),
+        ("ln_coll", f8, (L,)),
+        ("ln_cost", f8, (L,)),  # cost basis of the collateral (from the spot position)
+        ("ln_debt", f8, (L,)),
+        ("ln_ts", i8, (L,)),  # interest accrued up to here
+        ("ln_interest", f8, (L,)),  # accrued since the last loan row
+        ("ln_warn", "u1", (L,)),
+        ("interest", f8),  # total interest accrued
+        ("loan_penalties", f8),
+        ("loan_cash_in", f8),  # borrowed cash credited to the balance
+        ("loan_cash_out", f8),  # cash repaid from the balance
+        ("loan_seized_cost", f8),  # cost basis of collateral seized by liquidations
+        ("n_loan_liquidations", i8),
+        ("n_loan_ring", i8),
+        ("lr_loan", i8, (R,)),
+        ("lr_event", "i1", (R,)),
+        ("lr_amount", f8, (R,)),
+        ("lr_price", f8, (R,)),
+        ("lr_debt", f8, (R,)),
+        ("lr_coll", f8, (R,)),
+        ("lr_interest", f8, (R,)),
         # order table (slots)
         ("o_status", "i1", (O,)),
         ("o_oid", i8, (O,)),
@@ -395,6 +457,7 @@ def _ctx_fields() -> list:
         ("n_bar_rows", i8),
         ("n_funding_rows", i8),
         ("n_liq_rows", i8),
+        ("n_loan_rows", i8),
     ]
 
 

@@ -1,0 +1,349 @@
+"""Crypto-backed loans: USD debt against spot collateral, Coinbase/Morpho style (docs/margin.md).
+
+Collateral comes out of the account's spot position and keeps its cost basis, so
+equity = balance + unrealised PnL + Σ loans (collateral * price - cost basis - debt).
+Debt accrues interest continuously at the configured APR. When LTV = debt / (collateral * price)
+reaches the LLTV, collateral worth repaid * LIF is seized to repay debt (all of it, or with
+loans.partial just enough to restore the maximum opening LTV); what is left goes back to the spot
+position. Between the warning LTV and the LLTV, on_margin_call fires once per crossing with
+margin_ratio = LTV / LLTV.
+
+Strategy calls (SDK) write their rows into a small ring in the context (hooks have no access to
+the output buffers); the loop copies the ring into the loans table after each event.
+"""
+import numpy as np
+from numba import njit
+
+from .account import mark_to_market, val_px
+from .codes import (
+    R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
+    R_UNKNOWN_SYMBOL, T_SPOT,
+)
+from .margin_math import loan_repay_to_restore
+from .schema import LOAN_RING, MAX_LOANS
+
+YEAR_NS = 365.0 * 86_400e9
+EV_OPEN, EV_BORROW, EV_REPAY, EV_ADD, EV_CALL, EV_LIQ, EV_CLOSED = 0, 1, 2, 3, 4, 5, 6
+RING = LOAN_RING
+
+
+@njit(cache=True)
+def _accrue(c, j, t):
+    dt = t - c.ln_ts[j]
+    if dt > 0:
+        new = c.ln_debt[j] * np.exp(c.loan_apr * (dt / YEAR_NS))
+        acc = new - c.ln_debt[j]
+        c.ln_debt[j] = new
+        c.ln_interest[j] += acc
+        c.interest += acc
+        c.ln_ts[j] = t
+
+
+@njit(cache=True)
+def _ltv(c, j, px):
+    v = c.ln_coll[j] * px
+    return c.ln_debt[j] / v if v > 0.0 else np.inf
+
+
+@njit(cache=True)
+def _row(rows, k, c, j, t, event, amount, px, penalty, seized):
+    rows[k].ts_ns = t
+    rows[k].loan_id = j + 1
+    rows[k].sym = c.ln_sym[j]
+    rows[k].event = event
+    rows[k].amount = amount
+    rows[k].debt = c.ln_debt[j]
+    rows[k].collateral_qty = c.ln_coll[j]
+    rows[k].price = px
+    rows[k].ltv = _ltv(c, j, px)
+    rows[k].interest = c.ln_interest[j]
+    rows[k].penalty = penalty
+    rows[k].seized_qty = seized
+    c.ln_interest[j] = 0.0
+
+
+@njit(cache=True)
+def _take_spot(c, s, qty):
+    """Move qty coins out of the spot position of s; returns their cost basis."""
+    cost = qty * c.avg_px[s]
+    p = c.pos[s] - qty
+    if abs(p) < 1e-12:
+        p = 0.0
+        c.avg_px[s] = 0.0
+    c.pos[s] = p
+    mark_to_market(c, s)
+    return cost
+
+
+@njit(cache=True)
+def _give_spot(c, s, qty, cost):
+    """Return qty coins with their cost basis to the spot position of s."""
+    if qty <= 0.0:
+        return
+    p = c.pos[s]
+    c.avg_px[s] = (p * c.avg_px[s] + cost) / (p + qty)
+    c.pos[s] = p + qty
+    mark_to_market(c, s)
+
+
+# ---------------------------------------------------------------------------------- SDK calls
+@njit(cache=True)
+def _ring_full(c):
+    return c.n_loan_ring >= RING
+
+
+@njit(cache=True)
+def _ring(c, j, event, amount, px):
+    k = c.n_loan_ring
+    c.lr_loan[k] = j
+    c.lr_event[k] = event
+    c.lr_amount[k] = amount
+    c.lr_price[k] = px
+    c.lr_debt[k] = c.ln_debt[j]
+    c.lr_coll[k] = c.ln_coll[j]
+    c.lr_interest[k] = c.ln_interest[j]
+    c.ln_interest[j] = 0.0
+    c.n_loan_ring = k + 1
+
+
+@njit(cache=True)
+def loan_open(c, sym, collateral_qty, borrow):
+    """Pledge collateral_qty of the spot position of sym and borrow `borrow` USD.
+
+    Returns the loan id (>= 1) or -reason: INSUFFICIENT_BALANCE (not enough coins),
+    INSUFFICIENT_MARGIN (LTV above loans.max_open_ltv), TOO_MANY_OPEN_ORDERS (loan table full).
+    """
+    if sym < 0 or sym >= c.nsym or c.i_type[sym] != T_SPOT:
+        return -R_UNKNOWN_SYMBOL
+    if not (collateral_qty > 0.0) or not (borrow >= 0.0):
+        return -R_INVALID_QTY
+    if collateral_qty > c.pos[sym] + 1e-12:
+        return -R_INSUFFICIENT_BALANCE
+    px = val_px(c, sym)
+    if not (px > 0.0) or borrow > c.loan_max_open_ltv * collateral_qty * px:
+        return -R_INSUFFICIENT_MARGIN
+    if c.n_loans >= MAX_LOANS or _ring_full(c):
+        return -R_TOO_MANY
+    j = c.n_loans
+    c.n_loans = j + 1
+    c.ln_active[j] = 1
+    c.ln_sym[j] = sym
+    c.ln_cost[j] = _take_spot(c, sym, collateral_qty)
+    c.ln_coll[j] = collateral_qty
+    c.ln_debt[j] = borrow
+    c.ln_ts[j] = c.now_ts
+    c.ln_interest[j] = 0.0
+    c.ln_warn[j] = 0
+    c.loans_on[sym] += 1
+    c.balance += borrow
+    c.loan_cash_in += borrow
+    _ring(c, j, EV_OPEN, borrow, px)
+    return j + 1
+
+
+@njit(cache=True)
+def _live(c, loan_id):
+    j = loan_id - 1
+    if j < 0 or j >= c.n_loans or not c.ln_active[j]:
+        return -1
+    return j
+
+
+@njit(cache=True)
+def loan_borrow(c, loan_id, amount):
+    """Borrow more on an open loan, up to loans.max_open_ltv. Returns 0 or -reason."""
+    j = _live(c, loan_id)
+    if j < 0:
+        return -R_UNKNOWN_ORDER
+    if not (amount > 0.0):
+        return -R_INVALID_QTY
+    if _ring_full(c):
+        return -R_TOO_MANY
+    _accrue(c, j, c.now_ts)
+    px = val_px(c, c.ln_sym[j])
+    if c.ln_debt[j] + amount > c.loan_max_open_ltv * c.ln_coll[j] * px:
+        return -R_INSUFFICIENT_MARGIN
+    c.ln_debt[j] += amount
+    c.balance += amount
+    c.loan_cash_in += amount
+    _ring(c, j, EV_BORROW, amount, px)
+    return 0
+
+
+@njit(cache=True)
+def loan_repay(c, loan_id, amount):
+    """Repay up to `amount` USD from the balance; repaying all of it closes the loan and
+    returns the collateral to the spot position. Returns 0 or -reason."""
+    j = _live(c, loan_id)
+    if j < 0:
+        return -R_UNKNOWN_ORDER
+    if not (amount > 0.0):
+        return -R_INVALID_QTY
+    if _ring_full(c):
+        return -R_TOO_MANY
+    _accrue(c, j, c.now_ts)
+    pay = min(amount, c.ln_debt[j])
+    cash = c.balance
+    for s in range(c.nsym):  # cash not tied up in spot coins or isolated margin
+        if c.i_type[s] == T_SPOT:
+            cash -= c.pos[s] * c.avg_px[s]
+        cash -= c.iso_margin[s]
+    if pay > cash:
+        return -R_INSUFFICIENT_BALANCE
+    px = val_px(c, c.ln_sym[j])
+    c.balance -= pay
+    c.loan_cash_out += pay
+    c.ln_debt[j] -= pay
+    _ring(c, j, EV_REPAY, pay, px)
+    if c.ln_debt[j] <= 1e-9:
+        _close(c, j)
+        _ring(c, j, EV_CLOSED, 0.0, px)
+    return 0
+
+
+@njit(cache=True)
+def _close(c, j):
+    s = c.ln_sym[j]
+    _give_spot(c, s, c.ln_coll[j], c.ln_cost[j])
+    c.ln_coll[j] = 0.0
+    c.ln_cost[j] = 0.0
+    c.ln_debt[j] = 0.0
+    c.ln_active[j] = 0
+    c.loans_on[s] -= 1
+
+
+@njit(cache=True)
+def loan_add_collateral(c, loan_id, qty):
+    """Move qty more coins from the spot position into the loan's collateral. Returns 0 or -reason."""
+    j = _live(c, loan_id)
+    if j < 0:
+        return -R_UNKNOWN_ORDER
+    s = c.ln_sym[j]
+    if not (qty > 0.0):
+        return -R_INVALID_QTY
+    if qty > c.pos[s] + 1e-12:
+        return -R_INSUFFICIENT_BALANCE
+    if _ring_full(c):
+        return -R_TOO_MANY
+    _accrue(c, j, c.now_ts)
+    c.ln_cost[j] += _take_spot(c, s, qty)
+    c.ln_coll[j] += qty
+    _ring(c, j, EV_ADD, qty, val_px(c, s))
+    return 0
+
+
+@njit(cache=True)
+def loan_ltv(c, loan_id):
+    """Current LTV of a loan (NaN if it is not open)."""
+    j = _live(c, loan_id)
+    if j < 0:
+        return np.nan
+    return _ltv(c, j, val_px(c, c.ln_sym[j]))
+
+
+@njit(cache=True)
+def loan_debt(c, loan_id):
+    j = _live(c, loan_id)
+    return c.ln_debt[j] if j >= 0 else 0.0
+
+
+@njit(cache=True)
+def loan_collateral(c, loan_id):
+    j = _live(c, loan_id)
+    return c.ln_coll[j] if j >= 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------- the loop
+@njit(cache=True)
+def flush_loan_ring(c, rows):
+    for i in range(c.n_loan_ring):
+        k = c.n_loan_rows
+        j = c.lr_loan[i]
+        px = c.lr_price[i]
+        rows[k].ts_ns = c.now_ts
+        rows[k].loan_id = j + 1
+        rows[k].sym = c.ln_sym[j]
+        rows[k].event = c.lr_event[i]
+        rows[k].amount = c.lr_amount[i]
+        rows[k].debt = c.lr_debt[i]
+        rows[k].collateral_qty = c.lr_coll[i]
+        rows[k].price = px
+        v = c.lr_coll[i] * px
+        rows[k].ltv = c.lr_debt[i] / v if v > 0.0 else np.inf
+        rows[k].interest = c.lr_interest[i]
+        rows[k].penalty = 0.0
+        rows[k].seized_qty = 0.0
+        c.n_loan_rows = k + 1
+    c.n_loan_ring = 0
+
+
+@njit(cache=True)
+def check_loans(c, s, t, rows, liq_rows):
+    """After a price event of s: accrue interest, fire warnings, liquidate loans at the LLTV."""
+    px = val_px(c, s)
+    if not (px > 0.0):
+        return
+    for j in range(c.n_loans):
+        if not c.ln_active[j] or c.ln_sym[j] != s:
+            continue
+        _accrue(c, j, t)
+        ltv = _ltv(c, j, px)
+        if ltv >= c.loan_lltv:
+            _liquidate_loan(c, j, t, px, rows, liq_rows)
+        elif ltv >= c.loan_warning_ltv:
+            if not c.ln_warn[j]:
+                c.ln_warn[j] = 1
+                c.mc_pending = 1
+                c.mc_sym = s
+                c.mc_ratio = ltv / c.loan_lltv
+                c.n_margin_calls += 1
+                _row(rows, c.n_loan_rows, c, j, t, EV_CALL, 0.0, px, 0.0, 0.0)
+                c.n_loan_rows += 1
+        else:
+            c.ln_warn[j] = 0
+
+
+@njit(cache=True)
+def _liquidate_loan(c, j, t, px, rows, liq_rows):
+    s = c.ln_sym[j]
+    lif = c.loan_lif
+    debt = c.ln_debt[j]
+    coll = c.ln_coll[j]
+    bankrupt_px = debt / coll  # where the collateral is worth exactly the debt
+    repaid = debt
+    if c.loan_partial:
+        repaid = loan_repay_to_restore(debt, coll, px, lif, c.loan_max_open_ltv)
+    seized = repaid * lif / px
+    if seized > coll:  # not enough collateral: the rest of the debt is bad debt (the lenders')
+        seized = coll
+        repaid = debt
+    penalty = seized * px - repaid if seized * px > repaid else 0.0
+    avg_c = c.ln_cost[j] / coll
+    seized_cost = seized * avg_c
+    c.balance -= seized_cost
+    c.loan_seized_cost += seized_cost
+    c.ln_cost[j] -= seized_cost
+    c.ln_coll[j] = coll - seized
+    c.ln_debt[j] = debt - repaid
+    c.loan_penalties += penalty
+    c.n_loan_liquidations += 1
+    c.ln_warn[j] = 0
+    _row(rows, c.n_loan_rows, c, j, t, EV_LIQ, repaid, px, penalty, seized)
+    c.n_loan_rows += 1
+    k = c.n_liq_rows
+    liq_rows[k].ts_ns = t
+    liq_rows[k].sym = s
+    liq_rows[k].side = -1
+    liq_rows[k].qty = seized
+    liq_rows[k].mark_price = px
+    liq_rows[k].bankruptcy_price = bankrupt_px
+    liq_rows[k].fill_price = repaid / seized if seized > 0.0 else px
+    liq_rows[k].fee = penalty
+    liq_rows[k].insurance_fund_change = 0.0
+    liq_rows[k].realized_pnl = repaid - seized_cost
+    c.n_liq_rows = k + 1
+    c.n_liquidations += 1
+    if c.ln_debt[j] <= 1e-9:
+        _close(c, j)
+        _row(rows, c.n_loan_rows, c, j, t, EV_CLOSED, 0.0, px, 0.0, 0.0)
+        c.n_loan_rows += 1
