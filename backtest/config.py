@@ -69,8 +69,9 @@ class MarginConfig:
     insurance_fund: float = 1e9  # initial insurance fund balance (absorbs bankruptcy shortfalls)
     margin_call_ratio: float = 0.8  # on_margin_call fires when maint. margin / margin balance crosses it
     funding: str = "data"  # "data": the dataset's funding events; or a constant rate per interval, e.g. "0.0001"
+    spot_margin: bool = False  # allow spot short selling by borrowing the coin (margin account)
     borrow_rate_hourly: float = 0.00001  # spot margin shorts: interest per hour on the borrowed coin value
-    spot_margin_maintenance: float = 1.1  # spot margin level (assets / debt) that triggers liquidation
+    spot_margin_maintenance: float = 1.1  # spot margin level (assets / liabilities) that liquidates
 
     def validate(self):
         if self.mode not in ("cross", "isolated"):

@@ -117,6 +117,9 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.liq_fee_rate = m.liquidation_fee_rate
     c.margin_call_level = m.margin_call_ratio
     c.insurance_fund = m.insurance_fund
+    c.spot_margin = m.spot_margin
+    c.borrow_rate_hourly = m.borrow_rate_hourly
+    c.spot_maint_level = m.spot_margin_maintenance
     ln = cfg.loans
     c.loan_lltv = ln.lltv
     c.loan_warning_ltv = ln.warning_ltv
@@ -151,8 +154,9 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
             c.br_mmr[i, j] = b.mmr
             c.br_maint_amount[i, j] = b.maint_amount
         lev = float(cfg.leverage.get(sym, 1.0))
-        if ins.kind == InstrumentType.SPOT and lev != 1.0:
-            raise ConfigError(f"leverage.{sym}: spot symbols trade at 1x (margin spot comes with loans)")
+        if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
+            raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
+                              "(then it sets the leverage of short sales)")
         c.leverage[i] = lev
         c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
         if ins.brackets and lev > ins.brackets[0].max_leverage:
@@ -331,6 +335,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
                      "insurance_fund": float(c.insurance_fund),
+                     "borrow_interest": float(c.borrow_interest),
                      "interest": float(c.interest), "loan_penalties": float(c.loan_penalties),
                      "loan_liquidations": int(c.n_loan_liquidations),
                      "loan_cash_in": float(c.loan_cash_in), "loan_cash_out": float(c.loan_cash_out),

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from backtest import Strategy, Symbol, buy, equity, loan_open, param, position
+from backtest import Strategy, Symbol, buy, equity, loan_open, param, position, sell
 
 
 @njit
@@ -63,3 +63,16 @@ class Borrower(Strategy):
 
     def on_liquidation(self, c, ts_ns, sym, qty, price):
         self.liquidated += 1
+
+
+class SpotShort(Strategy):
+    """Sell `coins` of spot `sym` short at the first trade (needs margin.spot_margin)."""
+
+    sym: Symbol = param("BTC-USDT")
+    coins: float = param(1.0)
+    done: bool = False
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if sym == self.sym and not self.done:
+            if sell(c, sym, self.coins) > 0:
+                self.done = True

@@ -1,0 +1,38 @@
+"""The compiled engine: numpy records and @njit(cache=True) kernels only.
+
+numba keys a cached function by its own file's content, not by the files it calls, so a cached
+helper could run stale code after another framework file changes (an upgrade, an edit). The
+numba cache therefore lives in a folder named by a hash of the whole framework package, set here
+before any kernel is decorated.
+"""
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def framework_hash() -> str:
+    h = hashlib.sha256()
+    for p in sorted(_PACKAGE.rglob("*.py")):
+        if "__pycache__" not in p.parts:
+            h.update(p.relative_to(_PACKAGE).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def numba_cache_dir() -> Path:
+    root = os.environ.get("CASCADE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "cascade"
+    return base / "numba" / framework_hash()
+
+
+def _point_numba_cache() -> None:
+    path = str(numba_cache_dir())
+    os.environ["NUMBA_CACHE_DIR"] = path
+    if "numba" in sys.modules:  # imported before us: numba reads this when a kernel is decorated
+        sys.modules["numba"].config.CACHE_DIR = path
+
+
+_point_numba_cache()

@@ -71,7 +71,8 @@ def equity(c):
 
 @njit(cache=True)
 def lev_of(c, s):
-    if c.i_type[s] == T_SPOT:
+    """Leverage of the position of s: spot longs 1x; spot margin shorts and perps as configured."""
+    if c.i_type[s] == T_SPOT and not (c.spot_margin and c.pos[s] < 0.0):
         return 1.0
     return c.leverage[s]
 
@@ -121,7 +122,10 @@ def margin_ok(c, s, d, q, px):
     inc = exposure_increase(c.pos[s], d, q)
     if inc == 0.0:
         return True  # reducing never needs margin
-    need = inc * px / lev_of(c, s) + q * px * c.i_taker_fee[s]
+    lev = lev_of(c, s)
+    if c.i_type[s] == T_SPOT and c.spot_margin and d < 0:
+        lev = c.leverage[s]  # a margin short borrows the coin
+    need = inc * px / lev + q * px * c.i_taker_fee[s]
     return need <= free_margin(c)
 
 
@@ -168,8 +172,21 @@ def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
 
 
 @njit(cache=True)
+def accrue_borrow(c, s, t):
+    """Spot margin short: interest on the borrowed coins' value, per hour, since borrow_ts."""
+    p = c.pos[s]
+    if p < 0.0 and t > c.borrow_ts[s]:
+        interest = -p * val_px(c, s) * c.borrow_rate_hourly * ((t - c.borrow_ts[s]) / 3.6e12)
+        c.balance -= interest
+        c.borrow_interest += interest
+    c.borrow_ts[s] = t
+
+
+@njit(cache=True)
 def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills):
     """Book a fill with a given fee; write its fill row."""
+    if c.i_type[s] == T_SPOT and (c.pos[s] < 0.0 or d < 0):
+        accrue_borrow(c, s, t)
     pos = c.pos[s]
     avg = c.avg_px[s]
     realized = 0.0

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .account import (
-    book_fill, is_isolated, iso_total, maint_of, record_equity, update_drawdown, val_px,
+    accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, record_equity, update_drawdown, val_px,
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_SPOT
 from .margin_math import linear_bankruptcy_price
@@ -123,6 +123,9 @@ def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
     """Margin check after a price event of symbol s (which holds a position). Returns the number
     of positions liquidated; sets c.mc_pending for a margin call. Allocates only to liquidate."""
     if c.i_type[s] == T_SPOT:
+        if c.pos[s] < 0.0:
+            accrue_borrow(c, s, t)
+            return _check_spot_margin(c, t, g, fills, equity_rows, liq_rows)
         return 0
     if is_isolated(c, s):
         mm = maint_of(c, s)
@@ -165,3 +168,56 @@ def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
         return n
     c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, mm, mb)
     return 0
+
+
+@njit(cache=True)
+def _check_spot_margin(c, t, g, fills, equity_rows, liq_rows):
+    """Spot margin: margin level = assets / liabilities (borrowed coins at their price). Below
+    margin.spot_margin_maintenance every spot short is bought back at the market, paying the
+    taker fee plus the clearance fee; a negative balance left over is covered by the fund."""
+    liab = 0.0
+    for k in range(c.nsym):
+        if c.i_type[k] == T_SPOT and c.pos[k] < 0.0:
+            liab += -c.pos[k] * val_px(c, k)
+    if liab <= 0.0:
+        return 0
+    e = equity(c)
+    level = (e + liab) / liab
+    if level >= c.spot_maint_level:
+        c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, c.spot_maint_level, level)
+        return 0
+    n = 0
+    for k in range(c.nsym):
+        if c.i_type[k] == T_SPOT and c.pos[k] < 0.0:
+            if c.liq_cancel_orders:
+                _cancel_orders(c, k, t)
+            q = -c.pos[k]
+            px = opp_price(c, k, 1)
+            if px != px:
+                px = val_px(c, k)
+            fee = q * px * (c.i_taker_fee[k] + c.liq_fee_rate)
+            realized = q * (c.avg_px[k] - px)
+            book_fill(c, k, 1, q, px, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val_px(c, k), fills)
+            r = c.n_liq_rows
+            liq_rows[r].ts_ns = t
+            liq_rows[r].sym = k
+            liq_rows[r].side = 1
+            liq_rows[r].qty = q
+            liq_rows[r].mark_price = val_px(c, k)
+            liq_rows[r].bankruptcy_price = np.nan
+            liq_rows[r].fill_price = px
+            liq_rows[r].fee = fee
+            liq_rows[r].insurance_fund_change = 0.0
+            liq_rows[r].realized_pnl = realized
+            c.n_liq_rows = r + 1
+            c.n_liquidations += 1
+            n += 1
+    e = equity(c)
+    if e < 0.0:
+        c.balance -= e
+        c.insurance_payout -= e
+        c.insurance_fund += e
+        liq_rows[c.n_liq_rows - 1].insurance_fund_change = e
+    record_equity(c, t, equity_rows)
+    update_drawdown(c)
+    return n

@@ -95,7 +95,7 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
         if q > abs(pos):
             q = abs(pos)
             c.o_qty[j] = c.o_filled[j] + q
-    if c.i_type[s] == T_SPOT and d < 0 and q > pos + EPS_QTY:
+    if c.i_type[s] == T_SPOT and d < 0 and q > pos + EPS_QTY and not c.spot_margin:
         c.n_rejects += 1
         finish(c, j, ST_REJECTED, R_INSUFFICIENT_BALANCE, t)
         return

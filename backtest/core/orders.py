@@ -212,7 +212,7 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     pos = c.pos[s]
     if reduce and (pos == 0.0 or (pos > 0.0) == (d > 0)):
         return R_REDUCE_ONLY
-    if c.i_type[s] == T_SPOT and d < 0 and qty > pos + EPS_QTY:
+    if c.i_type[s] == T_SPOT and d < 0 and qty > pos + EPS_QTY and not c.spot_margin:
         return R_INSUFFICIENT_BALANCE
     # R4.4 at submit: priced at opp; a buy limit above opp (or any limit without opp) at its limit
     px = opp_price(c, s, d)

@@ -302,6 +302,10 @@ def _ctx_fields() -> list:
         ("liq_cancel_orders", "u1"),
         ("liq_fee_rate", f8),
         ("margin_call_level", f8),
+        ("spot_margin", "u1"),  # spot symbols may be sold short by borrowing the coin
+        ("borrow_rate_hourly", f8),
+        ("spot_maint_level", f8),  # liquidate spot shorts when assets / liabilities falls below
+        ("borrow_interest", f8),
         ("const_funding_rate", f8),  # margin.funding = a constant rate (instead of data events)
         ("funding_interval_ns", i8),
         ("next_funding_ts", i8),
@@ -357,7 +361,8 @@ def _ctx_fields() -> list:
         ("br_maint_amount", f8, (S, B)),
         ("leverage", f8, (S,)),
         ("margin_mode", "i1", (S,)),
-        ("iso_margin", f8, (S,)),  # isolated margin allocated to the position (isolated mode)
+        ("iso_margin", f8, (S,)),
+        ("borrow_ts", i8, (S,)),  # borrow interest of a spot short accrued up to here  # isolated margin allocated to the position (isolated mode)
         ("mc_flag", "u1", (S,)),
         # positions per symbol
         ("pos", f8, (S,)),
