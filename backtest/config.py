@@ -127,6 +127,7 @@ class RunConfig:
     sample_interval: str = "1m"  # equity and bar sampling ('0' = only fills and the end)
     timer: str = "0"  # on_timer interval ('0' = off)
     leverage: dict = field(default_factory=dict)  # symbol -> leverage (perpetuals; default 1)
+    coin_balances: dict = field(default_factory=dict)  # inverse symbol -> coin deposited in its wallet
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     margin: MarginConfig = field(default_factory=MarginConfig)
     loans: LoanConfig = field(default_factory=LoanConfig)
@@ -139,6 +140,9 @@ class RunConfig:
         parse_duration_ns(self.sample_interval, "sample_interval")
         parse_duration_ns(self.timer, "timer")
         self.execution.latency_ns, self.execution.cancel_latency_ns  # validate now
+        for sym, amount in self.coin_balances.items():
+            if not (isinstance(amount, (int, float)) and amount >= 0):
+                raise ConfigError(f"coin_balances.{sym}: must be a number >= 0, got {amount!r}")
         for sym, lev in self.leverage.items():
             if not (isinstance(lev, (int, float)) and lev >= 1):
                 raise ConfigError(f"leverage.{sym}: must be a number >= 1, got {lev!r}")

@@ -138,6 +138,9 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     unknown = set(cfg.leverage) - set(symbols)
     if unknown:
         raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
+    for sym, amount in cfg.coin_balances.items():
+        if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
+            raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
     for i, sym in enumerate(symbols):
         ins = instruments[sym]
         c.i_type[i] = int(ins.kind)
@@ -159,6 +162,9 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
                               "(then it sets the leverage of short sales)")
         c.leverage[i] = lev
         c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
+        if ins.kind == InstrumentType.INVERSE_PERPETUAL:
+            c.n_inverse += 1
+            c.coin_bal[i] = float(cfg.coin_balances.get(sym, 0.0))
         if ins.brackets and lev > ins.brackets[0].max_leverage:
             raise ConfigError(f"leverage.{sym}: {lev:g}x is above the instrument's maximum "
                               f"{ins.brackets[0].max_leverage:g}x")
@@ -331,6 +337,8 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
                      "balance": float(c.balance),
                      "positions": {sym: float(c.pos[i]) for i, sym in enumerate(syms)},
+                     "coin_balances": {sym: float(c.coin_bal[i]) for i, sym in enumerate(syms)
+                                       if c.i_type[i] == int(InstrumentType.INVERSE_PERPETUAL)},
                      "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),

@@ -76,3 +76,21 @@ class SpotShort(Strategy):
         if sym == self.sym and not self.done:
             if sell(c, sym, self.coins) > 0:
                 self.done = True
+
+
+class BuyThenSell(Strategy):
+    """Buy `qty` at the first trade, add `add` at the second, sell everything at trade `exit_at`."""
+
+    qty: float = param(1.0)
+    add: float = param(0.0)
+    exit_at: int = param(-1)
+    n: int = 0
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.n == 0:
+            buy(c, sym, self.qty)
+        elif self.n == 1 and self.add > 0.0:
+            buy(c, sym, self.add)
+        elif self.n == self.exit_at and position(c, sym) > 0.0:
+            sell(c, sym, position(c, sym))
+        self.n += 1

@@ -6,8 +6,8 @@ order written there, so the pure-Python oracle can match it bit for bit. No fast
 import numpy as np
 from numba import njit
 
-from .codes import LQ_MAKER, T_SPOT
-from .margin_math import linear_liq_price, maint_margin
+from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
+from .margin_math import inverse_liq_price, linear_liq_price, maint_margin
 
 EPS_QTY = 1e-12  # a position below this is flat
 ISOLATED = 1  # MarginMode.ISOLATED
@@ -23,7 +23,8 @@ def val_px(c, s):
 
 @njit(cache=True)
 def is_isolated(c, s):
-    return c.margin_mode[s] == ISOLATED and c.i_type[s] != T_SPOT
+    """Isolated linear perpetual (inverse perpetuals are margined by their own coin wallet)."""
+    return c.margin_mode[s] == ISOLATED and c.i_type[s] == T_LINEAR
 
 
 @njit(cache=True)
@@ -35,12 +36,21 @@ def iso_total(c):
 
 
 @njit(cache=True)
+def notional_of(c, s):
+    """Bracket notional of the position: quote for linear, coin (contracts * size / price) for inverse."""
+    p = abs(c.pos[s])
+    if c.i_type[s] == T_INVERSE:
+        return p * c.i_contract_size[s] / val_px(c, s)
+    return p * val_px(c, s)
+
+
+@njit(cache=True)
 def maint_of(c, s):
-    """Tiered maintenance margin of the position of s at its valuation price (0 for spot)."""
-    p = c.pos[s]
-    if p == 0.0 or c.i_type[s] == T_SPOT:
+    """Tiered maintenance margin of the position of s at its valuation price (0 for spot), in the
+    settlement currency (coin for inverse)."""
+    if c.pos[s] == 0.0 or c.i_type[s] == T_SPOT:
         return 0.0
-    return maint_margin(abs(p) * val_px(c, s), c.br_floor[s], c.br_cap[s], c.br_mmr[s],
+    return maint_margin(notional_of(c, s), c.br_floor[s], c.br_cap[s], c.br_mmr[s],
                         c.br_maint_amount[s], c.i_n_brackets[s])
 
 
@@ -63,10 +73,23 @@ def loan_value_total(c):
 
 
 @njit(cache=True)
+def coin_wallets_value(c):
+    """USD value of the inverse symbols' coin wallets (their unrealised PnL is in sym_upnl)."""
+    v = 0.0
+    for s in range(c.nsym):
+        if c.i_type[s] == T_INVERSE:
+            v += c.coin_bal[s] * val_px(c, s)
+    return v
+
+
+@njit(cache=True)
 def equity(c):
+    e = c.balance + upnl_total(c)
+    if c.n_inverse:
+        e += coin_wallets_value(c)
     if c.n_loans:
-        return c.balance + upnl_total(c) + loan_value_total(c)
-    return c.balance + upnl_total(c)
+        e += loan_value_total(c)
+    return e
 
 
 @njit(cache=True)
@@ -84,7 +107,7 @@ def margin_used(c):
     im = 0.0
     for s in range(c.nsym):
         p = c.pos[s]
-        if p != 0.0:
+        if p != 0.0 and c.i_type[s] != T_INVERSE:
             if is_isolated(c, s):
                 im += c.iso_margin[s]
             else:
@@ -100,9 +123,18 @@ def free_margin(c):
     equity - margin_used (R4.4)."""
     u = 0.0
     for s in range(c.nsym):
-        if not is_isolated(c, s):
+        if not is_isolated(c, s) and c.i_type[s] != T_INVERSE:
             u += c.sym_upnl[s]
     return (c.balance - iso_total(c)) + u - margin_used(c)
+
+
+@njit(cache=True)
+def coin_free(c, s):
+    """Free margin of an inverse symbol's coin wallet, in coin."""
+    im = 0.0
+    if c.pos[s] != 0.0:
+        im = abs(c.pos[s]) * c.i_contract_size[s] / val_px(c, s) / c.leverage[s]
+    return c.coin_bal[s] + c.coin_upnl[s] - im
 
 
 @njit(cache=True)
@@ -123,6 +155,10 @@ def margin_ok(c, s, d, q, px):
     if inc == 0.0:
         return True  # reducing never needs margin
     lev = lev_of(c, s)
+    if c.i_type[s] == T_INVERSE:  # contracts of contract_size USD, margined in coin
+        cs = c.i_contract_size[s]
+        need = inc * cs / px / lev + q * cs / px * c.i_taker_fee[s]
+        return need <= coin_free(c, s)
     if c.i_type[s] == T_SPOT and c.spot_margin and d < 0:
         lev = c.leverage[s]  # a margin short borrows the coin
     need = inc * px / lev + q * px * c.i_taker_fee[s]
@@ -141,7 +177,17 @@ def update_drawdown(c):
 
 @njit(cache=True)
 def mark_to_market(c, s):
-    """R6.1: refresh the symbol's unrealised PnL from its valuation price."""
+    """R6.1: refresh the symbol's unrealised PnL from its valuation price (inverse: the coin PnL
+    pos * size * (1/avg - 1/price), and its USD value in sym_upnl)."""
+    if c.i_type[s] == T_INVERSE:
+        v = val_px(c, s)
+        p = c.pos[s]
+        cu = 0.0
+        if p != 0.0:
+            cu = p * c.i_contract_size[s] * (1.0 / c.avg_px[s] - 1.0 / v)
+        c.coin_upnl[s] = cu
+        c.sym_upnl[s] = cu * v
+        return
     c.sym_upnl[s] = c.pos[s] * (val_px(c, s) - c.avg_px[s])
 
 
@@ -152,7 +198,10 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
         rate = c.i_maker_fee[s]
     else:
         rate = c.i_taker_fee[s]
-    n = q * price
+    if c.i_type[s] == T_INVERSE:
+        n = q * c.i_contract_size[s] / price  # coin value of the contracts
+    else:
+        n = q * price
     fee = n * rate
     book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills)
     return fee
@@ -191,13 +240,20 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     avg = c.avg_px[s]
     realized = 0.0
     cq = 0.0
+    inverse = c.i_type[s] == T_INVERSE
     if pos == 0.0 or (pos > 0.0) == (d > 0):
-        avg = (abs(pos) * avg + q * price) / (abs(pos) + q)
+        if inverse:  # the average entry of inverse contracts is harmonic
+            avg = price if pos == 0.0 else (abs(pos) + q) / (abs(pos) / avg + q / price)
+        else:
+            avg = (abs(pos) * avg + q * price) / (abs(pos) + q)
         newpos = pos + d * q
     else:
         cq = min(q, abs(pos))
         sg = 1.0 if pos > 0.0 else -1.0
-        realized = cq * (price - avg) * sg
+        if inverse:
+            realized = cq * c.i_contract_size[s] * (1.0 / avg - 1.0 / price) * sg
+        else:
+            realized = cq * (price - avg) * sg
         newpos = pos + d * q
         if abs(newpos) < EPS_QTY:
             newpos = 0.0
@@ -208,9 +264,14 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
         c.iso_margin[s] = _isolated_margin_after(c, s, pos, newpos, q, price, cq)
     c.pos[s] = newpos
     c.avg_px[s] = avg
-    c.balance += realized - fee
-    c.realized_pnl += realized
-    c.fees += fee
+    if inverse:  # coin settlement; the account totals are kept in USD at the fill price
+        c.coin_bal[s] += realized - fee
+        c.realized_pnl += realized * price
+        c.fees += fee * price
+    else:
+        c.balance += realized - fee
+        c.realized_pnl += realized
+        c.fees += fee
     c.sym_realized[s] += realized
     c.sym_fees[s] += fee
     mark_to_market(c, s)
@@ -244,9 +305,14 @@ def apply_funding(c, s, t, rate, funding_rows):
     if pos == 0.0:
         return 0.0
     mark = val_px(c, s)
-    payment = -(pos * mark * rate)
-    c.balance += payment
-    c.funding += payment
+    if c.i_type[s] == T_INVERSE:  # paid in coin on the contracts' coin value
+        payment = -(pos * c.i_contract_size[s] / mark * rate)
+        c.coin_bal[s] += payment
+        c.funding += payment * mark
+    else:
+        payment = -(pos * mark * rate)
+        c.balance += payment
+        c.funding += payment
     c.sym_funding[s] += payment
     if is_isolated(c, s):
         c.iso_margin[s] += payment
@@ -267,17 +333,23 @@ def record_equity(c, t, rows):
     u = upnl_total(c)
     e = equity(c)
     gross = 0.0
-    for s in range(c.nsym):
-        gross += abs(c.pos[s]) * val_px(c, s)
+    im = margin_used(c)
     mm = 0.0
     for s in range(c.nsym):
-        mm += maint_of(c, s)
+        if c.i_type[s] == T_INVERSE:  # USD values of the coin-margined figures
+            v = val_px(c, s)
+            gross += abs(c.pos[s]) * c.i_contract_size[s]
+            im += abs(c.pos[s]) * c.i_contract_size[s] / c.leverage[s]
+            mm += maint_of(c, s) * v
+        else:
+            gross += abs(c.pos[s]) * val_px(c, s)
+            mm += maint_of(c, s)
     rows[k].ts_ns = t
     rows[k].equity = e
     rows[k].balance = c.balance
     rows[k].upnl = u
     rows[k].gross_exposure = gross
-    rows[k].margin_used = margin_used(c)
+    rows[k].margin_used = im
     rows[k].maint_margin = mm
     rows[k].margin_ratio = mm / e if e > 0.0 else np.inf
     c.n_equity_rows = k + 1
@@ -313,6 +385,13 @@ def liq_price_of(c, s):
     if p == 0.0 or c.i_type[s] == T_SPOT:
         return np.nan
     side = 1.0 if p > 0.0 else -1.0
+    if c.i_type[s] == T_INVERSE:
+        lp = inverse_liq_price(side, abs(p), c.i_contract_size[s], c.avg_px[s], c.coin_bal[s], 0.0,
+                               0.0, c.br_floor[s], c.br_cap[s], c.br_mmr[s], c.br_maint_amount[s],
+                               c.i_n_brackets[s])
+        if lp <= 0.0 or not np.isfinite(lp):
+            return np.nan
+        return lp
     if is_isolated(c, s):
         wallet = c.iso_margin[s]
         other_mm = 0.0

@@ -16,8 +16,8 @@ from numba import njit
 from .account import (
     accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, record_equity, update_drawdown, val_px,
 )
-from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_SPOT
-from .margin_math import linear_bankruptcy_price
+from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
+from .margin_math import inverse_bankruptcy_price, linear_bankruptcy_price
 from .orders import finish, opp_price
 
 
@@ -127,6 +127,17 @@ def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
             accrue_borrow(c, s, t)
             return _check_spot_margin(c, t, g, fills, equity_rows, liq_rows)
         return 0
+    if c.i_type[s] == T_INVERSE:
+        mm = maint_of(c, s)
+        mb = c.coin_bal[s] + c.coin_upnl[s]
+        if mb <= mm:
+            _liquidate_inverse(c, s, t, g, fills, liq_rows)
+            c.mc_flag[s] = 0
+            record_equity(c, t, equity_rows)
+            update_drawdown(c)
+            return 1
+        c.mc_flag[s] = _margin_call(c, c.mc_flag[s], s, mm, mb)
+        return 0
     if is_isolated(c, s):
         mm = maint_of(c, s)
         mb = c.iso_margin[s] + c.sym_upnl[s]
@@ -221,3 +232,46 @@ def _check_spot_margin(c, t, g, fills, equity_rows, liq_rows):
     record_equity(c, t, equity_rows)
     update_drawdown(c)
     return n
+
+
+@njit(cache=True)
+def _liquidate_inverse(c, s, t, g, fills, liq_rows):
+    """Inverse perpetual: the same rules in coin, with the symbol's coin wallet as the margin."""
+    p = c.pos[s]
+    q = abs(p)
+    d = -1 if p > 0.0 else 1
+    sg = 1.0 if p > 0.0 else -1.0
+    cs = c.i_contract_size[s]
+    mark = val_px(c, s)
+    x = mark
+    if c.liq_settle_market:
+        o = opp_price(c, s, d)
+        if o == o:
+            x = o
+    wallet = c.coin_bal[s]
+    bp = inverse_bankruptcy_price(sg, q, cs, c.avg_px[s], wallet)
+    realized = q * cs * (1.0 / c.avg_px[s] - 1.0 / x) * sg
+    left = wallet + realized
+    fee = min(q * cs / x * c.liq_fee_rate, max(left, 0.0))
+    forfeit = left - fee if (not c.liq_settle_market and left > fee) else 0.0
+    shortfall = -left if left < 0.0 else 0.0
+    if c.liq_cancel_orders:
+        _cancel_orders(c, s, t)
+    book_fill(c, s, d, q, x, fee + forfeit, LQ_LIQUIDATION, t, g, 0, OT_MARKET, mark, fills)
+    if shortfall > 0.0:
+        c.coin_bal[s] += shortfall
+        c.insurance_payout += shortfall * x
+    c.insurance_fund += (fee + forfeit - shortfall) * x
+    k = c.n_liq_rows
+    liq_rows[k].ts_ns = t
+    liq_rows[k].sym = s
+    liq_rows[k].side = d
+    liq_rows[k].qty = q
+    liq_rows[k].mark_price = mark
+    liq_rows[k].bankruptcy_price = bp
+    liq_rows[k].fill_price = x
+    liq_rows[k].fee = fee  # coin
+    liq_rows[k].insurance_fund_change = fee + forfeit - shortfall  # coin
+    liq_rows[k].realized_pnl = realized  # coin
+    c.n_liq_rows = k + 1
+    c.n_liquidations += 1

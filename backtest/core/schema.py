@@ -287,6 +287,7 @@ def _ctx_fields() -> list:
         ("idx_base", i8),  # global index of element 0 of the current chunk
         ("n_events", i8),
         ("nsym", i8),
+        ("n_inverse", i8),  # inverse symbols in the run (their coin wallets count in equity)
         ("started", "u1"),
         ("jit", "u1"),
         # configuration (execution)
@@ -361,6 +362,8 @@ def _ctx_fields() -> list:
         ("br_maint_amount", f8, (S, B)),
         ("leverage", f8, (S,)),
         ("margin_mode", "i1", (S,)),
+        ("coin_bal", f8, (S,)),  # inverse perpetuals: the symbol's coin wallet (settlement currency)
+        ("coin_upnl", f8, (S,)),  # inverse perpetuals: unrealised PnL in coin
         ("iso_margin", f8, (S,)),
         ("borrow_ts", i8, (S,)),  # borrow interest of a spot short accrued up to here  # isolated margin allocated to the position (isolated mode)
         ("mc_flag", "u1", (S,)),
