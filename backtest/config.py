@@ -17,7 +17,7 @@ def parse_duration_ns(value, name: str) -> int:
     if isinstance(value, (int, float)):
         ns = int(value)
     else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*", str(value))
+        m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*", str(value))
         if not m:
             raise ConfigError(f"{name}: expected a duration like '250ms', '1m' or '8h', got {value!r}")
         ns = int(round(float(m.group(1)) * _UNITS_NS[m.group(2) or "ns"]))
@@ -43,11 +43,33 @@ def parse_time_ns(value, name: str) -> int | None:
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000
 
 
+SLIPPAGE_MODELS = ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth")
+QUOTE_MODELS = ("l1_depth",)  # models that need L1 quotes in the data
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
+    """How orders meet the market (docs/execution.md). `ExecutionConfig.ideal()` is the
+    perfect-fill baseline: no latency, no spread or impact, whole fills."""
+
     latency: str = "0ms"  # order entry latency (decision -> venue)
+    latency_jitter: str = "0ms"  # plus a uniform random delay in [0, jitter), seeded by `seed`
+    feed_latency: str = "0ms"  # market data delay: adds to the time an order reaches the venue
     cancel_latency: str = "0ms"  # cancel/amend latency
     touch_fills: bool = False  # resting limits fill when the market touches (not only trades through)
+    slippage: str = "spread"  # taker price model: none | spread | fixed_bps | sqrt_impact | l1_depth
+    models: dict = field(default_factory=dict)  # symbol -> model (overrides `slippage`)
+    slippage_bps: float = 0.0  # fixed_bps: distance from the mid (or last), in basis points
+    impact_k: float = 1.0  # sqrt_impact / l1_depth: k in k * sigma * sqrt(q / V)
+    impact_horizon: str = "5m"  # window of the causal sigma and V estimates
+    partial_fills: bool = False  # a limit fills at most the traded (or displayed) volume
+    queue_model: bool = False  # resting limits wait behind the displayed size (needs quotes)
+    fee_tiers: tuple = ()  # ({volume_30d, maker_fee_rate, taker_fee_rate}, ...) by 30-day USD volume
+    initial_volume_30d: float = 0.0  # 30-day volume before the run (for the first tier)
+
+    @classmethod
+    def ideal(cls) -> "ExecutionConfig":
+        return cls(slippage="none")
 
     @property
     def latency_ns(self) -> int:
@@ -56,6 +78,51 @@ class ExecutionConfig:
     @property
     def cancel_latency_ns(self) -> int:
         return parse_duration_ns(self.cancel_latency, "execution.cancel_latency")
+
+    @property
+    def latency_jitter_ns(self) -> int:
+        return parse_duration_ns(self.latency_jitter, "execution.latency_jitter")
+
+    @property
+    def feed_latency_ns(self) -> int:
+        return parse_duration_ns(self.feed_latency, "execution.feed_latency")
+
+    @property
+    def impact_horizon_ns(self) -> int:
+        return parse_duration_ns(self.impact_horizon, "execution.impact_horizon")
+
+    def model_of(self, symbol: str) -> str:
+        return self.models.get(symbol, self.slippage)
+
+    def validate(self):
+        self.latency_ns, self.cancel_latency_ns, self.latency_jitter_ns, self.feed_latency_ns
+        if self.impact_horizon_ns <= 0:
+            raise ConfigError("execution.impact_horizon: must be positive, e.g. '5m'")
+        for where, m in [("execution.slippage", self.slippage)] + [
+                (f"execution.models.{k}", v) for k, v in self.models.items()]:
+            if m not in SLIPPAGE_MODELS:
+                import difflib
+
+                close = difflib.get_close_matches(str(m), SLIPPAGE_MODELS, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"{where}: unknown model {m!r}{hint} (one of {', '.join(SLIPPAGE_MODELS)})")
+        for name in ("slippage_bps", "impact_k", "initial_volume_30d"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(f"execution.{name}: must be a number >= 0, got {v!r}")
+        if len(self.fee_tiers) > 8:
+            raise ConfigError("execution.fee_tiers: at most 8 tiers")
+        last = -1.0
+        for i, t in enumerate(self.fee_tiers):
+            if not isinstance(t, dict) or set(t) != {"volume_30d", "maker_fee_rate", "taker_fee_rate"}:
+                raise ConfigError(f"execution.fee_tiers[{i}]: needs exactly volume_30d, maker_fee_rate, "
+                                  "taker_fee_rate")
+            if not t["volume_30d"] > last:
+                raise ConfigError(f"execution.fee_tiers[{i}]: volume_30d must increase from tier to tier")
+            if t["taker_fee_rate"] < 0:
+                raise ConfigError(f"execution.fee_tiers[{i}]: taker_fee_rate must be >= 0 "
+                                  "(only maker fees can be rebates)")
+            last = t["volume_30d"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +206,7 @@ class RunConfig:
             raise ConfigError(f"initial_balance: must be a positive number, got {self.initial_balance!r}")
         parse_duration_ns(self.sample_interval, "sample_interval")
         parse_duration_ns(self.timer, "timer")
-        self.execution.latency_ns, self.execution.cancel_latency_ns  # validate now
+        self.execution.validate()
         for sym, amount in self.coin_balances.items():
             if not (isinstance(amount, (int, float)) and amount >= 0):
                 raise ConfigError(f"coin_balances.{sym}: must be a number >= 0, got {amount!r}")
@@ -175,6 +242,8 @@ class RunConfig:
             if not isinstance(raw, dict):
                 raise ConfigError(f"{name}: expected a table of settings, got {raw!r}")
             _reject_unknown(name, raw, sub)
+            if name == "execution" and "fee_tiers" in raw:
+                raw = {**raw, "fee_tiers": tuple(raw["fee_tiers"])}
             built[name] = sub(**raw)
         _reject_unknown("run", d, cls)
         return cls(**built, **d)

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from . import __version__
-from .config import RunConfig, parse_time_ns
+from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
     ORDER_DTYPE, LoanEvent,
@@ -102,9 +102,25 @@ class _Buffers:
 def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:
     c.nsym = len(symbols)
     c.initial_balance = c.balance = c.peak_equity = float(cfg.initial_balance)
-    c.latency_ns = cfg.execution.latency_ns
-    c.cancel_latency_ns = cfg.execution.cancel_latency_ns
-    c.touch_fills = cfg.execution.touch_fills
+    x = cfg.execution
+    c.latency_ns = x.latency_ns
+    c.cancel_latency_ns = x.cancel_latency_ns
+    c.feed_latency_ns = x.feed_latency_ns
+    c.latency_jitter_ns = x.latency_jitter_ns
+    c.rng_state = int(cfg.seed) % 2147483646 + 1
+    c.touch_fills = x.touch_fills
+    c.partial_fills = x.partial_fills
+    c.queue_model = x.queue_model
+    c.impact_horizon_ns = float(x.impact_horizon_ns)
+    c.initial_volume_30d = x.initial_volume_30d
+    c.n_fee_tiers = len(x.fee_tiers)
+    for k, tier in enumerate(x.fee_tiers):
+        c.ft_volume[k] = tier["volume_30d"]
+        c.ft_maker[k] = tier["maker_fee_rate"]
+        c.ft_taker[k] = tier["taker_fee_rate"]
+    unknown = set(x.models) - set(symbols)
+    if unknown:
+        raise ConfigError(f"execution.models: symbol(s) {sorted(unknown)} not in this run")
     c.sample_interval_ns = cfg.sample_interval_ns
     c.timer_interval_ns = cfg.timer_ns
     c.next_sample_ts = NEVER
@@ -160,6 +176,12 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
             raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
                               "(then it sets the leverage of short sales)")
+        model = SLIPPAGE_MODELS.index(x.model_of(sym))
+        c.slip_model[i] = model
+        c.slip_bps[i] = x.slippage_bps
+        c.impact_k[i] = x.impact_k
+        if model >= SLIPPAGE_MODELS.index("sqrt_impact"):
+            c.need_estimators = 1
         c.leverage[i] = lev
         c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
         if ins.kind == InstrumentType.INVERSE_PERPETUAL:
@@ -168,6 +190,20 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         if ins.brackets and lev > ins.brackets[0].max_leverage:
             raise ConfigError(f"leverage.{sym}: {lev:g}x is above the instrument's maximum "
                               f"{ins.brackets[0].max_leverage:g}x")
+
+
+def _check_quote_needs(cfg: RunConfig, stream) -> None:
+    """Quote-based execution models need quotes in the data: say so before the run starts."""
+    x = cfg.execution
+    for sym in stream.symbols:
+        if ("quotes", sym) in stream.files:
+            continue
+        if x.model_of(sym) in QUOTE_MODELS:
+            raise ConfigError(f"execution: model '{x.model_of(sym)}' for {sym} needs quote data, "
+                              f"and the dataset has none for it (use 'spread' or 'sqrt_impact')")
+        if x.queue_model:
+            raise ConfigError(f"execution.queue_model needs quote data, and the dataset has none "
+                              f"for {sym}")
 
 
 def _align_first(c, ts0: int) -> None:
@@ -234,6 +270,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     syms = stream.symbols
     params = cls.resolve_params(params)
 
+    _check_quote_needs(cfg, stream)
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
     s_arr = cls.new_state(params, syms)

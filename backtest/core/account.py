@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
+from .execution import add_volume, fee_rate
 from .margin_math import inverse_liq_price, linear_liq_price, maint_margin
 
 EPS_QTY = 1e-12  # a position below this is flat
@@ -194,16 +195,14 @@ def mark_to_market(c, s):
 @njit(cache=True)
 def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fills):
     """R4.1/R4.2: book a fill of q at price on side d with the maker or taker fee."""
-    if liquidity == LQ_MAKER:
-        rate = c.i_maker_fee[s]
-    else:
-        rate = c.i_taker_fee[s]
+    rate = fee_rate(c, s, liquidity == LQ_MAKER, t)
     if c.i_type[s] == T_INVERSE:
         n = q * c.i_contract_size[s] / price  # coin value of the contracts
     else:
         n = q * price
     fee = n * rate
     book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills)
+    add_volume(c, s, t, q, price)
     return fee
 
 

@@ -18,7 +18,8 @@ from .account import (
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
 from .margin_math import inverse_bankruptcy_price, linear_bankruptcy_price
-from .orders import finish, opp_price
+from .execution import taker_price
+from .orders import finish
 
 
 @njit(cache=True)
@@ -59,8 +60,8 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
         p = c.pos[s]
         d = -1 if p > 0.0 else 1
         x = val_px(c, s)
-        if c.liq_settle_market:
-            o = opp_price(c, s, d)
+        if c.liq_settle_market:  # a market order through the execution model
+            o = taker_price(c, s, d, abs(p))
             if o == o:
                 x = o
         xs[i] = x
@@ -203,7 +204,7 @@ def _check_spot_margin(c, t, g, fills, equity_rows, liq_rows):
             if c.liq_cancel_orders:
                 _cancel_orders(c, k, t)
             q = -c.pos[k]
-            px = opp_price(c, k, 1)
+            px = taker_price(c, k, 1, q)
             if px != px:
                 px = val_px(c, k)
             fee = q * px * (c.i_taker_fee[k] + c.liq_fee_rate)
@@ -245,7 +246,7 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
     mark = val_px(c, s)
     x = mark
     if c.liq_settle_market:
-        o = opp_price(c, s, d)
+        o = taker_price(c, s, d, q)
         if o == o:
             x = o
     wallet = c.coin_bal[s]

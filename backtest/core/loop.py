@@ -9,6 +9,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
+from .execution import update_estimators
 from .liquidation import check_margin
 from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
@@ -80,6 +81,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             elif p < c.bar_low[sy]:
                 c.bar_low[sy] = p
             c.bar_volume[sy] += qty[i]
+            if c.need_estimators:
+                update_estimators(c, sy, t, p, qty[i])
         elif k == K_QUOTE:
             c.bid[sy] = bid[i]
             c.ask[sy] = ask[i]
@@ -92,7 +95,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.has_mark[sy] = 1
         # 4. orders of this symbol (section 3)
         f0 = c.n_fill_rows
-        process_orders(c, g, t, sy, k, p, fills, equity_rows)
+        process_orders(c, g, t, sy, k, p, qty[i], fills, equity_rows)
         # 5. funding (R5.1): from the data, or a configured constant rate at funding times
         payment = 0.0
         if k == K_FUNDING:

@@ -4,11 +4,12 @@ from numba import njit
 
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
-    K_FUNDING, K_MARK, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, OT_STOP_LIMIT,
+    K_FUNDING, K_MARK, K_QUOTE, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, OT_STOP_LIMIT,
     OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
     R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC,
 )
+from .execution import taker_price
 from .orders import apply_amend, finish, opp_price, post_only_crosses, reject_margin_at_fill
 
 TRIGGER_LAST = 0
@@ -63,15 +64,21 @@ def _init_trailing_ref(c, j):
 
 
 @njit(cache=True)
-def _activate_children(c, j, g, t):
+def _sync_children(c, j, g, t):
+    """Bracket children cover what the entry has filled: they open on its first fill and grow
+    with its later (partial) fills."""
     oid = c.o_oid[j]
     for k in range(j + 1, c.o_hwm):
-        if c.o_status[k] == ST_WAITING and c.o_parent[k] == oid:
+        if c.o_parent[k] != oid:
+            continue
+        if c.o_status[k] == ST_WAITING:
             c.o_status[k] = ST_OPEN
             c.o_qty[k] = c.o_filled[j]
             c.o_decision_idx[k] = g
             c.o_arrive_ts[k] = t
             c.o_created_ts[k] = t
+        elif c.o_status[k] == ST_OPEN or c.o_status[k] == ST_PENDING:
+            c.o_qty[k] = c.o_filled[j]
 
 
 @njit(cache=True)
@@ -102,14 +109,12 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     if not margin_ok(c, s, d, q, price):
         reject_margin_at_fill(c, j, t)
         return
-    first_fill = c.o_filled[j] == 0.0
     apply_fill(c, s, d, q, price, liquidity, t, g, c.o_oid[j], c.o_type[j], c.o_ref_px[j], fills)
     c.o_filled[j] += q
     c.o_notional[j] += q * price
     record_equity(c, t, equity_rows)
     update_drawdown(c)
-    if first_fill:
-        _activate_children(c, j, g, t)
+    _sync_children(c, j, g, t)
     if c.o_oco[j] != 0:
         _cancel_oco_siblings(c, j, t)
     if c.o_filled[j] >= c.o_qty[j] * (1.0 - 1e-12):
@@ -117,7 +122,48 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
 
 
 @njit(cache=True)
-def _work_order(c, j, g, t, kind, px, first, fills, equity_rows):
+def _capped(d, p, limit):
+    """A marketable limit never fills beyond its limit price."""
+    if d > 0:
+        return min(p, limit)
+    return max(p, limit)
+
+
+@njit(cache=True)
+def _init_queue(c, j):
+    """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch)."""
+    s = c.o_sym[j]
+    if not c.queue_model or not c.has_quote[s]:
+        return
+    lim = c.o_limit[j]
+    if c.o_side[j] > 0:
+        touch, shown, better = c.bid[s], c.bid_qty[s], lim > c.bid[s]
+    else:
+        touch, shown, better = c.ask[s], c.ask_qty[s], lim < c.ask[s]
+    if better:
+        c.o_queue[j] = 0.0
+    elif lim == touch:
+        c.o_queue[j] = shown
+
+
+@njit(cache=True)
+def _update_queue_on_quote(c, j):
+    """The touch reached our price: the displayed size there is the queue (it only shrinks)."""
+    s = c.o_sym[j]
+    lim = c.o_limit[j]
+    if c.o_side[j] > 0:
+        touch, shown, better = c.bid[s], c.bid_qty[s], lim > c.bid[s]
+    else:
+        touch, shown, better = c.ask[s], c.ask_qty[s], lim < c.ask[s]
+    q = c.o_queue[j]
+    if better:
+        c.o_queue[j] = 0.0
+    elif lim == touch:
+        c.o_queue[j] = shown if q != q else min(q, shown)
+
+
+@njit(cache=True)
+def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     """An OPEN order at an event of its symbol: trigger, then market or limit behaviour."""
     otype = c.o_type[j]
     d = c.o_side[j]
@@ -129,7 +175,7 @@ def _work_order(c, j, g, t, kind, px, first, fills, equity_rows):
         first = True
     remaining = c.o_qty[j] - c.o_filled[j]
     if _is_market_like(otype):
-        p = opp_price(c, s, d)
+        p = taker_price(c, s, d, remaining)
         if p == p:
             try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
         return
@@ -139,9 +185,26 @@ def _work_order(c, j, g, t, kind, px, first, fills, equity_rows):
             c.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return
-        p = opp_price(c, s, d)
-        if p == p and ((d > 0 and p <= limit) or (d < 0 and p >= limit)):
-            try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
+        opp = opp_price(c, s, d)
+        if opp == opp and ((d > 0 and opp <= limit) or (d < 0 and opp >= limit)):
+            q = remaining
+            if c.partial_fills:  # at most what is shown at the touch (or this trade's size)
+                if c.has_quote[s]:
+                    q = min(remaining, c.ask_qty[s] if d > 0 else c.bid_qty[s])
+                elif kind == K_TRADE:
+                    q = min(remaining, ev_qty)
+                if c.o_tif[j] == TIF_FOK and q < remaining:
+                    finish(c, j, ST_EXPIRED, R_FOK, t)
+                    return
+            if q > 0.0:
+                try_fill(c, j, q, _capped(d, taker_price(c, s, d, q), limit), LQ_TAKER, t, g,
+                         fills, equity_rows)
+            if c.o_status[j] != ST_OPEN:
+                return  # filled (or rejected at fill time)
+            if c.o_tif[j] == TIF_IOC:
+                finish(c, j, ST_EXPIRED, R_IOC, t)
+            else:
+                _init_queue(c, j)  # the partly filled rest rests at its limit
             return
         if c.o_tif[j] == TIF_IOC:
             finish(c, j, ST_EXPIRED, R_IOC, t)
@@ -149,19 +212,38 @@ def _work_order(c, j, g, t, kind, px, first, fills, equity_rows):
         if c.o_tif[j] == TIF_FOK:
             finish(c, j, ST_EXPIRED, R_FOK, t)
             return
+        _init_queue(c, j)
         # resting from this event on: a trade at this same event may already trade through (R3.6)
+    if c.queue_model and kind == K_QUOTE:
+        _update_queue_on_quote(c, j)
+        return
     if kind != K_TRADE:
+        return
+    if c.queue_model:
+        through = px < limit if d > 0 else px > limit
+        q = 0.0
+        if through:
+            q = min(remaining, ev_qty)
+        elif px == limit and c.o_queue[j] == c.o_queue[j]:
+            ahead = c.o_queue[j]
+            c.o_queue[j] = max(0.0, ahead - ev_qty)
+            q = min(remaining, max(0.0, ev_qty - ahead))
+        if q > 0.0:
+            try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
         return
     if d > 0:
         through = px < limit or (c.touch_fills and px == limit)
     else:
         through = px > limit or (c.touch_fills and px == limit)
     if through:
-        try_fill(c, j, remaining, limit, LQ_MAKER, t, g, fills, equity_rows)
+        q = remaining
+        if c.partial_fills:
+            q = min(remaining, ev_qty)
+        try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
 
 
 @njit(cache=True)
-def process_orders(c, g, t, s, kind, px, fills, equity_rows):
+def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
     if c.n_open[s] == 0 or kind == K_FUNDING:
         return
@@ -188,4 +270,4 @@ def process_orders(c, g, t, s, kind, px, fills, equity_rows):
                 _init_trailing_ref(c, j)
         elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
             apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
-        _work_order(c, j, g, t, kind, px, first, fills, equity_rows)
+        _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows)

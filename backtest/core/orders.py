@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from .account import EPS_QTY, margin_ok
+from .execution import order_latency
 from .margin_math import bracket_max_leverage
 from .codes import (
     OT_LIMIT, OT_MARKET, OT_STOP_LIMIT, OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING,
@@ -147,6 +148,7 @@ def _move_slot(c, a, b):
     c.o_new_stop[b] = c.o_new_stop[a]
     c.o_oco[b] = c.o_oco[a]
     c.o_parent[b] = c.o_parent[a]
+    c.o_queue[b] = c.o_queue[a]
 
 
 @njit(cache=True)
@@ -272,7 +274,8 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.o_trail_ref[j] = np.nan
     c.o_ref_px[j] = ref_price(c, s)
     c.o_created_ts[j] = c.now_ts
-    c.o_arrive_ts[j] = c.now_ts + c.latency_ns
+    c.o_arrive_ts[j] = c.now_ts + order_latency(c)
+    c.o_queue[j] = np.nan
     c.o_decision_idx[j] = c.cur_idx
     c.o_done_ts[j] = -1
     c.o_cancel_ts[j] = -1

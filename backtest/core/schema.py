@@ -294,6 +294,22 @@ def _ctx_fields() -> list:
         ("latency_ns", i8),
         ("cancel_latency_ns", i8),
         ("touch_fills", "u1"),
+        ("feed_latency_ns", i8),
+        ("latency_jitter_ns", i8),
+        ("rng_state", i8),  # the run's seeded generator (Park-Miller), for latency jitter
+        ("partial_fills", "u1"),  # limit fills capped by the traded / displayed volume
+        ("queue_model", "u1"),  # resting limits wait behind the displayed size at their price
+        ("need_estimators", "u1"),  # some symbol uses an impact model
+        ("impact_horizon_ns", f8),
+        ("n_fee_tiers", i8),
+        ("fee_tier", i8),
+        ("ft_volume", f8, (8,)),
+        ("ft_maker", f8, (8,)),
+        ("ft_taker", f8, (8,)),
+        ("initial_volume_30d", f8),
+        ("vol_day", i8),
+        ("vol_start_day", i8),
+        ("vol_ring", f8, (31,)),
         ("sample_interval_ns", i8),
         ("next_sample_ts", i8),
         ("timer_interval_ns", i8),
@@ -355,6 +371,13 @@ def _ctx_fields() -> list:
         ("i_maker_fee", f8, (S,)),
         ("i_taker_fee", f8, (S,)),
         ("i_n_brackets", i8, (S,)),
+        ("slip_model", "i1", (S,)),  # execution model of taker fills (core/execution.py)
+        ("slip_bps", f8, (S,)),
+        ("impact_k", f8, (S,)),
+        ("est_var", f8, (S,)),  # time-decayed sum of squared log returns over the horizon
+        ("est_vol", f8, (S,)),  # time-decayed traded volume over the horizon
+        ("est_last_px", f8, (S,)),
+        ("est_last_ts", i8, (S,)),
         ("br_floor", f8, (S, B)),
         ("br_cap", f8, (S, B)),
         ("br_max_lev", f8, (S, B)),
@@ -437,6 +460,7 @@ def _ctx_fields() -> list:
         ("o_new_stop", f8, (O,)),
         ("o_oco", i8, (O,)),
         ("o_parent", i8, (O,)),
+        ("o_queue", f8, (O,)),  # displayed size ahead of a resting limit (NaN: not yet known)
         ("o_hwm", i8),  # slots [0, o_hwm) are in use, in ascending oid order
         ("n_live", i8),
         # finished orders waiting to be drained into the orders table (same fields as ORDER_DTYPE)
@@ -480,6 +504,8 @@ def new_context() -> np.recarray:
     c = np.zeros(1, dtype=CTX_DTYPE).view(np.recarray)
     c.o_cancel_ts[0][:] = -1
     c.o_amend_ts[0][:] = -1
+    c.vol_day[0] = -1
+    c.slip_model[0][:] = 1  # SPREAD
     for name in ("bar_open", "bar_high", "bar_low"):
         c[name][0][:] = np.nan
     return c

@@ -1,0 +1,453 @@
+"""`backtest run | sweep | walk-forward | list-strategies | cache`: thin shells over the library.
+
+Every command takes its settings from an optional TOML file (--config) overridden by flags; see
+backtest/runconfig.py. Heavy modules are imported inside the commands so `--help` is quick and
+`--no-jit` (handled by backtest.cli.main before numba loads) takes effect.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+
+
+# --- shared options ------------------------------------------------------------------------
+def _run_options(f):
+    """Options shared by run, sweep and walk-forward (what to run and the RunConfig knobs)."""
+    opts = [
+        click.argument("strategy", required=False),
+        click.option("--data", metavar="DIR", help="Dataset folder."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="TOML run config; flags override its values."),
+        click.option("--param", "-p", "param_items", multiple=True, metavar="K=V",
+                     help="Strategy parameter (repeatable)."),
+        click.option("--symbols", metavar="A,B", help="Symbols to load (default: all in the dataset)."),
+        click.option("--start", metavar="ISO", help="First time, UTC (2026-02-05 or 2026-02-05T12:00)."),
+        click.option("--end", metavar="ISO", help="End time, UTC, exclusive."),
+        click.option("--latency", metavar="DURATION", help="Order entry latency, e.g. 5ms."),
+        click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
+                     help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
+        click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
+        click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+                     help="Any config key, dotted (repeatable): --set execution.touch_fills=true."),
+        click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--no-jit", is_flag=True, help="Run as plain Python (for debuggers; slow)."),
+        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+    ]
+    return functools.reduce(lambda g, o: o(g), reversed(opts), f)
+
+
+def _spec(o: dict, **extra):
+    """RunSpec from --config and the flags in `o` (a command's keyword arguments)."""
+    from ..runconfig import build_spec, parse_assignments
+
+    _check_no_jit(o.get("no_jit"))
+    over = {"strategy": o.get("strategy"), "data": o.get("data"), "symbols": o.get("symbols"),
+            "start": o.get("start"), "end": o.get("end"), "out": o.get("out"),
+            "params": parse_assignments(o.get("param_items"), "--param"),
+            "leverage": parse_assignments(o.get("leverage_items"), "--leverage"),
+            "execution": {"latency": o.get("latency")}, "margin": {"mode": o.get("margin_mode")}, **extra}
+    return build_spec(o.get("config_file"), over, parse_assignments(o.get("set_items"), "--set"))
+
+
+def _check_no_jit(no_jit) -> None:
+    if not no_jit or os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        return
+    if "numba" in sys.modules:  # only reachable when called in-process (backtest.cli.main sets it early)
+        raise ConfigError("--no-jit must take effect before numba loads: use the `backtest` command "
+                          "or set NUMBA_DISABLE_JIT=1")
+    os.environ["NUMBA_DISABLE_JIT"] = "1"
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(_finite(obj), indent=2, default=str))
+
+
+def _finite(v):
+    """NaN/inf -> null: strict JSON for jq and friends."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v * 100:+.2f}%"
+
+
+def _num(v, dec: int = 2) -> str:
+    return "n/a" if v is None else f"{v:,.{dec}f}"
+
+
+# --- run -------------------------------------------------------------------------------------
+@click.command("run")
+@_run_options
+@click.option("--out", metavar="RUN_DIR", help="Run folder to write (replaced atomically).")
+@click.option("--seed", type=int, help="Run seed (stochastic models).")
+@click.option("--report", "make_report", is_flag=True, help="Also draw the tear sheet into RUN_DIR/report.")
+def run_cmd(**o):
+    """Run a backtest and save it to a run folder.
+
+    \b
+    Examples:
+      backtest run reference --data data/generated/feb2026 --out runs/ref
+      backtest run reference --data data/generated/feb2026 --out runs/ref-20x \\
+          --param entry=61500 --leverage BTCUSDT=20 --latency 5ms --report
+      backtest run --config examples/crash_long_20x.toml --margin-mode cross
+      backtest run my_strats.py:Breakout --data data/btc --out runs/b --json | jq .headline
+
+    STRATEGY is a bundled name (see `backtest list-strategies`), module:Class or
+    path/to/file.py[:Class]. Prints headline numbers and timings; exit code 1 when
+    the run fails, 2 for usage or config errors.
+    """
+    spec = _spec(o, seed=o["seed"])
+    spec.require("strategy", "data", "out")
+    from .. import progress as prog
+    from ..engine import run
+
+    show = prog.enabled(o["quiet"] or o["as_json"])
+    total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
+    with prog.Bars(show) as bars:
+        res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
+                  end=spec.end, config=spec.config, out=Path(spec.out), progress=bars.run_callback(total))
+    _write_config_toml(spec, Path(spec.out))
+    report = _report(Path(spec.out), quiet=o["as_json"]) if o["make_report"] else None
+    m = res.manifest
+    if o["as_json"]:
+        _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
+                    "params": m["strategy"]["params"], "symbols": m["symbols"], "headline": m["headline"],
+                    "metrics": m.get("metrics"), "timings": m["timings"], "config": m["config"],
+                    "report": report})
+        return
+    h, t = m["headline"], m["timings"]
+    click.echo(f"{m['strategy']['name']} on {', '.join(m['symbols'])}")
+    click.echo(f"  final equity {_num(h['final_equity'])} {m.get('settle_currency', '')}   "
+               f"return {_pct(h['return'])}   max drawdown {_pct(-h['max_drawdown_pct'])}   "
+               f"trades {h.get('trades')}   fees {_num(h['fees'])}   liquidations {h['liquidations']}")
+    sharpe = (m.get("metrics") or {}).get("sharpe")
+    if sharpe is not None:
+        click.echo(f"  sharpe {_num(sharpe)}")
+    rate = t.get("events_per_s")
+    click.echo(f"  compile {t['compile_s']:.2f} s   run {t['run_s']:.2f} s   {t['events']:,} events   "
+               f"{_num(rate, 0)} events/s{'' if t.get('jit', True) else '   (no JIT)'}")
+    click.echo(f"saved {spec.out}")
+    if report:
+        click.echo(f"report {Path(spec.out) / 'report'} ({len(report)} file(s))")
+
+
+def _write_config_toml(spec, run_dir: Path) -> None:
+    """RUN_DIR/config.toml: the effective config, so `backtest run --config` reproduces the run."""
+    from ..atomic import write_text
+    from ..runconfig import to_toml
+
+    text = to_toml(spec.to_dict())
+    if text is not None and run_dir.is_dir():
+        write_text(run_dir / "config.toml", text)
+
+
+def _report(run_dir: Path, quiet: bool) -> dict | None:
+    try:
+        from ..report.tearsheet import write_report
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("backtest.report"):
+            raise
+        click.echo("note: --report skipped (backtest.report.tearsheet is not available)", err=True)
+        return None
+    return {k: str(v) for k, v in write_report(run_dir).items()}
+
+
+# --- sweep -----------------------------------------------------------------------------------
+def _sweep_options(f):
+    opts = [
+        click.option("--grid", "grid_items", multiple=True, metavar="NAME=VALUES",
+                     help="Swept parameter (repeatable): a list 61000,62000 or an inclusive range 59000:61000:500."),
+        click.option("--random", "n_random", type=click.IntRange(min=0),
+                     help="Random search: run N distinct grid points instead of all."),
+        click.option("--seed", type=click.IntRange(min=0), help="Seed of --random (same seed, same points)."),
+        click.option("--metric", help="Ranking metric: return, sharpe, sortino, calmar, max_drawdown, ... "
+                                      "[default: return]"),
+        click.option("--jobs", "-j", type=click.IntRange(min=0), help="Parallel runs [default: all CPUs]."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), help="Where runs execute [default: local]."),
+        click.option("--address", help="Ray cluster address (--engine ray), e.g. ray://head:10001."),
+    ]
+    return functools.reduce(lambda g, o: o(g), reversed(opts), f)
+
+
+def _sweep_spec(o: dict, **extra):
+    from ..sweep import parse_grid_arg
+
+    grid = dict(parse_grid_arg(g) for g in o["grid_items"])
+    sweep = {"grid": grid, "random": o["n_random"], "seed": o["seed"], "metric": o["metric"],
+             "jobs": o["jobs"], "engine": o["engine"], "address": o["address"]}
+    spec = _spec(o, sweep=sweep, **extra)
+    spec.require("strategy", "data", "out")
+    if not spec.sweep["grid"]:
+        raise ConfigError("nothing to sweep: give --grid NAME=VALUES (or [sweep.grid] in the config)")
+    return spec
+
+
+def _sweep_kwargs(spec) -> dict:
+    s = spec.sweep
+    return dict(grid=s["grid"], random=s["random"], seed=s["seed"], metric=s["metric"], jobs=s["jobs"],
+                engine=s["engine"], address=s["address"], params=spec.params, symbols=spec.symbols,
+                start=spec.start, end=spec.end, config=spec.config)
+
+
+def _interrupted(out: Path, what: str):
+    n = len(list((out / "runs").glob("*/manifest.json"))) if (out / "runs").is_dir() else 0
+    click.echo(f"interrupted: {n} finished run(s) kept in {out}; rerun the same {what} to resume", err=True)
+    sys.exit(130)
+
+
+@click.command("sweep")
+@_run_options
+@_sweep_options
+@click.option("--out", metavar="SWEEP_DIR", help="Sweep folder (runs/, results.parquet, heatmap.png).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=0), help="Rows printed.")
+def sweep_cmd(**o):
+    """Run a parameter grid (or a random sample of it) and rank the runs.
+
+    \b
+    Examples:
+      backtest sweep reference --data data/generated/feb2026 --out sweeps/ref \\
+          --grid entry=61000,62000 --grid stop=59000:61000:500 --metric return
+      backtest sweep reference --data data/generated/feb2026 --out sweeps/rnd \\
+          --grid entry=60000:63000:100 --grid target=64000:68000:250 --random 50 --seed 1
+      backtest sweep --config examples/sweep_reference.toml --jobs 4
+      backtest sweep reference ... --engine ray --address ray://head:10001
+
+    \b
+    Writes SWEEP_DIR/runs/<config-id>/ (one saved run each), results.parquet
+    (ranked by --metric, best first) and, for two swept parameters, heatmap.png.
+    Rerunning the same sweep skips finished runs; Ctrl-C keeps them.
+    """
+    spec = _sweep_spec(o)
+    from .. import progress as prog
+    from ..sweep import run_sweep
+
+    out, t0 = Path(spec.out), time.perf_counter()
+    try:
+        with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
+            res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
+                            **_sweep_kwargs(spec))
+    except KeyboardInterrupt:
+        _interrupted(out, "sweep")
+    secs = time.perf_counter() - t0
+    metric, df = res.metric, res.table
+    if o["as_json"]:
+        _echo_json({"out": str(out), "results": str(out / "results.parquet"),
+                    "heatmap": str(res.heatmap) if res.heatmap else None, "metric": metric, "runs": df.height,
+                    "ran": res.ran, "skipped": res.skipped, "failed": res.failed, "seconds": round(secs, 2),
+                    "best": res.best, "top": df.head(o["top"]).to_dicts()})
+        return
+    click.echo(f"sweep {out}: {df.height} run(s): {res.ran} ran, {res.skipped} skipped, "
+               f"{res.failed} failed in {secs:.1f} s")
+    _print_rows(df.head(o["top"]), metric)
+    click.echo(f"results {out / 'results.parquet'}")
+    if res.heatmap:
+        click.echo(f"heatmap {res.heatmap}")
+    for r in df.filter(df["status"] == "failed").head(3).iter_rows(named=True):
+        click.echo(f"failed {r['config_id']}: {r['error']}", err=True)
+
+
+def _print_rows(df, metric: str) -> None:
+    params = [c for c in df.columns if c.startswith("param.")]
+    cols = ["rank", *params, metric] + [c for c in ("return", "max_drawdown_pct", "trades") if c != metric]
+    header = [c.removeprefix("param.") for c in cols]
+    rows = [[_cell(r.get(c)) for c in cols] for r in df.iter_rows(named=True)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    click.echo("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        click.echo("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.6g}" if abs(v) >= 1 else f"{v:.4g}"
+    return str(v)
+
+
+# --- walk-forward -----------------------------------------------------------------------------
+@click.command("walk-forward")
+@_run_options
+@_sweep_options
+@click.option("--train", metavar="DURATION", help="In-sample window, e.g. 1d.")
+@click.option("--test", metavar="DURATION", help="Out-of-sample window, e.g. 12h.")
+@click.option("--step", metavar="DURATION", help="Window advance [default: --test].")
+@click.option("--out", metavar="WF_DIR", help="Output folder.")
+def walk_forward_cmd(**o):
+    """Optimise on rolling in-sample windows, trade each next window out of sample.
+
+    \b
+    Example:
+      backtest walk-forward reference --data data/generated/feb2026 --out wf/ref \\
+          --grid entry=61000:63000:500 --grid stop=59000,60000 \\
+          --train 1d --test 12h --metric sharpe
+
+    \b
+    Writes WF_DIR/windows.parquet (per window: times, chosen params, in- and
+    out-of-sample metrics), oos_equity.parquet (the out-of-sample equity,
+    each window continuing from the previous end) and oos_equity.png; the
+    in-sample sweeps and out-of-sample runs are kept under is/ and oos/.
+    """
+    wf = {"train": o["train"], "test": o["test"], "step": o["step"]}
+    spec = _sweep_spec(o, walk_forward=wf)
+    w = spec.walk_forward
+    if not (w["train"] and w["test"]):
+        raise ConfigError("walk-forward needs --train and --test (or [walk_forward] in the config)")
+    from .. import progress as prog
+    from ..walkforward import run_walk_forward
+
+    out, t0 = Path(spec.out), time.perf_counter()
+    try:
+        with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
+            res = run_walk_forward(spec.strategy, spec.data, out=out, train=w["train"], test=w["test"],
+                                   step=w["step"], progress=bars.sweep_callback(0, "windows"),
+                                   **_sweep_kwargs(spec))
+    except KeyboardInterrupt:
+        _interrupted(out, "walk-forward")
+    eq = res.equity
+    initial = spec.config.initial_balance
+    final = float(eq["equity"][-1]) if eq.height else initial
+    if o["as_json"]:
+        _echo_json({"out": str(out), "windows": res.windows.to_dicts(), "oos_final_equity": final,
+                    "oos_return": final / initial - 1, "seconds": round(time.perf_counter() - t0, 2),
+                    "files": {k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet",
+                                                       "oos_equity.png")}})
+        return
+    metric = spec.sweep["metric"]
+    click.echo(f"walk-forward {out}: {res.windows.height} window(s) in {time.perf_counter() - t0:.1f} s")
+    params = [c for c in res.windows.columns if c.startswith("param.")]
+    for r in res.windows.iter_rows(named=True):
+        chosen = " ".join(f"{p.removeprefix('param.')}={_cell(r[p])}" for p in params)
+        click.echo(f"  {r['window']:>3}  OOS {_iso(r['oos_start_ns'])} → {_iso(r['oos_end_ns'])}  {chosen}  "
+                   f"IS {metric} {_cell(r[f'is_{metric}'])}  OOS {metric} {_cell(r[f'oos_{metric}'])}")
+    click.echo(f"out-of-sample: final equity {_num(final)}  return {_pct(final / initial - 1)}")
+    click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {out / 'oos_equity.png'}")
+
+
+def _iso(ns: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+# --- list-strategies ---------------------------------------------------------------------------
+@click.command("list-strategies")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def list_strategies_cmd(as_json):
+    """List bundled and installed (entry-point) strategies with their parameters.
+
+    \b
+    Example:
+      backtest list-strategies
+      backtest list-strategies --json | jq '.[0].params'
+    """
+    from ..plugins.resolve import list_strategies
+
+    items = []
+    for name, cls in list_strategies():
+        params = {p.name: {"type": p.kind, "default": p.default, "doc": p.doc} for p in cls.params().values()}
+        items.append({"name": name, "class": f"{cls.__module__}:{cls.__qualname__}",
+                      "description": cls.describe(), "params": params})
+    if as_json:
+        _echo_json(items)
+        return
+    for it in items:
+        click.echo(f"{it['name']}: {it['description']}")
+        pairs = [(f"{k}={v['default']}", v) for k, v in it["params"].items()]
+        width = max((len(kv) for kv, _ in pairs), default=0)
+        for kv, v in pairs:
+            click.echo(f"    {kv:<{width}}  {v['type']:<6}  {v['doc']}")
+    if not items:
+        click.echo("no strategies found")
+
+
+# --- cache -----------------------------------------------------------------------------------
+@click.group("cache")
+def cache():
+    """Inspect or clear the compiled-strategy cache.
+
+    \b
+    Examples:
+      backtest cache info
+      backtest cache clear
+
+    The cache lives in $CASCADE_CACHE_DIR (default ~/.cache/cascade): gen/ holds one
+    generated module per strategy version, gen/__pycache__ their numba cache.
+    """
+
+
+def _cache_files():
+    from ..plugins.codegen import cache_dir
+
+    gen = cache_dir() / "gen"
+    modules = sorted(gen.glob("*.py")) if gen.is_dir() else []
+    numba_files = sorted(p for p in (gen / "__pycache__").glob("*") if p.suffix in (".nbi", ".nbc")) \
+        if (gen / "__pycache__").is_dir() else []
+    pyc = sorted((gen / "__pycache__").glob("*.pyc")) if (gen / "__pycache__").is_dir() else []
+    return cache_dir(), gen, modules, numba_files, pyc
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def cache_info(as_json):
+    """Show the cache paths and the number and size of cached files.
+
+    \b
+    Example:
+      backtest cache info --json
+    """
+    root, gen, modules, numba_files, _ = _cache_files()
+    info = {"cache_dir": str(root), "gen_dir": str(gen),
+            "generated_modules": len(modules), "generated_bytes": sum(p.stat().st_size for p in modules),
+            "numba_files": len(numba_files), "numba_bytes": sum(p.stat().st_size for p in numba_files)}
+    if as_json:
+        _echo_json(info)
+        return
+    click.echo(f"cache dir          {root}")
+    click.echo(f"generated modules  {info['generated_modules']} ({_size(info['generated_bytes'])}) in {gen}")
+    click.echo(f"numba cache files  {info['numba_files']} ({_size(info['numba_bytes'])}) in {gen / '__pycache__'}")
+
+
+@cache.command("clear")
+def cache_clear():
+    """Delete the generated modules and their numba cache (they are rebuilt on the next run).
+
+    \b
+    Example:
+      backtest cache clear
+    """
+    _, gen, modules, numba_files, pyc = _cache_files()
+    size = sum(p.stat().st_size for p in modules + numba_files + pyc)
+    for p in modules + numba_files + pyc:
+        p.unlink(missing_ok=True)
+    click.echo(f"removed {len(modules)} generated module(s) and {len(numba_files)} numba cache file(s) "
+               f"({_size(size)}) from {gen}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def register(cli):
+    cli.add_command(run_cmd)
+    cli.add_command(sweep_cmd)
+    cli.add_command(walk_forward_cmd)
+    cli.add_command(list_strategies_cmd)
+    cli.add_command(cache)

@@ -1,0 +1,151 @@
+"""Execution realism: taker prices (slippage and impact), causal liquidity estimates, latency
+jitter, fee tiers. Formulas in docs/execution.md; every one has a hand-computed test.
+
+Taker price models (per symbol), for a taker on side d (+1 buy) of quantity q:
+  NONE        the last trade (the mid without trades): no spread, no impact ("ideal")
+  SPREAD      the opposite quote (the last trade without quotes)                     [default]
+  FIXED_BPS   the mid (or last) moved against the taker by `slippage_bps`
+  SQRT_IMPACT the SPREAD price moved by k * sigma * sqrt(q / V)
+  L1_DEPTH    up to the displayed size at the opposite quote, the rest at that quote moved by
+              the square-root impact of the remainder; the fill is at the size-weighted price
+sigma and V come from time-decayed sums over the impact horizon H, updated at every trade:
+  decay = exp(-dt / H);  S2 = S2 * decay + r^2 (r = log return);  V = V * decay + qty
+so sigma = sqrt(S2) and V estimate the volatility and the traded volume of the last H.
+"""
+import numpy as np
+from numba import njit
+
+from .codes import T_INVERSE
+
+M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
+RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
+
+
+@njit(cache=True)
+def next_uniform(c):
+    """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in ctx)."""
+    c.rng_state = (c.rng_state * 48271) % RNG_MOD
+    return c.rng_state / RNG_MOD
+
+
+@njit(cache=True)
+def order_latency(c):
+    """Entry latency of a new order: feed latency + latency + uniform jitter in [0, jitter)."""
+    lat = c.feed_latency_ns + c.latency_ns
+    if c.latency_jitter_ns > 0:
+        lat += np.int64(next_uniform(c) * c.latency_jitter_ns)
+    return lat
+
+
+@njit(cache=True)
+def update_estimators(c, s, t, price, qty):
+    """Time-decayed volatility and volume of the last impact horizon (called at each trade)."""
+    if c.est_last_px[s] > 0.0:
+        dt = t - c.est_last_ts[s]
+        decay = np.exp(-dt / c.impact_horizon_ns) if dt > 0 else 1.0
+        r = np.log(price / c.est_last_px[s])
+        c.est_var[s] = c.est_var[s] * decay + r * r
+        c.est_vol[s] = c.est_vol[s] * decay + qty
+    else:
+        c.est_vol[s] = qty
+    c.est_last_px[s] = price
+    c.est_last_ts[s] = t
+
+
+@njit(cache=True)
+def impact_frac(c, s, q):
+    """k * sigma * sqrt(q / V): the fractional price impact of q (0 without estimates)."""
+    v = c.est_vol[s]
+    if not (v > 0.0):
+        return 0.0
+    return c.impact_k[s] * np.sqrt(c.est_var[s]) * np.sqrt(q / v)
+
+
+@njit(cache=True)
+def _mid_or_last(c, s):
+    if c.has_quote[s]:
+        return 0.5 * (c.bid[s] + c.ask[s])
+    if c.has_trade[s]:
+        return c.last_px[s]
+    return np.nan
+
+
+@njit(cache=True)
+def _opp(c, s, d):
+    if c.has_quote[s]:
+        return c.ask[s] if d > 0 else c.bid[s]
+    if c.has_trade[s]:
+        return c.last_px[s]
+    return np.nan
+
+
+@njit(cache=True)
+def taker_price(c, s, d, q):
+    """Price a taker of q on side d gets now under the symbol's model (NaN: no price yet)."""
+    m = c.slip_model[s]
+    if m == M_SPREAD:
+        return _opp(c, s, d)
+    if m == M_NONE:
+        if c.has_trade[s]:
+            return c.last_px[s]
+        return _mid_or_last(c, s)
+    if m == M_FIXED_BPS:
+        ref = _mid_or_last(c, s)
+        return ref * (1.0 + d * c.slip_bps[s] / 10000.0)
+    opp = _opp(c, s, d)
+    if m == M_SQRT_IMPACT:
+        return opp * (1.0 + d * impact_frac(c, s, q))
+    # L1_DEPTH: the displayed size at the touch, the remainder with impact
+    shown = c.ask_qty[s] if d > 0 else c.bid_qty[s]
+    if not c.has_quote[s] or q <= shown:
+        return opp
+    rest = q - shown
+    worse = opp * (1.0 + d * impact_frac(c, s, rest))
+    return (shown * opp + rest * worse) / q
+
+
+DAY_NS = 86_400_000_000_000
+
+
+@njit(cache=True)
+def _roll_day(c, t):
+    """At a new UTC day, choose the fee tier from the previous 30 complete days' volume (plus
+    the configured volume before the run, during the run's first 30 days)."""
+    day = t // DAY_NS
+    if day == c.vol_day:
+        return
+    if c.vol_day < 0:
+        c.vol_start_day = day
+    else:
+        for k in range(min(day - c.vol_day, 31)):  # clear the skipped days and today
+            c.vol_ring[(c.vol_day + 1 + k) % 31] = 0.0
+    c.vol_day = day
+    total = c.initial_volume_30d if day - c.vol_start_day < 30 else 0.0
+    for k in range(31):
+        total += c.vol_ring[k]
+    tier = 0
+    for k in range(c.n_fee_tiers):
+        if total >= c.ft_volume[k]:
+            tier = k
+    c.fee_tier = tier
+
+
+@njit(cache=True)
+def fee_rate(c, s, maker, t):
+    """Maker or taker rate: the account's 30-day volume tier when tiers are set, else the
+    instrument's rates."""
+    if c.n_fee_tiers > 0:
+        _roll_day(c, t)
+        k = c.fee_tier
+        return c.ft_maker[k] if maker else c.ft_taker[k]
+    return c.i_maker_fee[s] if maker else c.i_taker_fee[s]
+
+
+@njit(cache=True)
+def add_volume(c, s, t, q, price):
+    """Count a fill's USD notional in today's volume bucket (for fee tiers)."""
+    if c.n_fee_tiers == 0:
+        return
+    _roll_day(c, t)
+    usd = q * c.i_contract_size[s] if c.i_type[s] == T_INVERSE else q * price
+    c.vol_ring[(t // DAY_NS) % 31] += usd

@@ -1,0 +1,445 @@
+"""Parameter sweeps: grid or seeded random search, run locally in a process pool or on Ray.
+
+Layout of a sweep folder::
+
+    SWEEP_DIR/runs/<config-id>/   one full saved run per parameter set (written atomically)
+    SWEEP_DIR/results.parquet     one row per run, ranked by the metric (rank 1 = best)
+    SWEEP_DIR/heatmap.png         when exactly two parameters vary
+
+The config id hashes the strategy (class and source), the full parameters, the RunConfig and the
+data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes. The
+first pending run happens in the parent: it compiles the strategy into the numba cache, and the
+workers (spawned, so nothing but a small Task is pickled) only load it; parameters are record
+fields, so no parameter set recompiles. Each worker reads the Parquet files itself (OS page cache).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import CascadeError, ConfigError
+
+RESULTS = "results.parquet"
+HEATMAP = "heatmap.png"
+# Columns of results.parquet besides the parameters; the ranking metric is added when missing.
+TABLE_METRICS = ("return", "sharpe", "sortino", "calmar", "max_drawdown_pct", "final_equity",
+                 "trades", "win_rate", "profit_factor", "fees", "liquidations")
+# Ranked smaller-is-better; any name containing "drawdown" is ranked by smaller magnitude, which
+# covers both the negative fractions of metrics.py and the positive amounts of the headline.
+LOWER_IS_BETTER = {"fees", "trading_fees", "slippage_cost", "annual_volatility", "time_under_water",
+                   "liquidations", "n_liquidations", "rejects", "max_leverage", "borrow_interest",
+                   "funding_paid"}
+_ALIASES = {"return": ("total_return", "return"), "trades": ("n_trades", "trades"),
+            "liquidations": ("n_liquidations", "liquidations")}
+
+
+# --- metrics --------------------------------------------------------------------------------
+def metric_value(manifest: dict, name: str) -> float | None:
+    """A run's metric: manifest['metrics'] (backtest.metrics) first, then the headline numbers."""
+    metrics, headline = manifest.get("metrics") or {}, manifest.get("headline") or {}
+    for key in _ALIASES.get(name, (name,)):
+        for source in (metrics, headline):
+            v = source.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v) if math.isfinite(v) else None
+    return None
+
+
+def known_metrics(manifest: dict) -> list[str]:
+    names = set(_ALIASES)
+    for source in (manifest.get("metrics") or {}, manifest.get("headline") or {}):
+        names |= {k for k, v in source.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sorted(names)
+
+
+def score(name: str, value: float | None) -> float | None:
+    """The value oriented so that higher is better (None stays None and ranks last)."""
+    if value is None:
+        return None
+    if "drawdown" in name:
+        return -abs(value)
+    return -value if name in LOWER_IS_BETTER else value
+
+
+# --- grids ----------------------------------------------------------------------------------
+_RANGE = re.compile(r"^\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*(?::\s*([-+0-9.eE]+)\s*)?$")
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_values(raw, name: str) -> list:
+    """Values of one swept parameter: a list, 'a,b,c', or an inclusive range 'start:stop[:step]'."""
+    if isinstance(raw, list):
+        values = raw
+    elif isinstance(raw, str) and (m := _RANGE.match(raw)):
+        try:
+            lo, hi, step = (_number(g) for g in (m.group(1), m.group(2), m.group(3) or "1"))
+        except ValueError:
+            raise ConfigError(f"grid {name}: bad range {raw!r} (use start:stop:step)") from None
+        if step <= 0 or hi < lo:
+            raise ConfigError(f"grid {name}: range {raw!r} needs step > 0 and start <= stop")
+        n = int(math.floor((hi - lo) / step + 1e-9)) + 1  # inclusive of stop, float-safe
+        if n > 100_000:
+            raise ConfigError(f"grid {name}: range {raw!r} has {n:,} values (at most 100,000)")
+        values = [lo + i * step for i in range(n)]
+        if any(isinstance(v, float) for v in (lo, hi, step)):
+            values = [round(v, 12) for v in values]  # 0.1 + 2*0.1 -> 0.3, not 0.30000000000000004
+    elif isinstance(raw, str):
+        values = [_parse_scalar(v) for v in raw.split(",") if v.strip()]
+    else:
+        values = [raw]
+    if not values:
+        raise ConfigError(f"grid {name}: no values")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and \
+            any(isinstance(v, float) for v in values):
+        values = [float(v) for v in values]  # one column type in results.parquet
+    return list(dict.fromkeys(values))
+
+
+def _parse_scalar(text: str):
+    from .runconfig import parse_value
+
+    return parse_value(text.strip())
+
+
+def parse_grid_arg(text: str) -> tuple[str, list]:
+    """'--grid entry=61000,62000' or '--grid stop=59000:61000:500' -> (name, values)."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(f"--grid: expected NAME=V1,V2 or NAME=START:STOP:STEP, got {text!r}")
+    return name.strip(), parse_values(raw.strip(), name.strip())
+
+
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    """The cartesian product, in a stable order (first parameter varies slowest)."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def random_points(grid: dict[str, list], n: int, seed: int = 0) -> list[dict]:
+    """`n` distinct points of the grid drawn without replacement; the same seed gives the same
+    points (all points when n >= the grid size)."""
+    import numpy as np
+
+    sizes = [len(v) for v in grid.values()]
+    total = math.prod(sizes)
+    if n >= total:
+        return grid_points(grid)
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(total, size=n, replace=False) if total < 2**62 else rng.integers(0, total, n)
+    names = list(grid)
+    out = []
+    for k in (int(x) for x in flat):
+        point = {}
+        for name, size in zip(reversed(names), reversed(sizes)):
+            k, i = divmod(k, size)
+            point[name] = grid[name][i]
+        out.append({name: point[name] for name in names})
+    return out
+
+
+# --- tasks ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs for one run (small and picklable; data is read by the worker)."""
+
+    strategy: str
+    data: str
+    params: dict
+    config: dict
+    run_dir: str
+    config_id: str
+    symbols: list | None = None
+    start: str | int | None = None
+    end: str | int | None = None
+
+
+def strategy_ref(cls) -> str:
+    """A spec that resolves to `cls` in any process (file-loaded classes by absolute path)."""
+    import sys
+
+    mod = sys.modules[cls.__module__]
+    if cls.__module__.startswith("_cascade_user_"):
+        return f"{Path(mod.__file__).resolve()}:{cls.__qualname__}"
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def config_id(cls, params: dict, config: dict, fingerprint: str) -> str:
+    from .plugins.codegen import source_sha256
+
+    blob = json.dumps({"strategy": f"{cls.__module__}:{cls.__qualname__}", "source": source_sha256(cls),
+                       "params": params, "config": config, "data": fingerprint},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_task(task: Task) -> dict:
+    """Worker entry: run (or, when its folder exists, load) one run; returns its metrics row."""
+    run_dir = Path(task.run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.is_file():
+        return _row(json.loads(manifest_path.read_text()), "skipped")
+    from .engine import run
+
+    try:
+        res = run(task.strategy, task.data, params=task.params, symbols=task.symbols, start=task.start,
+                  end=task.end, config=RunConfig.from_dict(task.config), out=run_dir)
+    except CascadeError as e:
+        return {"status": "failed", "error": str(e)}
+    return _row(res.manifest, "ran")
+
+
+def _row(manifest: dict, status: str) -> dict:
+    names = set(TABLE_METRICS) | set(known_metrics(manifest))
+    t = manifest.get("timings") or {}
+    return {"status": status, "error": None, "metrics": {n: metric_value(manifest, n) for n in names},
+            "compile_s": t.get("compile_s"), "run_s": t.get("run_s"), "events": t.get("events")}
+
+
+# --- the sweep --------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    table: object  # polars DataFrame, ranked
+    out: Path
+    metric: str
+    ran: int
+    skipped: int
+    failed: int
+    heatmap: Path | None = None
+
+    @property
+    def best(self) -> dict | None:
+        ok = self.table.filter(self.table["status"] != "failed")
+        return ok.row(0, named=True) if ok.height else None
+
+
+def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, params=None,
+         symbols=None, start=None, end=None, config=None):
+    """(strategy class, tasks, swept names) of a sweep, without running anything."""
+    from .config import parse_time_ns
+    from .data.reader import open_dataset
+    from .plugins.resolve import resolve_strategy
+
+    cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
+    grid = {k: parse_values(v, k) for k, v in grid.items()}
+    if not grid:
+        raise ConfigError("sweep: no parameters to sweep (give --grid NAME=VALUES)")
+    base = {f.name: f.default for f in cls.params().values()}
+    fixed = cls.resolve_params(params or {})
+    cls.resolve_params({k: v[0] for k, v in grid.items()})  # unknown swept names fail before any run
+    fp = open_dataset(Path(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
+                      end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows).fingerprint()
+    points = random_points(grid, random, seed) if random else grid_points(grid)
+    cdict, ref = cfg.to_dict(), strategy_ref(cls)
+    tasks = []
+    for p in points:
+        full = {**base, **fixed, **cls.resolve_params(p)}
+        cid = config_id(cls, full, cdict, fp)
+        tasks.append(Task(ref, str(Path(data).resolve()), full, cdict, str(Path(out) / "runs" / cid), cid,
+                          symbols, start, end))
+    return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
+
+
+def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
+              jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
+              start=None, end=None, config=None, progress=None, heatmap: bool = True) -> SweepResult:
+    """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
+
+    `grid`: {name: [values] | 'a,b' | 'start:stop:step'}. `progress(done, total, best)` is called
+    after each run. KeyboardInterrupt keeps the finished runs (and writes their results table).
+    """
+    out = Path(out)
+    _, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
+                           symbols=symbols, start=start, end=end, config=config)
+    rows: dict[str, dict] = {}
+    state = {"best": None, "checked": False}
+
+    def done(task: Task, row: dict) -> None:
+        if not state["checked"] and row["status"] != "failed":  # the first good run lists the metrics
+            _check_metric(metric, row)
+            state["checked"] = True
+        rows[task.config_id] = _flatten(task, row, swept, metric)
+        s = rows[task.config_id]["score"]
+        if s is not None and (state["best"] is None or s > state["best"][0]):
+            state["best"] = (s, f"{metric}={rows[task.config_id][metric]:.4g} "
+                                + " ".join(f"{k}={task.params[k]}" for k in swept))
+        if progress is not None:
+            progress(len(rows), len(tasks), state["best"][1] if state["best"] else "")
+
+    if progress is not None:
+        progress(0, len(tasks), "")
+    try:
+        # Finished runs first (cheap), then the first pending one in this process: it compiles
+        # the strategy once into the cache that the workers load from.
+        pending = []
+        for t in tasks:
+            if (Path(t.run_dir) / "manifest.json").is_file():
+                done(t, run_task(t))
+            else:
+                pending.append(t)
+        if pending:
+            done(pending[0], run_task(pending[0]))
+        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+    except KeyboardInterrupt:
+        for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        table = _rank(list(rows.values()), metric) if rows else None
+        if table is not None:
+            from .atomic import write_parquet
+
+            out.mkdir(parents=True, exist_ok=True)
+            write_parquet(table.to_arrow(), out / RESULTS)
+    counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("ran", "skipped", "failed")}
+    hm = None
+    if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
+        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", metric)
+    return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+
+
+def _check_metric(metric: str, row: dict) -> None:
+    if metric in row["metrics"]:
+        return
+    import difflib
+
+    names = sorted(row["metrics"])
+    close = difflib.get_close_matches(metric, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"--metric: unknown metric '{metric}'{hint} (known: {', '.join(names)})")
+
+
+def _flatten(task: Task, row: dict, swept: list[str], metric: str) -> dict:
+    m = row.get("metrics") or {}
+    flat = {"config_id": task.config_id, "status": row["status"]}
+    flat.update({f"param.{k}": task.params[k] for k in swept})
+    flat.update({n: m.get(n) for n in dict.fromkeys((metric, *TABLE_METRICS))})
+    flat["score"] = score(metric, m.get(metric))
+    flat.update({k: row.get(k) for k in ("compile_s", "run_s", "events", "error")})
+    flat["run_dir"] = task.run_dir
+    flat["params"] = json.dumps(task.params, sort_keys=True)  # the full set, to rerun any row
+    return flat
+
+
+def _rank(rows: list[dict], metric: str):
+    import polars as pl
+
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    df = df.sort(["score", "config_id"], descending=[True, False], nulls_last=True)
+    return df.with_columns(pl.int_range(1, df.height + 1).alias("rank")).select(
+        "rank", *[c for c in df.columns])
+
+
+def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None) -> None:
+    if not tasks:
+        return
+    if engine == "ray":
+        return _map_ray(tasks, done, address)
+    if engine != "local":
+        raise ConfigError(f"--engine: expected 'local' or 'ray', got {engine!r}")
+    jobs = jobs or _cpus()
+    if jobs <= 1:
+        for t in tasks:
+            done(t, run_task(t))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state).
+    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
+            futures = {ex.submit(run_task, t): t for t in tasks}
+        for f in as_completed(futures):
+            done(futures[f], f.result())
+    except BaseException:
+        # Ctrl-C or a failure: drop queued runs and stop the running ones now (their temporary
+        # folders are removed by run_sweep); finished runs are already saved.
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by spawned children
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _map_ray(tasks: list[Task], done, address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'cascade-backtest[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    # Workers of a cluster find the data and the run folders at the same paths (shared filesystem)
+    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit must travel with the task.
+    opts = {"runtime_env": {"env_vars": {"NUMBA_DISABLE_JIT": "1"}}} if os.environ.get("NUMBA_DISABLE_JIT") == "1" else {}
+    remote = ray.remote(run_task).options(**opts) if opts else ray.remote(run_task)
+    refs: dict = {}
+    try:
+        refs = {remote.remote(t): t for t in tasks}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                done(refs[r], ray.get(r))
+    except BaseException:
+        for r in refs:
+            ray.cancel(r, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def write_heatmap(table, path: Path, x: str, y: str, metric: str) -> Path:
+    from .atomic import tmp_name
+    from .report.sweep_figures import fig_sweep_heatmap
+
+    fig = fig_sweep_heatmap(table.filter(table["status"] != "failed"), x, y, metric)
+    tmp = tmp_name(path).with_suffix(".png")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
