@@ -240,11 +240,12 @@ def _finalize(c, bufs: _Buffers, last_ts: int) -> None:
 def _table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by: str | None = None) -> pl.DataFrame:
     arr = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
     df = pl.DataFrame({n: arr[n] for n in dtype.names})
+    if "sym" in df.columns:  # names first: the rows are still in `arr` order here
+        names = np.array(symbols + [""], dtype=object)
+        df = df.with_columns(pl.Series("symbol", names[arr["sym"]], dtype=pl.Utf8))
     if sort_by is not None:
         df = df.sort(sort_by, maintain_order=True)
     if "sym" in df.columns:
-        names = np.array(symbols + [""], dtype=object)
-        df = df.with_columns(pl.Series("symbol", names[arr["sym"]], dtype=pl.Utf8))
         cols = df.columns
         cols.insert(cols.index("sym") + 1, cols.pop(cols.index("symbol")))
         df = df.select(cols)

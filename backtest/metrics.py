@@ -480,12 +480,18 @@ def cost_attribution(result_like) -> dict:
             "realized_pnl": realized, "unrealized_pnl": upnl}
 
 
-def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(ts_ns, growth factor close/first close) of one symbol's bars (the first symbol by default)."""
+def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
+                 fills: pl.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(ts_ns, growth factor close/first close) of one symbol's bars: `symbol`, else the one the
+    run traded most (by notional), else the first symbol."""
     empty = np.empty(0, np.int64), np.empty(0, np.float64), None
     if bars.height == 0:
         return empty
     has_name = "symbol" in bars.columns
+    if symbol is None and fills is not None and fills.height and has_name and "symbol" in fills.columns:
+        top = (fills.group_by("symbol").agg((pl.col("qty") * pl.col("price")).sum().alias("n"))
+               .sort(["n", "symbol"], descending=[True, False]))
+        symbol = top["symbol"][0]
     if symbol is None:
         first = bars.filter(pl.col("sym") == bars["sym"].min()).head(1).row(0, named=True)
         symbol = first["symbol"] if has_name else str(first["sym"])
@@ -542,7 +548,7 @@ def compute_metrics(result_like, *, freq: str = "auto") -> dict:
     m["time_under_water"] = time_under_water(ts, eq, start=e0, dd=dds)
     del dds
 
-    bh_ts, bh, bh_sym = buy_and_hold(bars)
+    bh_ts, bh, bh_sym = buy_and_hold(bars, fills=fills)
     m["benchmark_symbol"] = bh_sym
     m["benchmark_return"] = float(bh[-1] - 1.0) if len(bh) else NAN
 

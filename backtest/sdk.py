@@ -10,14 +10,17 @@ Orders (return an oid > 0, or -reason when rejected, see `Reason`):
 Loans (USD borrowed against spot collateral; ids >= 1, or -reason):
     loan_open(c, sym, collateral_qty, borrow), loan_borrow(c, id, usd), loan_repay(c, id, usd),
     loan_add_collateral(c, id, qty), loan_ltv(c, id), loan_debt(c, id), loan_collateral(c, id)
+    stop_market(c, sym, side, qty, stop, trigger=LAST), take_profit(c, sym, side, qty, price, ...)
+                                          reduce-only exits
 State:
+    lot_size, tick_size, n_symbols, leverage, is_spot, taker_fee, liquidation_price,
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
     last_price, mark_price, open_orders, now
 """
 from numba import njit
 
 from .core import account
-from .core.codes import OT_LIMIT, OT_MARKET
+from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
 from .core.loans import (
     loan_add_collateral, loan_borrow, loan_collateral, loan_debt, loan_ltv, loan_open, loan_repay,
 )
@@ -28,7 +31,8 @@ __all__ = [
     "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
     "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
     "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
-    "loan_collateral",
+    "loan_collateral", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
+    "leverage", "is_spot", "liquidation_price", "taker_fee",
 ]
 
 
@@ -116,3 +120,52 @@ def open_orders(c, sym):
 @njit(cache=True)
 def now(c):
     return c.now_ts
+
+
+@njit(cache=True)
+def stop_market(c, sym, side, qty, stop, trigger=0):
+    """Reduce-only stop-market exit (side -1 closes a long) triggered at `stop`."""
+    return submit(c, sym, OT_STOP_MARKET, side, qty, 0.0, stop, 0, True, trigger)
+
+
+@njit(cache=True)
+def take_profit(c, sym, side, qty, price, trigger=0):
+    """Reduce-only take-profit-market exit (side -1 closes a long) triggered at `price`."""
+    return submit(c, sym, OT_TP_MARKET, side, qty, 0.0, price, 0, True, trigger)
+
+
+@njit(cache=True)
+def lot_size(c, sym):
+    return c.i_lot[sym]
+
+
+@njit(cache=True)
+def tick_size(c, sym):
+    return c.i_tick[sym]
+
+
+@njit(cache=True)
+def n_symbols(c):
+    """Symbols in the run; hooks see them as indices 0 .. n_symbols - 1."""
+    return c.nsym
+
+
+@njit(cache=True)
+def leverage(c, sym):
+    return c.leverage[sym]
+
+
+@njit(cache=True)
+def is_spot(c, sym):
+    return c.i_type[sym] == 0
+
+
+@njit(cache=True)
+def taker_fee(c, sym):
+    return c.i_taker_fee[sym]
+
+
+@njit(cache=True)
+def liquidation_price(c, sym):
+    """The mark price at which the position of sym would be liquidated now (NaN: none)."""
+    return account.liq_price_of(c, sym)

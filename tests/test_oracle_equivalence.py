@@ -168,6 +168,7 @@ def test_engine_equals_oracle(tmp_path, seed):
     got_fills = res.fills.select(FILL_COLS).to_dicts()
     want_fills = [{k: f[k] for k in FILL_COLS} for f in want["fills"]]
     assert got_fills == want_fills
+    assert (res.orders["symbol"] == ("S" + res.orders["sym"].cast(str))).all()  # names follow sym
     got_orders = res.orders.select(ORDER_COLS).to_dicts()
     want_orders = [{k: o[k] for k in ORDER_COLS} for o in want["orders"]]
     assert got_orders == want_orders

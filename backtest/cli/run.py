@@ -33,6 +33,13 @@ def _run_options(f):
         click.option("--start", metavar="ISO", help="First time, UTC (2026-02-05 or 2026-02-05T12:00)."),
         click.option("--end", metavar="ISO", help="End time, UTC, exclusive."),
         click.option("--latency", metavar="DURATION", help="Order entry latency, e.g. 5ms."),
+        click.option("--slippage", type=click.Choice(
+            ["none", "spread", "fixed_bps", "sqrt_impact", "l1_depth"]),
+            help="Taker price model (docs/execution.md)."),
+        click.option("--execution", "execution_preset", type=click.Choice(["configured", "ideal"]),
+                     default="configured", show_default=True,
+                     help="'ideal' replays with perfect fills (no latency, spread, impact or partial "
+                          "fills) to show how much of the edge is execution."),
         click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
                      help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
         click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
@@ -55,8 +62,19 @@ def _spec(o: dict, **extra):
             "start": o.get("start"), "end": o.get("end"), "out": o.get("out"),
             "params": parse_assignments(o.get("param_items"), "--param"),
             "leverage": parse_assignments(o.get("leverage_items"), "--leverage"),
-            "execution": {"latency": o.get("latency")}, "margin": {"mode": o.get("margin_mode")}, **extra}
-    return build_spec(o.get("config_file"), over, parse_assignments(o.get("set_items"), "--set"))
+            "execution": {"latency": o.get("latency"), "slippage": o.get("slippage")},
+            "margin": {"mode": o.get("margin_mode")}, **extra}
+    spec = build_spec(o.get("config_file"), over, parse_assignments(o.get("set_items"), "--set"))
+    if o.get("execution_preset") == "ideal":  # same fees, perfect fills
+        import dataclasses
+
+        from ..config import ExecutionConfig
+
+        x = spec.config.execution
+        ideal = dataclasses.replace(ExecutionConfig.ideal(), fee_tiers=x.fee_tiers,
+                                    initial_volume_30d=x.initial_volume_30d)
+        spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, execution=ideal))
+    return spec
 
 
 def _check_no_jit(no_jit) -> None:

@@ -9,6 +9,7 @@ See /shared/research/numba-strategy-plugins.md (approach D) for the measurements
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
@@ -73,11 +74,28 @@ def framework_files() -> list[Path]:
     return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def strategy_key(cls: type) -> str:
+def _template_source() -> str:
+    """One snapshot of the loop template's file: the generated module is built from exactly the
+    bytes that go into its key (an edit racing a build can then never cache a broken loop)."""
+    return Path(loop_template.__file__).read_text()
+
+
+def _run_source(template: str) -> str:
+    """The source of the template's `run` function, cut from the snapshot."""
+    tree = ast.parse(template)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "run":
+            lines = template.splitlines()[node.lineno - 1:node.end_lineno]
+            return textwrap.dedent("\n".join(lines)) + "\n"
+    raise RuntimeError(f"{loop_template.__file__} has no run() template")
+
+
+def strategy_key(cls: type, template: str | None = None) -> str:
     h = hashlib.sha256()
     for f in framework_files() + dependency_files(cls):
         h.update(str(f.name).encode())
         h.update(f.read_bytes())
+    h.update((template if template is not None else _template_source()).encode())
     h.update(f"{numba.__version__}|{sys.version}|{cls.__module__}.{cls.__qualname__}".encode())
     return h.hexdigest()[:16]
 
@@ -94,7 +112,7 @@ def _loader_args(cls: type) -> tuple[str, str, str]:
     return cls.__module__, cls.__qualname__, str(Path(mod.__file__).resolve())
 
 
-def _module_text(cls: type, key: str) -> str:
+def _module_text(cls: type, key: str, template: str) -> str:
     module, qualname, file = _loader_args(cls)
     hooks = cls.hooks()
     lines = [
@@ -112,7 +130,7 @@ def _module_text(cls: type, key: str) -> str:
         if h in hooks:
             lines.append(f"_{h} = _njit(_S.{h})")
             lines.append(f"HAS_{h.upper()} = True")
-    body = textwrap.dedent(inspect.getsource(loop_template.run))
+    body = _run_source(template)
     lines += ["", "", "@_njit(cache=True, nogil=True)", body]
     return "\n".join(lines)
 
@@ -135,15 +153,20 @@ def build_loop(cls: type):
     """The compiled (or, with NUMBA_DISABLE_JIT=1, pure-Python) loop for a strategy class."""
     if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a Strategy subclass")
-    key = strategy_key(cls)
+    template = _template_source()
+    key = strategy_key(cls, template)
     safe_mod = "".join(ch if ch.isalnum() else "_" for ch in cls.__module__)[-40:]
     modname = f"_cascade_gen_{safe_mod}_{cls.__name__}_{key}"
     directory = gen_dir()
     path = directory / f"{modname}.py"
-    if not path.exists():
-        write_text(path, _module_text(cls, key))
+    text = _module_text(cls, key, template)
+    if not path.exists() or path.read_text() != text:  # also repairs a damaged file
+        write_text(path, text)
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     importlib.invalidate_caches()
     module = importlib.import_module(modname)
-    return module.run
+    run = module.run
+    if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
+        raise RuntimeError(f"{path} did not produce a compiled loop; remove it and retry")
+    return run

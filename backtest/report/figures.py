@@ -256,7 +256,7 @@ def fig_equity(result, benchmark: str | None = None) -> Figure:
     x, y = decimate.minmax(ts, eq)
     tot = M.total_return(run.initial, float(eq[-1]))
     ax.plot(_x(x), y, color=COLORS["strategy"], lw=1.4, label=f"Strategy ({tot:+.1%})", gid="equity")
-    bts, growth, bsym = M.buy_and_hold(run.t("bars"), benchmark)
+    bts, growth, bsym = M.buy_and_hold(run.t("bars"), benchmark, fills=run.t("fills"))
     if len(bts):
         bx, by = decimate.minmax(bts, growth * run.initial)
         ax.plot(_x(bx), by, color=COLORS["benchmark"], lw=1.1, ls="--",
@@ -292,7 +292,7 @@ def fig_drawdown(result) -> Figure:
     x, y = decimate.minmax(ts, dd)
     ax.fill_between(_x(x), y, 0, color=COLORS["down"], alpha=0.25, lw=0, step="post")
     ax.plot(_x(x), y, color=COLORS["down"], lw=1.0, label="Strategy", gid="drawdown")
-    bts, growth, bsym = M.buy_and_hold(run.t("bars"))
+    bts, growth, bsym = M.buy_and_hold(run.t("bars"), fills=run.t("fills"))
     if len(bts):
         bx, by = decimate.minmax(bts, M.drawdown_series(growth))
         ax.plot(_x(bx), by, color=COLORS["benchmark"], lw=1.0, ls="--", label=f"Buy & hold {bsym}",
