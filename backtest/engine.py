@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
+import numba.core.errors
 import numpy as np
 import polars as pl
 
@@ -288,7 +289,10 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     else:
         c, s = PyMirror(c_arr[0]), PyMirror(s_arr[0])
     empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
-    _call(loop, empty, 0, c, s, bufs)  # compiles (or loads from cache) without running an event
+    try:
+        _call(loop, empty, 0, c, s, bufs)  # compiles (or loads from cache) without running an event
+    except numba.core.errors.NumbaError as e:
+        raise _compile_error(cls, e) from None
     compile_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -303,7 +307,10 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         c.idx_base = events
         i = 0
         while True:
-            status, i = _call(loop, chunk, i, c, s, bufs)
+            try:
+                status, i = _call(loop, chunk, i, c, s, bufs)
+            except Exception as e:  # an exception raised by a strategy hook
+                raise _hook_error(cls, e, c, chunk, syms) from e
             if status == _ST_BUFFER_FULL:
                 bufs.drain(c)
                 continue
@@ -320,6 +327,44 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     run_s = time.perf_counter() - t1
     return _result(cls, params, cfg, stream, c_arr[0], s_arr, bufs, syms, compile_s, run_s, events,
                    jit, out)
+
+
+def _compile_error(cls, e: Exception) -> StrategyError:
+    """numba's typing/lowering error as one line naming the strategy file and line."""
+    import re
+
+    from .plugins.codegen import dependency_files
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    files = {str(f) for f in dependency_files(cls)}
+    where = ""
+    places = re.findall(r'File "([^"]+)", line (\d+)', text) + re.findall(r" at (\S+\.py) \((\d+)\)", text)
+    for path, line in places:
+        if str(Path(path).resolve()) in files:
+            where = f"{path}:{line}: "
+            break
+    skip = ("Failed in", "During", "File ", "<source", "def ", "^")
+    first = next((ln.strip() for ln in text.splitlines()
+                  if ln.strip() and not ln.strip().startswith(skip)), text.splitlines()[0])
+    return StrategyError(f"{where}{cls.__name__} does not compile: {first} (hint: hooks may use only "
+                         "the record's fields, numbers, numpy arrays and @njit helpers; run with "
+                         "--no-jit to debug it as plain Python)")
+
+
+def _hook_error(cls, e: Exception, c, chunk, syms) -> StrategyError:
+    """An exception from a hook, with the event it happened at."""
+    import datetime as dt
+    import traceback
+
+    idx = int(c.cur_idx)
+    local = idx - int(c.idx_base)
+    sym = syms[int(chunk["sym"][local])] if 0 <= local < len(chunk["sym"]) else "?"
+    when = dt.datetime.fromtimestamp(int(c.now_ts) / 1e9, tz=dt.timezone.utc).isoformat()
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/backtest/" not in f.filename
+              and "_cascade_gen_" not in f.filename]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return StrategyError(f"{where}{cls.__name__} raised {type(e).__name__}: {e} at event {idx} "
+                         f"({when}, {sym})")
 
 
 def _call(loop, chunk, start, c, s, bufs):
