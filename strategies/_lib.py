@@ -12,15 +12,13 @@ Hooks see `self` as a numba record, so everything reusable lives here as plain f
                          bucket_add / bucket_window (rolling max/min/sum over time buckets),
                          rate_update (exponentially weighted event rate, e.g. volume per second)
 
-The SDK has no accessors (yet) for the instrument's lot and tick sizes, the symbol count, the
-instrument type, the configured leverage and the taker fee; the functions in the first group read
-them from the run context `c` directly. They are the only place the strategies touch context
-fields, so a future SDK accessor replaces them in one spot.
+The instrument facts come from the SDK (lot_size, tick_size, n_symbols, is_spot, taker_fee);
+`config_leverage` adds the 1x rule of spot to the SDK's `leverage`.
 """
 import numpy as np
 from numba import njit
 
-from backtest import equity, free_margin
+from backtest import equity, free_margin, is_spot, leverage, lot_size, n_symbols, taker_fee, tick_size
 
 SPOT = 0  # InstrumentType.SPOT
 MARGIN_BUFFER = 0.995  # use at most this share of the free margin (price moves during latency)
@@ -31,38 +29,13 @@ MODE_MAX = 1
 MODE_MIN = 2
 
 
-# --- instrument facts (context fields without an SDK accessor) --------------------------------
-@njit(cache=True)
-def lot_size(c, sym):
-    return c.i_lot[sym]
-
-
-@njit(cache=True)
-def tick_size(c, sym):
-    return c.i_tick[sym]
-
-
-@njit(cache=True)
-def n_symbols(c):
-    return c.nsym
-
-
-@njit(cache=True)
-def is_spot(c, sym):
-    return c.i_type[sym] == SPOT
-
-
+# --- instrument facts -------------------------------------------------------------------------
 @njit(cache=True)
 def config_leverage(c, sym):
     """The margin leverage of the run (config `leverage`), 1 for spot."""
-    if c.i_type[sym] == SPOT:
+    if is_spot(c, sym):
         return 1.0
-    return c.leverage[sym]
-
-
-@njit(cache=True)
-def taker_fee(c, sym):
-    return c.i_taker_fee[sym]
+    return leverage(c, sym)
 
 
 # --- rounding -------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def impact_frac(c, s, q):
 
 
 @njit(cache=True)
-def _mid_or_last(c, s):
+def mid_or_last(c, s):
+    """The mid, else the last trade (NaN before either): the reference of slippage costs."""
     if c.has_quote[s]:
         return 0.5 * (c.bid[s] + c.ask[s])
     if c.has_trade[s]:
@@ -71,7 +72,8 @@ def _mid_or_last(c, s):
 
 
 @njit(cache=True)
-def _opp(c, s, d):
+def opp_price(c, s, d):
+    """R3.3: the price a taker on side d gets at the touch (NaN when nothing is known yet)."""
     if c.has_quote[s]:
         return c.ask[s] if d > 0 else c.bid[s]
     if c.has_trade[s]:
@@ -84,15 +86,15 @@ def taker_price(c, s, d, q):
     """Price a taker of q on side d gets now under the symbol's model (NaN: no price yet)."""
     m = c.slip_model[s]
     if m == M_SPREAD:
-        return _opp(c, s, d)
+        return opp_price(c, s, d)
     if m == M_NONE:
         if c.has_trade[s]:
             return c.last_px[s]
-        return _mid_or_last(c, s)
+        return mid_or_last(c, s)
     if m == M_FIXED_BPS:
-        ref = _mid_or_last(c, s)
+        ref = mid_or_last(c, s)
         return ref * (1.0 + d * c.slip_bps[s] / 10000.0)
-    opp = _opp(c, s, d)
+    opp = opp_price(c, s, d)
     if m == M_SQRT_IMPACT:
         return opp * (1.0 + d * impact_frac(c, s, q))
     # L1_DEPTH: the displayed size at the touch, the remainder with impact

@@ -23,6 +23,23 @@ from .orders import finish
 
 
 @njit(cache=True)
+def write_liq_row(c, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insurance, realized):
+    k = c.n_liq_rows
+    rows[k].ts_ns = t
+    rows[k].sym = s
+    rows[k].side = side
+    rows[k].qty = q
+    rows[k].mark_price = mark
+    rows[k].bankruptcy_price = bankrupt_px
+    rows[k].fill_price = fill_px
+    rows[k].fee = fee
+    rows[k].insurance_fund_change = insurance
+    rows[k].realized_pnl = realized
+    c.n_liq_rows = k + 1
+    c.n_liquidations += 1
+
+
+@njit(cache=True)
 def _margin_call(c, flag, sym, mm, mb):
     """Fire on_margin_call once when maint/margin-balance crosses the configured level."""
     ratio = mm / mb if mb > 0.0 else np.inf
@@ -100,19 +117,9 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
         if c.liq_cancel_orders:
             _cancel_orders(c, s, t)
         book_fill(c, s, d, q, xs[i], share, LQ_LIQUIDATION, t, g, 0, OT_MARKET, mark, fills)
-        k = c.n_liq_rows
-        liq_rows[k].ts_ns = t
-        liq_rows[k].sym = s
-        liq_rows[k].side = d
-        liq_rows[k].qty = q
-        liq_rows[k].mark_price = mark
-        liq_rows[k].bankruptcy_price = bp
-        liq_rows[k].fill_price = xs[i]
-        liq_rows[k].fee = fee_i  # the clearance fee; share - fee_i is forfeited margin
-        liq_rows[k].insurance_fund_change = share - (shortfall if i == n - 1 else 0.0)
-        liq_rows[k].realized_pnl = realized[i]
-        c.n_liq_rows = k + 1
-        c.n_liquidations += 1
+        # fee_i is the clearance fee; share - fee_i is forfeited margin
+        write_liq_row(c, liq_rows, t, s, d, q, mark, bp, xs[i], fee_i,
+                      share - (shortfall if i == n - 1 else 0.0), realized[i])
     if shortfall > 0.0:
         c.balance += shortfall
         c.insurance_payout += shortfall
@@ -210,19 +217,7 @@ def _check_spot_margin(c, t, g, fills, equity_rows, liq_rows):
             fee = q * px * (c.i_taker_fee[k] + c.liq_fee_rate)
             realized = q * (c.avg_px[k] - px)
             book_fill(c, k, 1, q, px, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val_px(c, k), fills)
-            r = c.n_liq_rows
-            liq_rows[r].ts_ns = t
-            liq_rows[r].sym = k
-            liq_rows[r].side = 1
-            liq_rows[r].qty = q
-            liq_rows[r].mark_price = val_px(c, k)
-            liq_rows[r].bankruptcy_price = np.nan
-            liq_rows[r].fill_price = px
-            liq_rows[r].fee = fee
-            liq_rows[r].insurance_fund_change = 0.0
-            liq_rows[r].realized_pnl = realized
-            c.n_liq_rows = r + 1
-            c.n_liquidations += 1
+            write_liq_row(c, liq_rows, t, k, 1, q, val_px(c, k), np.nan, px, fee, 0.0, realized)
             n += 1
     e = equity(c)
     if e < 0.0:
@@ -263,16 +258,4 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
         c.coin_bal[s] += shortfall
         c.insurance_payout += shortfall * x
     c.insurance_fund += (fee + forfeit - shortfall) * x
-    k = c.n_liq_rows
-    liq_rows[k].ts_ns = t
-    liq_rows[k].sym = s
-    liq_rows[k].side = d
-    liq_rows[k].qty = q
-    liq_rows[k].mark_price = mark
-    liq_rows[k].bankruptcy_price = bp
-    liq_rows[k].fill_price = x
-    liq_rows[k].fee = fee  # coin
-    liq_rows[k].insurance_fund_change = fee + forfeit - shortfall  # coin
-    liq_rows[k].realized_pnl = realized  # coin
-    c.n_liq_rows = k + 1
-    c.n_liquidations += 1
+    write_liq_row(c, liq_rows, t, s, d, q, mark, bp, x, fee, fee + forfeit - shortfall, realized)  # coin

@@ -19,6 +19,7 @@ from .codes import (
     R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
     R_UNKNOWN_SYMBOL, T_SPOT,
 )
+from .liquidation import write_liq_row
 from .margin_math import loan_repay_to_restore
 from .schema import LOAN_RING, MAX_LOANS
 
@@ -330,19 +331,8 @@ def _liquidate_loan(c, j, t, px, rows, liq_rows):
     c.ln_warn[j] = 0
     _row(rows, c.n_loan_rows, c, j, t, EV_LIQ, repaid, px, penalty, seized)
     c.n_loan_rows += 1
-    k = c.n_liq_rows
-    liq_rows[k].ts_ns = t
-    liq_rows[k].sym = s
-    liq_rows[k].side = -1
-    liq_rows[k].qty = seized
-    liq_rows[k].mark_price = px
-    liq_rows[k].bankruptcy_price = bankrupt_px
-    liq_rows[k].fill_price = repaid / seized if seized > 0.0 else px
-    liq_rows[k].fee = penalty
-    liq_rows[k].insurance_fund_change = 0.0
-    liq_rows[k].realized_pnl = repaid - seized_cost
-    c.n_liq_rows = k + 1
-    c.n_liquidations += 1
+    write_liq_row(c, liq_rows, t, s, -1, seized, px, bankrupt_px,
+                  repaid / seized if seized > 0.0 else px, penalty, 0.0, repaid - seized_cost)
     if c.ln_debt[j] <= 1e-9:
         _close(c, j)
         _row(rows, c.n_loan_rows, c, j, t, EV_CLOSED, 0.0, px, 0.0, 0.0)

@@ -9,8 +9,8 @@ from .codes import (
     R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC,
 )
-from .execution import taker_price
-from .orders import apply_amend, finish, opp_price, post_only_crosses, reject_margin_at_fill
+from .execution import opp_price, taker_price
+from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
 TRIGGER_LAST = 0
 

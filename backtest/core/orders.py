@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from .account import EPS_QTY, margin_ok
-from .execution import order_latency
+from .execution import mid_or_last, opp_price, order_latency
 from .margin_math import bracket_max_leverage
 from .codes import (
     OT_LIMIT, OT_MARKET, OT_STOP_LIMIT, OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING,
@@ -20,28 +20,6 @@ from .codes import (
 from .schema import DONE_CAPACITY, MAX_ORDERS
 
 STEP_TOL = 1e-9  # relative tolerance of the lot/tick multiple checks
-
-
-@njit(cache=True)
-def opp_price(c, s, d):
-    """R3.3: the price a taker on side d gets now (NaN when nothing is known yet)."""
-    if c.has_quote[s]:
-        if d > 0:
-            return c.ask[s]
-        return c.bid[s]
-    if c.has_trade[s]:
-        return c.last_px[s]
-    return np.nan
-
-
-@njit(cache=True)
-def ref_price(c, s):
-    """Reference for slippage attribution: the mid, else the last trade (NaN if none)."""
-    if c.has_quote[s]:
-        return 0.5 * (c.bid[s] + c.ask[s])
-    if c.has_trade[s]:
-        return c.last_px[s]
-    return np.nan
 
 
 @njit(cache=True)
@@ -272,7 +250,7 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.o_trail_dist[j] = trail
     c.o_trail_bps[j] = trail_bps
     c.o_trail_ref[j] = np.nan
-    c.o_ref_px[j] = ref_price(c, s)
+    c.o_ref_px[j] = mid_or_last(c, s)  # the reference of the fill's slippage cost
     c.o_created_ts[j] = c.now_ts
     c.o_arrive_ts[j] = c.now_ts + order_latency(c)
     c.o_queue[j] = np.nan
