@@ -1,0 +1,392 @@
+"""Engine benchmark (not a test: timings depend on the machine). Prints one table.
+
+    .venv/bin/python benchmarks/bench_engine.py --ticks 10_000_000
+    .venv/bin/python benchmarks/bench_engine.py --ticks 100_000_000 --skip busy,raw,start
+
+Data: synthetic BTCUSDT trades (a random walk pulled back to 62.5k that crosses 62k/60k/65k many
+times), plus a second dataset with 8 symbols for the busy strategy, written with `write_stream` in
+blocks (bounded memory) into --data (default: a cached folder under $CASCADE_CACHE_DIR/bench).
+
+Measured:
+  kernel   events/s of the compiled loop alone on in-memory chunks (like engine._call), best of 3:
+           the reference strategy, the busy strategy (benchmarks/busy_strategy.py), and a raw
+           hand-written numba loop doing the reference logic on the same arrays (upper bound)
+  e2e      wall time of backtest.run(..., out=...) from Parquet to a saved run, warm cache
+  start    cold compile (fresh CASCADE_CACHE_DIR and NUMBA_CACHE_DIR, new process) and warm
+           start (new process, caches present): process start -> first loop call returned
+  rss      peak RSS (VmHWM) of the end-to-end run in a fresh subprocess
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+T0 = 1_770_249_600_000_000_000  # 2026-02-05 UTC
+SRC: Path = REPO  # replaced by the frozen source snapshot in main()
+BLOCK = 5_000_000
+OTHERS = ["ADAUSDT", "BNBUSDT", "DOGEUSDT", "ETHUSDT", "LTCUSDT", "SOLUSDT", "XRPUSDT"]
+SCALE = {"BTCUSDT": 1.0, "ADAUSDT": 1e-5, "BNBUSDT": 0.01, "DOGEUSDT": 3e-6, "ETHUSDT": 0.05,
+         "LTCUSDT": 0.0015, "SOLUSDT": 0.003, "XRPUSDT": 4e-5}
+
+
+# ------------------------------------------------------------------------------------ data
+def write_dataset(root: Path, ticks: int, symbols: list[str], seed: int = 1) -> None:
+    from backtest.data.instruments import Instrument, write_instruments
+    from backtest.data.writer import write_stream
+
+    if (root / "instruments.json").exists():
+        return
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    period = 400_000  # ticks per cycle of the level
+    drift = 0.0
+    written = 0
+    b = 0
+    while written < ticks:
+        n = min(BLOCK, ticks - written)
+        i = written + np.arange(n)
+        sym = (rng.integers(0, len(symbols), n) if len(symbols) > 1 else np.zeros(n, np.int64))
+        noise = drift + np.cumsum(rng.normal(0.0, 6.0, n))
+        noise -= np.linspace(0.0, noise[-1], n) * 0.9  # keep the noise bounded across blocks
+        drift = float(noise[-1])
+        level = 62_500.0 + 3_200.0 * np.sin(2 * np.pi * i / period) + noise
+        ts = T0 + i * 1_000_000  # 1 ms apart
+        for s, name in enumerate(symbols):
+            m = sym == s
+            k = int(m.sum())
+            if not k:
+                continue
+            px = np.round(level[m] * SCALE[name], 6 if SCALE[name] < 1e-3 else 1)
+            write_stream(tmp, "trades", name, dict(
+                ts_ns=ts[m].astype(np.int64), price=px,
+                qty=np.round(rng.exponential(0.05, k), 3) + 0.001,
+                side=np.where(rng.random(k) < 0.5, -1, 1).astype(np.int8)), part=f"part-{b:04d}")
+        written += n
+        b += 1
+    inst = {s: Instrument(s, "linear_perpetual", s[:-4], "USDT", "USDT",
+                          tick_size=0.1 if SCALE[s] >= 1e-3 else 1e-6, lot_size=0.001,
+                          maker_fee_rate=0.0002, taker_fee_rate=0.0005) for s in symbols}
+    write_instruments(tmp / "instruments.json", inst)
+    tmp.replace(root)
+
+
+# ------------------------------------------------------------------------------------ kernel
+def load_chunks(root: Path, symbols: list[str]):
+    from backtest.data.reader import open_dataset
+
+    st = open_dataset(root, symbols=symbols, chunk_rows=1 << 20)
+    chunks = [{k: np.require(a, requirements="CW") for k, a in c.items()} for c in st]
+    return st, chunks
+
+
+def kernel_rate(cls, params, st, chunks, cfg_dict, reps=3):
+    """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop)."""
+    from backtest import engine
+    from backtest.config import RunConfig
+    from backtest.core.schema import new_context
+    from backtest.plugins.codegen import build_loop
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    loop = build_loop(cls)
+    n = sum(len(c["ts_ns"]) for c in chunks)
+    best, state = None, None
+    for _ in range(reps):
+        c_arr = new_context()
+        engine._setup_context(c_arr[0], st.symbols, st.instruments, cfg)
+        s_arr = cls.new_state(cls.resolve_params(params), st.symbols)
+        bufs = engine._Buffers.new(engine.BUFFER_ROWS, True)
+        c, s = c_arr[0], s_arr[0]
+        empty = {k: np.zeros(0, dtype=d) for k, d in engine.EVENT_COLUMNS}
+        engine._call(loop, empty, 0, c, s, bufs)  # compile / load outside the timing
+        engine._align_first(c, int(chunks[0]["ts_ns"][0]))
+        base = 0
+        t = time.perf_counter()
+        for ch in chunks:
+            c.idx_base = base
+            i = 0
+            while True:
+                status, i = engine._call(loop, ch, i, c, s, bufs)
+                if status == engine._ST_BUFFER_FULL:
+                    bufs.drain(c)
+                    continue
+                break
+            base += len(ch["ts_ns"])
+        el = time.perf_counter() - t
+        best = el if best is None else min(best, el)
+        state = {f.name: s_arr[f.name][0].tolist() for f in cls._fields if not f.shape}
+        state["fills"] = int(c.n_fills)
+    return n / best, state
+
+
+def raw_rate(chunks, reps=3):
+    """The reference logic hand-written in one numba loop over the same arrays (upper bound)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def raw(price, kind, sym, target_sym, entry, stop, target, rearm, size, fee):
+        cash = 0.0
+        pos = 0.0
+        avg = 0.0
+        armed = True
+        pending = 0.0  # signed qty of a market order waiting for the next tick
+        fills = 0
+        peak = 0.0
+        mdd = 0.0
+        for i in range(len(price)):
+            if kind[i] != 0 or sym[i] != target_sym:
+                continue
+            p = price[i]
+            if pending != 0.0:
+                q = pending
+                cash -= abs(q) * p * fee
+                if pos == 0.0:
+                    avg = p
+                else:
+                    cash += pos * (p - avg)
+                    avg = 0.0
+                pos += q
+                pending = 0.0
+                fills += 1
+            eq = cash + pos * (p - avg)
+            if eq > peak:
+                peak = eq
+            if peak - eq > mdd:
+                mdd = peak - eq
+            if pos == 0.0:
+                if armed and p <= entry:
+                    pending = size
+                    armed = False
+                elif not armed and p > rearm:
+                    armed = True
+            elif p <= stop or p >= target:
+                pending = -pos
+        return fills, cash, mdd
+
+    best, out = None, None
+    n = sum(len(c["ts_ns"]) for c in chunks)
+    price = np.concatenate([c["price"] for c in chunks])
+    kind = np.concatenate([c["kind"] for c in chunks])
+    sym = np.concatenate([c["sym"] for c in chunks])
+    raw(price[:10], kind[:10], sym[:10], 0, 62_000.0, 60_000.0, 65_000.0, 63_000.0, 1.0, 5e-4)
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = raw(price, kind, sym, 0, 62_000.0, 60_000.0, 65_000.0, 63_000.0, 1.0, 5e-4)
+        el = time.perf_counter() - t
+        best = el if best is None else min(best, el)
+    return n / best, out
+
+
+# ------------------------------------------------------------------------------------ subprocesses
+START_CHILD = r"""
+import os, sys, time, json
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+from backtest import engine
+from backtest.plugins.codegen import build_loop
+from strategies.reference import Reference
+loop = build_loop(Reference)
+from backtest.config import RunConfig
+from backtest.core.schema import new_context, EVENT_COLUMNS
+from backtest.data.instruments import Instrument
+c = new_context()
+ins = {"BTCUSDT": Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)}
+engine._setup_context(c[0], ["BTCUSDT"], ins, RunConfig())
+s = Reference.new_state({}, ["BTCUSDT"])
+bufs = engine._Buffers.new(1 << 16, True)
+n = 1000
+ch = {k: np.zeros(n, dtype=d) for k, d in EVENT_COLUMNS}
+ch["ts_ns"][:] = 1_770_249_600_000_000_000 + np.arange(n) * 1_000_000
+ch["price"][:] = 62_500.0 - np.arange(n)
+ch["qty"][:] = 0.01
+engine._align_first(c[0], int(ch["ts_ns"][0]))
+engine._call(loop, ch, 0, c[0], s[0], bufs)
+print(json.dumps(dict(t=time.time(), cpu=time.process_time(),
+                      hits=sum(loop.stats.cache_hits.values()),
+                      misses=sum(loop.stats.cache_misses.values()))))
+"""
+
+E2E_CHILD = r"""
+import sys, time, json
+sys.path.insert(0, sys.argv[1])
+import backtest as bt
+from strategies.reference import Reference
+# warm-up on the first second of data (loads the loop from cache, or compiles it if the live
+# framework changed since the parent's warm-up), then the timed full run
+bt.run(Reference, sys.argv[2], config=dict(sample_interval="1m"), end=1_770_249_601_000_000_000)
+t = time.perf_counter()
+res = bt.run(Reference, sys.argv[2], config=dict(sample_interval="1m"), out=sys.argv[3])
+wall = time.perf_counter() - t
+hwm = 0
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        hwm = int(line.split()[1]) * 1024
+print(json.dumps(dict(wall=wall, hwm=hwm, cpu=time.process_time(), timings=res.manifest["timings"],
+                      fills=res.headline["fills"])))
+"""
+
+
+def snapshot_source(dest: Path) -> Path:
+    """A frozen copy of the framework, strategies and the busy strategy. Every measurement runs
+    on it: edits made to the live tree while the benchmark runs would otherwise change the
+    strategy key (it hashes the framework) and force recompiles in the middle of a timing."""
+    for name in ("backtest", "strategies"):
+        shutil.copytree(REPO / name, dest / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (dest / "benchmarks").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "benchmarks" / "busy_strategy.py", dest / "benchmarks" / "busy_strategy.py")
+    return dest
+
+
+def start_times(cache_root: Path) -> tuple[float, float, dict, dict]:
+    env = dict(os.environ, CASCADE_CACHE_DIR=str(cache_root / "cascade"),
+               NUMBA_CACHE_DIR=str(cache_root / "numba"))
+    shutil.rmtree(cache_root, ignore_errors=True)
+    src = snapshot_source(cache_root.parent / "src")  # fresh copy: cold numba cache too
+    out = []
+    for _ in range(2):  # cold, then warm
+        t = time.time()
+        p = subprocess.run([sys.executable, "-c", START_CHILD, "x", str(src)], env=env,
+                           capture_output=True, text=True, cwd=str(cache_root.parent))
+        if p.returncode:
+            raise RuntimeError(p.stderr[-2000:])
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        out.append((r["t"] - t, r))
+    return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+def e2e_subprocess(src: Path, root: Path, out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    p = subprocess.run([sys.executable, "-c", E2E_CHILD, str(src), str(root), str(out)],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------ main
+class _Rows(list):
+    def append(self, row):
+        print(f"# {row[0]}: {row[1]}", flush=True)
+        super().append(row)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
+    ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
+    ap.add_argument("--skip", default="", help="comma list of: busy,raw,start,kernel,e2e")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    global SRC
+    cache_root = Path(os.environ.get("CASCADE_CACHE_DIR") or Path.home() / ".cache" / "cascade")
+    SRC = snapshot_source(cache_root / "bench_src")
+    sys.path.insert(0, str(SRC))
+    from backtest.plugins.codegen import cache_dir
+
+    assert Path(sys.modules["backtest"].__file__).is_relative_to(SRC)
+
+    data = a.data or cache_dir() / "bench"
+    ref_root = data / f"btc_{a.ticks}"
+    busy_root = data / f"busy8_{a.ticks}"
+    rows = _Rows()  # (measure, value, target, ok)
+
+    t = time.perf_counter()
+    write_dataset(ref_root, a.ticks, ["BTCUSDT"])
+    gen_s = time.perf_counter() - t
+    print(f"# data: {ref_root} ({a.ticks:,} trades; prepared in {gen_s:.1f} s)", flush=True)
+
+    import numba
+    from benchmarks.busy_strategy import Busy
+    from strategies.reference import Reference
+
+    ref_rate = None
+    if "kernel" not in skip:
+        st, chunks = load_chunks(ref_root, ["BTCUSDT"])
+        ref_rate, ref_state = kernel_rate(Reference, {}, st, chunks,
+                                          dict(sample_interval="1m"))
+        rows.append(("kernel, reference (M events/s)", f"{ref_rate / 1e6:.1f}", ">= 100",
+                     ref_rate >= 100e6))
+        if "raw" not in skip:
+            rr, (raw_fills, _, _) = raw_rate(chunks)
+            rows.append(("kernel, raw numba baseline (M events/s)", f"{rr / 1e6:.1f}", "-", None))
+            rows.append(("engine / raw", f"{ref_rate / rr:.2f}", "-", None))
+            if raw_fills != ref_state["fills"]:
+                print(f"# note: raw fills {raw_fills} != engine fills {ref_state['fills']}")
+        rows.append(("reference fills", str(ref_state["fills"]), "-", None))
+        del chunks
+        if "busy" not in skip:
+            write_dataset(busy_root, a.ticks, ["BTCUSDT"] + OTHERS, seed=2)
+            st, chunks = load_chunks(busy_root, None)
+            br, bstate = kernel_rate(Busy, {}, st, chunks, dict(sample_interval="1m",
+                                                                 initial_balance=1e9))
+            rows.append(("kernel, busy 8 symbols (M events/s)", f"{br / 1e6:.1f}", "-", None))
+            rows.append(("busy: entries / cancels / exits / fills",
+                         f"{bstate['entries']}/{bstate['cancels']}/{bstate['exits']}/"
+                         f"{bstate['fills']}", "-", None))
+            del chunks
+    if "e2e" not in skip:
+        import backtest as bt
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+        try:
+            bt.run(Reference, ref_root, config=dict(sample_interval="1m"), end=T0 + 10**9,
+                   out=tmp / "warmup")  # make sure the cache is warm
+            walls = []
+            for k in range(2):
+                t = time.perf_counter()
+                res = bt.run(Reference, ref_root, config=dict(sample_interval="1m"),
+                             out=tmp / f"run{k}")
+                walls.append(time.perf_counter() - t)
+            w = min(walls)
+            target = 3.0 * a.ticks / 10_000_000
+            rows.append((f"e2e warm, parquet -> saved run (s, {a.ticks / 1e6:g}M)", f"{w:.2f}",
+                         f"<= {target:g}" if a.ticks <= 10_000_000 else "-",
+                         w <= target if a.ticks <= 10_000_000 else None))
+            rows.append(("e2e events/s (M)", f"{a.ticks / w / 1e6:.1f}", "-", None))
+            rows.append(("e2e manifest run_s / compile_s",
+                         f"{res.manifest['timings']['run_s']:.2f} / "
+                         f"{res.manifest['timings']['compile_s']:.2f}", "-", None))
+            r = e2e_subprocess(SRC, ref_root, tmp / "sub")
+            gb = r["hwm"] / 2**30
+            rows.append((f"peak RSS e2e subprocess (GB, {a.ticks / 1e6:g}M)", f"{gb:.2f}",
+                         "< 1.5" if a.ticks >= 100_000_000 else "-",
+                         gb < 1.5 if a.ticks >= 100_000_000 else None))
+            rows.append(("e2e subprocess (after warm-up): run() wall / compile_s / run_s (s)",
+                         f"{r['wall']:.2f} / {r['timings']['compile_s']:.2f} / "
+                         f"{r['timings']['run_s']:.2f}", "-", None))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if "start" not in skip:
+        cold, warm, rc, rw = start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c")
+        rows.append(("cold compile, new process (s wall)", f"{cold:.2f}", "<= 15", cold <= 15))
+        rows.append(("cold compile, CPU time of that process (s)", f"{rc['cpu']:.2f}", "-", None))
+        rows.append(("warm start, new process (s wall)", f"{warm:.2f}", "<= 1.5", warm <= 1.5))
+        rows.append(("warm start, CPU time (s)", f"{rw['cpu']:.2f}", "-", None))
+        rows.append(("warm start cache hits / misses", f"{rw['hits']} / {rw['misses']}",
+                     ">=1 / 0", rw["hits"] >= 1 and rw["misses"] == 0))
+
+    print(f"\nCascade engine benchmark, {dt.date.today()}, {a.ticks:,} ticks, numba "
+          f"{numba.__version__}, {os.cpu_count()} cpu, load average at the end "
+          f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    w0 = max(len(r[0]) for r in rows)
+    print(f"| {'measure':<{w0}} | value | target | ok |")
+    print(f"|{'-' * (w0 + 2)}|-------|--------|----|")
+    for name, v, tgt, ok in rows:  # (also printed as measured, see `note`)
+        print(f"| {name:<{w0}} | {v} | {tgt} | {'-' if ok is None else ('yes' if ok else 'NO')} |")
+
+
+if __name__ == "__main__":
+    main()
