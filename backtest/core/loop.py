@@ -46,28 +46,41 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
     funding_limit = len(funding_rows) - EVENT_RESERVE
     liq_limit = len(liq_rows) - EVENT_RESERVE
     loan_limit = len(loan_rows) - LOAN_RESERVE
+    base = c.idx_base
+    # the next sample, timer or funding time: one compare per event instead of three
+    special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
     for i in range(start, n):
         t = ts[i]
         sy = sym[i]
         k = kind[i]
-        g = c.idx_base + i
+        g = base + i
         p = price[i]
-        # 1. samples at interval boundaries, with the state before this event (R2.1)
-        if t >= c.next_sample_ts:
-            iv = c.sample_interval_ns
-            tb = t - t % iv
-            record_equity(c, tb, equity_rows)
-            record_bars(c, tb, bar_rows)
-            c.next_sample_ts = tb + iv
-        # 2. timer: decided before this event (R2.2)
-        if t >= c.next_timer_ts:
-            iv = c.timer_interval_ns
-            tb = t - t % iv
-            c.now_ts = tb
-            c.cur_idx = g - 1
-            if HAS_ON_TIMER:
-                _on_timer(s, c, tb)
-            c.next_timer_ts = tb + iv
+        wrote = False  # did this event write rows that may need draining?
+        if t >= special:
+            # 1. samples at interval boundaries, with the state before this event (R2.1)
+            if t >= c.next_sample_ts:
+                iv = c.sample_interval_ns
+                tb = t - t % iv
+                record_equity(c, tb, equity_rows)
+                record_bars(c, tb, bar_rows)
+                c.next_sample_ts = tb + iv
+                wrote = True
+            # 2. timer: decided before this event (R2.2)
+            if t >= c.next_timer_ts:
+                iv = c.timer_interval_ns
+                tb = t - t % iv
+                c.now_ts = tb
+                c.cur_idx = g - 1
+                if HAS_ON_TIMER:
+                    _on_timer(s, c, tb)
+                c.next_timer_ts = tb + iv
+            # constant-rate funding at funding times (margin.funding = a rate)
+            if t >= c.next_funding_ts:
+                iv = c.funding_interval_ns
+                apply_constant_funding(c, t - t % iv, funding_rows)
+                c.next_funding_ts = t - t % iv + iv
+                wrote = True
+            special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
         # 3. market state (R2.3)
         if k == K_TRADE:
             c.last_px[sy] = p
@@ -95,15 +108,13 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.has_mark[sy] = 1
         # 4. orders of this symbol (section 3)
         f0 = c.n_fill_rows
-        process_orders(c, g, t, sy, k, p, qty[i], fills, equity_rows)
-        # 5. funding (R5.1): from the data, or a configured constant rate at funding times
+        if c.n_open[sy] != 0:
+            process_orders(c, g, t, sy, k, p, qty[i], fills, equity_rows)
+        # 5. funding from the data (R5.1)
         payment = 0.0
         if k == K_FUNDING:
             payment = apply_funding(c, sy, t, p, funding_rows)
-        if t >= c.next_funding_ts:
-            iv = c.funding_interval_ns
-            apply_constant_funding(c, t - t % iv, funding_rows)
-            c.next_funding_ts = t - t % iv + iv
+            wrote = True
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md)
         l0 = c.n_liq_rows
         if c.pos[sy] != 0.0:
@@ -111,18 +122,23 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             update_drawdown(c)
             if k == K_TRADE or k == K_MARK:
                 check_margin(c, sy, t, g, fills, equity_rows, liq_rows)
+            wrote = True
         if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK):
             check_loans(c, sy, t, loan_rows, liq_rows)
+            wrote = True
         # 7. hooks (R2.4)
         c.now_ts = t
         c.cur_idx = g
-        if HAS_ON_FILL:
-            for f in range(f0, c.n_fill_rows):
-                _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
-                         fills[f].qty, fills[f].side)
-        if HAS_ON_LIQUIDATION:
-            for f in range(l0, c.n_liq_rows):
-                _on_liquidation(s, c, t, liq_rows[f].sym, liq_rows[f].qty, liq_rows[f].fill_price)
+        if c.n_fill_rows != f0:
+            wrote = True
+            if HAS_ON_FILL:
+                for f in range(f0, c.n_fill_rows):
+                    _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
+                             fills[f].qty, fills[f].side)
+        if c.n_liq_rows != l0:
+            if HAS_ON_LIQUIDATION:
+                for f in range(l0, c.n_liq_rows):
+                    _on_liquidation(s, c, t, liq_rows[f].sym, liq_rows[f].qty, liq_rows[f].fill_price)
         if c.mc_pending:
             c.mc_pending = 0
             if HAS_ON_MARGIN_CALL:
@@ -140,9 +156,13 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             _on_funding(s, c, t, sy, p, payment)
         if c.n_loan_ring > 0:
             flush_loan_ring(c, loan_rows)
-        # hand back to Python to drain an output buffer before it can overflow
-        if (c.n_loan_rows > loan_limit or c.n_fill_rows > fill_limit or c.n_equity_rows > equity_limit
-                or c.n_bar_rows > bar_limit or c.n_funding_rows > funding_limit
-                or c.n_liq_rows > liq_limit or c.n_done > DONE_DRAIN):
+            wrote = True
+        # hand back to Python to drain an output buffer before it can overflow; hooks only add
+        # finished orders (rejects), so the other counters are checked only when rows were written
+        if c.n_done > DONE_DRAIN:
+            return ST_BUFFER_FULL, i + 1
+        if wrote and (c.n_loan_rows > loan_limit or c.n_fill_rows > fill_limit
+                      or c.n_equity_rows > equity_limit or c.n_bar_rows > bar_limit
+                      or c.n_funding_rows > funding_limit or c.n_liq_rows > liq_limit):
             return ST_BUFFER_FULL, i + 1
     return ST_DONE, n
