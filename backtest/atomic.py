@@ -20,8 +20,10 @@ def tmp_name(path: Path) -> Path:
 
 
 def write_parquet(table: pa.Table, path: Path, **kwargs) -> None:
+    """Write atomically, with page checksums (the reader verifies them: corruption is an error)."""
     path = Path(path)
     tmp = tmp_name(path)
+    kwargs.setdefault("write_page_checksum", True)
     try:
         pq.write_table(table, tmp, **kwargs)
         os.replace(tmp, path)

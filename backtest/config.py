@@ -1,6 +1,7 @@
 """Run configuration: frozen dataclasses with every realism knob a named, typed, validated field."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
@@ -15,6 +16,8 @@ def parse_duration_ns(value, name: str) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {value!r}")
         ns = int(value)
     else:
         m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*", str(value))
@@ -95,6 +98,7 @@ class ExecutionConfig:
         return self.models.get(symbol, self.slippage)
 
     def validate(self):
+        check_field_types("execution", self)
         self.latency_ns, self.cancel_latency_ns, self.latency_jitter_ns, self.feed_latency_ns
         if self.impact_horizon_ns <= 0:
             raise ConfigError("execution.impact_horizon: must be positive, e.g. '5m'")
@@ -141,6 +145,7 @@ class MarginConfig:
     spot_margin_maintenance: float = 1.1  # spot margin level (assets / liabilities) that liquidates
 
     def validate(self):
+        check_field_types("margin", self)
         if self.mode not in ("cross", "isolated"):
             raise ConfigError(f"margin.mode: expected 'cross' or 'isolated', got {self.mode!r}")
         for sym, m in self.modes.items():
@@ -176,6 +181,7 @@ class LoanConfig:
     partial: bool = False  # liquidate only enough to restore max_open_ltv (else close the loan)
 
     def validate(self):
+        check_field_types("loans", self)
         for name in ("lltv", "warning_ltv", "max_open_ltv"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < 1):
@@ -202,6 +208,7 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_field_types("run", self)
         if not (isinstance(self.initial_balance, (int, float)) and self.initial_balance > 0):
             raise ConfigError(f"initial_balance: must be a positive number, got {self.initial_balance!r}")
         parse_duration_ns(self.sample_interval, "sample_interval")
@@ -242,11 +249,30 @@ class RunConfig:
             if not isinstance(raw, dict):
                 raise ConfigError(f"{name}: expected a table of settings, got {raw!r}")
             _reject_unknown(name, raw, sub)
-            if name == "execution" and "fee_tiers" in raw:
+            if name == "execution" and isinstance(raw.get("fee_tiers"), list):
                 raw = {**raw, "fee_tiers": tuple(raw["fee_tiers"])}
             built[name] = sub(**raw)
         _reject_unknown("run", d, cls)
         return cls(**built, **d)
+
+
+_TYPE_CHECKS = {
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "tuple": lambda v: isinstance(v, (tuple, list)),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),  # durations, rates
+}
+
+
+def check_field_types(section: str, obj) -> None:
+    """Every field holds a value of its annotated kind (TOML gives any type to any key)."""
+    for f in fields(obj):
+        check = _TYPE_CHECKS.get(f.type if isinstance(f.type, str) else f.type.__name__)
+        v = getattr(obj, f.name)
+        if check is not None and not check(v):
+            raise ConfigError(f"{section}.{f.name}: expected a {f.type}, got {v!r}")
 
 
 def _reject_unknown(section: str, d: dict, cls) -> None:

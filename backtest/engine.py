@@ -25,7 +25,7 @@ from .core.schema import (
 )
 from .data.instruments import Instrument
 from .data.reader import open_dataset
-from .errors import ConfigError, StrategyError
+from .errors import CascadeError, ConfigError, StrategyError
 from .plugins.codegen import build_loop, source_sha256
 from .plugins.resolve import resolve_strategy
 from .result import Result
@@ -243,7 +243,8 @@ def _table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by
     df = pl.DataFrame({n: arr[n] for n in dtype.names})
     if "sym" in df.columns:  # names first: the rows are still in `arr` order here
         names = np.array(symbols + [""], dtype=object)
-        df = df.with_columns(pl.Series("symbol", names[arr["sym"]], dtype=pl.Utf8))
+        idx = np.where((arr["sym"] >= 0) & (arr["sym"] < len(symbols)), arr["sym"], len(symbols))
+        df = df.with_columns(pl.Series("symbol", names[idx], dtype=pl.Utf8))
     if sort_by is not None:
         df = df.sort(sort_by, maintain_order=True)
     if "sym" in df.columns:
@@ -291,7 +292,9 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
     try:
         _call(loop, empty, 0, c, s, bufs)  # compiles (or loads from cache) without running an event
-    except numba.core.errors.NumbaError as e:
+    except CascadeError:
+        raise
+    except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
         raise _compile_error(cls, e) from None
     compile_s = time.perf_counter() - t0
 
@@ -343,6 +346,17 @@ def _compile_error(cls, e: Exception) -> StrategyError:
         if str(Path(path).resolve()) in files:
             where = f"{path}:{line}: "
             break
+    if not where:  # e.g. an undefined name: find it in the strategy's own source
+        m = re.search(r"name '(\w+)' is not defined|has no attribute '(\w+)'|'(\w+)'", text)
+        name = next((g for g in (m.groups() if m else ()) if g), None)
+        if name:
+            for path in sorted(files):
+                for no, line in enumerate(Path(path).read_text().splitlines(), 1):
+                    if re.search(rf"\b{re.escape(name)}\b", line) and not line.lstrip().startswith("#"):
+                        where = f"{path}:{no}: "
+                        break
+                if where:
+                    break
     skip = ("Failed in", "During", "File ", "<source", "def ", "^")
     first = next((ln.strip() for ln in text.splitlines()
                   if ln.strip() and not ln.strip().startswith(skip)), text.splitlines()[0])

@@ -107,6 +107,8 @@ def merge(base: dict, over: dict) -> dict:
     """Recursive merge: tables merge key by key, other values are replaced."""
     out = dict(base)
     for k, v in over.items():
+        if isinstance(v, dict) and not v and k in out:
+            continue  # an empty table of flags gives nothing: keep the file's value
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 

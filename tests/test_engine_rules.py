@@ -30,11 +30,7 @@ R = bt.Reason
 
 # ------------------------------------------------------------------------------ 1. all scenarios
 # Scenarios whose expectation the engine does not meet (reported; strict: a fix makes them pass).
-KNOWN_ENGINE_DIFFS = {
-    "test_validation_rejects_and_oids":
-        "engine: an order rejected with UNKNOWN_SYMBOL consumes an oid but gets no orders-table "
-        "row (orders.submit returns early), while R3.14 says rejected orders appear in the table",
-}
+KNOWN_ENGINE_DIFFS: dict[str, str] = {}  # scenario name -> why the engine differs (none now)
 
 
 def _scenarios():

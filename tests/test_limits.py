@@ -172,8 +172,6 @@ def test_100k_open_orders_hit_the_slot_limit_without_crashing(warm):
     assert grow < 400 * 2 ** 20 and peak_grow < 600 * 2 ** 20
 
 
-@pytest.mark.xfail(strict=True, reason="engine: submits refused with TOO_MANY_OPEN_ORDERS are not written "
-                   "to the orders table (docs/fill-rules.md R3.14 says rejected orders appear there)")
 def test_too_many_open_orders_rejections_are_recorded(warm):
     res = _run(warm, mode=1, target=10_000, per_tick=10)
     o = res.orders

@@ -398,12 +398,8 @@ def test_liquidation_conservation_property(p):
     COUNTS["liquidations_seen"] = COUNTS.get("liquidations_seen", 0) + liqs.height
 
 
-# One confirmed engine behaviour breaks the per-position bound (see docs/reliability.md,
-# "Findings"): a reduce-only/market exit that fills at a gap price realises its whole loss from
-# the wallet before the margin check runs, so an isolated position can lose more than its margin.
-@pytest.mark.xfail(strict=True, reason="engine: a user exit order (stop/take-profit/market) that fills at a "
-                   "gap price beyond the bankruptcy price realises its whole loss from the wallet: orders "
-                   "(step 4) run before the margin check (step 6), so the isolated margin does not cap it")
+# An exit that fills at a gap beyond the bankruptcy price loses only the isolated margin it
+# releases; the insurance fund takes the rest (backtest/core/account.py book_fill).
 @SETTINGS
 @given(p=liq_st.map(lambda d: {**d, "mode": "isolated"}))
 def test_isolated_loss_bounded_by_margin_property(p):

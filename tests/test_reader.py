@@ -33,7 +33,7 @@ def _events(rng, n, nsym, n_ts):
     ts = np.sort(T0 + rng.integers(0, n_ts, n)).astype(np.int64)
     sym = rng.integers(0, nsym, n).astype(np.int32)
     kind = rng.integers(0, 4, n).astype(np.int8)
-    uid = np.arange(n, dtype=np.float64)  # a unique tag per input row, carried in every column
+    uid = np.arange(1, n + 1, dtype=np.float64)  # a unique positive tag per row, in every column
     return dict(ts_ns=ts, sym=sym, kind=kind, side=np.where(kind == 0, 1, 0).astype(np.int8),
                 price=uid, qty=uid + 0.5, bid=uid, ask=uid + 0.25, bid_qty=uid, ask_qty=uid)
 
@@ -93,7 +93,7 @@ def _write_small_groups(root, symbol, ts, rows_per_group, part="part-0000", date
     d = partition_dir(root, "trades", symbol, date)
     d.mkdir(parents=True, exist_ok=True)
     n = len(ts)
-    t = pa.Table.from_arrays([pa.array(ts, pa.int64()), pa.array(np.arange(n, dtype=np.float64)),
+    t = pa.Table.from_arrays([pa.array(ts, pa.int64()), pa.array(np.arange(1, n + 1, dtype=np.float64)),
                               pa.array(np.ones(n)), pa.array(np.ones(n, np.int8))],
                              schema=schema_of("trades"))
     pq.write_table(t, d / f"{part}.parquet", row_group_size=rows_per_group)
@@ -113,7 +113,7 @@ def test_time_range_start_inclusive_end_exclusive_with_pruning(tmp_path, chunk_r
     got, chunks = read_all(root, symbols=["S0"], start_ns=start, end_ns=end, chunk_rows=chunk_rows)
     want = np.flatnonzero((ts >= start) & (ts < end))
     np.testing.assert_array_equal(got["ts_ns"], ts[want])
-    np.testing.assert_array_equal(got["price"], want.astype(float))  # exactly these rows
+    np.testing.assert_array_equal(got["price"], want.astype(float) + 1.0)  # exactly these rows (price = row + 1)
     assert got["ts_ns"][0] == start and got["ts_ns"][-1] == end - 10
     # pruning: only the row groups overlapping [start, end) are read (8 rows = 40 ns per group)
     stream = _Stream("trades", 0, [path], start, end, 4096)
@@ -134,13 +134,13 @@ def test_time_range_across_date_files(tmp_path):
     ev = dict(ts_ns=np.array([T0 - 5, T0 - 1, T0, T0 + day - 1, T0 + day], np.int64))
     n = len(ev["ts_ns"])
     ev.update(sym=np.zeros(n, np.int32), kind=np.zeros(n, np.int8), side=np.ones(n, np.int8),
-              price=np.arange(n, dtype=float), qty=np.ones(n), bid=np.ones(n), ask=np.ones(n),
+              price=np.arange(1, n + 1, dtype=float), qty=np.ones(n), bid=np.ones(n), ask=np.ones(n),
               bid_qty=np.ones(n), ask_qty=np.ones(n))
     root = tmp_path / "ds"
     write_events(root, ev, [PERP])
     assert len(list((root / "kind=trades" / "symbol=S0").iterdir())) == 3  # three UTC dates
     got, _ = read_all(root, start_ns=T0 - 1, end_ns=T0 + day)
-    assert got["price"].tolist() == [1.0, 2.0, 3.0]
+    assert got["price"].tolist() == [2.0, 3.0, 4.0]
 
 
 # ------------------------------------------------------------------------------ chunks and dtypes
@@ -167,10 +167,6 @@ def test_chunk_sizes_dtypes_contiguity(tmp_path_factory, chunk_rows):
     assert np.all(np.diff(whole["ts_ns"]) >= 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader bug: a chunk made of one merge piece of one stream (no concatenation) keeps pyarrow's "
-    "read-only zero-copy arrays; the engine then compiles a 2nd loop signature "
-    "(readonly array) in the middle of the run"))
 def test_chunks_are_writeable_single_stream(tmp_path):
     from backtest.data.writer import write_stream
 

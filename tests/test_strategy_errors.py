@@ -104,12 +104,7 @@ def _one_line(p):
     return lines[0] if len(lines) == 1 and lines[0].startswith("error: ") else None
 
 
-XFAIL_CASES = {
-    "undefined_function": "engine: the compile error does not name the strategy file for a NameError "
-                          "(prints 'error: Bad does not compile: NameError: ...' without the path)",
-    "unknown_field": "engine: assigning an unknown record field (self.y) escapes as a numba KeyError "
-                     "traceback instead of a one-line StrategyError",
-}
+XFAIL_CASES: dict[str, str] = {}  # case -> known engine gap (none now)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL_CASES[c]))

@@ -277,11 +277,10 @@ def submit(c, sym, order_type, side, qty, limit=0.0, stop=0.0, tif=0, reduce_onl
     if reason == R_NONE and not _room(c, 1):
         reason = R_TOO_MANY
     if reason != R_NONE:
-        if reason == R_TOO_MANY or reason == R_UNKNOWN_SYMBOL or c.n_done >= DONE_CAPACITY - MAX_ORDERS:
-            if reason == R_TOO_MANY:
-                c.n_table_full += 1
+        if c.n_done >= DONE_CAPACITY - MAX_ORDERS:
             c.n_rejects += 1
-            return -reason  # nothing recordable (no such symbol, or no room to record it)
+            c.n_table_full += 1
+            return -reason  # no room left to record it (counted in n_table_full)
         return _reject(c, oid, sym, order_type, side, tif, reason, reduce, trigger, qty, limit,
                        stop, oco, 0)
     _place(c, oid, sym, order_type, side, qty, limit, stop, tif, reduce, trigger, trail, trail_bps,

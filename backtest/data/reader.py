@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from ..core.schema import EVENT_COLUMNS, MAX_SYMBOLS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
-from .layout import KINDS, list_streams
+from .layout import KINDS, date_of_file, list_streams
+from .validate import check_batch
 
 DEFAULT_CHUNK_ROWS = 1 << 20
 
@@ -59,7 +60,7 @@ class _Stream:
         self._it = self._batches()
         self.buf: dict[str, np.ndarray] | None = None
         self.exhausted = False
-        self.last_ts = np.iinfo(np.int64).min
+        self.last_ts = None  # last timestamp read (order is checked across batches and files)
 
     def _row_groups(self, path: Path, pf: pq.ParquetFile) -> list[int]:
         md = pf.metadata
@@ -76,7 +77,7 @@ class _Stream:
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for path in self.files:
             try:
-                pf = pq.ParquetFile(path)
+                pf = pq.ParquetFile(path, page_checksum_verification=True)
                 _check_schema(path, self.kind, pf.schema_arrow)
                 groups = self._row_groups(path, pf)
                 if not groups:
@@ -86,27 +87,18 @@ class _Stream:
                                              columns=self.columns, use_threads=False):
                     cols = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in self.columns}
                     ts = cols["ts_ns"]
-                    self._check_order(path, ts, row0)
+                    # values, order and dates, the same checks as `backtest data validate`
+                    self.last_ts = check_batch(self.kind, path, cols, row0, self.last_ts,
+                                               date=date_of_file(path))
                     row0 += len(ts)
                     lo = np.searchsorted(ts, self.start_ns, "left")
                     hi = np.searchsorted(ts, self.end_ns, "left")
                     if hi > lo:
                         yield {n: a[lo:hi] for n, a in cols.items()}
             except (OSError, pa.ArrowException) as e:
-                raise DataError(f"cannot read Parquet file ({type(e).__name__}: {e})", file=path,
+                msg = " ".join(str(e).split())  # Arrow messages span lines
+                raise DataError(f"cannot read Parquet file ({type(e).__name__}: {msg})", file=path,
                                 fix="the file is truncated or corrupt; re-import or regenerate it") from None
-
-    def _check_order(self, path, ts, row0):
-        if len(ts) == 0:
-            return
-        if ts[0] < self.last_ts:
-            raise DataError("timestamps go back in time across files of one symbol", file=path,
-                            column="ts_ns", row=row0, fix="re-import the stream sorted by time")
-        bad = np.flatnonzero(np.diff(ts) < 0)
-        if len(bad):
-            raise DataError("timestamps are not sorted", file=path, column="ts_ns",
-                            row=row0 + int(bad[0]) + 1, fix="sort the rows by ts_ns")
-        self.last_ts = ts[-1]
 
     def fill(self) -> None:
         """Append the next batch to the buffer (or mark the stream exhausted)."""
@@ -214,7 +206,8 @@ def _merge(pieces) -> dict[str, np.ndarray]:
         merged = {n: np.concatenate([c[n] for c in cols]) for n, _ in EVENT_COLUMNS}
         perm = np.argsort(merged["ts_ns"], kind="stable")
         merged = {n: a[perm] for n, a in merged.items()}
-    return {n: np.ascontiguousarray(merged[n], dtype=dt) for n, dt in EVENT_COLUMNS}
+    # exact dtypes, C order and writeable: one compiled signature for every chunk
+    return {n: np.require(merged[n], dtype=dt, requirements="CW") for n, dt in EVENT_COLUMNS}
 
 
 def _concat(parts):
@@ -225,7 +218,7 @@ def _concat(parts):
 
 def _split(parts, rows):
     whole = _concat(parts)
-    head = {n: np.ascontiguousarray(a[:rows]) for n, a in whole.items()}
+    head = {n: np.require(a[:rows], requirements="CW") for n, a in whole.items()}
     tail = {n: a[rows:] for n, a in whole.items()}
     left = len(tail["ts_ns"])
     return head, ([tail] if left else []), left
