@@ -439,6 +439,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
+                     "isolated_gap_cover": float(c.iso_gap_cover),
                      "insurance_fund": float(c.insurance_fund),
                      "borrow_interest": float(c.borrow_interest),
                      "interest": float(c.interest), "loan_penalties": float(c.loan_penalties),

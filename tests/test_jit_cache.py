@@ -153,13 +153,7 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
 
 
 # ------------------------------------------------------------------------------ never stale
-@pytest.mark.parametrize("variant", [
-    "inline", "module_attr", "njit_helper",
-    pytest.param("constant", marks=pytest.mark.xfail(strict=True, reason=(
-        "codegen bug: dependency_files() only follows module globals that are modules or have a "
-        "__module__; `from mylib import ENTRY` (a float) is not followed, so editing mylib.py "
-        "keeps the key and the cached loop runs the OLD constant (stale)"))),
-])
+@pytest.mark.parametrize("variant", ["inline", "module_attr", "njit_helper", "constant"])
 def test_edit_never_runs_stale_code(fw, tmp_path, variant):
     cache = tmp_path / "cache"
     user = tmp_path / "user"

@@ -262,12 +262,12 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     if is_isolated(c, s):
         if realized < 0.0:
             # the isolated margin is the most a position can lose: a close beyond the bankruptcy
-            # price (a gap) loses only the margin it releases; the insurance fund takes the rest
+            # price (a gap) realises only the margin it releases; the insurance fund takes the rest
             released = c.iso_margin[s] * (cq / abs(pos))
             if -realized > released:
                 cover = -realized - released
-                c.balance += cover
-                c.insurance_payout += cover
+                realized = -released
+                c.iso_gap_cover += cover
                 c.insurance_fund -= cover
         c.iso_margin[s] = _isolated_margin_after(c, s, pos, newpos, q, price, cq)
     c.pos[s] = newpos

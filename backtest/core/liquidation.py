@@ -127,41 +127,35 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
 
 
 @njit(cache=True)
-def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
-    """Margin check after a price event of symbol s (which holds a position). Returns the number
-    of positions liquidated; sets c.mc_pending for a margin call. Allocates only to liquidate."""
-    if c.i_type[s] == T_SPOT:
-        if c.pos[s] < 0.0:
-            accrue_borrow(c, s, t)
-            return _check_spot_margin(c, t, g, fills, equity_rows, liq_rows)
-        return 0
-    if c.i_type[s] == T_INVERSE:
+def margin_breached(c, s, t):
+    """After the valuation price of s (which holds a position) moved: is a liquidation due?
+    Also fires margin calls (c.mc_pending). Takes no arrays, so the per-event call is cheap."""
+    typ = c.i_type[s]
+    if typ == T_SPOT:
+        if c.pos[s] >= 0.0:
+            return False
+        accrue_borrow(c, s, t)
+        liab = 0.0
+        for k in range(c.nsym):
+            if c.i_type[k] == T_SPOT and c.pos[k] < 0.0:
+                liab += -c.pos[k] * val_px(c, k)
+        level = (equity(c) + liab) / liab
+        if level < c.spot_maint_level:
+            return True
+        c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, c.spot_maint_level, level)
+        return False
+    if typ == T_INVERSE or is_isolated(c, s):
         mm = maint_of(c, s)
-        mb = c.coin_bal[s] + c.coin_upnl[s]
+        if typ == T_INVERSE:
+            mb = c.coin_bal[s] + c.coin_upnl[s]
+        else:
+            mb = c.iso_margin[s] + c.sym_upnl[s]
         if mb <= mm:
-            _liquidate_inverse(c, s, t, g, fills, liq_rows)
-            c.mc_flag[s] = 0
-            record_equity(c, t, equity_rows)
-            update_drawdown(c)
-            return 1
+            return True
         c.mc_flag[s] = _margin_call(c, c.mc_flag[s], s, mm, mb)
-        return 0
-    if is_isolated(c, s):
-        mm = maint_of(c, s)
-        mb = c.iso_margin[s] + c.sym_upnl[s]
-        if mb <= mm:
-            members = np.empty(1, np.int64)
-            members[0] = s
-            _liquidate(c, members, 1, c.iso_margin[s], t, g, fills, liq_rows)
-            c.mc_flag[s] = 0
-            record_equity(c, t, equity_rows)
-            update_drawdown(c)
-            return 1
-        c.mc_flag[s] = _margin_call(c, c.mc_flag[s], s, mm, mb)
-        return 0
+        return False
     wallet = c.balance - iso_total(c)
     u = 0.0  # unrealised PnL of spot and cross positions
-    u_perp = 0.0
     mm = 0.0
     n = 0
     for k in range(c.nsym):
@@ -170,41 +164,71 @@ def check_margin(c, s, t, g, fills, equity_rows, liq_rows):
         u += c.sym_upnl[k]
         if c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
             mm += maint_of(c, k)
-            u_perp += c.sym_upnl[k]
             n += 1
     mb = wallet + u
     if n > 0 and mb <= mm:
-        members = np.empty(n, np.int64)
-        n = 0
-        for k in range(c.nsym):
-            if not is_isolated(c, k) and c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
-                members[n] = k
-                n += 1
-        _liquidate(c, members, n, wallet + (u - u_perp), t, g, fills, liq_rows)
-        c.mc_cross_flag = 0
-        record_equity(c, t, equity_rows)
-        update_drawdown(c)
-        return n
+        return True
     c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, mm, mb)
-    return 0
+    return False
 
 
 @njit(cache=True)
-def _check_spot_margin(c, t, g, fills, equity_rows, liq_rows):
-    """Spot margin: margin level = assets / liabilities (borrowed coins at their price). Below
-    margin.spot_margin_maintenance every spot short is bought back at the market, paying the
-    taker fee plus the clearance fee; a negative balance left over is covered by the fund."""
-    liab = 0.0
+def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
+    """Carry out the liquidation margin_breached() found due. Returns the positions closed."""
+    typ = c.i_type[s]
+    if typ == T_SPOT:
+        return _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows)
+    if typ == T_INVERSE:
+        return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, True)
+    if is_isolated(c, s):
+        return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, False)
+    wallet = c.balance - iso_total(c)
+    u = 0.0
+    n = 0
     for k in range(c.nsym):
-        if c.i_type[k] == T_SPOT and c.pos[k] < 0.0:
-            liab += -c.pos[k] * val_px(c, k)
-    if liab <= 0.0:
-        return 0
-    e = equity(c)
-    level = (e + liab) / liab
-    if level >= c.spot_maint_level:
-        c.mc_cross_flag = _margin_call(c, c.mc_cross_flag, -1, c.spot_maint_level, level)
-        return 0
+        if not is_isolated(c, k):
+            u += c.sym_upnl[k]
+            if c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
+                n += 1
+    return _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows)
+
+
+@njit(cache=True)
+def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
+    if inverse:
+        _liquidate_inverse(c, s, t, g, fills, liq_rows)
+    else:
+        members = np.empty(1, np.int64)
+        members[0] = s
+        _liquidate(c, members, 1, c.iso_margin[s], t, g, fills, liq_rows)
+    c.mc_flag[s] = 0
+    record_equity(c, t, equity_rows)
+    update_drawdown(c)
+    return 1
+
+
+@njit(cache=True)
+def _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows):
+    """Close every cross perpetual position; the wallet they share includes spot PnL."""
+    members = np.empty(n, np.int64)
+    u_perp = 0.0
+    n = 0
+    for k in range(c.nsym):
+        if not is_isolated(c, k) and c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
+            members[n] = k
+            u_perp += c.sym_upnl[k]
+            n += 1
+    _liquidate(c, members, n, wallet + (u - u_perp), t, g, fills, liq_rows)
+    c.mc_cross_flag = 0
+    record_equity(c, t, equity_rows)
+    update_drawdown(c)
+    return n
+
+
+@njit(cache=True)
+def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
+    """Spot margin below maintenance: every spot short is bought back at the market, paying the
+    taker fee plus the clearance fee; a negative balance left over is covered by the fund."""
     n = 0
     for k in range(c.nsym):
         if c.i_type[k] == T_SPOT and c.pos[k] < 0.0:

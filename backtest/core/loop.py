@@ -10,7 +10,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
 from .execution import update_estimators
-from .liquidation import check_margin
+from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
 from .schema import LOAN_RING, MAX_LOANS, MAX_ORDERS, MAX_SYMBOLS
@@ -114,15 +114,19 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         payment = 0.0
         if k == K_FUNDING:
             payment = apply_funding(c, sy, t, p, funding_rows)
+            if payment != 0.0:
+                update_drawdown(c)
             wrote = True
-        # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md)
+        # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
+        # the valuation price moved: at a mark, or at a trade when positions are valued at last
         l0 = c.n_liq_rows
-        if c.pos[sy] != 0.0:
+        if c.pos[sy] != 0.0 and (k == K_MARK or (k == K_TRADE and (
+                c.liq_use_last or not c.has_mark[sy]))):
             mark_to_market(c, sy)
             update_drawdown(c)
-            if k == K_TRADE or k == K_MARK:
-                check_margin(c, sy, t, g, fills, equity_rows, liq_rows)
-            wrote = True
+            if margin_breached(c, sy, t):
+                liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
+                wrote = True
         if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True

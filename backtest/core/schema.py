@@ -337,6 +337,7 @@ def _ctx_fields() -> list:
         ("max_drawdown", f8),
         ("insurance_fund", f8),
         ("insurance_payout", f8),  # shortfalls the insurance fund paid to this account
+        ("iso_gap_cover", f8),  # loss beyond the isolated margin of exits past the bankruptcy price
         ("mc_pending", "u1"),  # a margin call to deliver to on_margin_call after this event
         ("mc_sym", i8),  # its symbol (-1: the cross-margin account)
         ("mc_ratio", f8),

@@ -52,8 +52,31 @@ def _is_user_file(path: str | None) -> bool:
                 or "site-packages" in p or "dist-packages" in p)
 
 
+def _imported_modules(mod) -> list:
+    """Modules named by the import statements of a module's source (also `from m import CONST`,
+    whose value carries no trace of where it came from)."""
+    try:
+        tree = ast.parse(Path(mod.__file__).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the module's package
+                pkg = (mod.__package__ or "").split(".")
+                pkg = pkg[:len(pkg) - node.level + 1] if node.level > 1 else pkg
+                base = ".".join([p for p in pkg if p] + ([base] if base else []))
+            names.append(base)
+            names += [f"{base}.{a.name}" for a in node.names]  # `from pkg import submodule`
+    return [sys.modules[n] for n in names if n in sys.modules]
+
+
 def dependency_files(cls: type) -> list[Path]:
-    """The strategy's file plus every user module it references, found by walking globals."""
+    """The strategy's file plus every user module it references: through its globals and through
+    its import statements, recursively."""
     root = sys.modules[cls.__module__]
     seen: dict[str, Path] = {}
     todo = [root]
@@ -67,6 +90,7 @@ def dependency_files(cls: type) -> list[Path]:
             m = v if inspect.ismodule(v) else sys.modules.get(getattr(v, "__module__", None) or "")
             if m is not None and m is not mod:
                 todo.append(m)
+        todo += [m for m in _imported_modules(mod) if m is not mod]
     return sorted(seen.values())
 
 
