@@ -243,10 +243,10 @@ BAR_DTYPE = np.dtype(
     [
         ("ts_ns", "i8"),  # end of the sampling interval
         ("sym", "i4"),
-        ("open", "f8"),  # last-trade OHLC over the interval (NaN when no trade)
+        ("open", "f8"),  # last-trade open/high/low over the interval (NaN when no trade in it)
         ("high", "f8"),
         ("low", "f8"),
-        ("close", "f8"),
+        ("close", "f8"),  # the last trade so far (carried through intervals without trades)
         ("volume", "f8"),
         ("mark", "f8"),  # valuation price at the end of the interval
         ("position", "f8"),
