@@ -137,6 +137,7 @@ class MarginConfig:
     settle: str = "bankruptcy"  # close liquidated positions at the "bankruptcy" price or as a "market" order
     cancel_orders: bool = True  # cancel the account's open orders of the symbol before liquidating
     liquidation_fee_rate: float = 0.0125  # clearance fee on the liquidated notional (to the insurance fund)
+    partial: bool = False  # first reduce a position to the bracket below (tiered partial liquidation)
     insurance_fund: float = 1e9  # initial insurance fund balance (absorbs bankruptcy shortfalls)
     margin_call_ratio: float = 0.8  # on_margin_call fires when maint. margin / margin balance crosses it
     funding: str = "data"  # "data": the dataset's funding events; or a constant rate per interval, e.g. "0.0001"

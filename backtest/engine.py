@@ -131,6 +131,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.liq_use_last = m.trigger == "last"
     c.liq_settle_market = m.settle == "market"
     c.liq_cancel_orders = m.cancel_orders
+    c.liq_partial = m.partial
     c.liq_fee_rate = m.liquidation_fee_rate
     c.margin_call_level = m.margin_call_ratio
     c.insurance_fund = m.insurance_fund
@@ -401,12 +402,9 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
     names = {int(e): e.name.lower() for e in LoanEvent}
     tables["loans"] = tables["loans"].rename({"event": "event_code"}).with_columns(
         pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event"))
-    try:
-        from .trades import round_trips
+    from .trades import round_trips
 
-        tables["trades"] = round_trips(tables["fills"])
-    except ImportError:
-        pass
+    tables["trades"] = round_trips(tables["fills"])
     from .core.account import equity as _equity
 
     final_equity = float(_equity(c))
@@ -450,12 +448,10 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "polars": pl.__version__, "python": platform.python_version()},
     }
     result = Result(manifest=manifest, tables=tables)
-    try:
-        from .metrics import compute_metrics
+    from .metrics import compute_metrics, costs_by_symbol
 
-        manifest["metrics"] = _jsonable(compute_metrics(result))
-    except ImportError:
-        pass
+    manifest["metrics"] = _jsonable(compute_metrics(result))
+    manifest["costs_by_symbol"] = costs_by_symbol(tables["fills"], tables["funding"]).to_dicts()
     if out is not None:
         result.save(Path(out))
     return result

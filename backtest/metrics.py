@@ -444,6 +444,26 @@ def initial_equity(manifest: Mapping, eq: np.ndarray) -> float:
     return float(eq[0]) if len(eq) else NAN
 
 
+def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
+    """Per symbol: traded notional, fees (trading and liquidation), slippage cost against the
+    mid at decision time, funding, and realised PnL (settlement currency of each symbol)."""
+    cols = ["symbol", "notional", "fees", "liquidation_fees", "slippage", "funding", "realized_pnl"]
+    if fills.height == 0:
+        return pl.DataFrame(schema={c: (pl.Utf8 if c == "symbol" else pl.Float64) for c in cols})
+    liq = int(Liquidity.LIQUIDATION)
+    out = fills.group_by("symbol").agg(
+        (pl.col("qty") * pl.col("price")).sum().alias("notional"),
+        pl.when(pl.col("liquidity") != liq).then(pl.col("fee")).otherwise(0.0).sum().alias("fees"),
+        pl.when(pl.col("liquidity") == liq).then(pl.col("fee")).otherwise(0.0).sum()
+        .alias("liquidation_fees"),
+        pl.col("slippage").sum().alias("slippage"),
+        pl.col("realized_pnl").sum().alias("realized_pnl"))
+    fund = (funding.group_by("symbol").agg(pl.col("payment").sum().alias("funding"))
+            if funding.height else pl.DataFrame(schema={"symbol": pl.Utf8, "funding": pl.Float64}))
+    return (out.join(fund, on="symbol", how="left").with_columns(pl.col("funding").fill_null(0.0))
+            .select(cols).sort("symbol"))
+
+
 def cost_attribution(result_like) -> dict:
     """Bridge from PnL before costs to the net change of equity (settlement currency).
 

@@ -172,3 +172,13 @@ def test_realistic_execution_costs_measurably_more_than_ideal_on_the_crash(tmp_p
     assert len(ideal.fills) > 0 and len(real.fills) > 0
     assert real.fills["slippage"].sum() > ideal.fills["slippage"].sum()
     assert real.headline["final_equity"] < ideal.headline["final_equity"]
+
+
+def test_costs_are_summed_per_symbol_in_the_result(tmp_path):
+    script = [submit(1, OrderType.MARKET, 1, 1.0), submit(2, OrderType.MARKET, -1, 1.0)]
+    res = run(dataset(tmp_path / "d", TR, Q, fees=(0.0, 0.001)), script)
+    (row,) = res.manifest["costs_by_symbol"]
+    # bought at the ask 101, sold at the bid 99, against a mid of 100: 1 + 1 of slippage
+    assert row["symbol"] == "X" and row["slippage"] == pytest.approx(2.0)
+    assert row["fees"] == pytest.approx(101 * 0.001 + 99 * 0.001)
+    assert row["notional"] == pytest.approx(200.0)

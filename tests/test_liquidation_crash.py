@@ -68,3 +68,34 @@ def test_cross_20x_long_is_liquidated_too_and_equity_identity_holds(crash):
                                          + h["insurance_payout"], abs=1e-6)
     eq = res.equity
     assert ((eq["equity"] - (eq["balance"] + eq["upnl"])).abs() < 1e-6).all()
+
+
+def test_tiered_partial_liquidation_reduces_to_the_lower_bracket_first(tmp_path):
+    """A position just inside a high-MMR bracket: cutting it below the bracket's floor restores
+    the margin, so only the excess is liquidated (margin.partial); without it, all of it goes."""
+    import numpy as np
+
+    from backtest.data.instruments import Bracket, Instrument, write_instruments
+    from backtest.data.writer import write_stream
+
+    root = tmp_path / "d"
+    prices = np.concatenate([[60_000.0, 60_000.0], np.linspace(59_990, 55_000, 500)])
+    ts = 1_770_163_200_000_000_000 + np.arange(len(prices)) * 1_000_000_000
+    write_stream(root, "trades", "BTCUSDT", dict(ts_ns=ts, price=prices, qty=np.ones(len(ts)),
+                                                 side=np.ones(len(ts), np.int8)))
+    # tier 1 up to 50k at 0.4%; tier 2 at 5% (cum = 50k * (5% - 0.4%) = 2,300)
+    brackets = (Bracket(0, 50_000, 50, 0.004, 0.0), Bracket(50_000, 1e9, 20, 0.05, 2_300.0))
+    write_instruments(root / "instruments.json", {"BTCUSDT": Instrument(
+        "BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001, maker_fee_rate=0.0,
+        taker_fee_rate=0.0, brackets=brackets)})
+    cfg = {"leverage": {"BTCUSDT": 20.0}, "initial_balance": 3_100.0, "sample_interval": "0",
+           "margin": {"mode": "isolated", "liquidation_fee_rate": 0.0}}
+    full = bt.run(LevLong, root, params={"leverage": 20.0, "entry": 61_000.0}, config=cfg)
+    part = bt.run(LevLong, root, params={"leverage": 20.0, "entry": 61_000.0},
+                  config={**cfg, "margin": {**cfg["margin"], "partial": True}})
+    assert full.fills["qty"][0] == part.fills["qty"][0] and full.fills["qty"][0] * 60_000 > 50_000
+    assert full.headline["positions"]["BTCUSDT"] == 0.0
+    first = part.liquidations.row(0, named=True)
+    kept = part.fills["qty"][0] - first["qty"]
+    assert 0 < kept * first["mark_price"] < 50_000  # reduced to just below the lower bracket
+    assert first["mark_price"] == full.liquidations["mark_price"][0]  # at the same trigger

@@ -14,10 +14,11 @@ import numpy as np
 from numba import njit
 
 from .account import (
-    accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, record_equity, update_drawdown, val_px,
+    accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, mark_to_market,
+    notional_of, record_equity, update_drawdown, val_px,
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
-from .margin_math import inverse_bankruptcy_price, linear_bankruptcy_price
+from .margin_math import bracket_index, inverse_bankruptcy_price, linear_bankruptcy_price
 from .execution import taker_price
 from .orders import finish
 
@@ -180,6 +181,8 @@ def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
         return _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows)
     if typ == T_INVERSE:
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, True)
+    if c.liq_partial and _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
+        return 1  # the reduction restored the margin
     if is_isolated(c, s):
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, False)
     wallet = c.balance - iso_total(c)
@@ -191,6 +194,41 @@ def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
             if c.pos[k] != 0.0 and c.i_type[k] != T_SPOT:
                 n += 1
     return _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows)
+
+
+@njit(cache=True)
+def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
+    """Tiered partial liquidation (Bybit's risk-limit steps): while the position of s sits above
+    its first bracket and is under-margined, close the part above the lower bracket's floor at
+    the liquidation price, paying the clearance fee on it. True when that restored the margin."""
+    lot = c.i_lot[s]
+    while True:
+        val = val_px(c, s)
+        i = bracket_index(notional_of(c, s), c.br_floor[s], c.br_cap[s], c.i_n_brackets[s])
+        if i <= 0:
+            return False
+        keep = np.floor(c.br_cap[s, i - 1] * (1.0 - 1e-9) / val / lot) * lot
+        p = c.pos[s]
+        q = abs(p) - keep
+        if q <= 0.0 or keep <= 0.0:
+            return False
+        d = -1 if p > 0.0 else 1
+        x = val
+        if c.liq_settle_market:
+            o = taker_price(c, s, d, q)
+            if o == o:
+                x = o
+        sg = 1.0 if p > 0.0 else -1.0
+        realized = q * (x - c.avg_px[s]) * sg
+        fee = q * x * c.liq_fee_rate
+        book_fill(c, s, d, q, x, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val, fills)
+        c.insurance_fund += fee
+        write_liq_row(c, liq_rows, t, s, d, q, val, np.nan, x, fee, fee, realized)
+        mark_to_market(c, s)
+        record_equity(c, t, equity_rows)
+        update_drawdown(c)
+        if not margin_breached(c, s, t):
+            return True
 
 
 @njit(cache=True)

@@ -317,6 +317,7 @@ def _ctx_fields() -> list:
         ("liq_use_last", "u1"),  # margin.trigger = "last": value positions at the last trade
         ("liq_settle_market", "u1"),  # margin.settle = "market" (else at the bankruptcy price)
         ("liq_cancel_orders", "u1"),
+        ("liq_partial", "u1"),  # margin.partial: reduce to a lower bracket before liquidating
         ("liq_fee_rate", f8),
         ("margin_call_level", f8),
         ("spot_margin", "u1"),  # spot symbols may be sold short by borrowing the coin
