@@ -6,6 +6,8 @@ state across data chunks, so chunking never changes a result.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -447,6 +449,12 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},
     }
+    # the run's id: a hash of what determines its result (config, strategy code and parameters, data)
+    config = {k: v for k, v in manifest["config"].items() if k != "chunk_rows"}  # never changes results
+    ident = json.dumps([config, manifest["strategy"]["class"],
+                        manifest["strategy"]["source_sha256"], manifest["strategy"]["params"],
+                        manifest["data"]["fingerprint"], syms], sort_keys=True, default=str)
+    manifest["run_id"] = hashlib.sha256(ident.encode()).hexdigest()[:12]
     result = Result(manifest=manifest, tables=tables)
     from .metrics import compute_metrics, costs_by_symbol
 

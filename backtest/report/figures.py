@@ -831,7 +831,8 @@ def fig_summary(result, metrics: dict | None = None) -> Figure:
              fontweight="bold", va="top")
     params = ", ".join(f"{k}={v}" for k, v in (strat.get("params") or {}).items())
     sub = [f"run {run.manifest.get('run_id', 'n/a')}",
-           f"symbols {', '.join(run.symbols) or 'n/a'}",
+           f"symbols {', '.join(run.symbols[:4]) or 'n/a'}"
+           + (f" +{len(run.symbols) - 4} more" if len(run.symbols) > 4 else ""),
            f"{_fmt_ts(m.get('start_ts_ns'))} → {_fmt_ts(m.get('end_ts_ns'))} UTC "
            f"({_dur((m.get('duration_days') or 0) * 86400)})"]
     fig.text(0.05, 0.905, "  ·  ".join(sub), fontsize=9.5, color="#444444", va="top")
