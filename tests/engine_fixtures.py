@@ -1,3 +1,4 @@
+import contextlib
 """Helpers shared by the engine-level tests: datasets from oracle-format events, an engine adapter
 with the same output shape as tests/oracle.py `simulate`, a probe strategy, and bit-exact
 comparison of Results.
@@ -293,3 +294,28 @@ def make_market_dataset(root: Path, n: int, nsym: int = 2, seed: int = 0, step_n
                  taker_fee_rate=0.0005) for _ in range(nsym)]
     write_events(root, ev, inst)
     return symbols
+
+
+@contextlib.contextmanager
+def build_loop_memo():
+    """One compiled loop per strategy class while the block runs (the reliability modules run many
+    short engine runs; building the loop anew each time would re-hash the framework)."""
+    import backtest.engine as engine
+
+    memo = engine.__dict__.setdefault("_reliability_loop_memo", {})
+    orig = engine.build_loop
+    if getattr(orig, "_memo", False):  # already wrapped by another module of the session
+        yield
+        return
+
+    def cached(cls):
+        if cls not in memo:
+            memo[cls] = orig(cls)
+        return memo[cls]
+
+    cached._memo = True
+    engine.build_loop = cached
+    try:
+        yield
+    finally:
+        engine.build_loop = orig

@@ -20,12 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import backtest.engine as _engine
 from backtest.cli import cli
 from backtest.data.instruments import Instrument, write_instruments
 from backtest.result import Result
 
-from engine_fixtures import frame_diff, make_market_dataset
+from engine_fixtures import build_loop_memo, frame_diff, make_market_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BACKTEST = REPO / ".venv" / "bin" / "backtest"
@@ -38,22 +37,9 @@ STRATEGY = ["reference", "-p", "sym=S0"]
 
 @pytest.fixture(scope="module", autouse=True)
 def _compile_once():
-    memo = _engine.__dict__.setdefault("_reliability_loop_memo", {})
-    orig = _engine.build_loop
-    if getattr(orig, "_memo", False):
+    with build_loop_memo():
         yield
-    else:
-        def cached(cls):
-            if cls not in memo:
-                memo[cls] = orig(cls)
-            return memo[cls]
-
-        cached._memo = True
-        _engine.build_loop = cached
-        yield
-        _engine.build_loop = orig
     print("\nfuzz iterations:", dict(COUNTS))
-
 
 def _bump(key, n=1):
     COUNTS[key] = COUNTS.get(key, 0) + n

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+
+from engine_fixtures import build_loop_memo
 from numba import njit
 
 import backtest as bt
@@ -33,21 +35,8 @@ TOO_MANY = -int(Reason.TOO_MANY_OPEN_ORDERS)
 
 @pytest.fixture(scope="module", autouse=True)
 def _compile_once():
-    memo = _engine.__dict__.setdefault("_reliability_loop_memo", {})
-    orig = _engine.build_loop
-    if getattr(orig, "_memo", False):
+    with build_loop_memo():
         yield
-        return
-
-    def cached(cls):
-        if cls not in memo:
-            memo[cls] = orig(cls)
-        return memo[cls]
-
-    cached._memo = True
-    _engine.build_loop = cached
-    yield
-    _engine.build_loop = orig
 
 
 @njit

@@ -21,13 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import backtest as bt
-import backtest.engine as _engine
 from backtest.core.schema import EventKind, InstrumentType, Liquidity, OrderType
 from backtest.data.instruments import Bracket, Instrument, write_instruments
 from backtest.data.reader import open_dataset
 from backtest.data.writer import write_stream
 
-from engine_fixtures import frame_diff
+from engine_fixtures import build_loop_memo, frame_diff
 from oracle import simulate
 from scripted import MAXA, Scripted, load_script
 from test_oracle_equivalence import FILL_COLS, ORDER_COLS, make_script
@@ -43,25 +42,9 @@ COUNTS: dict[str, int] = {}  # examples run per property (printed at the end of 
 
 @pytest.fixture(scope="module", autouse=True)
 def _compile_once():
-    """One compiled loop per strategy class for the whole session, even if framework files change
-    while the tests run (other people edit them): the loop is built once and reused."""
-    memo = _engine.__dict__.setdefault("_reliability_loop_memo", {})
-    orig = _engine.build_loop
-    if getattr(orig, "_memo", False):
+    with build_loop_memo():
         yield
-        return
-
-    def cached(cls):
-        if cls not in memo:
-            memo[cls] = orig(cls)
-        return memo[cls]
-
-    cached._memo = True
-    _engine.build_loop = cached
-    yield
-    _engine.build_loop = orig
     print("\nproperty examples run:", dict(COUNTS))
-
 
 def _count(name):
     COUNTS[name] = COUNTS.get(name, 0) + 1
