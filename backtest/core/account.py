@@ -8,7 +8,7 @@ from numba import njit
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
 from .execution import add_volume, fee_rate
-from .margin_math import inverse_liq_price, linear_liq_price, maint_margin
+from .margin_math import inverse_liq_price, linear_liq_price
 
 EPS_QTY = 1e-12  # a position below this is flat
 ISOLATED = 1  # MarginMode.ISOLATED
@@ -48,11 +48,23 @@ def notional_of(c, s):
 @njit(cache=True)
 def maint_of(c, s):
     """Tiered maintenance margin of the position of s at its valuation price (0 for spot), in the
-    settlement currency (coin for inverse)."""
+    settlement currency (coin for inverse): notional * mmr - maint_amount of its bracket, never
+    below 0 (as margin_math.maint_margin). The bracket is looked up from the one used last time,
+    so a position that stays in its bracket costs two compares instead of a table scan."""
     if c.pos[s] == 0.0 or c.i_type[s] == T_SPOT:
         return 0.0
-    return maint_margin(notional_of(c, s), c.br_floor[s], c.br_cap[s], c.br_mmr[s],
-                        c.br_maint_amount[s], c.i_n_brackets[s])
+    n = c.i_n_brackets[s]
+    if n <= 0:
+        return 0.0
+    x = notional_of(c, s)
+    i = c.br_idx[s]
+    while i > 0 and x < c.br_cap[s, i - 1]:
+        i -= 1
+    while i < n - 1 and x >= c.br_cap[s, i]:
+        i += 1
+    c.br_idx[s] = i
+    mm = x * c.br_mmr[s, i] - c.br_maint_amount[s, i]
+    return mm if mm > 0.0 else 0.0
 
 
 @njit(cache=True)

@@ -373,6 +373,7 @@ def _ctx_fields() -> list:
         ("i_maker_fee", f8, (S,)),
         ("i_taker_fee", f8, (S,)),
         ("i_n_brackets", i8, (S,)),
+        ("br_idx", i8, (S,)),  # the bracket the position was in last time (searched from here)
         ("slip_model", "i1", (S,)),  # execution model of taker fills (core/execution.py)
         ("slip_bps", f8, (S,)),
         ("impact_k", f8, (S,)),
