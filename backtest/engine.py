@@ -58,11 +58,6 @@ class PyMirror:
             if not isinstance(v, np.ndarray):
                 rec[n] = v
 
-    def reload(self, *names):
-        rec = self.__dict__["_rec"]
-        for n in names:
-            self.__dict__[n] = rec[n].item()
-
 
 @dataclass
 class _Buffers:
@@ -325,7 +320,6 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         last_ts = int(chunk["ts_ns"][-1])
         if progress is not None:
             progress(events, "events")
-    c.n_events = events
     _finalize(c, bufs, last_ts)
     if not jit:
         c.sync()
@@ -436,7 +430,8 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "positions": {sym: float(c.pos[i]) for i, sym in enumerate(syms)},
                      "coin_balances": {sym: float(c.coin_bal[i]) for i, sym in enumerate(syms)
                                        if c.i_type[i] == int(InstrumentType.INVERSE_PERPETUAL)},
-                     "rejects": int(c.n_rejects), "liquidations": int(c.n_liquidations),
+                     "rejects": int(c.n_rejects),
+                     "refused_unrecorded": int(c.n_table_full), "liquidations": int(c.n_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
                      "isolated_gap_cover": float(c.iso_gap_cover),

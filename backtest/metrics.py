@@ -104,16 +104,6 @@ def resample_last(ts: np.ndarray, values: np.ndarray, period_ns: int) -> tuple[n
     return grid.astype(np.int64), values[idx]
 
 
-def simple_returns(values: np.ndarray) -> np.ndarray:
-    """v[i]/v[i-1] - 1, with periods starting at a non-positive value dropped (undefined)."""
-    if len(values) < 2:
-        return np.empty(0, np.float64)
-    prev, nxt = values[:-1], values[1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = nxt / prev - 1.0
-    return r[(prev > 0) & np.isfinite(r)]
-
-
 def period_returns(ts: np.ndarray, eq: np.ndarray, freq: str,
                    start: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(start_ts_ns of each interval, simple return) on the calendar grid of ``freq``.

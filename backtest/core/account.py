@@ -292,8 +292,6 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
         c.balance += realized - fee
         c.realized_pnl += realized
         c.fees += fee
-    c.sym_realized[s] += realized
-    c.sym_fees[s] += fee
     mark_to_market(c, s)
     c.n_fills += 1
 
@@ -333,7 +331,6 @@ def apply_funding(c, s, t, rate, funding_rows):
         payment = -(pos * mark * rate)
         c.balance += payment
         c.funding += payment
-    c.sym_funding[s] += payment
     if is_isolated(c, s):
         c.iso_margin[s] += payment
     k = c.n_funding_rows

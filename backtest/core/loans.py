@@ -151,8 +151,9 @@ def _live(c, loan_id):
 
 
 @njit(cache=True)
-def loan_borrow(c, loan_id, amount):
-    """Borrow more on an open loan, up to loans.max_open_ltv. Returns 0 or -reason."""
+def _begin(c, loan_id, amount):
+    """Checks shared by the calls that change an open loan; accrues its interest to now.
+    Returns the loan's slot, or -reason."""
     j = _live(c, loan_id)
     if j < 0:
         return -R_UNKNOWN_ORDER
@@ -161,6 +162,15 @@ def loan_borrow(c, loan_id, amount):
     if _ring_full(c):
         return -R_TOO_MANY
     _accrue(c, j, c.now_ts)
+    return j
+
+
+@njit(cache=True)
+def loan_borrow(c, loan_id, amount):
+    """Borrow more on an open loan, up to loans.max_open_ltv. Returns 0 or -reason."""
+    j = _begin(c, loan_id, amount)
+    if j < 0:
+        return j
     px = val_px(c, c.ln_sym[j])
     if c.ln_debt[j] + amount > c.loan_max_open_ltv * c.ln_coll[j] * px:
         return -R_INSUFFICIENT_MARGIN
@@ -175,14 +185,9 @@ def loan_borrow(c, loan_id, amount):
 def loan_repay(c, loan_id, amount):
     """Repay up to `amount` USD from the balance; repaying all of it closes the loan and
     returns the collateral to the spot position. Returns 0 or -reason."""
-    j = _live(c, loan_id)
+    j = _begin(c, loan_id, amount)
     if j < 0:
-        return -R_UNKNOWN_ORDER
-    if not (amount > 0.0):
-        return -R_INVALID_QTY
-    if _ring_full(c):
-        return -R_TOO_MANY
-    _accrue(c, j, c.now_ts)
+        return j
     pay = min(amount, c.ln_debt[j])
     cash = c.balance
     for s in range(c.nsym):  # cash not tied up in spot coins or isolated margin

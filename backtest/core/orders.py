@@ -74,7 +74,6 @@ def write_done_slot(c, j, status, reason, done_ts):
 def free_slot(c, j):
     s = c.o_sym[j]
     c.o_status[j] = ST_FREE
-    c.n_live -= 1
     c.n_open[s] -= 1
     while c.o_hwm > 0 and c.o_status[c.o_hwm - 1] == ST_FREE:
         c.o_hwm -= 1
@@ -105,7 +104,6 @@ def _move_slot(c, a, b):
     c.o_reduce[b] = c.o_reduce[a]
     c.o_trigger_src[b] = c.o_trigger_src[a]
     c.o_triggered[b] = c.o_triggered[a]
-    c.o_reason[b] = c.o_reason[a]
     c.o_qty[b] = c.o_qty[a]
     c.o_filled[b] = c.o_filled[a]
     c.o_notional[b] = c.o_notional[a]
@@ -118,7 +116,6 @@ def _move_slot(c, a, b):
     c.o_created_ts[b] = c.o_created_ts[a]
     c.o_arrive_ts[b] = c.o_arrive_ts[a]
     c.o_decision_idx[b] = c.o_decision_idx[a]
-    c.o_done_ts[b] = c.o_done_ts[a]
     c.o_cancel_ts[b] = c.o_cancel_ts[a]
     c.o_amend_ts[b] = c.o_amend_ts[a]
     c.o_new_qty[b] = c.o_new_qty[a]
@@ -241,7 +238,6 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.o_reduce[j] = reduce
     c.o_trigger_src[j] = trig
     c.o_triggered[j] = 0
-    c.o_reason[j] = R_NONE
     c.o_qty[j] = qty
     c.o_filled[j] = 0.0
     c.o_notional[j] = 0.0
@@ -255,14 +251,11 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.o_arrive_ts[j] = c.now_ts + order_latency(c)
     c.o_queue[j] = np.nan
     c.o_decision_idx[j] = c.cur_idx
-    c.o_done_ts[j] = -1
     c.o_cancel_ts[j] = -1
     c.o_amend_ts[j] = -1
     c.o_oco[j] = oco
     c.o_parent[j] = parent
-    c.n_live += 1
     c.n_open[s] += 1
-    c.n_orders += 1
     return j
 
 

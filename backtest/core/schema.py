@@ -285,11 +285,8 @@ def _ctx_fields() -> list:
         ("now_ts", i8),
         ("cur_idx", i8),  # global index of the event being processed (decision index of orders)
         ("idx_base", i8),  # global index of element 0 of the current chunk
-        ("n_events", i8),
         ("nsym", i8),
         ("n_inverse", i8),  # inverse symbols in the run (their coin wallets count in equity)
-        ("started", "u1"),
-        ("jit", "u1"),
         # configuration (execution)
         ("latency_ns", i8),
         ("cancel_latency_ns", i8),
@@ -333,7 +330,6 @@ def _ctx_fields() -> list:
         ("realized_pnl", f8),
         ("fees", f8),
         ("funding", f8),
-        ("upnl", f8),
         ("peak_equity", f8),
         ("max_drawdown", f8),
         ("insurance_fund", f8),
@@ -345,10 +341,9 @@ def _ctx_fields() -> list:
         ("mc_cross_flag", "u1"),  # above the margin-call level (fires once per crossing)
         ("n_margin_calls", i8),
         ("n_fills", i8),
-        ("n_orders", i8),
         ("n_rejects", i8),
         ("n_liquidations", i8),
-        ("n_table_full", i8),
+        ("n_table_full", i8),  # refused orders that found no room in the done ring
         ("seq", i8),  # orders ever created (oid sequence)
         # market state per symbol
         ("last_px", f8, (S,)),
@@ -396,9 +391,6 @@ def _ctx_fields() -> list:
         # positions per symbol
         ("pos", f8, (S,)),
         ("avg_px", f8, (S,)),
-        ("sym_realized", f8, (S,)),
-        ("sym_fees", f8, (S,)),
-        ("sym_funding", f8, (S,)),
         ("sym_upnl", f8, (S,)),
         ("n_open", i8, (S,)),  # live orders (pending, open or waiting) per symbol
         # crypto-backed loans (USD debt against spot collateral)
@@ -442,7 +434,6 @@ def _ctx_fields() -> list:
         ("o_reduce", "u1", (O,)),
         ("o_trigger_src", "i1", (O,)),
         ("o_triggered", "u1", (O,)),
-        ("o_reason", "i2", (O,)),
         ("o_qty", f8, (O,)),
         ("o_filled", f8, (O,)),
         ("o_notional", f8, (O,)),  # sum of fill qty * price, for the average fill price
@@ -455,7 +446,6 @@ def _ctx_fields() -> list:
         ("o_created_ts", i8, (O,)),
         ("o_arrive_ts", i8, (O,)),
         ("o_decision_idx", i8, (O,)),
-        ("o_done_ts", i8, (O,)),
         ("o_cancel_ts", i8, (O,)),  # when a requested cancel reaches the venue (-1: none)
         ("o_amend_ts", i8, (O,)),  # when a requested amend reaches the venue (-1: none)
         ("o_new_qty", f8, (O,)),
@@ -465,7 +455,6 @@ def _ctx_fields() -> list:
         ("o_parent", i8, (O,)),
         ("o_queue", f8, (O,)),  # displayed size ahead of a resting limit (NaN: not yet known)
         ("o_hwm", i8),  # slots [0, o_hwm) are in use, in ascending oid order
-        ("n_live", i8),
         # finished orders waiting to be drained into the orders table (same fields as ORDER_DTYPE)
         ("n_done", i8),
         ("dn_oid", "i8", (D,)),

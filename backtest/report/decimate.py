@@ -64,19 +64,6 @@ def minmax(x: np.ndarray, y: np.ndarray, n_buckets: int = DEFAULT_BUCKETS, keep=
     return x[idx], y[idx]
 
 
-def minmax_multi(x: np.ndarray, ys: dict, n_buckets: int = DEFAULT_BUCKETS, keep=None):
-    """Reduce several series sharing one x: the union of each series' kept indices.
-
-    Returns (x, {name: y}) with every series' extremes intact.
-    """
-    x = np.asarray(x)
-    if len(x) <= 4 * n_buckets:
-        return x, {k: np.asarray(v) for k, v in ys.items()}
-    idx = np.unique(np.concatenate([minmax_indices(np.asarray(v), n_buckets, keep)
-                                    for v in ys.values()]))
-    return x[idx], {k: np.asarray(v)[idx] for k, v in ys.items()}
-
-
 def ohlc(ts: np.ndarray, open_, high, low, close, n_buckets: int = DEFAULT_BUCKETS):
     """Merge consecutive bars into at most ~n_buckets bars: first open, max high, min low, last
     close (NaN-aware), timestamp of the last bar. Returns (ts, open, high, low, close)."""
