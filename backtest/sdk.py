@@ -17,7 +17,7 @@ State:
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
     last_price, mark_price, open_orders, now
 """
-from numba import njit
+from .core.jit import kernel
 
 from .core import account
 from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
@@ -36,136 +36,136 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@kernel
 def buy(c, sym, qty):
     """Market buy of qty on sym."""
     return submit(c, sym, OT_MARKET, 1, qty)
 
 
-@njit(cache=True)
+@kernel
 def sell(c, sym, qty):
     """Market sell of qty on sym."""
     return submit(c, sym, OT_MARKET, -1, qty)
 
 
-@njit(cache=True)
+@kernel
 def buy_limit(c, sym, qty, price, tif=0):
     return submit(c, sym, OT_LIMIT, 1, qty, price, 0.0, tif)
 
 
-@njit(cache=True)
+@kernel
 def sell_limit(c, sym, qty, price, tif=0):
     return submit(c, sym, OT_LIMIT, -1, qty, price, 0.0, tif)
 
 
-@njit(cache=True)
+@kernel
 def position(c, sym):
     """Signed position of sym (base units; negative = short)."""
     return c.pos[sym]
 
 
-@njit(cache=True)
+@kernel
 def avg_price(c, sym):
     return c.avg_px[sym]
 
 
-@njit(cache=True)
+@kernel
 def equity(c):
     """Balance plus unrealised PnL, in the account currency."""
     return account.equity(c)
 
 
-@njit(cache=True)
+@kernel
 def balance(c):
     return c.balance
 
 
-@njit(cache=True)
+@kernel
 def free_margin(c):
     return account.free_margin(c)
 
 
-@njit(cache=True)
+@kernel
 def unrealized_pnl(c, sym):
     return c.sym_upnl[sym]
 
 
-@njit(cache=True)
+@kernel
 def best_bid(c, sym):
     return c.bid[sym]
 
 
-@njit(cache=True)
+@kernel
 def best_ask(c, sym):
     return c.ask[sym]
 
 
-@njit(cache=True)
+@kernel
 def last_price(c, sym):
     return c.last_px[sym]
 
 
-@njit(cache=True)
+@kernel
 def mark_price(c, sym):
     """The valuation price: the mark when the data has marks, else the last trade."""
     return account.val_px(c, sym)
 
 
-@njit(cache=True)
+@kernel
 def open_orders(c, sym):
     """Live orders of sym (pending, open or waiting for a parent)."""
     return c.n_open[sym]
 
 
-@njit(cache=True)
+@kernel
 def now(c):
     return c.now_ts
 
 
-@njit(cache=True)
+@kernel
 def stop_market(c, sym, side, qty, stop, trigger=0):
     """Reduce-only stop-market exit (side -1 closes a long) triggered at `stop`."""
     return submit(c, sym, OT_STOP_MARKET, side, qty, 0.0, stop, 0, True, trigger)
 
 
-@njit(cache=True)
+@kernel
 def take_profit(c, sym, side, qty, price, trigger=0):
     """Reduce-only take-profit-market exit (side -1 closes a long) triggered at `price`."""
     return submit(c, sym, OT_TP_MARKET, side, qty, 0.0, price, 0, True, trigger)
 
 
-@njit(cache=True)
+@kernel
 def lot_size(c, sym):
     return c.i_lot[sym]
 
 
-@njit(cache=True)
+@kernel
 def tick_size(c, sym):
     return c.i_tick[sym]
 
 
-@njit(cache=True)
+@kernel
 def n_symbols(c):
     """Symbols in the run; hooks see them as indices 0 .. n_symbols - 1."""
     return c.nsym
 
 
-@njit(cache=True)
+@kernel
 def leverage(c, sym):
     return c.leverage[sym]
 
 
-@njit(cache=True)
+@kernel
 def is_spot(c, sym):
     return c.i_type[sym] == 0
 
 
-@njit(cache=True)
+@kernel
 def taker_fee(c, sym):
     return c.i_taker_fee[sym]
 
 
-@njit(cache=True)
+@kernel
 def liquidation_price(c, sym):
     """The mark price at which the position of sym would be liquidated now (NaN: none)."""
     return account.liq_price_of(c, sym)

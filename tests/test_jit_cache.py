@@ -230,3 +230,77 @@ def test_disable_jit_is_bit_identical(fw, tmp_path):
     assert a.fills.height >= 4 and a.equity.height > 100
     assert a.manifest["timings"]["jit"] and not b.manifest["timings"]["jit"]
     assert_results_identical(a, b)  # every table bit for bit, headline, metrics, state
+
+
+# ------------------------------------------------------------------------------ one compile each
+MANY_CALLS = textwrap.dedent('''
+    """Calls SDK functions with constants, int8/int32 values, int64 counters and defaults."""
+    import numpy as np
+    from backtest import (
+        Strategy, amend, bracket, buy, buy_limit, cancel, cancel_all, close_position, equity,
+        position, sell, stop_market, take_profit,
+    )
+
+
+    class ManyCalls(Strategy):
+        n: int = 0
+
+        def on_tick(self, c, ts_ns, sym, price, qty, side):
+            self.n += 1
+            k = self.n % 7
+            if k == 0:
+                buy(c, sym, 0.001)
+            elif k == 1:
+                sell(c, 0, 0.001)
+            elif k == 2:
+                oid = buy_limit(c, sym, 0.002, price - 50.0)
+                if oid > 0:
+                    amend(c, oid, 0.003, price - 60.0)
+                    cancel(c, oid)
+            elif k == 3:
+                bracket(c, sym, side, 0.001, 0.0, price - 500.0, price + 500.0)
+            elif k == 4:
+                stop_market(c, sym, -1, 0.001, price - 300.0, 1)
+            elif k == 5:
+                take_profit(c, np.int64(sym), 1, 0.001, price + 300.0)
+            else:
+                close_position(c, sym)
+                cancel_all(c, sym)
+            if position(c, sym) != 0.0 and equity(c) < 0.0:
+                sell(c, sym, position(c, sym))
+''')
+
+KERNEL_SIGNATURES = textwrap.dedent("""
+    import json, sys
+    from numba.core.dispatcher import Dispatcher
+    import backtest as bt
+    from backtest import sdk
+    from backtest.core import account, execution, liquidation, loans, matching, orders
+    res = bt.run(sys.argv[1], sys.argv[2],
+                 config={"initial_balance": 1e6, "leverage": {"S0": 5, "S1": 3}})
+    sigs = {f"{m.__name__}.{k}": [", ".join("ctx" if "Record" in str(a) else str(a) for a in s)
+                                  for s in v.signatures]
+            for m in (sdk, account, execution, liquidation, loans, matching, orders)
+            for k, v in vars(m).items()
+            if isinstance(v, Dispatcher) and v.targetoptions.get("no_cpython_wrapper")}
+    print(json.dumps(dict(fills=res.headline["fills"], sigs=sigs)))
+""")
+
+
+def test_each_framework_kernel_compiles_once(fw, tmp_path):
+    """core/jit.py widens kernel arguments: a kernel called from compiled code with constants,
+    narrow or wide integers and omitted defaults compiles once (before: up to 11 times, 151
+    compilations for 85 kernels). Needs a cold cache: a cached loop links kernels untyped."""
+    (tmp_path / "many_calls.py").write_text(MANY_CALLS)
+    make_market_dataset(tmp_path / "d", 6_000, nsym=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "CASCADE_"))}
+    env.update(PYTHONPATH=str(fw["pkg"]), CASCADE_CACHE_DIR=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, "-c", KERNEL_SIGNATURES,
+                        f"{tmp_path / 'many_calls.py'}:ManyCalls", str(tmp_path / "d")],
+                       env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["fills"] > 100
+    compiled = {k: v for k, v in r["sigs"].items() if v}
+    assert len(compiled) >= 60, sorted(compiled)
+    assert {k: v for k, v in compiled.items() if len(v) > 1} == {}

@@ -1,4 +1,4 @@
-"""The compiled engine: numpy records and @njit(cache=True) kernels only.
+"""The compiled engine: numpy records and `@kernel` functions (jit.py) only.
 
 numba keys a cached function by its own file's content, not by the files it calls, so a cached
 helper could run stale code after another framework file changes (an upgrade, an edit). The

@@ -4,7 +4,7 @@ Rules R4.x, R5.1, R6.1 and section 7 of docs/fill-rules.md. Every formula keeps 
 order written there, so the pure-Python oracle can match it bit for bit. No fastmath.
 """
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
 from .execution import add_volume, fee_rate
@@ -14,7 +14,7 @@ EPS_QTY = 1e-12  # a position below this is flat
 ISOLATED = 1  # MarginMode.ISOLATED
 
 
-@njit(cache=True)
+@kernel
 def val_px(c, s):
     """Valuation price: the mark once a mark was seen (unless margin.trigger = last), else last."""
     if c.has_mark[s] and not c.liq_use_last:
@@ -22,13 +22,13 @@ def val_px(c, s):
     return c.last_px[s]
 
 
-@njit(cache=True)
+@kernel
 def is_isolated(c, s):
     """Isolated linear perpetual (inverse perpetuals are margined by their own coin wallet)."""
     return c.margin_mode[s] == ISOLATED and c.i_type[s] == T_LINEAR
 
 
-@njit(cache=True)
+@kernel
 def iso_total(c):
     m = 0.0
     for s in range(c.nsym):
@@ -36,7 +36,7 @@ def iso_total(c):
     return m
 
 
-@njit(cache=True)
+@kernel
 def notional_of(c, s):
     """Bracket notional of the position: quote for linear, coin (contracts * size / price) for inverse."""
     p = abs(c.pos[s])
@@ -45,7 +45,7 @@ def notional_of(c, s):
     return p * val_px(c, s)
 
 
-@njit(cache=True)
+@kernel
 def maint_of(c, s):
     """Tiered maintenance margin of the position of s at its valuation price (0 for spot), in the
     settlement currency (coin for inverse): notional * mmr - maint_amount of its bracket, never
@@ -67,7 +67,7 @@ def maint_of(c, s):
     return mm if mm > 0.0 else 0.0
 
 
-@njit(cache=True)
+@kernel
 def upnl_total(c):
     u = 0.0
     for s in range(c.nsym):
@@ -75,7 +75,7 @@ def upnl_total(c):
     return u
 
 
-@njit(cache=True)
+@kernel
 def loan_value_total(c):
     """Σ over open loans of collateral * price - collateral cost basis - debt."""
     v = 0.0
@@ -85,7 +85,7 @@ def loan_value_total(c):
     return v
 
 
-@njit(cache=True)
+@kernel
 def coin_wallets_value(c):
     """USD value of the inverse symbols' coin wallets (their unrealised PnL is in sym_upnl)."""
     v = 0.0
@@ -95,7 +95,7 @@ def coin_wallets_value(c):
     return v
 
 
-@njit(cache=True)
+@kernel(python=True)
 def equity(c):
     e = c.balance + upnl_total(c)
     if c.n_inverse:
@@ -105,7 +105,7 @@ def equity(c):
     return e
 
 
-@njit(cache=True)
+@kernel
 def lev_of(c, s):
     """Leverage of the position of s: spot longs 1x; spot margin shorts and perps as configured."""
     if c.i_type[s] == T_SPOT and not (c.spot_margin and c.pos[s] < 0.0):
@@ -113,7 +113,7 @@ def lev_of(c, s):
     return c.leverage[s]
 
 
-@njit(cache=True)
+@kernel
 def margin_used(c):
     """Initial margin: abs(pos) * val / leverage of cross positions (spot: leverage 1), plus the
     isolated margin of isolated positions."""
@@ -128,7 +128,7 @@ def margin_used(c):
     return im
 
 
-@njit(cache=True)
+@kernel
 def free_margin(c):
     """What new orders may use: the cross wallet plus cross unrealised PnL minus initial margin.
 
@@ -141,7 +141,7 @@ def free_margin(c):
     return (c.balance - iso_total(c)) + u - margin_used(c)
 
 
-@njit(cache=True)
+@kernel
 def coin_free(c, s):
     """Free margin of an inverse symbol's coin wallet, in coin."""
     im = 0.0
@@ -150,7 +150,7 @@ def coin_free(c, s):
     return c.coin_bal[s] + c.coin_upnl[s] - im
 
 
-@njit(cache=True)
+@kernel
 def exposure_increase(pos, d, q):
     """The part of a fill of q on side d that opens or adds exposure (0 for a pure reduction)."""
     if pos == 0.0 or (pos > 0.0) == (d > 0):
@@ -161,7 +161,7 @@ def exposure_increase(pos, d, q):
     return inc
 
 
-@njit(cache=True)
+@kernel
 def margin_ok(c, s, d, q, px):
     """R4.4: can the account afford an order of q at px on side d of symbol s?"""
     inc = exposure_increase(c.pos[s], d, q)
@@ -178,7 +178,7 @@ def margin_ok(c, s, d, q, px):
     return need <= free_margin(c)
 
 
-@njit(cache=True)
+@kernel
 def update_drawdown(c):
     e = equity(c)
     if e > c.peak_equity:
@@ -188,7 +188,7 @@ def update_drawdown(c):
         c.max_drawdown = dd
 
 
-@njit(cache=True)
+@kernel
 def mark_to_market(c, s):
     """R6.1: refresh the symbol's unrealised PnL from its valuation price (inverse: the coin PnL
     pos * size * (1/avg - 1/price), and its USD value in sym_upnl)."""
@@ -204,7 +204,7 @@ def mark_to_market(c, s):
     c.sym_upnl[s] = c.pos[s] * (val_px(c, s) - c.avg_px[s])
 
 
-@njit(cache=True)
+@kernel
 def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fills):
     """R4.1/R4.2: book a fill of q at price on side d with the maker or taker fee."""
     rate = fee_rate(c, s, liquidity == LQ_MAKER, t)
@@ -218,7 +218,7 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
     return fee
 
 
-@njit(cache=True)
+@kernel
 def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
     """Isolated margin follows the position: added at entry price / leverage, released pro rata."""
     lev = lev_of(c, s)
@@ -231,7 +231,7 @@ def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
     return c.iso_margin[s] - c.iso_margin[s] * cq / abs(pos)
 
 
-@njit(cache=True)
+@kernel
 def accrue_borrow(c, s, t):
     """Spot margin short: interest on the borrowed coins' value, per hour, since borrow_ts."""
     p = c.pos[s]
@@ -242,7 +242,7 @@ def accrue_borrow(c, s, t):
     c.borrow_ts[s] = t
 
 
-@njit(cache=True)
+@kernel
 def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills):
     """Book a fill with a given fee; write its fill row."""
     if c.i_type[s] == T_SPOT and (c.pos[s] < 0.0 or d < 0):
@@ -316,7 +316,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     c.n_fill_rows = k + 1
 
 
-@njit(cache=True)
+@kernel
 def apply_funding(c, s, t, rate, funding_rows):
     """R5.1: pay or receive funding on the symbol's position. Returns the payment."""
     pos = c.pos[s]
@@ -344,7 +344,7 @@ def apply_funding(c, s, t, rate, funding_rows):
     return payment
 
 
-@njit(cache=True)
+@kernel(python=True)
 def record_equity(c, t, rows):
     k = c.n_equity_rows
     u = upnl_total(c)
@@ -372,7 +372,7 @@ def record_equity(c, t, rows):
     c.n_equity_rows = k + 1
 
 
-@njit(cache=True)
+@kernel(python=True)
 def record_bars(c, t, rows):
     """One bar per symbol for the interval ending at t; resets the running OHLC."""
     k = c.n_bar_rows
@@ -395,7 +395,7 @@ def record_bars(c, t, rows):
     c.n_bar_rows = k
 
 
-@njit(cache=True)
+@kernel
 def liq_price_of(c, s):
     """Liquidation (mark) price of the position of s now; NaN when flat, spot or never."""
     p = c.pos[s]
@@ -428,7 +428,7 @@ def liq_price_of(c, s):
     return lp
 
 
-@njit(cache=True)
+@kernel
 def apply_constant_funding(c, t, funding_rows):
     """margin.funding = constant rate: every funding interval, each perpetual position pays."""
     for s in range(c.nsym):

@@ -13,7 +13,7 @@ sigma and V come from time-decayed sums over the impact horizon H, updated at ev
 so sigma = sqrt(S2) and V estimate the volatility and the traded volume of the last H.
 """
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .codes import T_INVERSE
 
@@ -21,14 +21,14 @@ M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
 
 
-@njit(cache=True)
+@kernel
 def next_uniform(c):
     """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in ctx)."""
     c.rng_state = (c.rng_state * 48271) % RNG_MOD
     return c.rng_state / RNG_MOD
 
 
-@njit(cache=True)
+@kernel
 def order_latency(c):
     """Entry latency of a new order: feed latency + latency + uniform jitter in [0, jitter)."""
     lat = c.feed_latency_ns + c.latency_ns
@@ -37,7 +37,7 @@ def order_latency(c):
     return lat
 
 
-@njit(cache=True)
+@kernel
 def update_estimators(c, s, t, price, qty):
     """Time-decayed volatility and volume of the last impact horizon (called at each trade)."""
     if c.est_last_px[s] > 0.0:
@@ -52,7 +52,7 @@ def update_estimators(c, s, t, price, qty):
     c.est_last_ts[s] = t
 
 
-@njit(cache=True)
+@kernel
 def impact_frac(c, s, q):
     """k * sigma * sqrt(q / V): the fractional price impact of q (0 without estimates)."""
     v = c.est_vol[s]
@@ -61,7 +61,7 @@ def impact_frac(c, s, q):
     return c.impact_k[s] * np.sqrt(c.est_var[s]) * np.sqrt(q / v)
 
 
-@njit(cache=True)
+@kernel
 def mid_or_last(c, s):
     """The mid, else the last trade (NaN before either): the reference of slippage costs."""
     if c.has_quote[s]:
@@ -71,7 +71,7 @@ def mid_or_last(c, s):
     return np.nan
 
 
-@njit(cache=True)
+@kernel
 def opp_price(c, s, d):
     """R3.3: the price a taker on side d gets at the touch (NaN when nothing is known yet)."""
     if c.has_quote[s]:
@@ -81,7 +81,7 @@ def opp_price(c, s, d):
     return np.nan
 
 
-@njit(cache=True)
+@kernel
 def taker_price(c, s, d, q):
     """Price a taker of q on side d gets now under the symbol's model (NaN: no price yet)."""
     m = c.slip_model[s]
@@ -109,7 +109,7 @@ def taker_price(c, s, d, q):
 DAY_NS = 86_400_000_000_000
 
 
-@njit(cache=True)
+@kernel
 def _roll_day(c, t):
     """At a new UTC day, choose the fee tier from the previous 30 complete days' volume (plus
     the configured volume before the run, during the run's first 30 days)."""
@@ -132,7 +132,7 @@ def _roll_day(c, t):
     c.fee_tier = tier
 
 
-@njit(cache=True)
+@kernel
 def fee_rate(c, s, maker, t):
     """Maker or taker rate: the account's 30-day volume tier when tiers are set, else the
     instrument's rates."""
@@ -143,7 +143,7 @@ def fee_rate(c, s, maker, t):
     return c.i_maker_fee[s] if maker else c.i_taker_fee[s]
 
 
-@njit(cache=True)
+@kernel
 def add_volume(c, s, t, q, price):
     """Count a fill's USD notional in today's volume bucket (for fee tiers)."""
     if c.n_fee_tiers == 0:

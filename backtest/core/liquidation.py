@@ -11,7 +11,7 @@ left after the clearance fee), charges the clearance fee, and moves the forfeite
 insurance fund, or draws a shortfall from it: the isolated margin is the most a position loses.
 """
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .account import (
     accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, mark_to_market,
@@ -23,7 +23,7 @@ from .execution import taker_price
 from .orders import finish
 
 
-@njit(cache=True)
+@kernel
 def write_liq_row(c, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insurance, realized):
     k = c.n_liq_rows
     rows[k].ts_ns = t
@@ -40,7 +40,7 @@ def write_liq_row(c, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insur
     c.n_liquidations += 1
 
 
-@njit(cache=True)
+@kernel
 def _margin_call(c, flag, sym, mm, mb):
     """Fire on_margin_call once when maint/margin-balance crosses the configured level."""
     ratio = mm / mb if mb > 0.0 else np.inf
@@ -54,14 +54,14 @@ def _margin_call(c, flag, sym, mm, mb):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def _cancel_orders(c, s, t):
     for j in range(c.o_hwm):
         if c.o_status[j] != ST_FREE and c.o_sym[j] == s:
             finish(c, j, ST_CANCELED, R_LIQUIDATION, t)
 
 
-@njit(cache=True)
+@kernel
 def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
     """Close the n positions in `members` that share `wallet` (see the module docstring)."""
     rate = c.liq_fee_rate
@@ -127,7 +127,7 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
     c.insurance_fund += charged - shortfall
 
 
-@njit(cache=True)
+@kernel
 def margin_breached(c, s, t):
     """After the valuation price of s (which holds a position) moved: is a liquidation due?
     Also fires margin calls (c.mc_pending). Takes no arrays, so the per-event call is cheap."""
@@ -173,7 +173,7 @@ def margin_breached(c, s, t):
     return False
 
 
-@njit(cache=True)
+@kernel
 def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
     """Carry out the liquidation margin_breached() found due. Returns the positions closed."""
     typ = c.i_type[s]
@@ -196,7 +196,7 @@ def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
     return _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows)
 
 
-@njit(cache=True)
+@kernel
 def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
     """Tiered partial liquidation (Bybit's risk-limit steps): while the position of s sits above
     its first bracket and is under-margined, close the part above the lower bracket's floor at
@@ -231,7 +231,7 @@ def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
             return True
 
 
-@njit(cache=True)
+@kernel
 def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
     if inverse:
         _liquidate_inverse(c, s, t, g, fills, liq_rows)
@@ -245,7 +245,7 @@ def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
     return 1
 
 
-@njit(cache=True)
+@kernel
 def _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows):
     """Close every cross perpetual position; the wallet they share includes spot PnL."""
     members = np.empty(n, np.int64)
@@ -263,7 +263,7 @@ def _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows):
     return n
 
 
-@njit(cache=True)
+@kernel
 def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
     """Spot margin below maintenance: every spot short is bought back at the market, paying the
     taker fee plus the clearance fee; a negative balance left over is covered by the fund."""
@@ -292,7 +292,7 @@ def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
     return n
 
 
-@njit(cache=True)
+@kernel
 def _liquidate_inverse(c, s, t, g, fills, liq_rows):
     """Inverse perpetual: the same rules in coin, with the symbol's coin wallet as the margin."""
     p = c.pos[s]

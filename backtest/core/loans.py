@@ -12,7 +12,7 @@ Strategy calls (SDK) write their rows into a small ring in the context (hooks ha
 the output buffers); the loop copies the ring into the loans table after each event.
 """
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .account import mark_to_market, val_px
 from .codes import (
@@ -28,7 +28,7 @@ EV_OPEN, EV_BORROW, EV_REPAY, EV_ADD, EV_CALL, EV_LIQ, EV_CLOSED = 0, 1, 2, 3, 4
 RING = LOAN_RING
 
 
-@njit(cache=True)
+@kernel
 def _accrue(c, j, t):
     dt = t - c.ln_ts[j]
     if dt > 0:
@@ -40,13 +40,13 @@ def _accrue(c, j, t):
         c.ln_ts[j] = t
 
 
-@njit(cache=True)
+@kernel
 def _ltv(c, j, px):
     v = c.ln_coll[j] * px
     return c.ln_debt[j] / v if v > 0.0 else np.inf
 
 
-@njit(cache=True)
+@kernel
 def _row(rows, k, c, j, t, event, amount, px, penalty, seized):
     rows[k].ts_ns = t
     rows[k].loan_id = j + 1
@@ -63,7 +63,7 @@ def _row(rows, k, c, j, t, event, amount, px, penalty, seized):
     c.ln_interest[j] = 0.0
 
 
-@njit(cache=True)
+@kernel
 def _take_spot(c, s, qty):
     """Move qty coins out of the spot position of s; returns their cost basis."""
     cost = qty * c.avg_px[s]
@@ -76,7 +76,7 @@ def _take_spot(c, s, qty):
     return cost
 
 
-@njit(cache=True)
+@kernel
 def _give_spot(c, s, qty, cost):
     """Return qty coins with their cost basis to the spot position of s."""
     if qty <= 0.0:
@@ -88,12 +88,12 @@ def _give_spot(c, s, qty, cost):
 
 
 # ---------------------------------------------------------------------------------- SDK calls
-@njit(cache=True)
+@kernel
 def _ring_full(c):
     return c.n_loan_ring >= RING
 
 
-@njit(cache=True)
+@kernel
 def _ring(c, j, event, amount, px):
     k = c.n_loan_ring
     c.lr_loan[k] = j
@@ -107,7 +107,7 @@ def _ring(c, j, event, amount, px):
     c.n_loan_ring = k + 1
 
 
-@njit(cache=True)
+@kernel
 def loan_open(c, sym, collateral_qty, borrow):
     """Pledge collateral_qty of the spot position of sym and borrow `borrow` USD.
 
@@ -142,7 +142,7 @@ def loan_open(c, sym, collateral_qty, borrow):
     return j + 1
 
 
-@njit(cache=True)
+@kernel
 def _live(c, loan_id):
     j = loan_id - 1
     if j < 0 or j >= c.n_loans or not c.ln_active[j]:
@@ -150,7 +150,7 @@ def _live(c, loan_id):
     return j
 
 
-@njit(cache=True)
+@kernel
 def _begin(c, loan_id, amount):
     """Checks shared by the calls that change an open loan; accrues its interest to now.
     Returns the loan's slot, or -reason."""
@@ -165,7 +165,7 @@ def _begin(c, loan_id, amount):
     return j
 
 
-@njit(cache=True)
+@kernel
 def loan_borrow(c, loan_id, amount):
     """Borrow more on an open loan, up to loans.max_open_ltv. Returns 0 or -reason."""
     j = _begin(c, loan_id, amount)
@@ -181,7 +181,7 @@ def loan_borrow(c, loan_id, amount):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def loan_repay(c, loan_id, amount):
     """Repay up to `amount` USD from the balance; repaying all of it closes the loan and
     returns the collateral to the spot position. Returns 0 or -reason."""
@@ -207,7 +207,7 @@ def loan_repay(c, loan_id, amount):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def _close(c, j):
     s = c.ln_sym[j]
     _give_spot(c, s, c.ln_coll[j], c.ln_cost[j])
@@ -218,7 +218,7 @@ def _close(c, j):
     c.loans_on[s] -= 1
 
 
-@njit(cache=True)
+@kernel
 def loan_add_collateral(c, loan_id, qty):
     """Move qty more coins from the spot position into the loan's collateral. Returns 0 or -reason."""
     j = _live(c, loan_id)
@@ -238,7 +238,7 @@ def loan_add_collateral(c, loan_id, qty):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def loan_ltv(c, loan_id):
     """Current LTV of a loan (NaN if it is not open)."""
     j = _live(c, loan_id)
@@ -247,20 +247,20 @@ def loan_ltv(c, loan_id):
     return _ltv(c, j, val_px(c, c.ln_sym[j]))
 
 
-@njit(cache=True)
+@kernel
 def loan_debt(c, loan_id):
     j = _live(c, loan_id)
     return c.ln_debt[j] if j >= 0 else 0.0
 
 
-@njit(cache=True)
+@kernel
 def loan_collateral(c, loan_id):
     j = _live(c, loan_id)
     return c.ln_coll[j] if j >= 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------- the loop
-@njit(cache=True)
+@kernel
 def flush_loan_ring(c, rows):
     for i in range(c.n_loan_ring):
         k = c.n_loan_rows
@@ -283,7 +283,7 @@ def flush_loan_ring(c, rows):
     c.n_loan_ring = 0
 
 
-@njit(cache=True)
+@kernel
 def check_loans(c, s, t, rows, liq_rows):
     """After a price event of s: accrue interest, fire warnings, liquidate loans at the LLTV."""
     px = val_px(c, s)
@@ -309,7 +309,7 @@ def check_loans(c, s, t, rows, liq_rows):
             c.ln_warn[j] = 0
 
 
-@njit(cache=True)
+@kernel
 def _liquidate_loan(c, j, t, px, rows, liq_rows):
     s = c.ln_sym[j]
     lif = c.loan_lif

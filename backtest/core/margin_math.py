@@ -1,6 +1,6 @@
 """Scalar margin, liquidation, funding and loan numerics, compiled with numba.
 
-Every function here is an ``@njit(cache=True, error_model="numpy")`` kernel that takes only
+Every function here is a ``@kernel(python=True, error_model="numpy")`` (core/jit.py) that takes only
 floats, ints and 1-D float64 arrays, so the engine's compiled loop can call it directly. The
 public, validated, documented API is :mod:`backtest.margin`; the formulas, their sources and the
 venue differences are written up in ``docs/margin.md``.
@@ -42,22 +42,18 @@ Cost: one pass over at most ``n`` tiers, no iteration, no allocation.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import schema  # noqa: F401  (the bracket arrays' layout is defined there: br_* fields)
+from .jit import kernel
 
 _INF = np.inf
 _NAN = np.nan
 
 
-def _njit(fn):
-    return numba.njit(cache=True, error_model="numpy")(fn)
-
-
 # ------------------------------------------------------------------------------------------------
 # Brackets
-@_njit
+@kernel(python=True, error_model="numpy")
 def bracket_index(notional, floors, caps, n):
     """Tier holding ``notional``: the number of caps ``<= notional`` among the first ``n - 1``
     tiers (so tier ``i`` covers ``[caps[i-1], caps[i])``; below the first cap -> 0; at or beyond
@@ -73,7 +69,7 @@ def bracket_index(notional, floors, caps, n):
     return idx
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def maint_margin(notional, floors, caps, mmrs, amounts, n):
     """Maintenance margin ``|notional| * mmr - maint_amount`` of the tier holding ``|notional|``,
     never below 0 (0 when ``n <= 0``). Units: those of ``notional`` (quote for linear, coin for
@@ -86,7 +82,7 @@ def maint_margin(notional, floors, caps, mmrs, amounts, n):
     return mm if mm > 0.0 else 0.0
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def maint_rate(notional, floors, caps, mmrs, n):
     """Maintenance margin rate of the tier holding ``|notional|`` (0 when ``n <= 0``)."""
     i = bracket_index(abs(notional), floors, caps, n)
@@ -95,7 +91,7 @@ def maint_rate(notional, floors, caps, mmrs, n):
     return mmrs[i]
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def bracket_max_leverage(notional, floors, caps, max_levs, n):
     """Maximum leverage of the tier holding ``|notional|`` (+inf when ``n <= 0``)."""
     i = bracket_index(abs(notional), floors, caps, n)
@@ -106,14 +102,14 @@ def bracket_max_leverage(notional, floors, caps, max_levs, n):
 
 # ------------------------------------------------------------------------------------------------
 # Margin balance
-@_njit
+@kernel(python=True, error_model="numpy")
 def linear_margin_balance(side, qty, entry, price, wallet, other_upnl):
     """``wallet + other_upnl + side * qty * (price - entry)`` (quote currency)."""
     s = 1.0 if side > 0 else (-1.0 if side < 0 else 0.0)
     return wallet + other_upnl + s * qty * (price - entry)
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def inverse_margin_balance(side, qty_contracts, contract_size, entry, price, wallet_coin, other_upnl):
     """``wallet + other_upnl + side * Q * CS * (1/entry - 1/price)`` (coin). NaN if a price <= 0."""
     if not (entry > 0.0) or not (price > 0.0):
@@ -125,7 +121,7 @@ def inverse_margin_balance(side, qty_contracts, contract_size, entry, price, wal
 
 # ------------------------------------------------------------------------------------------------
 # Solver pieces
-@_njit
+@kernel(python=True, error_model="numpy")
 def _extreme(a, b, lo, hi, is_long, best):
     """Fold the set ``{P in [lo, hi] : a * P <= b}`` into ``best``: the running sup (long) or
     inf (short) of the liquidation set. ``lo >= 0`` always (prices are positive)."""
@@ -149,7 +145,7 @@ def _extreme(a, b, lo, hi, is_long, best):
     return lo2 if lo2 < best else best
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def _bad_inputs(side, qty, entry, x1, x2, x3):
     return (side == 0 or not (qty > 0.0) or not (entry > 0.0) or not np.isfinite(qty)
             or not np.isfinite(entry) or not np.isfinite(x1 + x2 + x3))
@@ -157,7 +153,7 @@ def _bad_inputs(side, qty, entry, x1, x2, x3):
 
 # ------------------------------------------------------------------------------------------------
 # Binance (USDⓈ-M linear, COIN-M inverse)
-@_njit
+@kernel(python=True, error_model="numpy")
 def linear_liq_price(side, qty, entry, wallet, other_mm, other_upnl, floors, caps, mmrs, amounts, n):
     """Binance USDⓈ-M one-way liquidation price, tier re-selected at the liquidation price.
 
@@ -184,7 +180,7 @@ def linear_liq_price(side, qty, entry, wallet, other_mm, other_upnl, floors, cap
     return best
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def inverse_liq_price(side, qty_contracts, contract_size, entry, wallet_coin, other_mm, other_upnl,
                       floors, caps, mmrs, amounts, n):
     """Binance COIN-M one-way liquidation price (coin-margined, ``contract_size`` USD/contract).
@@ -212,7 +208,7 @@ def inverse_liq_price(side, qty_contracts, contract_size, entry, wallet_coin, ot
     return best
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def linear_bankruptcy_price(side, qty, entry, wallet):
     """Price where the linear margin balance ``wallet + side*Q*(P - EP)`` is 0:
     ``EP - side * wallet / Q`` (long: clamped at 0.0 = never bankrupt; short: clamped at 0.0 =
@@ -224,7 +220,7 @@ def linear_bankruptcy_price(side, qty, entry, wallet):
     return p if p > 0.0 else 0.0
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def inverse_bankruptcy_price(side, qty_contracts, contract_size, entry, wallet_coin):
     """Price where the inverse margin balance ``wallet + side*Q*CS*(1/EP - 1/P)`` is 0:
     ``Q*CS / (side*wallet + Q*CS/EP)``. Long: +inf when the denominator <= 0 (bankrupt at any
@@ -240,7 +236,7 @@ def inverse_bankruptcy_price(side, qty_contracts, contract_size, entry, wallet_c
 
 # ------------------------------------------------------------------------------------------------
 # Bybit (isolated, classic formula: maintenance margin valued at entry)
-@_njit
+@kernel(python=True, error_model="numpy")
 def bybit_linear_liq_price(side, qty, entry, leverage, extra_margin, floors, caps, mmrs, amounts, n):
     """Bybit USDT-contract isolated liquidation price.
 
@@ -258,7 +254,7 @@ def bybit_linear_liq_price(side, qty, entry, leverage, extra_margin, floors, cap
     return p if p > 0.0 else 0.0
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def bybit_inverse_liq_price(side, qty_contracts, contract_size, entry, leverage, extra_margin_coin,
                             floors, caps, mmrs, amounts, n):
     """Bybit inverse isolated liquidation price (classic form, MM valued at entry).
@@ -283,7 +279,7 @@ def bybit_inverse_liq_price(side, qty_contracts, contract_size, entry, leverage,
 
 # ------------------------------------------------------------------------------------------------
 # OKX (maintenance margin includes the taker-fee term; tier by position *size*)
-@_njit
+@kernel(python=True, error_model="numpy")
 def okx_linear_liq_price(side, qty, entry, margin, other_mm, other_upnl, fee_rate,
                          floors, caps, mmrs, amounts, n):
     """OKX USDT-margined liquidation price: margin ratio
@@ -305,7 +301,7 @@ def okx_linear_liq_price(side, qty, entry, margin, other_mm, other_upnl, fee_rat
     return _extreme(qty * (s - mmr), -base, 0.0, _INF, is_long, best)
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def okx_inverse_liq_price(side, qty_contracts, contract_size, entry, margin_coin, other_mm, other_upnl,
                           fee_rate, floors, caps, mmrs, amounts, n):
     """OKX coin-margined liquidation price: ``(margin + UPL) = Q*CS/P*(MMR + fee) - amount`` with
@@ -327,7 +323,7 @@ def okx_inverse_liq_price(side, qty_contracts, contract_size, entry, margin_coin
 
 # ------------------------------------------------------------------------------------------------
 # Funding
-@_njit
+@kernel(python=True, error_model="numpy")
 def funding_payment(position, mark, rate, contract_size, inverse):
     """Funding received by the account (negative = paid); ``position`` is signed.
 
@@ -346,7 +342,7 @@ def funding_payment(position, mark, rate, contract_size, inverse):
 
 # ------------------------------------------------------------------------------------------------
 # Crypto-backed loans (Coinbase / Morpho Blue)
-@_njit
+@kernel(python=True, error_model="numpy")
 def loan_ltv(debt, collateral_qty, price):
     """``debt / (collateral_qty * price)``; 0.0 without debt, +inf with debt and no collateral value."""
     if debt <= 0.0:
@@ -357,7 +353,7 @@ def loan_ltv(debt, collateral_qty, price):
     return debt / value
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def loan_liquidation_price(debt, collateral_qty, lltv):
     """Collateral price at which ``LTV == lltv``: ``debt / (collateral_qty * lltv)``
     (0.0 without debt; +inf with debt and no collateral or ``lltv <= 0``)."""
@@ -369,7 +365,7 @@ def loan_liquidation_price(debt, collateral_qty, lltv):
     return debt / den
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def morpho_lif(lltv, cursor=0.3, max_lif=1.15):
     """Morpho Blue liquidation incentive factor ``min(max_lif, 1 / (1 - cursor * (1 - lltv)))``."""
     den = 1.0 - cursor * (1.0 - lltv)
@@ -379,7 +375,7 @@ def morpho_lif(lltv, cursor=0.3, max_lif=1.15):
     return lif if lif < max_lif else max_lif
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def loan_seized_collateral(repaid_debt, price, lif):
     """Collateral seized for repaying ``repaid_debt``: ``repaid * lif / price`` (NaN if price <= 0)."""
     if not (price > 0.0):
@@ -387,7 +383,7 @@ def loan_seized_collateral(repaid_debt, price, lif):
     return repaid_debt * lif / price
 
 
-@_njit
+@kernel(python=True, error_model="numpy")
 def loan_repay_to_restore(debt, collateral_qty, price, lif, target_ltv):
     """Debt a liquidator must repay so that, after seizing ``repaid * lif / price`` collateral,
     ``LTV == target_ltv``.

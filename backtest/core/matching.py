@@ -1,6 +1,6 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
@@ -15,13 +15,13 @@ from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fil
 TRIGGER_LAST = 0
 
 
-@njit(cache=True)
+@kernel
 def _is_market_like(otype):
     return (otype == OT_MARKET or otype == OT_STOP_MARKET or otype == OT_TP_MARKET
             or otype == OT_TRAILING)
 
 
-@njit(cache=True)
+@kernel
 def _check_trigger(c, j, kind, px):
     """R3.7/R3.8: update a trailing reference and say whether the order triggers now."""
     otype = c.o_type[j]
@@ -53,7 +53,7 @@ def _check_trigger(c, j, kind, px):
     return px >= stop if d > 0 else px <= stop
 
 
-@njit(cache=True)
+@kernel
 def _init_trailing_ref(c, j):
     s = c.o_sym[j]
     if c.o_trigger_src[j] == TRIGGER_LAST:
@@ -63,7 +63,7 @@ def _init_trailing_ref(c, j):
         c.o_trail_ref[j] = c.mark_px[s]
 
 
-@njit(cache=True)
+@kernel
 def _sync_children(c, j, g, t):
     """Bracket children cover what the entry has filled: they open on its first fill and grow
     with its later (partial) fills."""
@@ -81,7 +81,7 @@ def _sync_children(c, j, g, t):
             c.o_qty[k] = c.o_filled[j]
 
 
-@njit(cache=True)
+@kernel
 def _cancel_oco_siblings(c, j, t):
     grp = c.o_oco[j]
     for k in range(c.o_hwm):
@@ -89,7 +89,7 @@ def _cancel_oco_siblings(c, j, t):
             finish(c, k, ST_CANCELED, R_OCO, t)
 
 
-@njit(cache=True)
+@kernel
 def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     """Fill q of the order in slot j at price, after the fill-time checks (R3.9, R4.4)."""
     s = c.o_sym[j]
@@ -121,7 +121,7 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
         finish(c, j, ST_FILLED, 0, t)
 
 
-@njit(cache=True)
+@kernel
 def _capped(d, p, limit):
     """A marketable limit never fills beyond its limit price."""
     if d > 0:
@@ -129,7 +129,7 @@ def _capped(d, p, limit):
     return max(p, limit)
 
 
-@njit(cache=True)
+@kernel
 def _init_queue(c, j):
     """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch)."""
     s = c.o_sym[j]
@@ -146,7 +146,7 @@ def _init_queue(c, j):
         c.o_queue[j] = shown
 
 
-@njit(cache=True)
+@kernel
 def _update_queue_on_quote(c, j):
     """The touch reached our price: the displayed size there is the queue (it only shrinks)."""
     s = c.o_sym[j]
@@ -162,7 +162,7 @@ def _update_queue_on_quote(c, j):
         c.o_queue[j] = shown if q != q else min(q, shown)
 
 
-@njit(cache=True)
+@kernel
 def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     """An OPEN order at an event of its symbol: trigger, then market or limit behaviour."""
     otype = c.o_type[j]
@@ -242,7 +242,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
         try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
 
 
-@njit(cache=True)
+@kernel
 def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
     if c.n_open[s] == 0 or kind == K_FUNDING:

@@ -5,7 +5,7 @@ visits a symbol's orders in submission order (R3.1). Finished orders are copied 
 (ctx.dn_*), which the Python side drains into the orders table. Rules: docs/fill-rules.md §3.
 """
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .account import EPS_QTY, margin_ok
 from .execution import mid_or_last, opp_price, order_latency
@@ -22,23 +22,23 @@ from .schema import DONE_CAPACITY, MAX_ORDERS
 STEP_TOL = 1e-9  # relative tolerance of the lot/tick multiple checks
 
 
-@njit(cache=True)
+@kernel
 def off_step(x, step):
     r = x / step
     return abs(r - np.round(r)) > STEP_TOL * max(1.0, abs(r))
 
 
-@njit(cache=True)
+@kernel
 def is_stop_like(otype):
     return otype >= OT_STOP_MARKET
 
 
-@njit(cache=True)
+@kernel
 def needs_limit(otype):
     return otype == OT_LIMIT or otype == OT_STOP_LIMIT or otype == OT_TP_LIMIT
 
 
-@njit(cache=True)
+@kernel
 def write_done(c, oid, s, otype, d, tif, status, reason, reduce, trig, created, done_ts,
                qty, filled, notional, limit, stop, oco, parent):
     k = c.n_done
@@ -63,14 +63,14 @@ def write_done(c, oid, s, otype, d, tif, status, reason, reduce, trig, created, 
     c.n_done = k + 1
 
 
-@njit(cache=True)
+@kernel
 def write_done_slot(c, j, status, reason, done_ts):
     write_done(c, c.o_oid[j], c.o_sym[j], c.o_type[j], c.o_side[j], c.o_tif[j], status, reason,
                c.o_reduce[j], c.o_trigger_src[j], c.o_created_ts[j], done_ts, c.o_qty[j],
                c.o_filled[j], c.o_notional[j], c.o_limit[j], c.o_stop[j], c.o_oco[j], c.o_parent[j])
 
 
-@njit(cache=True)
+@kernel
 def free_slot(c, j):
     s = c.o_sym[j]
     c.o_status[j] = ST_FREE
@@ -79,7 +79,7 @@ def free_slot(c, j):
         c.o_hwm -= 1
 
 
-@njit(cache=True)
+@kernel
 def finish(c, j, status, reason, t):
     """End the order in slot j; a bracket entry ending without a fill cancels its children."""
     oid = c.o_oid[j]
@@ -93,7 +93,7 @@ def finish(c, j, status, reason, t):
                 free_slot(c, k)
 
 
-@njit(cache=True)
+@kernel
 def _move_slot(c, a, b):
     c.o_status[b] = c.o_status[a]
     c.o_oid[b] = c.o_oid[a]
@@ -126,7 +126,7 @@ def _move_slot(c, a, b):
     c.o_queue[b] = c.o_queue[a]
 
 
-@njit(cache=True)
+@kernel
 def compact(c):
     """Move live orders to the front, keeping their order; only called outside slot scans."""
     n = 0
@@ -140,7 +140,7 @@ def compact(c):
     c.o_hwm = n
 
 
-@njit(cache=True)
+@kernel
 def find_slot(c, oid):
     """Binary search: slots [0, o_hwm) hold ascending oids. -1 if the order is not live."""
     lo = 0
@@ -159,7 +159,7 @@ def find_slot(c, oid):
     return -1
 
 
-@njit(cache=True)
+@kernel
 def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     """R3.14: the first reason this order must be rejected at submit, or R_NONE."""
     if s < 0 or s >= c.nsym:
@@ -206,7 +206,7 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     return R_NONE
 
 
-@njit(cache=True)
+@kernel
 def _reject(c, oid, s, otype, d, tif, reason, reduce, trig, qty, limit, stop, oco, parent):
     c.n_rejects += 1
     write_done(c, oid, s, otype, d, tif, ST_REJECTED, reason, reduce, trig, c.now_ts, c.now_ts,
@@ -214,7 +214,7 @@ def _reject(c, oid, s, otype, d, tif, reason, reduce, trig, qty, limit, stop, oc
     return -reason
 
 
-@njit(cache=True)
+@kernel
 def _room(c, n):
     """Make room for n new slots; False when the table (or the done ring) is full."""
     if c.n_done > DONE_CAPACITY - MAX_ORDERS - n:
@@ -224,7 +224,7 @@ def _room(c, n):
     return c.o_hwm + n <= MAX_ORDERS
 
 
-@njit(cache=True)
+@kernel
 def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trail_bps, oco,
            parent, status):
     j = c.o_hwm
@@ -259,7 +259,7 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     return j
 
 
-@njit(cache=True)
+@kernel
 def submit(c, sym, order_type, side, qty, limit=0.0, stop=0.0, tif=0, reduce_only=False,
            trigger=0, trail=0.0, trail_bps=0.0, oco=0):
     """Place an order. Returns its oid (> 0) or -reason (see Reason) when rejected."""
@@ -281,7 +281,7 @@ def submit(c, sym, order_type, side, qty, limit=0.0, stop=0.0, tif=0, reduce_onl
     return oid
 
 
-@njit(cache=True)
+@kernel
 def bracket(c, sym, side, qty, limit, stop, target):
     """Entry (limit if limit > 0, else market) with a stop-market and a take-profit-market child.
 
@@ -316,7 +316,7 @@ def bracket(c, sym, side, qty, limit, stop, target):
     return oid
 
 
-@njit(cache=True)
+@kernel
 def cancel(c, oid):
     """Request a cancel (R3.12). Returns 0, or -UNKNOWN_ORDER if the order is not live."""
     j = find_slot(c, oid)
@@ -328,7 +328,7 @@ def cancel(c, oid):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def cancel_all(c, sym):
     """Request a cancel of every live order of a symbol (-1: all symbols). Returns the count."""
     n = 0
@@ -339,7 +339,7 @@ def cancel_all(c, sym):
     return n
 
 
-@njit(cache=True)
+@kernel
 def amend(c, oid, qty=0.0, limit=0.0, stop=0.0):
     """Change quantity, limit or stop (0 keeps a value) (R3.13). Returns 0 or -reason."""
     j = find_slot(c, oid)
@@ -364,7 +364,7 @@ def amend(c, oid, qty=0.0, limit=0.0, stop=0.0):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def apply_amend(c, j, qty, limit, stop):
     if qty > 0.0:
         c.o_qty[j] = qty
@@ -375,7 +375,7 @@ def apply_amend(c, j, qty, limit, stop):
     c.o_amend_ts[j] = -1
 
 
-@njit(cache=True)
+@kernel
 def close_position(c, sym):
     """Market reduce-only order for the whole position of sym; 0 when flat."""
     p = c.pos[sym]
@@ -385,13 +385,13 @@ def close_position(c, sym):
     return submit(c, sym, OT_MARKET, d, abs(p), 0.0, 0.0, 0, True)
 
 
-@njit(cache=True)
+@kernel
 def reject_margin_at_fill(c, j, t):
     c.n_rejects += 1
     finish(c, j, ST_REJECTED, R_INSUFFICIENT_MARGIN, t)
 
 
-@njit(cache=True)
+@kernel
 def post_only_crosses(c, j):
     """R3.2: would this post-only limit take liquidity at arrival?"""
     if c.o_tif[j] != TIF_POST_ONLY:
