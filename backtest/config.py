@@ -144,6 +144,7 @@ class MarginConfig:
     spot_margin: bool = False  # allow spot short selling by borrowing the coin (margin account)
     borrow_rate_hourly: float = 0.00001  # spot margin shorts: interest per hour on the borrowed coin value
     spot_margin_maintenance: float = 1.1  # spot margin level (assets / liabilities) that liquidates
+    price_guard: bool = True  # skip per-event drawdown/margin checks that provably change nothing (core/guard.py)
 
     def validate(self):
         check_field_types("margin", self)

@@ -131,6 +131,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.liq_partial = m.partial
     c.liq_fee_rate = m.liquidation_fee_rate
     c.margin_call_level = m.margin_call_ratio
+    c.guard_on = m.price_guard
     c.insurance_fund = m.insurance_fund
     c.spot_margin = m.spot_margin
     c.borrow_rate_hourly = m.borrow_rate_hourly
@@ -420,7 +421,8 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                  "start_ns": None if stream.start_ns == np.iinfo(np.int64).min else stream.start_ns,
                  "end_ns": None if stream.end_ns == np.iinfo(np.int64).max else stream.end_ns},
         "timings": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4), "events": events,
-                    "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit},
+                    "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit,
+                    "margin_checks": int(c.n_margin_checks)},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
                      "max_drawdown": float(c.max_drawdown),
                      "max_drawdown_pct": float(c.max_drawdown / c.peak_equity) if c.peak_equity > 0 else 0.0,

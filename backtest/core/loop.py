@@ -10,6 +10,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
 from .execution import update_estimators
+from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
@@ -49,7 +50,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
     base = c.idx_base
     # the next sample, timer or funding time: one compare per event instead of three
     special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
-    for i in range(start, n):
+    # a start known to be >= 0 lets LLVM drop the negative-index fix-up of every ts[i], price[i]
+    for i in range(max(start, 0), n):
         t = ts[i]
         sy = sym[i]
         k = kind[i]
@@ -118,15 +120,19 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 update_drawdown(c)
             wrote = True
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
-        # the valuation price moved: at a mark, or at a trade when positions are valued at last
+        # the valuation price moved: at a mark, or at a trade when positions are valued at last;
+        # the checks are skipped while the price guard shows they cannot change anything
         l0 = c.n_liq_rows
         if c.pos[sy] != 0.0 and (k == K_MARK or (k == K_TRADE and (
                 c.liq_use_last or not c.has_mark[sy]))):
             mark_to_market(c, sy)
-            update_drawdown(c)
-            if margin_breached(c, sy, t):
-                liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
-                wrote = True
+            if not guard_holds(c, sy):
+                c.n_margin_checks += 1
+                update_drawdown(c)
+                if margin_breached(c, sy, t):
+                    liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
+                    wrote = True
+                arm_guard(c, sy)
         if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True

@@ -332,6 +332,16 @@ def _ctx_fields() -> list:
         ("funding", f8),
         ("peak_equity", f8),
         ("max_drawdown", f8),
+        # the price guard (guard.py): on, symbol (-1: none), price interval, account when armed
+        ("guard_on", "u1"),
+        ("g_sym", i8),
+        ("g_lo", f8),
+        ("g_hi", f8),
+        ("g_fills", i8),
+        ("g_balance", f8),
+        ("g_peak", f8),
+        ("g_max_drawdown", f8),
+        ("n_margin_checks", i8),  # revaluations that ran the full drawdown and margin checks
         ("insurance_fund", f8),
         ("insurance_payout", f8),  # shortfalls the insurance fund paid to this account
         ("iso_gap_cover", f8),  # loss beyond the isolated margin of exits past the bankruptcy price
@@ -497,6 +507,7 @@ def new_context() -> np.recarray:
     c.o_cancel_ts[0][:] = -1
     c.o_amend_ts[0][:] = -1
     c.vol_day[0] = -1
+    c.g_sym[0] = -1
     c.slip_model[0][:] = 1  # SPREAD
     for name in ("bar_open", "bar_high", "bar_low"):
         c[name][0][:] = np.nan

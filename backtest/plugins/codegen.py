@@ -153,7 +153,7 @@ def _module_text(cls: type, key: str, template: str) -> str:
     for h in HOOKS:
         if h in hooks:
             # called from the loop only: no CPython or C-callback wrapper to build
-            lines.append(f"_{h} = _njit(_S.{h}, no_cpython_wrapper=True, no_cfunc_wrapper=True)")
+            lines.append(f"_{h} = _njit(_S.{h}, inline=\"always\")")
             lines.append(f"HAS_{h.upper()} = True")
     body = _run_source(template)
     lines += ["", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True)", body]
