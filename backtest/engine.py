@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from . import __version__
+from .bars import BarFiller
 from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
@@ -216,7 +217,7 @@ def _align_first(c, ts0: int) -> None:
         c.next_funding_ts = (ts0 // c.funding_interval_ns + 1) * c.funding_interval_ns
 
 
-def _finalize(c, bufs: _Buffers, last_ts: int) -> None:
+def _finalize(c, bufs: _Buffers, bars: BarFiller, last_ts: int) -> None:
     """End of data: final equity and bar rows, and live orders reported as END_OF_DATA."""
     from .core.account import record_bars, record_equity
 
@@ -224,6 +225,9 @@ def _finalize(c, bufs: _Buffers, last_ts: int) -> None:
     if last_ts is not None:
         record_equity(c, last_ts, bufs.equity)
         record_bars(c, last_ts, bufs.bars)
+        n_bars = len(bufs.out["bars"])
+        bufs.drain(c)
+        bars.finish(bufs.out["bars"][n_bars:])
     live = [j for j in range(int(c.o_hwm)) if c.o_status[j] != int(OrderStatus.FREE)]
     rows = np.zeros(len(live), dtype=ORDER_DTYPE)
     for r, j in enumerate(live):
@@ -300,6 +304,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     t1 = time.perf_counter()
     events = 0
     last_ts = None
+    bars = BarFiller(len(syms))
     for chunk in stream:
         n = len(chunk["ts_ns"])
         if n == 0:
@@ -307,6 +312,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         if last_ts is None:
             _align_first(c, int(chunk["ts_ns"][0]))
         c.idx_base = events
+        n_bars = len(bufs.out["bars"])
         i = 0
         while True:
             try:
@@ -317,11 +323,13 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
                 bufs.drain(c)
                 continue
             break
+        bufs.drain(c)  # this chunk's bar rows, to fill their open/high/low/volume
+        bars.chunk(chunk, bufs.out["bars"][n_bars:])
         events += n
         last_ts = int(chunk["ts_ns"][-1])
         if progress is not None:
             progress(events, "events")
-    _finalize(c, bufs, last_ts)
+    _finalize(c, bufs, bars, last_ts)
     if not jit:
         c.sync()
         s.sync()

@@ -374,23 +374,20 @@ def record_equity(c, t, rows):
 
 @kernel(python=True)
 def record_bars(c, t, rows):
-    """One bar per symbol for the interval ending at t; resets the running OHLC."""
+    """One bar row per symbol for the interval ending at t, with the state of now; its open, high,
+    low and volume are aggregates of the trades that backtest/bars.py fills in after the chunk."""
     k = c.n_bar_rows
     for s in range(c.nsym):
         rows[k].ts_ns = t
         rows[k].sym = s
-        rows[k].open = c.bar_open[s]
-        rows[k].high = c.bar_high[s]
-        rows[k].low = c.bar_low[s]
+        rows[k].open = np.nan
+        rows[k].high = np.nan
+        rows[k].low = np.nan
         rows[k].close = c.last_px[s] if c.has_trade[s] else np.nan
-        rows[k].volume = c.bar_volume[s]
+        rows[k].volume = 0.0
         rows[k].mark = val_px(c, s)
         rows[k].position = c.pos[s]
         rows[k].liq_price = liq_price_of(c, s)
-        c.bar_open[s] = np.nan
-        c.bar_high[s] = np.nan
-        c.bar_low[s] = np.nan
-        c.bar_volume[s] = 0.0
         k += 1
     c.n_bar_rows = k
 

@@ -5,6 +5,7 @@ version, where the `_on_*` hooks and `HAS_*` flags are bound as globals before n
 the hooks inline into the loop and the flags fold away unused calls. Everything that never calls
 a hook lives in the cached helpers imported below.
 """
+import numpy as np
 from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
@@ -50,13 +51,14 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
     base = c.idx_base
     # the next sample, timer or funding time: one compare per event instead of three
     special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
-    # a start known to be >= 0 lets LLVM drop the negative-index fix-up of every ts[i], price[i]
-    for i in range(max(start, 0), n):
-        t = ts[i]
-        sy = sym[i]
-        k = kind[i]
+    for i in range(start, n):
+        # an unsigned index: numba adds a negative-index fix-up to every ts[i], price[i] otherwise
+        u = np.uint64(i)
+        t = ts[u]
+        sy = sym[u]
+        k = kind[u]
         g = base + i
-        p = price[i]
+        p = price[u]
         wrote = False  # did this event write rows that may need draining?
         if t >= special:
             # 1. samples at interval boundaries, with the state before this event (R2.1)
@@ -87,31 +89,22 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if k == K_TRADE:
             c.last_px[sy] = p
             c.has_trade[sy] = 1
-            if c.bar_open[sy] != c.bar_open[sy]:
-                c.bar_open[sy] = p
-                c.bar_high[sy] = p
-                c.bar_low[sy] = p
-            elif p > c.bar_high[sy]:
-                c.bar_high[sy] = p
-            elif p < c.bar_low[sy]:
-                c.bar_low[sy] = p
-            c.bar_volume[sy] += qty[i]
             if c.need_estimators:
-                update_estimators(c, sy, t, p, qty[i])
+                update_estimators(c, sy, t, p, qty[u])
         elif k == K_QUOTE:
-            c.bid[sy] = bid[i]
-            c.ask[sy] = ask[i]
-            c.bid_qty[sy] = bid_qty[i]
-            c.ask_qty[sy] = ask_qty[i]
+            c.bid[sy] = bid[u]
+            c.ask[sy] = ask[u]
+            c.bid_qty[sy] = bid_qty[u]
+            c.ask_qty[sy] = ask_qty[u]
             c.has_quote[sy] = 1
         elif k == K_MARK:
             c.mark_px[sy] = p
-            c.index_px[sy] = qty[i]
+            c.index_px[sy] = qty[u]
             c.has_mark[sy] = 1
         # 4. orders of this symbol (section 3)
         f0 = c.n_fill_rows
         if c.n_open[sy] != 0:
-            process_orders(c, g, t, sy, k, p, qty[i], fills, equity_rows)
+            process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
         if k == K_FUNDING:
@@ -155,13 +148,13 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 _on_margin_call(s, c, t, c.mc_sym, c.mc_ratio)
         if k == K_TRADE:
             if HAS_ON_TICK:
-                _on_tick(s, c, t, sy, p, qty[i], side[i])
+                _on_tick(s, c, t, sy, p, qty[u], side[u])
         elif k == K_QUOTE:
             if HAS_ON_QUOTE:
-                _on_quote(s, c, t, sy, bid[i], ask[i], bid_qty[i], ask_qty[i])
+                _on_quote(s, c, t, sy, bid[u], ask[u], bid_qty[u], ask_qty[u])
         elif k == K_MARK:
             if HAS_ON_MARK:
-                _on_mark(s, c, t, sy, p, qty[i])
+                _on_mark(s, c, t, sy, p, qty[u])
         elif HAS_ON_FUNDING:
             _on_funding(s, c, t, sy, p, payment)
         if c.n_loan_ring > 0:

@@ -366,10 +366,6 @@ def _ctx_fields() -> list:
         ("has_quote", "u1", (S,)),
         ("has_mark", "u1", (S,)),
         ("has_trade", "u1", (S,)),
-        ("bar_open", f8, (S,)),
-        ("bar_high", f8, (S,)),
-        ("bar_low", f8, (S,)),
-        ("bar_volume", f8, (S,)),
         # instruments per symbol
         ("i_type", "i1", (S,)),
         ("i_contract_size", f8, (S,)),
@@ -509,6 +505,4 @@ def new_context() -> np.recarray:
     c.vol_day[0] = -1
     c.g_sym[0] = -1
     c.slip_model[0][:] = 1  # SPREAD
-    for name in ("bar_open", "bar_high", "bar_low"):
-        c[name][0][:] = np.nan
     return c
