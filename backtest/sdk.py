@@ -17,10 +17,9 @@ State:
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
     last_price, mark_price, open_orders, now
 """
-from .core.jit import kernel
-
 from .core import account
 from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
+from .core.jit import kernel
 from .core.loans import (
     loan_add_collateral, loan_borrow, loan_collateral, loan_debt, loan_ltv, loan_open, loan_repay,
 )

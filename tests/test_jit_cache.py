@@ -102,10 +102,12 @@ def fw(tmp_path_factory):
     return dict(root=root, pkg=root / "pkg", data=data, prices=px)
 
 
-def child(fw, cache: Path, spec: str, data=None, out="-", cfg=None, disable_jit=False, cwd=None):
+def child(fw, cache: Path, spec: str, data=None, out="-", cfg=None, disable_jit=False, cwd=None,
+          parallel=False):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "CASCADE_"))}
     env.update(PYTHONPATH=str(fw["pkg"]), CASCADE_CACHE_DIR=str(cache),
-               NUMBA_DISABLE_JIT="1" if disable_jit else "0")
+               NUMBA_DISABLE_JIT="1" if disable_jit else "0",
+               CASCADE_PARALLEL_COMPILE="1" if parallel else "0")
     p = subprocess.run([sys.executable, "-c", CHILD, spec, str(data or fw["data"]), str(out),
                         json.dumps(cfg or {"initial_balance": 1e6, "sample_interval": "0"})],
                        env=env, cwd=str(cwd or fw["root"]), capture_output=True, text=True,
@@ -150,6 +152,29 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
     assert cache_files(cache) == files  # nothing appended by the second process
     assert second["fills"] == first["fills"] and first["fills"]
     assert first["fills"][0] == expected_first_fill(fw["prices"], 62_000.0)
+
+
+# ------------------------------------------------------------------------------ cold-start helper
+def test_cold_start_helper_process(fw, tmp_path):
+    """core/warm.py: on a cold cache a helper process compiles the late kernels into the shared
+    cache and marks it complete; the result equals a run without the helper, and a later process
+    hits the cache (and starts no helper)."""
+    import time
+
+    spec = write_strategy(tmp_path / "user", "inline", 62_000.0)
+    with_helper = child(fw, tmp_path / "c1", spec, parallel=True)
+    deadline = time.time() + 600
+    while not list((tmp_path / "c1").rglob("framework-ready")) and time.time() < deadline:
+        time.sleep(1)
+    assert list((tmp_path / "c1").rglob("framework-ready"))
+    index = [p.name for p in (tmp_path / "c1").rglob("*.nbi")]
+    assert any(n.startswith("liquidation.liquidate") for n in index)
+    assert any(n.startswith("orders.submit") for n in index)
+    alone = child(fw, tmp_path / "c2", spec)
+    assert with_helper["fills"] == alone["fills"] and with_helper["state"] == alone["state"]
+    again = child(fw, tmp_path / "c1", spec, parallel=True)
+    assert again["hits"] >= 1 and again["misses"] == 0
+    assert again["fills"] == alone["fills"]
 
 
 # ------------------------------------------------------------------------------ never stale
@@ -294,7 +319,8 @@ def test_each_framework_kernel_compiles_once(fw, tmp_path):
     (tmp_path / "many_calls.py").write_text(MANY_CALLS)
     make_market_dataset(tmp_path / "d", 6_000, nsym=2)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "CASCADE_"))}
-    env.update(PYTHONPATH=str(fw["pkg"]), CASCADE_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(PYTHONPATH=str(fw["pkg"]), CASCADE_CACHE_DIR=str(tmp_path / "cache"),
+               CASCADE_PARALLEL_COMPILE="0")
     p = subprocess.run([sys.executable, "-c", KERNEL_SIGNATURES,
                         f"{tmp_path / 'many_calls.py'}:ManyCalls", str(tmp_path / "d")],
                        env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)

@@ -4,10 +4,10 @@ Rules R4.x, R5.1, R6.1 and section 7 of docs/fill-rules.md. Every formula keeps 
 order written there, so the pure-Python oracle can match it bit for bit. No fastmath.
 """
 import numpy as np
-from .jit import kernel
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
 from .execution import add_volume, fee_rate
+from .jit import kernel
 from .margin_math import inverse_liq_price, linear_liq_price
 
 EPS_QTY = 1e-12  # a position below this is flat

@@ -13,9 +13,9 @@ sigma and V come from time-decayed sums over the impact horizon H, updated at ev
 so sigma = sqrt(S2) and V estimate the volatility and the traded volume of the last H.
 """
 import numpy as np
-from .jit import kernel
 
 from .codes import T_INVERSE
+from .jit import kernel
 
 M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python

@@ -11,13 +11,13 @@ left after the clearance fee), charges the clearance fee, and moves the forfeite
 insurance fund, or draws a shortfall from it: the isolated margin is the most a position loses.
 """
 import numpy as np
-from .jit import kernel
 
 from .account import (
     accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, mark_to_market,
     notional_of, record_equity, update_drawdown, val_px,
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
+from .jit import kernel
 from .margin_math import bracket_index, inverse_bankruptcy_price, linear_bankruptcy_price
 from .execution import taker_price
 from .orders import finish

@@ -12,13 +12,13 @@ Strategy calls (SDK) write their rows into a small ring in the context (hooks ha
 the output buffers); the loop copies the ring into the loans table after each event.
 """
 import numpy as np
-from .jit import kernel
 
 from .account import mark_to_market, val_px
 from .codes import (
     R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
     R_UNKNOWN_SYMBOL, T_SPOT,
 )
+from .jit import kernel
 from .liquidation import write_liq_row
 from .margin_math import loan_repay_to_restore
 from .schema import LOAN_RING, MAX_LOANS

@@ -1,6 +1,5 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
 import numpy as np
-from .jit import kernel
 
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
@@ -10,6 +9,7 @@ from .codes import (
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC,
 )
 from .execution import opp_price, taker_price
+from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
 TRIGGER_LAST = 0

@@ -5,10 +5,10 @@ visits a symbol's orders in submission order (R3.1). Finished orders are copied 
 (ctx.dn_*), which the Python side drains into the orders table. Rules: docs/fill-rules.md §3.
 """
 import numpy as np
-from .jit import kernel
 
 from .account import EPS_QTY, margin_ok
 from .execution import mid_or_last, opp_price, order_latency
+from .jit import kernel
 from .margin_math import bracket_max_leverage
 from .codes import (
     OT_LIMIT, OT_MARKET, OT_STOP_LIMIT, OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING,

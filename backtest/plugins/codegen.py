@@ -24,6 +24,7 @@ import numba
 from ..atomic import write_text
 from ..strategy import HOOKS, Strategy
 from ..core import loop as loop_template
+from ..core import warm
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDLIB_DIRS = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"],
@@ -190,6 +191,8 @@ def build_loop(cls: type):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     importlib.invalidate_caches()
+    if not numba.config.DISABLE_JIT:
+        warm.start()  # cold framework cache: a second process compiles part of it meanwhile
     module = importlib.import_module(modname)
     run = module.run
     if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
