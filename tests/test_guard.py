@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import backtest as bt
-from backtest import Strategy, buy, close_position, equity, param, position, sell
 from backtest.data.instruments import Bracket, Instrument, write_instruments
 from backtest.data.writer import write_stream
 from engine_fixtures import T0, frame_diff, manifest_core
+from lev_strategies import Swing
 
 # Binance-style tiers: maint_amount keeps the maintenance margin continuous across brackets
 BRACKETS = tuple(Bracket(*b) for b in [(0, 50_000, 125, 0.004, 0), (50_000, 250_000, 100, 0.005, 50),
@@ -40,42 +40,6 @@ def crash_dataset(root, seed: int, n: int = 20_000) -> None:
                              lot_size=0.001, maker_fee_rate=0.0002, taker_fee_rate=0.0005,
                              brackets=BRACKETS) for name in ("S0", "S1")}
     write_instruments(root / "instruments.json", inst)
-
-
-class Swing(Strategy):
-    """Opens leveraged longs and shorts at pseudo-random times, holds, closes; a second symbol
-    sometimes, so that two positions are open at once."""
-
-    seed: int = param(1)
-    lev: float = param(10.0)
-    two: bool = param(False)
-    rng: int = 0
-    liqs: int = 0
-    calls: int = 0
-
-    def on_tick(self, c, ts_ns, sym, price, qty, side):
-        if self.rng == 0:
-            self.rng = self.seed
-        self.rng = (self.rng * 48271) % 2147483647
-        r = self.rng % 1000
-        if sym == 1 and not self.two:
-            return
-        if position(c, sym) == 0.0:
-            if r < 6:
-                q = np.floor(equity(c) * self.lev * 0.9 / price / (2.0 if self.two else 1.0) * 1000) / 1000
-                if q > 0:
-                    if r < 3:
-                        buy(c, sym, q)
-                    else:
-                        sell(c, sym, q)
-        elif r < 2:
-            close_position(c, sym)
-
-    def on_liquidation(self, c, ts_ns, sym, qty, price):
-        self.liqs += 1
-
-    def on_margin_call(self, c, ts_ns, sym, margin_ratio):
-        self.calls += 1
 
 
 def _run(data, params, margin, guard):

@@ -1,11 +1,9 @@
 """strategies/loan_borrower.py on small crafted spot paths: unprotected, repay, top-up, budgets."""
-import numpy as np
 import polars as pl
 import pytest
 
 import backtest as bt
-from backtest.data.instruments import Instrument, write_instruments
-from backtest.data.writer import write_stream
+from test_loans import spot_dataset
 
 T0 = 1_770_163_200_000_000_000  # 2026-02-04 00:00 UTC
 MS = 1_000_000
@@ -16,20 +14,9 @@ LIQ_PX = P0 * 0.75 / 0.86 * 0.999  # just past the 86 % LLTV
 PATH = [P0, P0, WARN_PX, LIQ_PX, LIQ_PX]
 
 
-def spot_dataset(root, prices, step_ns=MS):
-    prices = np.asarray(prices, float)
-    ts = T0 + np.arange(len(prices)) * step_ns
-    write_stream(root, "trades", "BTC-USDT", dict(ts_ns=ts, price=prices, qty=np.full(len(ts), 1.0),
-                                                  side=np.ones(len(ts), np.int8)))
-    write_instruments(root / "instruments.json", {"BTC-USDT": Instrument(
-        "BTC-USDT", "spot", "BTC", "USDT", "USDT", 0.01, 0.0001, maker_fee_rate=0.0,
-        taker_fee_rate=0.0)})
-    return root
-
-
 @pytest.fixture(scope="module")
 def crash_path(tmp_path_factory):
-    return spot_dataset(tmp_path_factory.mktemp("lb") / "d", PATH)
+    return spot_dataset(tmp_path_factory.mktemp("lb") / "d", PATH, step_ns=MS)
 
 
 def run(root, **params):
@@ -136,7 +123,7 @@ def test_top_up_then_repay_when_the_reserve_coins_run_short(crash_path):
 
 def test_a_small_cash_reserve_only_delays_the_liquidation(tmp_path):
     # the repayment is capped by the budget: LTV stays high and the deeper fall liquidates
-    root = spot_dataset(tmp_path / "d", PATH + [LIQ_PX * 0.97])
+    root = spot_dataset(tmp_path / "d", PATH + [LIQ_PX * 0.97], step_ns=MS)
     res = run(root, repay_in_band=True, reserve_cash=1_000.0)
     ev = events(res)
     assert ev[:3] == ["open", "margin_call", "repay"] and "liquidation" in ev
@@ -152,7 +139,7 @@ def test_every_new_crossing_of_the_band_is_defended(tmp_path):
     # into the band, repaid to 0.65, out of it, then a deeper fall enters the band again
     debt1 = 0.65 * WARN_PX  # debt after the first repayment (1 coin)
     px2 = debt1 / 0.774 * 0.999  # LTV 77.5 %: the band again
-    root = spot_dataset(tmp_path / "d", PATH[:3] + [P0, px2, px2])
+    root = spot_dataset(tmp_path / "d", PATH[:3] + [P0, px2, px2], step_ns=MS)
     res = run(root, repay_in_band=True)
     assert events(res) == ["open", "margin_call", "repay", "margin_call", "repay"]
     reps = res.loans.filter(pl.col("event") == "repay")

@@ -28,11 +28,12 @@ def numba_cache_dir() -> Path:
     return base / "numba" / framework_hash()
 
 
-def _point_numba_cache() -> None:
-    path = str(numba_cache_dir())
-    os.environ["NUMBA_CACHE_DIR"] = path
+def _point_numba_cache() -> Path:
+    path = numba_cache_dir()
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
     if "numba" in sys.modules:  # imported before us: numba reads this when a kernel is decorated
-        sys.modules["numba"].config.CACHE_DIR = path
+        sys.modules["numba"].config.CACHE_DIR = str(path)
+    return path
 
 
-_point_numba_cache()
+NUMBA_CACHE = _point_numba_cache()  # the folder this process's kernels are cached in

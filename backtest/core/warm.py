@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit, typeof
 
-from . import numba_cache_dir
+from . import NUMBA_CACHE
 from .guard import arm_guard
 from .liquidation import liquidate, margin_breached
 from .orders import amend, cancel, submit
@@ -50,7 +50,7 @@ def _args():
 
 
 def ready() -> bool:
-    return (numba_cache_dir() / READY).exists()
+    return (NUMBA_CACHE / READY).exists()
 
 
 _started = False
@@ -77,9 +77,8 @@ def start():
 
 def main() -> None:
     njit(_late_kernels, no_cpython_wrapper=True).compile(tuple(typeof(a) for a in _args()))
-    path = numba_cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    (path / READY).touch()
+    NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+    (NUMBA_CACHE / READY).touch()
 
 
 if __name__ == "__main__":
