@@ -5,7 +5,6 @@ import pytest
 import backtest as bt
 from test_loans import spot_dataset
 
-T0 = 1_770_163_200_000_000_000  # 2026-02-04 00:00 UTC
 MS = 1_000_000
 P0 = 70_000.0
 DEBT = 0.75 * P0  # the loan opens at the second trade, at P0
