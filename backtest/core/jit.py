@@ -11,11 +11,29 @@ default's type. Each kernel therefore compiles once (tests/test_jit_cache.py che
 call site converts its arguments to that one signature the way numba converts arguments for a
 function with an explicit signature. Widening never changes a result: values are the same, and
 int64 arithmetic cannot overflow where the narrower type could.
+
+A cold start is also split across processes (warm.py): a kernel compiles under a file lock next
+to the numba cache, so that when two processes reach the same kernel, one compiles and saves it
+and the other then loads it from the cache instead of compiling it a second time. Locks are taken
+in call order on an acyclic call graph (kernels never recurse), so two processes cannot deadlock.
 """
+import contextlib
+import os
+
 import numba
 from numba import typeof
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
+
+from . import NUMBA_CACHE, numba_speedups
+from .linkonly import LinkOnlyCompiler
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, a kernel may then compile in both processes
+    fcntl = None
+
+numba_speedups.install()
 
 
 def _widen(t):
@@ -47,16 +65,50 @@ def widening(dispatcher):
     return dispatcher
 
 
+@contextlib.contextmanager
+def _compile_lock(dispatcher):
+    if fcntl is None:
+        yield
+        return
+    folder = NUMBA_CACHE / ".compile-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fn = dispatcher.py_func
+    fd = os.open(folder / f"{fn.__module__}.{fn.__qualname__}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file closes, or if the process dies
+        yield
+    finally:
+        os.close(fd)
+
+
+def locked(dispatcher):
+    """Compile (or load from the cache) under a lock shared with other processes."""
+    if not isinstance(dispatcher, Dispatcher):
+        return dispatcher
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        if dispatcher.overloads:  # each kernel has one signature (above): already compiled
+            return compile_(sig)
+        with _compile_lock(dispatcher):
+            return compile_(sig)  # numba looks in its cache first
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
 def kernel(fn=None, *, python=False, **options):
     """`@kernel`, or `@kernel(python=True, error_model="numpy")`: njit(cache=True), widened.
 
     Only `python=True` kernels get numba's CPython wrapper, the code that lets Python call them;
     the others are called from compiled code only, and skipping the wrapper (and the C-callback
     wrapper nobody uses) saves two of the three LLVM modules numba builds, optimizes and caches
-    per function.
+    per function. Those are also compiled to linkable IR only (linkonly.py).
     """
     if fn is None:
         return lambda f: kernel(f, python=python, **options)
     options.setdefault("no_cfunc_wrapper", True)
     options.setdefault("no_cpython_wrapper", not python)
-    return widening(numba.njit(cache=True, **options)(fn))
+    if not python:
+        options.setdefault("pipeline_class", LinkOnlyCompiler)
+    return locked(widening(numba.njit(cache=True, **options)(fn)))

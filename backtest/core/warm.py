@@ -1,15 +1,17 @@
-"""Cold start on two cores: a second process compiles part of the framework into the cache.
+"""Cold start on two cores: a second process compiles the framework from the other end.
 
 With empty caches the first run compiles every framework kernel while typing the strategy's
-loop, one after another on one core. `start()` (called by plugins/codegen.build_loop when the
-framework's numba cache has never been completed) launches `python -m backtest.core.warm`, which
-compiles big kernels the loop reaches last (order entry, margin checks, liquidation) into the
-shared cache while the main process works through the order kernels; when the main process gets
-to them, numba loads them from the cache instead of compiling. The signatures are the same in
-both processes: kernels widen their argument types (jit.py) and the arguments here have the
-loop's types. Nothing waits for the helper: if it is late, the main process compiles the kernel
-itself (numba writes cache files atomically, so both can), and the result is the same. The
-helper marks the cache complete (`READY`) so that later processes never start it again.
+loop, one after another on one core, in the order the loop calls them. `start()` (called by
+plugins/codegen.build_loop when the framework's numba cache has never been completed) launches
+`python -m backtest.core.warm`, which compiles the same kernels into the shared cache in the
+reverse order: the SDK's order entry and the loan, margin and liquidation kernels the loop
+reaches last first, the order matching and records it reaches first last. The two processes meet
+in the middle. A kernel compiles under a file lock (jit.py), so when both reach the same kernel,
+one compiles it and the other loads it from the cache; nothing is compiled twice, and nothing
+waits for the helper as a whole: if it dies, the main process compiles what is left itself. The
+signatures are the same in both processes: kernels widen their argument types (jit.py) and the
+arguments here have the loop's types. The helper then compiles the rest of the SDK, and marks
+the cache complete (`READY`) so that later processes never start it again.
 Set CASCADE_PARALLEL_COMPILE=0 to turn it off.
 """
 import os
@@ -21,32 +23,81 @@ import numpy as np
 from numba import njit, typeof
 
 from . import NUMBA_CACHE
-from .guard import arm_guard
+from .account import (
+    apply_constant_funding, apply_funding, free_margin, liq_price_of, mark_to_market, record_bars,
+    record_equity, update_drawdown,
+)
+from .execution import update_estimators
+from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
-from .orders import amend, cancel, submit
-from .schema import EQUITY_DTYPE, FILL_DTYPE, LIQUIDATION_DTYPE, new_context
+from .loans import check_loans, flush_loan_ring, loan_ltv, loan_open, loan_repay
+from .matching import process_orders
+from .orders import amend, bracket, cancel, cancel_all, close_position, submit
+from .schema import (
+    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE, new_context,
+)
 
 READY = "framework-ready"
 
 
-def _late_kernels(c, s, t, g, fills, equity_rows, liq_rows):
-    """Calls, with the loop's argument types, of big kernels the loop reaches late: the SDK's
-    order entry, then the margin checks and liquidation. (Traced on the reference strategy: the
-    main process reaches liquidation 8-11 s and the hooks 10-14 s into a cold compile; the
-    helper needs about 9 s for these. The bar and equity records come first in the loop, so
-    they stay with the main process.)"""
+# Calls of each kernel the loop calls (core/loop.py), with the loop's argument types, in the
+# reverse of the order in which compiling the loop reaches them (hooks and their order entry last).
+def _order_entry(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     submit(c, s, 0, 1, 1.0)
     cancel(c, g)
     amend(c, g, 1.0, 1.0, 1.0)
+
+
+def _loans(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    flush_loan_ring(c, loan_rows)
+    check_loans(c, s, t, loan_rows, liq_rows)
+
+
+def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    arm_guard(c, s)
     if margin_breached(c, s, t):
         liquidate(c, s, t, g, fills, equity_rows, liq_rows)
-    arm_guard(c, s)
+    guard_holds(c, s)
+    mark_to_market(c, s)
+    update_drawdown(c)
+
+
+def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    apply_funding(c, s, t, p, funding_rows)
+
+
+def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    process_orders(c, g, t, s, k, p, p, fills, equity_rows)
+    update_estimators(c, s, t, p, p)
+    apply_constant_funding(c, t, funding_rows)
+
+
+def _records(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    record_bars(c, t, bar_rows)
+    record_equity(c, t, equity_rows)
+
+
+def _sdk(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    """The bigger kernels behind the rest of the SDK (backtest/sdk.py), as hooks call them."""
+    bracket(c, s, 1, p, p, p, p)
+    cancel_all(c, s)
+    close_position(c, s)
+    free_margin(c)
+    liq_price_of(c, s)
+    loan_open(c, s, p, p)
+    loan_repay(c, g, p)
+    loan_ltv(c, g)
+
+
+STEPS = (_order_entry, _loans, _margin, _funding, _matching, _records, _sdk)
 
 
 def _args():
     c = new_context()[0]
-    rows = [np.zeros(1, dtype=d) for d in (FILL_DTYPE, EQUITY_DTYPE, LIQUIDATION_DTYPE)]
-    return (c, np.int32(0), np.int64(0), np.int64(0), *rows)
+    rows = [np.zeros(1, dtype=d) for d in (FILL_DTYPE, EQUITY_DTYPE, BAR_DTYPE, FUNDING_DTYPE,
+                                           LIQUIDATION_DTYPE, LOAN_DTYPE)]
+    # the loop's types: symbol index int32 (the data's column), times and indexes int64
+    return (c, np.int32(0), np.int64(0), np.int64(0), 1.0, np.int8(0), *rows)
 
 
 def ready() -> bool:
@@ -76,7 +127,9 @@ def start():
 
 
 def main() -> None:
-    njit(_late_kernels, no_cpython_wrapper=True).compile(tuple(typeof(a) for a in _args()))
+    sig = tuple(typeof(a) for a in _args())
+    for step in STEPS:
+        njit(step, no_cpython_wrapper=True).compile(sig)
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
     (NUMBA_CACHE / READY).touch()
 
