@@ -156,9 +156,9 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
 
 # ------------------------------------------------------------------------------ cold-start helper
 def test_cold_start_helper_process(fw, tmp_path):
-    """core/warm.py: on a cold cache a helper process compiles the late kernels into the shared
-    cache and marks it complete; the result equals a run without the helper, and a later process
-    hits the cache (and starts no helper)."""
+    """core/warm.py: on a cold cache a helper process compiles the framework into the shared
+    cache from the other end and marks it complete; the result equals a run without the helper,
+    and a later process hits the cache (and starts no helper)."""
     import time
 
     spec = write_strategy(tmp_path / "user", "inline", 62_000.0)

@@ -67,18 +67,22 @@ def widening(dispatcher):
 
 @contextlib.contextmanager
 def _compile_lock(dispatcher):
-    if fcntl is None:
-        yield
-        return
-    folder = NUMBA_CACHE / ".compile-locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    fn = dispatcher.py_func
-    fd = os.open(folder / f"{fn.__module__}.{fn.__qualname__}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = None
+    if fcntl is not None:
+        fn = dispatcher.py_func
+        folder = NUMBA_CACHE / ".compile-locks"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / f"{fn.__module__}.{fn.__qualname__}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only cache folder: compile unlocked (numba will not cache either)
+            fd = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file closes, or if the process dies
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         yield
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def locked(dispatcher):

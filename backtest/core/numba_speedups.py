@@ -10,12 +10,13 @@ context's record type at 0.5 ms each, and 92,000 hashes and comparisons of compi
   are immutable, so the repr is computed once per type object.
 - `TargetConfig.values()`: called to hash and compare the flags that key numba's cache of
   overload implementations, once per overload tried at each `a[i]`; it went through a property
-  per option. The replacement reads the same stored values and defaults directly.
+  per option. The replacement merges the stored values over the defaults: the same dict.
 """
 from numba.core import targetconfig
 from numba.core.types import npytypes
 
 _record_repr = npytypes.Record.__repr__
+_numba_values = targetconfig.TargetConfig.values
 
 
 def _cached_record_repr(self):
@@ -26,9 +27,14 @@ def _cached_record_repr(self):
         return text
 
 
+_defaults: dict[type, dict] = {}  # per TargetConfig class: its options' defaults
+
+
 def _values(self):
-    stored = self._values
-    return {name: stored.get(name, option.default) for name, option in self.options.items()}
+    defaults = _defaults.get(type(self))
+    if defaults is None:
+        defaults = _defaults[type(self)] = {name: o.default for name, o in self.options.items()}
+    return {**defaults, **self._values}  # a property returns _values.get(name, default)
 
 
 def install() -> None:
