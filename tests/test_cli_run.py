@@ -128,12 +128,23 @@ def test_cache_info_and_clear(tmp_path):
     (gen / "_cascade_gen_x_X_0123.py").write_text("# generated\n")
     for name in ("m.run-10.py311.nbi", "m.run-10.py311.1.nbc"):
         (gen / "__pycache__" / name).write_bytes(b"x" * 100)
+    # the numba cache of two framework versions (backtest/core/__init__.py), with a compile lock
+    # and the cold-start helper's marker (backtest/core/jit.py, warm.py)
+    for version in ("0123456789abcdef", "fedcba9876543210"):
+        folder = tmp_path / "numba" / version / "backtest_abc" / "core"
+        folder.mkdir(parents=True)
+        for name in ("orders.submit-262.py311.nbi", "orders.submit-262.py311.1.nbc"):
+            (folder / name).write_bytes(b"x" * 50)
+        (tmp_path / "numba" / version / "framework-ready").touch()
+        (tmp_path / "numba" / version / ".compile-locks").mkdir()
+        (tmp_path / "numba" / version / ".compile-locks" / "orders.submit.lock").touch()
     env = {"CASCADE_CACHE_DIR": str(tmp_path)}
     info = json.loads(invoke("cache", "info", "--json", env=env).output)
     assert info["cache_dir"] == str(tmp_path)
-    assert (info["generated_modules"], info["numba_files"], info["numba_bytes"]) == (1, 2, 200)
+    assert (info["generated_modules"], info["numba_files"], info["numba_bytes"]) == (1, 6, 400)
     r = invoke("cache", "clear", env=env)
-    assert r.exit_code == 0 and "removed 1 generated module(s) and 2 numba cache file(s)" in r.output
+    assert r.exit_code == 0 and "removed 1 generated module(s) and 6 numba cache file(s)" in r.output
+    assert not (tmp_path / "numba").exists()
     info = json.loads(invoke("cache", "info", "--json", env=env).output)
     assert (info["generated_modules"], info["numba_files"]) == (0, 0)
     assert "generated modules  0" in invoke("cache", "info", env=env).output

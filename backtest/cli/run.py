@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -404,19 +405,23 @@ def cache():
       backtest cache clear
 
     The cache lives in $CASCADE_CACHE_DIR (default ~/.cache/cascade): gen/ holds one
-    generated module per strategy version, gen/__pycache__ their numba cache.
+    generated module per strategy version, numba/ the compiled framework and loops, one
+    folder per framework version.
     """
 
 
 def _cache_files():
     from ..plugins.codegen import cache_dir
 
-    gen = cache_dir() / "gen"
+    root = cache_dir()
+    gen = root / "gen"
     modules = sorted(gen.glob("*.py")) if gen.is_dir() else []
-    numba_files = sorted(p for p in (gen / "__pycache__").glob("*") if p.suffix in (".nbi", ".nbc")) \
-        if (gen / "__pycache__").is_dir() else []
+    # numba's cache: numba/<framework hash>/ (backtest/core/__init__.py), one folder per framework
+    # version; generated loops cached before that lived in gen/__pycache__
+    numba_files = sorted(p for folder in (root / "numba", gen / "__pycache__") if folder.is_dir()
+                         for p in folder.rglob("*") if p.suffix in (".nbi", ".nbc"))
     pyc = sorted((gen / "__pycache__").glob("*.pyc")) if (gen / "__pycache__").is_dir() else []
-    return cache_dir(), gen, modules, numba_files, pyc
+    return root, gen, modules, numba_files, pyc
 
 
 @cache.command("info")
@@ -437,7 +442,7 @@ def cache_info(as_json):
         return
     click.echo(f"cache dir          {root}")
     click.echo(f"generated modules  {info['generated_modules']} ({_size(info['generated_bytes'])}) in {gen}")
-    click.echo(f"numba cache files  {info['numba_files']} ({_size(info['numba_bytes'])}) in {gen / '__pycache__'}")
+    click.echo(f"numba cache files  {info['numba_files']} ({_size(info['numba_bytes'])}) in {root / 'numba'}")
 
 
 @cache.command("clear")
@@ -448,12 +453,13 @@ def cache_clear():
     Example:
       backtest cache clear
     """
-    _, gen, modules, numba_files, pyc = _cache_files()
+    root, gen, modules, numba_files, pyc = _cache_files()
     size = sum(p.stat().st_size for p in modules + numba_files + pyc)
     for p in modules + numba_files + pyc:
         p.unlink(missing_ok=True)
+    shutil.rmtree(root / "numba", ignore_errors=True)  # with its compile locks and markers
     click.echo(f"removed {len(modules)} generated module(s) and {len(numba_files)} numba cache file(s) "
-               f"({_size(size)}) from {gen}")
+               f"({_size(size)}) from {root}")
 
 
 def _size(n: int) -> str:
