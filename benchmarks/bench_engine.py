@@ -14,8 +14,9 @@ Measured:
            logic on the same arrays (upper bound)
   e2e      wall time of backtest.run(..., out=...) from Parquet to a saved run, warm cache
   start    cold compile (fresh CASCADE_CACHE_DIR and NUMBA_CACHE_DIR, new process; with and
-           without the cold-start compile helper of backtest/core/warm.py) and warm
-           start (new process, caches present): process start -> first loop call returned
+           without the cold-start compile helper of backtest/core/warm.py; median and range of
+           --cold-runs each) and warm start (new process, caches present): process start ->
+           first loop call returned
   rss      peak RSS (VmHWM) of the end-to-end run in a fresh subprocess
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -295,6 +297,7 @@ def main() -> None:
     ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
     ap.add_argument("--skip", default="", help="comma list of: busy,raw,start,kernel,e2e")
+    ap.add_argument("--cold-runs", type=int, default=3, help="cold starts measured (median reported)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     global SRC
@@ -377,13 +380,25 @@ def main() -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if "start" not in skip:
-        cold1, _, rc1, _ = start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c", False)
-        cold, warm, rc, rw = start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c")
-        rows.append(("cold compile, new process + compile helper (s wall)", f"{cold:.2f}", "<= 15",
-                     cold <= 15))
-        rows.append(("cold compile, CPU time of that process (s)", f"{rc['cpu']:.2f}", "-", None))
+        # the VM's speed varies between identical runs: cold starts are repeated, median reported
+        def cold_runs(parallel):
+            return [start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c", parallel)
+                    for _ in range(a.cold_runs)]
+
+        def spread(xs):
+            return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+        alone = cold_runs(False)
+        helped = cold_runs(True)
+        colds = [r[0] for r in helped]
+        cold = statistics.median(colds)
+        _, warm, rc, rw = helped[0]
+        rows.append((f"cold compile, new process + compile helper (s wall; median (range) of {a.cold_runs})",
+                     spread(colds), "<= 15", cold <= 15))
+        rows.append(("cold compile, CPU time of that process (s)", spread([r[2]["cpu"] for r in helped]),
+                     "-", None))
         rows.append(("cold compile, one process (CASCADE_PARALLEL_COMPILE=0) (s wall)",
-                     f"{cold1:.2f}", "-", None))
+                     spread([r[0] for r in alone]), "-", None))
         rows.append(("warm start, new process (s wall)", f"{warm:.2f}", "<= 1.5", warm <= 1.5))
         rows.append(("warm start, CPU time (s)", f"{rw['cpu']:.2f}", "-", None))
         rows.append(("warm start cache hits / misses", f"{rw['hits']} / {rw['misses']}",
