@@ -179,13 +179,9 @@ def test_cold_start_helper_process(fw, tmp_path):
 
 COMPILE_STEPS = textwrap.dedent("""
     import json, sys
-    from numba import njit, typeof
     from numba.core.dispatcher import Dispatcher
     from backtest.core import account, execution, guard, liquidation, loans, margin_math, matching, orders, warm
-    steps = warm.STEPS[::-1] if sys.argv[1] == "reverse" else warm.STEPS
-    sig = tuple(typeof(a) for a in warm._args())
-    for step in steps:
-        njit(step, no_cpython_wrapper=True).compile(sig)
+    warm.compile_steps(warm.STEPS[::-1] if sys.argv[1] == "reverse" else warm.STEPS)
     stats = {f"{m.__name__}.{k}": (sum(v.stats.cache_misses.values()), sum(v.stats.cache_hits.values()))
              for m in (account, execution, guard, liquidation, loans, margin_math, matching, orders)
              for k, v in vars(m).items() if isinstance(v, Dispatcher) and v.signatures}

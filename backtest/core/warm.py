@@ -126,10 +126,15 @@ def start():
     return _helper
 
 
-def main() -> None:
+def compile_steps(steps=STEPS) -> None:
+    """Compile (or load from the cache) the kernels the steps call, in the steps' order."""
     sig = tuple(typeof(a) for a in _args())
-    for step in STEPS:
+    for step in steps:
         njit(step, no_cpython_wrapper=True).compile(sig)
+
+
+def main() -> None:
+    compile_steps()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
     (NUMBA_CACHE / READY).touch()
 

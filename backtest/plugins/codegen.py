@@ -153,7 +153,7 @@ def _module_text(cls: type, key: str, template: str) -> str:
     ]
     for h in HOOKS:
         if h in hooks:
-            # called from the loop only: no CPython or C-callback wrapper to build
+            # inlined into the loop at numba IR level: no call, optimised with the loop
             lines.append(f"_{h} = _njit(_S.{h}, inline=\"always\")")
             lines.append(f"HAS_{h.upper()} = True")
     body = _run_source(template)
