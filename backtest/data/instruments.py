@@ -16,6 +16,7 @@ Inverse perpetuals quote ``contract_size`` in USD per contract and their bracket
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,27 +118,106 @@ def _parse_one(path: Path, sym: str, spec) -> Instrument:
     if spec["type"] not in TYPE_NAMES:
         raise DataError(f"{where}.type: unknown type {spec['type']!r}", file=path,
                         fix=f"use one of {sorted(TYPE_NAMES)}")
-    for k in ("tick_size", "lot_size", "contract_size", "funding_interval_h"):
-        if k in spec and not (isinstance(spec[k], (int, float)) and spec[k] > 0):
-            raise DataError(f"{where}.{k} must be a positive number, got {spec[k]!r}", file=path)
+    for k in _NUMBERS:
+        if k in spec and not _is_number(spec[k]):
+            raise DataError(f"{where}.{k} must be a number, got {spec[k]!r}", file=path)
     brackets = []
     for j, b in enumerate(spec.get("brackets", [])):
         if not isinstance(b, dict) or set(b) != _BRACKET_KEYS:
             raise DataError(f"{where}.brackets[{j}] must have exactly the keys {sorted(_BRACKET_KEYS)}",
                             file=path)
+        for k, v in b.items():
+            if not _is_number(v):
+                raise DataError(f"{where}.brackets[{j}].{k} must be a number, got {v!r}", file=path)
         brackets.append(Bracket(**{k: float(v) for k, v in b.items()}))
     if len(brackets) > MAX_BRACKETS:
         raise DataError(f"{where}: {len(brackets)} brackets, at most {MAX_BRACKETS} supported", file=path)
-    for j in range(1, len(brackets)):
-        if brackets[j].notional_floor != brackets[j - 1].notional_cap:
-            raise DataError(f"{where}.brackets[{j}].notional_floor must equal the previous cap", file=path,
-                            fix="list brackets in order, each starting where the previous one ends")
     fields = {k: v for k, v in spec.items() if k != "brackets"}
-    for k in ("tick_size", "lot_size", "contract_size", "maker_fee_rate", "taker_fee_rate",
-              "funding_interval_h"):
+    for k in _NUMBERS:
         if k in fields:
             fields[k] = float(fields[k])
-    return Instrument(symbol=sym, brackets=tuple(brackets), **fields)
+    inst = Instrument(symbol=sym, brackets=tuple(brackets), **fields)
+    validate_instrument(inst, path)
+    return inst
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_NUMBERS = ("tick_size", "lot_size", "contract_size", "maker_fee_rate", "taker_fee_rate",
+            "funding_interval_h")
+
+#: Plausible ranges of the scalar fields: (low, high, low inclusive, high inclusive). Fees beyond
+#: these are typing errors (a taker fee of -0.5 pays the trader half of every notional).
+RANGES = {
+    "tick_size": (0.0, math.inf, False, False),
+    "lot_size": (0.0, math.inf, False, False),
+    "contract_size": (0.0, math.inf, False, False),
+    "maker_fee_rate": (-0.01, 0.01, True, True),  # down to a 1% rebate
+    "taker_fee_rate": (0.0, 0.01, True, True),
+    "funding_interval_h": (0.0, 24.0 * 7, False, True),
+}
+MAX_LEVERAGE = (1.0, 200.0)
+CUM_REL_TOL = 1e-6  # maint_amount rounding allowed (published tables round to 6 decimals)
+
+
+def _span(lo, hi, lo_in, hi_in) -> str:
+    return f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+
+def instrument_problems(inst: Instrument) -> list[tuple[str, float, str]]:
+    """Every out-of-range field of ``inst`` as ``(field, value, allowed)``; empty when valid.
+
+    Checks: every number finite; tick, lot and contract size > 0; maker fee in [-0.01, 0.01],
+    taker fee in [0, 0.01]; brackets (perpetuals) starting at 0, each cap above its floor and the
+    next floor equal to it, mmr in (0, 1) and never decreasing, max_leverage in [1, 200] and never
+    increasing, and maintenance amounts continuous at every boundary:
+    ``cum_b = cum_{b-1} + floor_b * (mmr_b - mmr_{b-1})`` (``cum_0 = 0``), so the maintenance
+    margin has no jump where a position crosses a bracket.
+    """
+    out = []
+    for k, (lo, hi, lo_in, hi_in) in RANGES.items():
+        v = getattr(inst, k)
+        ok = math.isfinite(v) and (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
+        if not ok:
+            out.append((k, v, _span(lo, hi, lo_in, hi_in)))
+    prev = None
+    for j, b in enumerate(inst.brackets):
+        f = f"brackets[{j}]."
+        for k in Bracket.__dataclass_fields__:
+            if not math.isfinite(getattr(b, k)):
+                out.append((f + k, getattr(b, k), "a finite number"))
+        want_floor = 0.0 if prev is None else prev.notional_cap
+        if b.notional_floor != want_floor:
+            out.append((f + "notional_floor", b.notional_floor,
+                        "0" if prev is None else f"{want_floor:g} (the previous notional_cap)"))
+        if not b.notional_cap > b.notional_floor:
+            out.append((f + "notional_cap", b.notional_cap, f"> notional_floor ({b.notional_floor:g})"))
+        lo_lev, hi_lev = MAX_LEVERAGE if prev is None else (MAX_LEVERAGE[0], min(MAX_LEVERAGE[1], prev.max_leverage))
+        if not lo_lev <= b.max_leverage <= hi_lev:
+            out.append((f + "max_leverage", b.max_leverage, f"[{lo_lev:g}, {hi_lev:g}]"))
+        lo_mmr = 0.0 if prev is None else prev.mmr
+        if not (b.mmr > 0.0 and b.mmr >= lo_mmr and b.mmr < 1.0):
+            out.append((f + "mmr", b.mmr, f"[{lo_mmr:g}, 1)" if prev is not None else "(0, 1)"))
+        cum = 0.0 if prev is None else prev.maint_amount + b.notional_floor * (b.mmr - prev.mmr)
+        if not abs(b.maint_amount - cum) <= CUM_REL_TOL * max(1.0, abs(cum)):
+            out.append((f + "maint_amount", b.maint_amount,
+                        f"{cum:.10g} (= previous maint_amount + notional_floor * (mmr - previous mmr))"))
+        prev = b
+    return out
+
+
+def validate_instrument(inst: Instrument, file=None) -> None:
+    """Raise :class:`DataError` naming the file, symbol, field, value and allowed range of the
+    first out-of-range field of ``inst`` (see :func:`instrument_problems`)."""
+    problems = instrument_problems(inst)
+    if problems:
+        k, v, allowed = problems[0]
+        raise DataError(f"instruments.{inst.symbol}.{k} = {v!r} is out of range; allowed: {allowed}",
+                        file=file, fix="correct the contract spec (see data/README.md)")
+
+
 
 
 def write_instruments(path: Path, instruments: dict[str, Instrument]) -> None:
