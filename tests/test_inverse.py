@@ -72,3 +72,97 @@ def test_inverse_long_is_liquidated_at_the_coin_m_liquidation_price(tmp_path):
     # the coin wallet is gone (bankruptcy settlement), nothing more
     assert res.headline["coin_balances"]["BTCUSD_PERP"] == pytest.approx(0.0, abs=1e-12)
     assert res.headline["positions"]["BTCUSD_PERP"] == 0.0
+
+
+# Binance COIN-M BTCUSD perpetual tiers, in coin notional (BTC): leverage and MMR from the FAQ
+# "Leverage and Margin in Coin-Margined Futures Contracts"; maintenance amounts by its formula
+# cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}, which gives the FAQ's example "300 BTC:
+# MMR 12.5%, maintenance amount 11.605 BTC" (docs/margin.md, [BN-CM]).
+_CM = [(0, 5, 125, 0.004), (5, 10, 100, 0.005), (10, 20, 50, 0.01), (20, 50, 20, 0.025),
+       (50, 100, 10, 0.05), (100, 200, 5, 0.10), (200, 400, 4, 0.125), (400, 1000, 3, 0.15),
+       (1000, 1500, 2, 0.25), (1500, 1e9, 1, 0.50)]
+
+
+def _coin_m_brackets():
+    out, cum = [], 0.0
+    for j, (f, c, lev, mmr) in enumerate(_CM):
+        cum = cum + f * (mmr - _CM[j - 1][3]) if j else 0.0
+        out.append(Bracket(float(f), float(c), float(lev), mmr, cum))
+    return tuple(out)
+
+
+COIN_M = _coin_m_brackets()
+
+
+def test_coin_m_table_matches_the_faq_example():
+    assert margin.maintenance_rate(300.0, COIN_M) == 0.125
+    assert COIN_M[6].maint_amount == pytest.approx(11.605)
+    assert margin.max_leverage(1.0, COIN_M) == 125
+
+
+def coin_m_dataset(root, prices):
+    dataset(root, prices)
+    write_instruments(root / "instruments.json", {"BTCUSD_PERP": Instrument(
+        "BTCUSD_PERP", "inverse_perpetual", "BTC", "USD", "BTC", 0.1, 1.0, contract_size=CS,
+        maker_fee_rate=0.0002, taker_fee_rate=0.0005, brackets=COIN_M)})
+    return root
+
+
+def run_mode(root, mode, coins, lev, qty):
+    return bt.run(BuyThenSell, root, params=dict(qty=qty),
+                  config={"coin_balances": {"BTCUSD_PERP": coins}, "leverage": {"BTCUSD_PERP": lev},
+                          "margin": {"mode": mode}, "sample_interval": "0", "initial_balance": 1.0})
+
+
+# issue #14.14: 10x isolated long of 700 contracts (1 BTC) at 70,000: isolated margin 0.1 BTC,
+# wallet 0.5 BTC. Binance COIN-M, isolated (TMM = UPNL = 0, WB = isolated wallet balance):
+# LP = Q*CS*(MMR + 1) / (WB + cum + Q*CS/EP) = 70,000 * 1.004 / (0.1 + 0 + 1) = 63,890.909...
+LP_ISOLATED = 70_000 * 1.004 / 1.1
+FALL = [70_000.0, 70_000.0, 65_000.0, 63_891.0, 63_890.0, 55_000.0]
+
+
+def test_isolated_inverse_long_is_liquidated_at_its_own_coin_m_price(tmp_path):
+    assert margin.liquidation_price(1, 700.0, 70_000.0, 0.1, COIN_M, contract="inverse",
+                                    contract_size=CS) == pytest.approx(LP_ISOLATED, rel=1e-12)
+    res = run_mode(coin_m_dataset(tmp_path / "d", FALL), "isolated", 0.5, 10.0, 700.0)
+    assert res.fills["qty"][0] == 700.0  # the 10x order passed the COIN-M bracket check
+    liq = res.liquidations.row(0, named=True)
+    assert liq["mark_price"] == 63_890.0  # 63,891 > LP survives, 63,890 <= LP is liquidated
+    # bankruptcy settlement forfeits the isolated margin, and only it: the rest of the wallet stays
+    entry_fee = 700 * CS / 70_000 * 0.0005
+    assert res.headline["coin_balances"]["BTCUSD_PERP"] == pytest.approx(0.5 - entry_fee - 0.1, abs=1e-12)
+    assert res.headline["positions"]["BTCUSD_PERP"] == 0.0
+
+
+def test_cross_inverse_long_is_margined_by_the_whole_wallet(tmp_path):
+    # cross: WB = the wallet after the entry fee: LP = 70,280 / (0.4995 + 1) = 46,868.96: no liquidation
+    wb = 0.5 - 700 * CS / 70_000 * 0.0005
+    assert margin.liquidation_price(1, 700.0, 70_000.0, wb, COIN_M, contract="inverse",
+                                    contract_size=CS) == pytest.approx(70_000 * 1.004 / (wb + 1))
+    res = run_mode(coin_m_dataset(tmp_path / "d", FALL), "cross", 0.5, 10.0, 700.0)
+    assert len(res.liquidations) == 0
+    assert res.headline["positions"]["BTCUSD_PERP"] == 700.0
+
+
+def test_isolated_inverse_gap_loses_only_the_isolated_margin(tmp_path):
+    # a gap from 70,000 to 50,000 (below the bankruptcy price 70,000 / 1.1 = 63,636): the loss
+    # 1 - 70,000/50,000 * ... is capped at the 0.1 BTC margin; the insurance fund takes the rest
+    res = run_mode(coin_m_dataset(tmp_path / "d", [70_000.0, 70_000.0, 50_000.0]), "isolated",
+                   0.5, 10.0, 700.0)
+    entry_fee = 700 * CS / 70_000 * 0.0005
+    assert res.headline["coin_balances"]["BTCUSD_PERP"] == pytest.approx(0.5 - entry_fee - 0.1, abs=1e-12)
+    loss = 700 * CS * (1 / 50_000 - 1 / 70_000)  # 0.4 BTC
+    assert res.fills["realized_pnl"][1] == pytest.approx(-0.1)
+    assert res.headline["isolated_gap_cover"] == pytest.approx((loss - 0.1) * 50_000)
+
+
+@pytest.mark.parametrize("qty, ok", [(700.0, True), (7_000.0, True), (69_930.0, True), (80_000.0, False)])
+def test_coin_m_leverage_check_looks_the_bracket_up_by_coin_notional(tmp_path, qty, ok):
+    # coin notional = contracts * 100 / 70,000: 1, 10, 99.9 BTC are in tiers allowing >= 10x;
+    # 80,000 contracts = 114.3 BTC is in the 100-200 BTC tier (5x): rejected at 10x
+    res = run_mode(coin_m_dataset(tmp_path / "d", [70_000.0, 70_000.0]), "cross", 20.0, 10.0, qty)
+    o = res.orders.row(0, named=True)
+    if ok:
+        assert o["filled_qty"] == qty
+    else:
+        assert o["reason"] == bt.Reason.LEVERAGE_TOO_HIGH

@@ -24,15 +24,24 @@ def val_px(c, s):
 
 @kernel
 def is_isolated(c, s):
-    """Isolated linear perpetual (inverse perpetuals are margined by their own coin wallet)."""
+    """Isolated linear perpetual: its margin (quote) is set aside from the cross wallet."""
     return c.margin_mode[s] == ISOLATED and c.i_type[s] == T_LINEAR
 
 
 @kernel
+def is_isolated_inverse(c, s):
+    """Isolated inverse perpetual: its margin (coin, iso_margin[s]) is set aside from the symbol's
+    coin wallet, and only that margin backs the position."""
+    return c.margin_mode[s] == ISOLATED and c.i_type[s] == T_INVERSE
+
+
+@kernel
 def iso_total(c):
+    """Isolated margin of the linear positions (quote); inverse isolated margin is coin."""
     m = 0.0
     for s in range(c.nsym):
-        m += c.iso_margin[s]
+        if c.i_type[s] != T_INVERSE:
+            m += c.iso_margin[s]
     return m
 
 
@@ -143,7 +152,10 @@ def free_margin(c):
 
 @kernel
 def coin_free(c, s):
-    """Free margin of an inverse symbol's coin wallet, in coin."""
+    """Free margin of an inverse symbol's coin wallet, in coin: isolated, what the position's
+    isolated margin leaves of the wallet (the position keeps its PnL to itself)."""
+    if is_isolated_inverse(c, s):
+        return c.coin_bal[s] - c.iso_margin[s]
     im = 0.0
     if c.pos[s] != 0.0:
         im = abs(c.pos[s]) * c.i_contract_size[s] / val_px(c, s) / c.leverage[s]
@@ -220,14 +232,18 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
 
 @kernel
 def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
-    """Isolated margin follows the position: added at entry price / leverage, released pro rata."""
+    """Isolated margin follows the position: added at entry notional / leverage (inverse: the
+    coin notional contracts * size / price), released pro rata."""
     lev = lev_of(c, s)
     if newpos == 0.0:
         return 0.0
+    unit = price
+    if c.i_type[s] == T_INVERSE:
+        unit = c.i_contract_size[s] / price
     if pos == 0.0 or (pos > 0.0) == (newpos > 0.0) and abs(newpos) > abs(pos):
-        return c.iso_margin[s] + q * price / lev
+        return c.iso_margin[s] + q * unit / lev
     if (newpos > 0.0) != (pos > 0.0):
-        return abs(newpos) * price / lev  # flipped: the remainder opens at this price
+        return abs(newpos) * unit / lev  # flipped: the remainder opens at this price
     return c.iso_margin[s] - c.iso_margin[s] * cq / abs(pos)
 
 
@@ -271,7 +287,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
             avg = 0.0
         elif (newpos > 0.0) != (pos > 0.0):
             avg = price
-    if is_isolated(c, s):
+    if c.margin_mode[s] == ISOLATED and c.i_type[s] != T_SPOT:
         if realized < 0.0:
             # the isolated margin is the most a position can lose: a close beyond the bankruptcy
             # price (a gap) realises only the margin it releases; the insurance fund takes the rest
@@ -279,6 +295,8 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
             if -realized > released:
                 cover = -realized - released
                 realized = -released
+                if inverse:  # coin; the fund is kept in USD at the fill price
+                    cover *= price
                 c.iso_gap_cover += cover
                 c.insurance_fund -= cover
         c.iso_margin[s] = _isolated_margin_after(c, s, pos, newpos, q, price, cq)
@@ -331,7 +349,7 @@ def apply_funding(c, s, t, rate, funding_rows):
         payment = -(pos * mark * rate)
         c.balance += payment
         c.funding += payment
-    if is_isolated(c, s):
+    if c.margin_mode[s] == ISOLATED and c.i_type[s] != T_SPOT:
         c.iso_margin[s] += payment
     k = c.n_funding_rows
     funding_rows[k].ts_ns = t
@@ -400,7 +418,8 @@ def liq_price_of(c, s):
         return np.nan
     side = 1.0 if p > 0.0 else -1.0
     if c.i_type[s] == T_INVERSE:
-        lp = inverse_liq_price(side, abs(p), c.i_contract_size[s], c.avg_px[s], c.coin_bal[s], 0.0,
+        wallet = c.iso_margin[s] if is_isolated_inverse(c, s) else c.coin_bal[s]
+        lp = inverse_liq_price(side, abs(p), c.i_contract_size[s], c.avg_px[s], wallet, 0.0,
                                0.0, c.br_floor[s], c.br_cap[s], c.br_mmr[s], c.br_maint_amount[s],
                                c.i_n_brackets[s])
         if lp <= 0.0 or not np.isfinite(lp):

@@ -13,7 +13,7 @@ insurance fund, or draws a shortfall from it: the isolated margin is the most a 
 import numpy as np
 
 from .account import (
-    accrue_borrow, book_fill, equity, is_isolated, iso_total, maint_of, mark_to_market,
+    accrue_borrow, book_fill, equity, is_isolated, is_isolated_inverse, iso_total, maint_of, mark_to_market,
     notional_of, record_equity, update_drawdown, val_px,
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
@@ -147,7 +147,9 @@ def margin_breached(c, s, t):
         return False
     if typ == T_INVERSE or is_isolated(c, s):
         mm = maint_of(c, s)
-        if typ == T_INVERSE:
+        if is_isolated_inverse(c, s):
+            mb = c.iso_margin[s] + c.coin_upnl[s]
+        elif typ == T_INVERSE:
             mb = c.coin_bal[s] + c.coin_upnl[s]
         else:
             mb = c.iso_margin[s] + c.sym_upnl[s]
@@ -294,7 +296,8 @@ def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
 
 @kernel
 def _liquidate_inverse(c, s, t, g, fills, liq_rows):
-    """Inverse perpetual: the same rules in coin, with the symbol's coin wallet as the margin."""
+    """Inverse perpetual: the same rules in coin, with the symbol's coin wallet as the margin (an
+    isolated position: its isolated margin, which book_fill caps the loss at)."""
     p = c.pos[s]
     q = abs(p)
     d = -1 if p > 0.0 else 1
@@ -306,7 +309,8 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
         o = taker_price(c, s, d, q)
         if o == o:
             x = o
-    wallet = c.coin_bal[s]
+    isolated = is_isolated_inverse(c, s)
+    wallet = c.iso_margin[s] if isolated else c.coin_bal[s]
     bp = inverse_bankruptcy_price(sg, q, cs, c.avg_px[s], wallet)
     realized = q * cs * (1.0 / c.avg_px[s] - 1.0 / x) * sg
     left = wallet + realized
@@ -316,8 +320,9 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
     if c.liq_cancel_orders:
         _cancel_orders(c, s, t)
     book_fill(c, s, d, q, x, fee + forfeit, LQ_LIQUIDATION, t, g, 0, OT_MARKET, mark, fills)
-    if shortfall > 0.0:
+    if shortfall > 0.0 and not isolated:  # isolated: book_fill drew it from the fund (iso_gap_cover)
         c.coin_bal[s] += shortfall
         c.insurance_payout += shortfall * x
-    c.insurance_fund += (fee + forfeit - shortfall) * x
+        c.insurance_fund -= shortfall * x
+    c.insurance_fund += (fee + forfeit) * x
     write_liq_row(c, liq_rows, t, s, d, q, mark, bp, x, fee, fee + forfeit - shortfall, realized)  # coin

@@ -15,7 +15,7 @@ from .codes import (
     R_BELOW_LOT, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_ORDER, R_INVALID_PRICE,
     R_INVALID_QTY, R_NONE, R_OFF_LOT, R_OFF_TICK, R_PARENT_CANCELED, R_REDUCE_ONLY, R_TOO_MANY,
     R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, R_LEVERAGE_TOO_HIGH, ST_CANCELED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED,
-    ST_WAITING, T_SPOT, TIF_POST_ONLY,
+    ST_WAITING, T_INVERSE, T_SPOT, TIF_POST_ONLY,
 )
 from .schema import DONE_CAPACITY, MAX_ORDERS
 
@@ -200,6 +200,8 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     if c.i_type[s] != T_SPOT and px == px and c.i_n_brackets[s] > 0:
         # the leverage must be allowed by the bracket of the position after the fill
         notional = abs(pos + d * qty) * px
+        if c.i_type[s] == T_INVERSE:  # brackets of inverse contracts are in coin notional
+            notional = abs(pos + d * qty) * c.i_contract_size[s] / px
         if c.leverage[s] > bracket_max_leverage(notional, c.br_floor[s], c.br_cap[s],
                                                 c.br_max_lev[s], c.i_n_brackets[s]):
             return R_LEVERAGE_TOO_HIGH
