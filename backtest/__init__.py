@@ -24,13 +24,13 @@ _LAZY = {
     "list_strategies": "backtest.plugins.resolve",
 }
 for _name in ("EventKind", "Side", "InstrumentType", "OrderType", "TimeInForce", "TriggerSource",
-              "OrderStatus", "Reason", "Liquidity", "MarginMode", "LoanEvent"):
+              "OrderStatus", "Reason", "Liquidity", "MarginMode", "LoanEvent", "LoanHealth"):
     _LAZY[_name] = "backtest.core.schema"
 _SDK = ("submit", "bracket", "cancel", "cancel_all", "amend", "close_position", "buy", "sell",
         "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
         "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
         "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
-        "loan_collateral", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
+        "loan_collateral", "loan_health", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
         "leverage", "is_spot", "liquidation_price", "taker_fee")
 for _name in _SDK:
     _LAZY[_name] = "backtest.sdk"

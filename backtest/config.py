@@ -179,7 +179,7 @@ class LoanConfig:
     warning_ltv: float = 0.774  # on_margin_call band (90% of LLTV)
     max_open_ltv: float = 0.75  # largest LTV a loan may be opened or increased to
     apr: float = 0.08  # variable rate, accrued continuously
-    penalty: float = 0.0438  # liquidation penalty (Morpho LIF at LLTV 0.86)
+    penalty: float | None = None  # liquidation penalty, LIF - 1; None: Morpho's LIF from lltv
     partial: bool = False  # liquidate only enough to restore max_open_ltv (else close the loan)
 
     def validate(self):
@@ -192,7 +192,9 @@ class LoanConfig:
             raise ConfigError("loans: need max_open_ltv <= warning_ltv <= lltv")
         for name in ("apr", "penalty"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0):
+            if name == "penalty" and v is None:
+                continue
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0):
                 raise ConfigError(f"loans.{name}: must be a number >= 0, got {v!r}")
 
 

@@ -26,6 +26,7 @@ from .core.schema import (
     ORDER_DTYPE, LoanEvent,
     ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
 )
+from .core.margin_math import morpho_lif
 from .data.instruments import Instrument
 from .data.reader import open_dataset
 from .errors import CascadeError, ConfigError, StrategyError
@@ -142,7 +143,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.loan_warning_ltv = ln.warning_ltv
     c.loan_max_open_ltv = ln.max_open_ltv
     c.loan_apr = ln.apr
-    c.loan_lif = 1.0 + ln.penalty
+    c.loan_lif = morpho_lif(ln.lltv) if ln.penalty is None else 1.0 + ln.penalty
     c.loan_partial = ln.partial
     if m.funding != "data":
         c.const_funding_rate = float(m.funding)

@@ -9,7 +9,8 @@ Orders (return an oid > 0, or -reason when rejected, see `Reason`):
     cancel(c, oid), cancel_all(c, sym), amend(c, oid, qty, limit, stop), close_position(c, sym)
 Loans (USD borrowed against spot collateral; ids >= 1, or -reason):
     loan_open(c, sym, collateral_qty, borrow), loan_borrow(c, id, usd), loan_repay(c, id, usd),
-    loan_add_collateral(c, id, qty), loan_ltv(c, id), loan_debt(c, id), loan_collateral(c, id)
+    loan_add_collateral(c, id, qty), loan_ltv(c, id), loan_debt(c, id), loan_collateral(c, id),
+    loan_health(c, id) (a LoanHealth: GOOD, FAIR, DANGER; -1 if not open)
     stop_market(c, sym, side, qty, stop, trigger=LAST), take_profit(c, sym, side, qty, price, ...)
                                           reduce-only exits
 State:
@@ -21,7 +22,8 @@ from .core import account
 from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
 from .core.jit import kernel
 from .core.loans import (
-    loan_add_collateral, loan_borrow, loan_collateral, loan_debt, loan_ltv, loan_open, loan_repay,
+    loan_add_collateral, loan_borrow, loan_collateral, loan_debt, loan_health, loan_ltv, loan_open,
+    loan_repay,
 )
 from .core.orders import amend, bracket, cancel, cancel_all, close_position, submit
 
@@ -30,7 +32,7 @@ __all__ = [
     "buy_limit", "sell_limit", "position", "avg_price", "equity", "balance", "free_margin",
     "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
     "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
-    "loan_collateral", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
+    "loan_collateral", "loan_health", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
     "leverage", "is_spot", "liquidation_price", "taker_fee",
 ]
 

@@ -8,6 +8,8 @@ from test_loans import spot_dataset
 MS = 1_000_000
 P0 = 70_000.0
 DEBT = 0.75 * P0  # the loan opens at the second trade, at P0
+# Morpho liquidation incentive factor computed from the LLTV (86%): 1.0438413..., not 1.0438
+LIF = 1.0 / (0.3 * 0.86 + 1.0 - 0.3)
 WARN_PX = P0 * 0.75 / 0.774 * 0.999  # just inside the 77.4 % warning band
 LIQ_PX = P0 * 0.75 / 0.86 * 0.999  # just past the 86 % LLTV
 PATH = [P0, P0, WARN_PX, LIQ_PX, LIQ_PX]
@@ -59,20 +61,20 @@ def test_unprotected_loan_is_liquidated_at_the_lltv_with_the_penalty(crash_path)
     assert liq["price"] == pytest.approx(LIQ_PX)
     assert DEBT / (1.0 * liq["price"]) >= 0.86  # the first trade past the LLTV
     assert liq["amount"] == pytest.approx(DEBT)  # the whole debt is repaid by the lender
-    assert liq["penalty"] == pytest.approx(DEBT * 0.0438)
-    assert liq["seized_qty"] == pytest.approx(DEBT * 1.0438 / LIQ_PX)
+    assert liq["penalty"] == pytest.approx(DEBT * (LIF - 1))
+    assert liq["seized_qty"] == pytest.approx(DEBT * LIF / LIQ_PX)
     st = state(res)
     assert st["loan"] == 1 and st["open_price"] == P0 and st["borrowed"] == pytest.approx(DEBT)
     assert st["calls"] == 1 and st["last_call_ratio"] == pytest.approx(call["ltv"] / 0.86)
     assert st["liquidated"] == 1 and st["seized_qty"] == pytest.approx(liq["seized_qty"])
-    assert st["liq_price"] == pytest.approx(LIQ_PX / 1.0438)  # debt repaid per coin seized
+    assert st["liq_price"] == pytest.approx(LIQ_PX / LIF)  # debt repaid per coin seized
     assert st["repays"] == 0 and st["top_ups"] == 0
     h = res.headline
-    assert h["loan_liquidations"] == 1 and h["loan_penalties"] == pytest.approx(DEBT * 0.0438)
+    assert h["loan_liquidations"] == 1 and h["loan_penalties"] == pytest.approx(DEBT * (LIF - 1))
     # what is left of the collateral is back in the spot position
-    assert h["positions"]["BTC-USDT"] == pytest.approx(1.0 - DEBT * 1.0438 / LIQ_PX)
+    assert h["positions"]["BTC-USDT"] == pytest.approx(1.0 - DEBT * LIF / LIQ_PX)
     # the penalty is lost on top of the market move
-    assert h["final_equity"] == pytest.approx(100_000.0 + (LIQ_PX - P0) - DEBT * 0.0438)
+    assert h["final_equity"] == pytest.approx(100_000.0 + (LIQ_PX - P0) - DEBT * (LIF - 1))
 
 
 def test_repay_in_band_survives_the_same_path(crash_path):
@@ -129,7 +131,7 @@ def test_a_small_cash_reserve_only_delays_the_liquidation(tmp_path):
     assert row(res, "repay")["amount"] == pytest.approx(1_000.0)
     liq = row(res, "liquidation")
     assert liq["amount"] == pytest.approx(DEBT - 1_000.0)
-    assert liq["penalty"] == pytest.approx((DEBT - 1_000.0) * 0.0438)
+    assert liq["penalty"] == pytest.approx((DEBT - 1_000.0) * (LIF - 1))
     st = state(res)
     assert st["repays"] == 1 and st["repaid"] == pytest.approx(1_000.0) and st["liquidated"] == 1
 

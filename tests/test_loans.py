@@ -13,6 +13,8 @@ from lev_strategies import Borrower
 
 T0 = 1_770_163_200_000_000_000  # 2026-02-04 00:00 UTC
 H = 3_600_000_000_000
+# Morpho liquidation incentive factor computed from the LLTV (86%): 1 / (0.3 * 0.86 + 1 - 0.3)
+LIF = 1.0 / (0.3 * 0.86 + 1.0 - 0.3)
 
 
 def spot_dataset(root, prices, step_ns=H):
@@ -58,14 +60,14 @@ def test_warning_band_then_liquidation_with_the_coinbase_penalty(tmp_path):
     liq = res.loans.filter(pl.col("event") == "liquidation").row(0, named=True)
     debt = 0.75 * p0
     assert liq["amount"] == pytest.approx(debt)  # the whole debt is repaid
-    assert liq["seized_qty"] == pytest.approx(debt * 1.0438 / liq_px)
-    assert liq["penalty"] == pytest.approx(debt * 0.0438)
+    assert liq["seized_qty"] == pytest.approx(debt * LIF / liq_px)
+    assert liq["penalty"] == pytest.approx(debt * (LIF - 1))
     assert res.loans["event"].to_list()[-1] == "closed"
     # the rest of the collateral came back to the spot position
-    assert res.headline["positions"]["BTC-USDT"] == pytest.approx(1.0 - debt * 1.0438 / liq_px)
+    assert res.headline["positions"]["BTC-USDT"] == pytest.approx(1.0 - debt * LIF / liq_px)
     # equity fell by the penalty on top of the market move
     eq_before = 100_000.0 + (liq_px - p0)
-    assert res.headline["final_equity"] == pytest.approx(eq_before - debt * 0.0438)
+    assert res.headline["final_equity"] == pytest.approx(eq_before - debt * (LIF - 1))
     # balance identity with loan cash flows
     h = res.headline
     assert h["balance"] == pytest.approx(100_000.0 + h["realized_pnl"] - h["fees"] + h["funding"]
@@ -95,7 +97,7 @@ def test_btc_backed_loan_at_75pct_is_liquidated_when_btc_falls_about_13pct(tmp_p
     liq = ev.filter(pl.col("event") == "liquidation").row(0, named=True)
     fall = liq["price"] / opened["price"] - 1.0
     assert -0.135 < fall < -0.12  # LTV 0.75 -> 0.86 takes a 12.8% fall (plus a little interest)
-    assert liq["penalty"] == pytest.approx(liq["amount"] * 0.0438)
+    assert liq["penalty"] == pytest.approx(liq["amount"] * (LIF - 1))
     # it is the first trade at or below the liquidation price
     debt = liq["amount"]
     assert liq["price"] <= debt / (0.86 * opened["collateral_qty"]) + 1e-6

@@ -1,5 +1,7 @@
 """The enums of schema.py as plain module-level ints: numba folds them into constants."""
-from .schema import EventKind, InstrumentType, Liquidity, OrderStatus, OrderType, Reason, TimeInForce
+from .schema import (
+    EventKind, InstrumentType, Liquidity, LoanHealth, OrderStatus, OrderType, Reason, TimeInForce,
+)
 
 K_TRADE, K_QUOTE, K_MARK, K_FUNDING = (int(k) for k in EventKind)
 
@@ -28,6 +30,8 @@ ST_EXPIRED = int(OrderStatus.EXPIRED)
 
 LQ_MAKER = int(Liquidity.MAKER)
 LQ_TAKER = int(Liquidity.TAKER)
+
+H_GOOD, H_FAIR, H_DANGER = (int(h) for h in LoanHealth)
 LQ_LIQUIDATION = int(Liquidity.LIQUIDATION)
 
 R_NONE = int(Reason.NONE)

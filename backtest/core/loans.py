@@ -5,7 +5,9 @@ equity = balance + unrealised PnL + Σ loans (collateral * price - cost basis - 
 Debt accrues interest continuously at the configured APR. When LTV = debt / (collateral * price)
 reaches the LLTV, collateral worth repaid * LIF is seized to repay debt (all of it, or with
 loans.partial just enough to restore the maximum opening LTV); what is left goes back to the spot
-position. Between the warning LTV and the LLTV, on_margin_call fires once per crossing with
+position. When the collateral is worth less than debt * LIF, Morpho seizes all of it and repays
+collateral * price / LIF; the rest of the debt is bad debt, the lenders' loss (the borrower keeps
+the cash either way). Every loan row carries the loan's health band (LoanHealth). Between the warning LTV and the LLTV, on_margin_call fires once per crossing with
 margin_ratio = LTV / LLTV.
 
 Strategy calls (SDK) write their rows into a small ring in the context (hooks have no access to
@@ -13,9 +15,9 @@ the output buffers); the loop copies the ring into the loans table after each ev
 """
 import numpy as np
 
-from .account import mark_to_market, val_px
+from .account import iso_total, mark_to_market, val_px
 from .codes import (
-    R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
+    H_DANGER, H_FAIR, H_GOOD, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
     R_UNKNOWN_SYMBOL, T_SPOT,
 )
 from .jit import kernel
@@ -24,6 +26,7 @@ from .margin_math import loan_repay_to_restore
 from .schema import LOAN_RING, MAX_LOANS
 
 YEAR_NS = 365.0 * 86_400e9
+FAIR_FRACTION = 0.6  # Coinbase's "Fair" band starts at 60% of the LLTV
 EV_OPEN, EV_BORROW, EV_REPAY, EV_ADD, EV_CALL, EV_LIQ, EV_CLOSED = 0, 1, 2, 3, 4, 5, 6
 RING = LOAN_RING
 
@@ -47,7 +50,20 @@ def _ltv(c, j, px):
 
 
 @kernel
-def _row(rows, k, c, j, t, event, amount, px, penalty, seized):
+def health_band(c, debt, ltv):
+    """LoanHealth of a loan at this LTV: GOOD below 60% of the LLTV, DANGER from the warning LTV
+    (Coinbase: 51.6% and 77.4% at LLTV 86%), FAIR between; GOOD without debt."""
+    if not (debt > 0.0):
+        return H_GOOD
+    if ltv >= c.loan_warning_ltv:
+        return H_DANGER
+    if ltv >= FAIR_FRACTION * c.loan_lltv:
+        return H_FAIR
+    return H_GOOD
+
+
+@kernel
+def _row(rows, k, c, j, t, event, amount, px, penalty, seized, bad_debt):
     rows[k].ts_ns = t
     rows[k].loan_id = j + 1
     rows[k].sym = c.ln_sym[j]
@@ -60,6 +76,8 @@ def _row(rows, k, c, j, t, event, amount, px, penalty, seized):
     rows[k].interest = c.ln_interest[j]
     rows[k].penalty = penalty
     rows[k].seized_qty = seized
+    rows[k].bad_debt = bad_debt
+    rows[k].health = health_band(c, rows[k].debt, rows[k].ltv)
     c.ln_interest[j] = 0.0
 
 
@@ -189,11 +207,10 @@ def loan_repay(c, loan_id, amount):
     if j < 0:
         return j
     pay = min(amount, c.ln_debt[j])
-    cash = c.balance
+    cash = c.balance - iso_total(c)
     for s in range(c.nsym):  # cash not tied up in spot coins or isolated margin
         if c.i_type[s] == T_SPOT:
             cash -= c.pos[s] * c.avg_px[s]
-        cash -= c.iso_margin[s]
     if pay > cash:
         return -R_INSUFFICIENT_BALANCE
     px = val_px(c, c.ln_sym[j])
@@ -248,6 +265,16 @@ def loan_ltv(c, loan_id):
 
 
 @kernel
+def loan_health(c, loan_id):
+    """Health band of an open loan now: a LoanHealth value (GOOD, FAIR, DANGER); -1 if it is not
+    open."""
+    j = _live(c, loan_id)
+    if j < 0:
+        return -1
+    return health_band(c, c.ln_debt[j], _ltv(c, j, val_px(c, c.ln_sym[j])))
+
+
+@kernel
 def loan_debt(c, loan_id):
     j = _live(c, loan_id)
     return c.ln_debt[j] if j >= 0 else 0.0
@@ -279,6 +306,8 @@ def flush_loan_ring(c, rows):
         rows[k].interest = c.lr_interest[i]
         rows[k].penalty = 0.0
         rows[k].seized_qty = 0.0
+        rows[k].bad_debt = 0.0
+        rows[k].health = health_band(c, rows[k].debt, rows[k].ltv)
         c.n_loan_rows = k + 1
     c.n_loan_ring = 0
 
@@ -303,7 +332,7 @@ def check_loans(c, s, t, rows, liq_rows):
                 c.mc_sym = s
                 c.mc_ratio = ltv / c.loan_lltv
                 c.n_margin_calls += 1
-                _row(rows, c.n_loan_rows, c, j, t, EV_CALL, 0.0, px, 0.0, 0.0)
+                _row(rows, c.n_loan_rows, c, j, t, EV_CALL, 0.0, px, 0.0, 0.0, 0.0)
                 c.n_loan_rows += 1
         else:
             c.ln_warn[j] = 0
@@ -320,25 +349,31 @@ def _liquidate_loan(c, j, t, px, rows, liq_rows):
     if c.loan_partial:
         repaid = loan_repay_to_restore(debt, coll, px, lif, c.loan_max_open_ltv)
     seized = repaid * lif / px
-    if seized > coll:  # not enough collateral: the rest of the debt is bad debt (the lenders')
+    bad_debt = 0.0
+    if seized > coll:
+        # Morpho: all the collateral is seized and repays collateral * price / LIF; the rest of
+        # the debt is bad debt, socialised to the lenders. The borrower is free of all of it.
         seized = coll
-        repaid = debt
-    penalty = seized * px - repaid if seized * px > repaid else 0.0
+        repaid = coll * px / lif
+        bad_debt = debt - repaid
+    # the borrower's penalty: collateral value lost beyond the debt it is freed of
+    penalty = seized * px - (repaid + bad_debt) if seized * px > repaid + bad_debt else 0.0
     avg_c = c.ln_cost[j] / coll
     seized_cost = seized * avg_c
     c.balance -= seized_cost
     c.loan_seized_cost += seized_cost
     c.ln_cost[j] -= seized_cost
     c.ln_coll[j] = coll - seized
-    c.ln_debt[j] = debt - repaid
+    c.ln_debt[j] = 0.0 if bad_debt > 0.0 else debt - repaid
     c.loan_penalties += penalty
     c.n_loan_liquidations += 1
     c.ln_warn[j] = 0
-    _row(rows, c.n_loan_rows, c, j, t, EV_LIQ, repaid, px, penalty, seized)
+    _row(rows, c.n_loan_rows, c, j, t, EV_LIQ, repaid, px, penalty, seized, bad_debt)
     c.n_loan_rows += 1
+    freed = repaid + bad_debt  # the debt the borrower no longer owes
     write_liq_row(c, liq_rows, t, s, -1, seized, px, bankrupt_px,
-                  repaid / seized if seized > 0.0 else px, penalty, 0.0, repaid - seized_cost)
+                  freed / seized if seized > 0.0 else px, penalty, 0.0, freed - seized_cost)
     if c.ln_debt[j] <= 1e-9:
         _close(c, j)
-        _row(rows, c.n_loan_rows, c, j, t, EV_CLOSED, 0.0, px, 0.0, 0.0)
+        _row(rows, c.n_loan_rows, c, j, t, EV_CLOSED, 0.0, px, 0.0, 0.0, 0.0)
         c.n_loan_rows += 1

@@ -125,6 +125,15 @@ class LoanEvent(IntEnum):
     INTEREST = 7  # interest accrued since the previous row (written with every other row)
 
 
+class LoanHealth(IntEnum):
+    """Coinbase's loan health bands, by LTV: GOOD below 60% of the LLTV (51.6% at LLTV 86%), FAIR
+    below the warning LTV (90% of the LLTV, 77.4%), DANGER from there."""
+
+    GOOD = 0
+    FAIR = 1
+    DANGER = 2
+
+
 class MarginMode(IntEnum):
     CROSS = 0
     ISOLATED = 1
@@ -270,6 +279,8 @@ LOAN_DTYPE = np.dtype(
         ("interest", "f8"),  # interest accrued since the previous row of this loan
         ("penalty", "f8"),  # liquidation penalty (USD)
         ("seized_qty", "f8"),  # collateral taken by a liquidation
+        ("bad_debt", "f8"),  # debt the seized collateral could not cover: the lenders' loss (USD)
+        ("health", "i1"),  # LoanHealth after the event
     ],
     align=True,
 )
