@@ -62,7 +62,8 @@ __all__ = [
 
 #: Coinbase USDC loans (Morpho market on Base): liquidation loan-to-value.
 COINBASE_LLTV = 0.86
-#: Liquidation penalty Coinbase quotes (= Morpho LIF at LLTV 0.86, minus 1, rounded).
+#: Liquidation penalty Coinbase quotes (= Morpho LIF at LLTV 0.86, minus 1, rounded; the engine
+#: uses the exact LIF, :func:`morpho_liquidation_incentive`).
 COINBASE_PENALTY = 0.0438
 #: Start of Coinbase's "Danger" band (90% of LLTV): an email notification is sent.
 COINBASE_WARNING_LTV = 0.774
@@ -388,7 +389,7 @@ def morpho_liquidation_incentive(lltv: float = COINBASE_LLTV, *, cursor: float =
                                  max_lif: float = MORPHO_MAX_LIQUIDATION_INCENTIVE) -> float:
     """Morpho Blue liquidation incentive factor ``min(max_lif, 1 / (1 - cursor * (1 - lltv)))``.
 
-    1.0438 at LLTV 0.86: Coinbase's 4.38% liquidation penalty.
+    1.0438413 at LLTV 0.86: Coinbase's 4.38% liquidation penalty (rounded).
     Source: https://docs.morpho.org/build/borrow/concepts/liquidation
     """
     lt = _num("lltv", lltv, positive=True)
