@@ -166,3 +166,33 @@ def test_coin_m_leverage_check_looks_the_bracket_up_by_coin_notional(tmp_path, q
         assert o["filled_qty"] == qty
     else:
         assert o["reason"] == bt.Reason.LEVERAGE_TOO_HIGH
+
+
+_NO_JIT = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import test_inverse as T
+from pathlib import Path
+res = T.run_mode(T.coin_m_dataset(Path(sys.argv[1]), T.FALL), "isolated", 0.5, 10.0, 700.0)
+liq = res.liquidations.row(0, named=True)
+print(json.dumps([res.headline["coin_balances"]["BTCUSD_PERP"], liq["mark_price"], liq["fee"],
+                  liq["insurance_fund_change"], res.fills["fee"].to_list()]))
+"""
+
+
+@pytest.mark.slow
+def test_isolated_inverse_is_bit_identical_without_jit(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    res = run_mode(coin_m_dataset(tmp_path / "jit", FALL), "isolated", 0.5, 10.0, 700.0)
+    liq = res.liquidations.row(0, named=True)
+    want = [res.headline["coin_balances"]["BTCUSD_PERP"], liq["mark_price"], liq["fee"],
+            liq["insurance_fund_change"], res.fills["fee"].to_list()]
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", _NO_JIT, str(tmp_path / "py"), str(Path(__file__).parent)],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == want
