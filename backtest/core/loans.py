@@ -7,8 +7,8 @@ reaches the LLTV, collateral worth repaid * LIF is seized to repay debt (all of 
 loans.partial just enough to restore the maximum opening LTV); what is left goes back to the spot
 position. When the collateral is worth less than debt * LIF, Morpho seizes all of it and repays
 collateral * price / LIF; the rest of the debt is bad debt, the lenders' loss (the borrower keeps
-the cash either way). Every loan row carries the loan's health band (LoanHealth). Between the warning LTV and the LLTV, on_margin_call fires once per crossing with
-margin_ratio = LTV / LLTV.
+the cash either way). Every loan row carries the loan's health band (LoanHealth). Between the
+warning LTV and the LLTV, on_margin_call fires once per crossing with margin_ratio = LTV / LLTV.
 
 Strategy calls (SDK) write their rows into a small ring in the context (hooks have no access to
 the output buffers); the loop copies the ring into the loans table after each event.
@@ -17,8 +17,8 @@ import numpy as np
 
 from .account import iso_total, mark_to_market, val_px
 from .codes import (
-    H_DANGER, H_FAIR, H_GOOD, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY, R_UNKNOWN_ORDER,
-    R_UNKNOWN_SYMBOL, T_SPOT,
+    H_DANGER, H_FAIR, H_GOOD, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY,
+    R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, T_SPOT,
 )
 from .jit import kernel
 from .liquidation import write_liq_row

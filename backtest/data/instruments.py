@@ -194,7 +194,9 @@ def instrument_problems(inst: Instrument) -> list[tuple[str, float, str]]:
                         "0" if prev is None else f"{want_floor:g} (the previous notional_cap)"))
         if not b.notional_cap > b.notional_floor:
             out.append((f + "notional_cap", b.notional_cap, f"> notional_floor ({b.notional_floor:g})"))
-        lo_lev, hi_lev = MAX_LEVERAGE if prev is None else (MAX_LEVERAGE[0], min(MAX_LEVERAGE[1], prev.max_leverage))
+        lo_lev, hi_lev = MAX_LEVERAGE
+        if prev is not None:
+            hi_lev = min(hi_lev, prev.max_leverage)
         if not lo_lev <= b.max_leverage <= hi_lev:
             out.append((f + "max_leverage", b.max_leverage, f"[{lo_lev:g}, {hi_lev:g}]"))
         lo_mmr = 0.0 if prev is None else prev.mmr
