@@ -100,8 +100,8 @@ def test_coin_m_table_matches_the_faq_example():
     assert margin.max_leverage(1.0, COIN_M) == 125
 
 
-def coin_m_dataset(root, prices):
-    dataset(root, prices)
+def coin_m_dataset(root, prices, funding=None):
+    dataset(root, prices, funding)
     write_instruments(root / "instruments.json", {"BTCUSD_PERP": Instrument(
         "BTCUSD_PERP", "inverse_perpetual", "BTC", "USD", "BTC", 0.1, 1.0, contract_size=CS,
         maker_fee_rate=0.0002, taker_fee_rate=0.0005, brackets=COIN_M)})
@@ -132,6 +132,18 @@ def test_isolated_inverse_long_is_liquidated_at_its_own_coin_m_price(tmp_path):
     entry_fee = 700 * CS / 70_000 * 0.0005
     assert res.headline["coin_balances"]["BTCUSD_PERP"] == pytest.approx(0.5 - entry_fee - 0.1, abs=1e-12)
     assert res.headline["positions"]["BTCUSD_PERP"] == 0.0
+
+
+def test_isolated_inverse_funding_is_paid_from_the_isolated_margin(tmp_path):
+    # funding 1% on 1 BTC of coin notional: -0.01 BTC out of the 0.1 BTC isolated margin, so
+    # LP = 70,280 / (0.09 + 1) = 64,477.06: 64,500 survives, 64,470 liquidates
+    prices = [70_000.0, 70_000.0, 70_000.0, 64_500.0, 64_470.0]
+    res = run_mode(coin_m_dataset(tmp_path / "d", prices, funding=[(2, 0.01)]), "isolated", 0.5,
+                   10.0, 700.0)
+    assert res.funding["payment"][0] == pytest.approx(-0.01)
+    assert res.liquidations["mark_price"].to_list() == [64_470.0]
+    entry_fee = 700 * CS / 70_000 * 0.0005
+    assert res.headline["coin_balances"]["BTCUSD_PERP"] == pytest.approx(0.5 - entry_fee - 0.1, abs=1e-12)
 
 
 def test_cross_inverse_long_is_margined_by_the_whole_wallet(tmp_path):
