@@ -76,7 +76,7 @@ def test_no_test_hardcodes_an_interpreter_or_venv():
     """#14.19: tests start the CLI as [sys.executable, "-m", "backtest"] (tests/cli_helpers.py), so
     pytest from any environment works; a path into REPO/.venv failed 15 tests elsewhere."""
     bad = []
-    pattern = re.compile(r"""["']\.venv["']|\.venv/bin|bin/backtest|with_name\(["']backtest|parent / ["']backtest""")
+    pattern = re.compile(r"""["']\.venv["']|\.venv/bin/(backtest|python)|with_name\(["']backtest|parent / ["']backtest""")
     for f in sorted((REPO / "tests").glob("*.py")):
         if f.name == Path(__file__).name:
             continue
