@@ -131,6 +131,8 @@ class ExecutionConfig:
 
 @dataclass(frozen=True)
 class MarginConfig:
+    """Margin, liquidation and funding settings (docs/margin.md); the `[margin]` config section."""
+
     mode: str = "cross"  # default margin mode of perpetuals: "cross" or "isolated"
     modes: dict = field(default_factory=dict)  # symbol -> "cross" | "isolated" (overrides `mode`)
     trigger: str = "mark"  # liquidation trigger price: "mark" (falls back to last without marks) or "last"
@@ -200,6 +202,9 @@ class LoanConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Everything that configures a run besides the strategy, its parameters and the data
+    (the keys of a TOML run config, docs/cli.md)."""
+
     initial_balance: float = 100_000.0
     sample_interval: str = "1m"  # equity and bar sampling ('0' = only fills and the end)
     timer: str = "0"  # on_timer interval ('0' = off)

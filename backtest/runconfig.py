@@ -1,7 +1,7 @@
 """Run configs in TOML: what to run (strategy, data, params, ...) plus the RunConfig sections.
 
     strategy = "reference"
-    data = "data/generated/feb2026"          # paths are relative to the current directory
+    data = "data/generated/feb-2026-crash"   # paths are relative to the current directory
     symbols = ["BTCUSDT"]
     start = "2026-02-05"
     out = "runs/crash_long_20x"

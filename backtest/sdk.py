@@ -51,11 +51,13 @@ def sell(c, sym, qty):
 
 @kernel
 def buy_limit(c, sym, qty, price, tif=0):
+    """Limit buy of qty on sym at price (tif: a TimeInForce value, default GTC)."""
     return submit(c, sym, OT_LIMIT, 1, qty, price, 0.0, tif)
 
 
 @kernel
 def sell_limit(c, sym, qty, price, tif=0):
+    """Limit sell of qty on sym at price (tif: a TimeInForce value, default GTC)."""
     return submit(c, sym, OT_LIMIT, -1, qty, price, 0.0, tif)
 
 
@@ -67,6 +69,7 @@ def position(c, sym):
 
 @kernel
 def avg_price(c, sym):
+    """Average entry price of the position of sym (0 when flat)."""
     return c.avg_px[sym]
 
 
@@ -78,31 +81,37 @@ def equity(c):
 
 @kernel
 def balance(c):
+    """Cash balance of the account (realised PnL, fees and funding included)."""
     return c.balance
 
 
 @kernel
 def free_margin(c):
+    """Margin available for new orders, in the account currency."""
     return account.free_margin(c)
 
 
 @kernel
 def unrealized_pnl(c, sym):
+    """Unrealised PnL of the position of sym at the valuation price."""
     return c.sym_upnl[sym]
 
 
 @kernel
 def best_bid(c, sym):
+    """Best bid of the last L1 quote of sym (NaN without quotes)."""
     return c.bid[sym]
 
 
 @kernel
 def best_ask(c, sym):
+    """Best ask of the last L1 quote of sym (NaN without quotes)."""
     return c.ask[sym]
 
 
 @kernel
 def last_price(c, sym):
+    """Price of the last trade of sym."""
     return c.last_px[sym]
 
 
@@ -120,6 +129,7 @@ def open_orders(c, sym):
 
 @kernel
 def now(c):
+    """Time of the current event, ns since the epoch (UTC)."""
     return c.now_ts
 
 
@@ -137,11 +147,13 @@ def take_profit(c, sym, side, qty, price, trigger=0):
 
 @kernel
 def lot_size(c, sym):
+    """Quantity step of sym: order quantities must be multiples of it."""
     return c.i_lot[sym]
 
 
 @kernel
 def tick_size(c, sym):
+    """Price step of sym: order prices must be multiples of it."""
     return c.i_tick[sym]
 
 
@@ -153,16 +165,19 @@ def n_symbols(c):
 
 @kernel
 def leverage(c, sym):
+    """The run's leverage setting for sym (config `leverage`, default 1)."""
     return c.leverage[sym]
 
 
 @kernel
 def is_spot(c, sym):
+    """True if sym is a spot instrument."""
     return c.i_type[sym] == 0
 
 
 @kernel
 def taker_fee(c, sym):
+    """Taker fee rate of sym (a fraction of the notional)."""
     return c.i_taker_fee[sym]
 
 

@@ -19,6 +19,8 @@ from backtest.data.instruments import load_instruments, write_instruments
 from backtest.data.layout import partition_dir
 from backtest.data.writer import write_stream
 
+from cli_helpers import BACKTEST
+
 FIX = Path(__file__).parent / "fixtures" / "exchange"
 INSTR = FIX / "instruments.json"
 T0 = 1770249600 * 10**9  # 2026-02-05 00:00 UTC
@@ -165,8 +167,7 @@ def test_generate_command_with_fake_generator(monkeypatch, tmp_path):
 def test_real_process_validate_bad_dataset(ds):
     f = partition_dir(ds, "trades", "BTCUSDT", "2026-02-05") / "part-0000.parquet"
     f.write_bytes(f.read_bytes()[:-20])
-    exe = Path(sys.executable).parent / "backtest"
-    p = subprocess.run([str(exe), "data", "validate", str(ds)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([*BACKTEST, "data", "validate", str(ds)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ")
     assert "Traceback" not in p.stderr and str(f) in p.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,10 @@ from backtest.data.writer import write_stream
 from backtest.result import Result
 from backtest.runconfig import build_spec
 
+from cli_helpers import BACKTEST
+
 T0 = 1770249600 * 10**9  # 2026-02-05 00:00 UTC
 DAY = 86_400 * 10**9
-BACKTEST = str(Path(sys.executable).with_name("backtest"))
 ENV = {**os.environ, "CASCADE_CACHE_DIR": os.environ["CASCADE_CACHE_DIR"]}
 
 
@@ -50,7 +50,7 @@ def invoke(*args, **kw):
 
 
 def sh(*args, timeout=300):
-    return subprocess.run([BACKTEST, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run([*BACKTEST, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 @pytest.mark.parametrize("cmd", [["run"], ["sweep"], ["walk-forward"], ["list-strategies"], ["cache"],

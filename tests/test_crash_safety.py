@@ -20,11 +20,12 @@ import pytest
 
 from backtest.result import TABLES, Result
 
+from cli_helpers import BACKTEST
 from engine_fixtures import make_market_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
 N_EVENTS = 2_000_000
+pytestmark = pytest.mark.slow  # real processes over 2M events, killed and rerun
 KILL_POINTS: list[tuple] = []  # (command, signal, seconds after start, outcome)
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 
@@ -45,13 +46,13 @@ RUN_ARGS = ["reference", "-p", "sym=S0", "--quiet", "--set", "sample_interval=1s
 
 
 def _start(args):
-    return subprocess.Popen([BACKTEST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([*BACKTEST, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_env(), start_new_session=True)
 
 
 def _timed(args, timeout=900):
     t0 = time.perf_counter()
-    p = subprocess.run([BACKTEST, *args], capture_output=True, text=True, env=_env(), timeout=timeout)
+    p = subprocess.run([*BACKTEST, *args], capture_output=True, text=True, env=_env(), timeout=timeout)
     assert p.returncode == 0, p.stderr[-3000:]
     return time.perf_counter() - t0
 
@@ -157,7 +158,7 @@ def test_sweep_interrupted_then_resumed(dataset, run_seconds, tmp_path):
     import json
 
     t0 = time.perf_counter()  # one complete sweep, to place the kill points inside it
-    p = subprocess.run([BACKTEST, *_sweep_args(dataset, tmp_path / "warm", 1)], capture_output=True,
+    p = subprocess.run([*BACKTEST, *_sweep_args(dataset, tmp_path / "warm", 1)], capture_output=True,
                        text=True, env=_env(), timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     total = time.perf_counter() - t0
@@ -177,7 +178,7 @@ def test_sweep_interrupted_then_resumed(dataset, run_seconds, tmp_path):
                 assert "interrupted:" in err, err[-2000:]
             assert not hidden, hidden
         # resume: the finished runs are skipped, the rest run
-        p = subprocess.run([BACKTEST, *_sweep_args(dataset, out, 1)], capture_output=True, text=True,
+        p = subprocess.run([*BACKTEST, *_sweep_args(dataset, out, 1)], capture_output=True, text=True,
                            env=_env(), timeout=900)
         assert p.returncode == 0, p.stderr[-3000:]
         summary = json.loads(p.stdout)

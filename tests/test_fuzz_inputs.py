@@ -24,10 +24,10 @@ from backtest.cli import cli
 from backtest.data.instruments import Instrument, write_instruments
 from backtest.result import Result
 
+from cli_helpers import BACKTEST
 from engine_fixtures import build_loop_memo, frame_diff, make_market_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-BACKTEST = REPO / ".venv" / "bin" / "backtest"
 N_CORRUPT = 200
 N_TOML = 300
 N_CSV_PER_FORMAT = 60
@@ -469,7 +469,7 @@ def test_real_cli_never_prints_traceback(base, tmp_path, case):
     root, _ = base
     env = {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(REPO / ".cache" / "test"))}
     data = root
-    args = [str(BACKTEST), "run", *STRATEGY, "--quiet", "--out", str(tmp_path / "out")]
+    args = [*BACKTEST, "run", *STRATEGY, "--quiet", "--out", str(tmp_path / "out")]
     if case in SUBPROCESS_CASES:
         f = tmp_path / "c.toml"
         f.write_text(SUBPROCESS_CASES[case][0])

@@ -139,6 +139,7 @@ def expected_first_fill(prices, entry):
 
 
 # ------------------------------------------------------------------------------ cache hits
+@pytest.mark.slow  # cold compile of a copied framework
 def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path):
     cache = tmp_path / "cache"
     spec = write_strategy(tmp_path / "user", "inline", 62_000.0)
@@ -155,6 +156,7 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
 
 
 # ------------------------------------------------------------------------------ cold-start helper
+@pytest.mark.slow  # cold compile of a copied framework
 def test_cold_start_helper_process(fw, tmp_path):
     """core/warm.py: on a cold cache a helper process compiles the framework into the shared
     cache from the other end and marks it complete; the result equals a run without the helper,
@@ -189,6 +191,7 @@ COMPILE_STEPS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # cold compile of a copied framework
 def test_concurrent_cold_compiles_share_the_work(fw, tmp_path):
     """core/jit.py compiles each kernel under a lock shared by processes: two processes compiling
     the framework into one cold cache at once, in opposite orders (as the cold-start helper and
@@ -214,6 +217,7 @@ def test_concurrent_cold_compiles_share_the_work(fw, tmp_path):
 
 
 # ------------------------------------------------------------------------------ never stale
+@pytest.mark.slow  # cold compile of a copied framework
 @pytest.mark.parametrize("variant", ["inline", "module_attr", "njit_helper", "constant"])
 def test_edit_never_runs_stale_code(fw, tmp_path, variant):
     cache = tmp_path / "cache"
@@ -266,6 +270,7 @@ def test_dependency_files_follow_user_modules(tmp_path):
 
 
 # ------------------------------------------------------------------------------ no-JIT == JIT
+@pytest.mark.slow  # cold compile of a copied framework
 def test_disable_jit_is_bit_identical(fw, tmp_path):
     data = tmp_path / "data20k"
     make_market_dataset(data, 20_000, nsym=2, seed=3, period=4_000)
@@ -348,6 +353,7 @@ KERNEL_SIGNATURES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # cold compile of a copied framework
 def test_each_framework_kernel_compiles_once(fw, tmp_path):
     """core/jit.py widens kernel arguments: a kernel called from compiled code with constants,
     narrow or wide integers and omitted defaults compiles once (before: up to 11 times, 151

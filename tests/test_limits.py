@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
+from cli_helpers import BACKTEST
 from engine_fixtures import build_loop_memo
 from numba import njit
 
@@ -209,6 +210,7 @@ def small_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # NUMBA_BOUNDSCHECK=1: a cold compile of the whole framework
 def test_boundscheck_reports_index_error_with_event(tmp_path, small_dataset):
     """NUMBA_BOUNDSCHECK=1: an out-of-bounds index in a hook is an IndexError that the CLI
     reports as one line naming the strategy, the error and the event (index 4 = the 5th trade)."""
@@ -216,7 +218,7 @@ def test_boundscheck_reports_index_error_with_event(tmp_path, small_dataset):
     f.write_text(textwrap.dedent(OOB_SOURCE))
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1",
            "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(REPO / ".cache" / "test"))}
-    p = subprocess.run([str(REPO / ".venv/bin/backtest"), "run", f"{f}:OutOfBounds", "--data",
+    p = subprocess.run([*BACKTEST, "run", f"{f}:OutOfBounds", "--data",
                         str(small_dataset), "--out", str(tmp_path / "out"), "--quiet"],
                        capture_output=True, text=True, env=env, timeout=900)
     print("\nboundscheck output:", p.returncode, p.stderr.strip()[-600:])

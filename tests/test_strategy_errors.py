@@ -19,8 +19,9 @@ import pytest
 from backtest.data.instruments import Instrument, write_instruments
 from backtest.data.writer import write_stream
 
+from cli_helpers import BACKTEST
+
 REPO = Path(__file__).resolve().parents[1]
-BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
 T0 = 1_770_249_600_000_000_000
 
 BAD = {
@@ -92,7 +93,7 @@ def _run(spec, data, out, *extra):
     env = {**os.environ,
            "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(REPO / ".cache" / "test"))}
     env.pop("NUMBA_DISABLE_JIT", None)
-    p = subprocess.run([BACKTEST, "run", spec, "--data", str(data), "--out", str(out), "--quiet",
+    p = subprocess.run([*BACKTEST, "run", spec, "--data", str(data), "--out", str(out), "--quiet",
                         *extra], capture_output=True, text=True, env=env, timeout=900)
     print(f"\n$ backtest run {Path(spec).name} {' '.join(extra)}\nexit {p.returncode}\n"
           f"stderr: {p.stderr.strip()[-1500:]}")

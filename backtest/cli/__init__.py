@@ -34,8 +34,8 @@ def cli():
 
     \b
     Quick start:
-      backtest data generate --scenario feb-2026-crash --out data/generated/feb2026
-      backtest run reference --data data/generated/feb2026 --out runs/ref --report
+      backtest data generate --scenario feb-2026-crash --out data/generated/feb-2026-crash
+      backtest run reference --data data/generated/feb-2026-crash --out runs/ref --report
     """
 
 

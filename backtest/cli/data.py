@@ -57,7 +57,7 @@ def data():
 
     \b
     Examples:
-      backtest data generate --out data/generated/feb2026
+      backtest data generate --out data/generated/feb-2026-crash
       backtest data import --format binance-trades --symbol BTCUSDT \\
           --out data/btc --instruments instruments.json BTCUSDT-trades-2026-02-05.zip
       backtest data validate data/btc
@@ -79,7 +79,7 @@ def generate(scenario, out, seed, scale, quiet, as_json):
 
     \b
     Example:
-      backtest data generate --scenario feb-2026-crash --out data/generated/feb2026 --seed 7
+      backtest data generate --scenario feb-2026-crash --out data/generated/feb-2026-crash --seed 7
     """
     from ..errors import ConfigError
 
@@ -167,7 +167,7 @@ def validate(path, all_problems, as_json):
 
     \b
     Example:
-      backtest data validate data/generated/feb2026
+      backtest data validate data/generated/feb-2026-crash
     """
     from ..data.validate import validate_dataset
 
@@ -191,8 +191,8 @@ def inspect(path, as_json):
 
     \b
     Example:
-      backtest data inspect data/generated/feb2026
-      backtest data inspect data/generated/feb2026 --json | jq '.[0].max_drop_pct'
+      backtest data inspect data/generated/feb-2026-crash
+      backtest data inspect data/generated/feb-2026-crash --json | jq '.[0].max_drop_pct'
     """
     from ..data.inspect import format_plain, inspect_dataset, table_rows
 

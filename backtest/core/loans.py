@@ -276,12 +276,14 @@ def loan_health(c, loan_id):
 
 @kernel
 def loan_debt(c, loan_id):
+    """Debt of a loan in USD, accrued interest included (0 if it is not open)."""
     j = _live(c, loan_id)
     return c.ln_debt[j] if j >= 0 else 0.0
 
 
 @kernel
 def loan_collateral(c, loan_id):
+    """Coins pledged as the loan's collateral (0 if it is not open)."""
     j = _live(c, loan_id)
     return c.ln_coll[j] if j >= 0 else 0.0
 

@@ -30,17 +30,23 @@ class EventKind(IntEnum):
 
 
 class Side(IntEnum):
+    """Order, fill and aggressor side: +1 buy, -1 sell."""
+
     BUY = 1
     SELL = -1
 
 
 class InstrumentType(IntEnum):
+    """Contract kind of an instrument (instruments.json `type`)."""
+
     SPOT = 0
     LINEAR_PERPETUAL = 1
     INVERSE_PERPETUAL = 2
 
 
 class OrderType(IntEnum):
+    """Order types accepted by submit() (docs/fill-rules.md)."""
+
     MARKET = 0
     LIMIT = 1
     STOP_MARKET = 2
@@ -51,6 +57,8 @@ class OrderType(IntEnum):
 
 
 class TimeInForce(IntEnum):
+    """How long a limit order lives: GTC, IOC, FOK, or POST_ONLY (maker only)."""
+
     GTC = 0
     IOC = 1
     FOK = 2
@@ -58,11 +66,15 @@ class TimeInForce(IntEnum):
 
 
 class TriggerSource(IntEnum):
+    """The price a stop-like order watches: the last trade or the mark price."""
+
     LAST = 0
     MARK = 1
 
 
 class OrderStatus(IntEnum):
+    """Life cycle of an order (the `status` column of the orders table)."""
+
     FREE = 0  # empty slot
     PENDING = 1  # decided, travelling to the venue (arrives at arrive_ts)
     OPEN = 2  # at the venue: resting, or waiting for its trigger
@@ -102,6 +114,8 @@ class Reason(IntEnum):
 
 
 class Liquidity(IntEnum):
+    """How a fill happened (the `liquidity` column of fills): maker, taker or liquidation."""
+
     MAKER = 0
     TAKER = 1
     LIQUIDATION = 2
@@ -115,6 +129,8 @@ class RunStatus(IntEnum):
 
 
 class LoanEvent(IntEnum):
+    """Events of a crypto-backed loan (the `event_code` column of the loans table)."""
+
     OPEN = 0
     BORROW = 1
     REPAY = 2
@@ -135,6 +151,8 @@ class LoanHealth(IntEnum):
 
 
 class MarginMode(IntEnum):
+    """Margin mode of a perpetual position: cross (whole account) or isolated."""
+
     CROSS = 0
     ISOLATED = 1
 
