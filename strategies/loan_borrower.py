@@ -16,7 +16,7 @@ default; for loans `margin_ratio` = LTV / LLTV):
                     it was spent), enough to bring the LTV back to `restore_ltv`, within what is
                     left of the `reserve_cash` budget.
 With neither, the loan rides the market: at the LLTV the lender seizes collateral worth
-debt x 1.0438 and closes the loan (or restores the opening LTV with `loans.partial`).
+debt x 1.0438413 (the Morpho incentive at 86% LLTV) and closes the loan (or restores the opening LTV with `loans.partial`).
 
 Parameters:
     sym            spot symbol bought and pledged (default BTC-USDT)
