@@ -121,10 +121,13 @@ def _liquidate(c, members, n, wallet, t, g, fills, liq_rows):
         # fee_i is the clearance fee; share - fee_i is forfeited margin
         write_liq_row(c, liq_rows, t, s, d, q, mark, bp, xs[i], fee_i,
                       share - (shortfall if i == n - 1 else 0.0), realized[i])
-    if shortfall > 0.0:
-        c.balance += shortfall
-        c.insurance_payout += shortfall
-    c.insurance_fund += charged - shortfall
+    # an isolated position (n == 1): book_fill capped the loss at the isolated margin and drew the
+    # shortfall from the fund (iso_gap_cover); only a cross wallet is paid the shortfall here
+    paid = shortfall if n > 0 and not is_isolated(c, members[0]) else 0.0
+    if paid > 0.0:
+        c.balance += paid
+        c.insurance_payout += paid
+    c.insurance_fund += charged - paid
 
 
 @kernel
