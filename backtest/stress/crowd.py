@@ -37,7 +37,7 @@ class Crowd:
     """The crowd. Defaults: the calibration of docs/stress.md (market-wide, on BTC)."""
 
     symbol: str = "BTCUSDT"
-    open_interest: float = 30e9  # USD, both sides
+    open_interest: float = 8e9  # USD, both sides: the liquidatable leveraged book
     long_share: float = 0.65  # of the open interest
     leverages: tuple = (2.0, 3.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
     weights: tuple = (0.16, 0.16, 0.22, 0.22, 0.12, 0.06, 0.04, 0.02)  # of each side's OI
