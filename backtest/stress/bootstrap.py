@@ -6,8 +6,8 @@ that their co-movement is kept, is drawn block by block: a block starts at a uni
 index and continues step by step; after each step a new block starts with probability
 step / block (so blocks have a geometric length of mean `block`, default 1 hour), and the index
 wraps around at the end. Path k's log price on the grid is the original first price plus the
-cumulated resampled returns; every event of the symbol is multiplied by exp(new - original log
-price) of its grid step, so quotes keep their spread, marks their basis, and the ticks within a
+cumulated resampled returns; every event of the symbol in (grid[j-1], grid[j]] is multiplied by
+exp(new - original log price) at grid[j], so quotes keep their spread, marks their basis, and the ticks within a
 step their original micro-structure. Funding rates and times are unchanged.
 """
 from __future__ import annotations
@@ -54,5 +54,7 @@ def bootstrap(streams: Streams, seed: int, path: int, *, block="1h", step="1m", 
         logp = np.log(px[np.maximum(k, 0)])  # before the first event: its first price
         r = np.diff(logp)
         new = logp[0] + np.concatenate(([0.0], np.cumsum(r[idx])))
-        streams = multiply(streams, sym, grid, np.exp(new - logp))
+        # an event in (grid[j-1], grid[j]] takes step j's factor, so that the last price at or
+        # before grid[j] is exp(new[j]) exactly (the first grid point keeps factor 1)
+        streams = multiply(streams, sym, grid[1:] - (step_ns - 1), np.exp(new - logp)[1:])
     return streams

@@ -41,8 +41,8 @@ class Crowd:
     long_share: float = 0.65  # of the open interest
     leverages: tuple = (2.0, 3.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
     weights: tuple = (0.16, 0.16, 0.22, 0.22, 0.12, 0.06, 0.04, 0.02)  # of each side's OI
-    entry_spread: float = 0.10  # entries uniform in log price within +-spread of the start price
-    entries: int = 41  # entry levels per (side, leverage)
+    entry_spread: float = 0.10  # entries spread over this log distance from the start price
+    entries: int = 21  # entry levels per (side, leverage)
     mmr: float = 0.005  # maintenance margin rate
     impact: float = 1.0  # k of the square-root law (the engine's default impact_k)
     market_volume: float = 60e9  # USD per day, market-wide
@@ -85,20 +85,21 @@ class Crowd:
 
 
 def buckets(crowd: Crowd, p0: float) -> dict[str, np.ndarray]:
-    """The crowd's buckets at start price p0 (those already beyond their liquidation price are
-    left out: they would be gone before the data starts)."""
+    """The crowd's buckets at start price p0: longs entered at p0 * exp(-u), shorts at p0 * exp(u),
+    u evenly spaced in [0, entry_spread] (both sides in profit at the start, as at the week's high
+    before the crash). So no bucket starts beyond its liquidation price, and a bucket keeps its
+    notional whatever its leverage."""
     w = np.asarray(crowd.weights, float) / sum(crowd.weights)
-    lev = np.asarray(crowd.leverages, float)
-    entry = p0 * np.exp(np.linspace(-crowd.entry_spread, crowd.entry_spread, crowd.entries)) \
-        if crowd.entries > 1 else np.array([p0])
+    u = np.linspace(0.0, crowd.entry_spread, crowd.entries)
     rows = []
     for side, share in ((1, crowd.long_share), (-1, 1.0 - crowd.long_share)):
-        for L, wl in zip(lev, w):
-            q = crowd.open_interest * share * wl / len(entry)
-            liq = entry * (1.0 - side / L + side * crowd.mmr)
-            for e, lp in zip(entry, liq):
-                if q > 0 and (lp < p0 if side > 0 else lp > p0):
-                    rows.append((side, L, e, lp, q))
+        entry = p0 * np.exp(-side * u)
+        for L, wl in zip(crowd.leverages, w):
+            q = crowd.open_interest * share * wl / len(u)
+            if q <= 0:
+                continue
+            for e in entry:
+                rows.append((side, float(L), e, e * (1.0 - side / L + side * crowd.mmr), q))
     a = np.array(rows, dtype=float).reshape(-1, 5)
     return {"side": a[:, 0].astype(np.int8), "leverage": a[:, 1], "entry": a[:, 2],
             "liq_price": a[:, 3], "notional": a[:, 4]}
