@@ -87,7 +87,7 @@ def test_stress_api_cli_report_and_resume(crash, tmp_path):
     # resumable: the same call skips every run and gives the same table
     again = bt.stress("buy_and_hold", crash, out=out, **kw)
     assert again.ran == 0 and again.skipped == 14
-    assert again.table.drop("run_dir").equals(res.table.drop("run_dir"))
+    assert again.table.drop("status").equals(res.table.drop("status"))
 
     from backtest.cli import cli
 
