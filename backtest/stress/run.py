@@ -106,8 +106,10 @@ def variants(scenarios, paths: int, leverages, crowd: bool) -> list[Variant]:
 
 
 # --- the worker --------------------------------------------------------------------------------
-def build_data(source: Path, recipe: dict, out: Path, crowd_table: Path | None = None) -> Path:
-    """Materialise a variant's dataset into `out` (the crowd's table to `crowd_table`)."""
+def build_data(source: Path, recipe: dict, out: Path, crowd_table: Path | None = None,
+               symbols: list[str] | None = None) -> Path:
+    """Materialise a variant's dataset into `out` (the crowd's table to `crowd_table`); only the
+    run's `symbols` when given (all by default)."""
     from .bootstrap import bootstrap
     from .crowd import Crowd, run_crowd
     from .transforms import apply, load_streams, write_streams
@@ -120,7 +122,7 @@ def build_data(source: Path, recipe: dict, out: Path, crowd_table: Path | None =
                          scale=float(mc["scale"]))
         source = out.with_name(out.name + "-gen")
     try:
-        streams = load_streams(source)
+        streams = load_streams(source, symbols)
         if mc and mc["method"] == "bootstrap":
             streams = bootstrap(streams, int(mc["seed"]), int(mc["n"]), block=mc["block"], step=mc["step"])
         streams = apply(streams, [Scenario(k, p) for k, p in recipe["scenarios"]])
@@ -151,7 +153,7 @@ def run_stress_task(st: StressTask) -> dict:
         data = st.task.data
         if not plain:
             shutil.rmtree(tmp, ignore_errors=True)
-            data = str(build_data(Path(st.task.data), st.recipe, tmp, Path(st.crowd_table)))
+            data = str(build_data(Path(st.task.data), st.recipe, tmp, Path(st.crowd_table), st.task.symbols))
         row = sweep.run_task(sweep.Task(st.task.strategy, data, st.task.params, st.task.config,
                                         st.task.run_dir, st.task.config_id, st.task.symbols))
     except CascadeError as e:
