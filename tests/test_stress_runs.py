@@ -131,3 +131,15 @@ def test_bt_stress_is_callable_after_importing_a_submodule():
     code = ("import backtest.stress.transforms, backtest as bt; "
             "assert callable(bt.stress); import backtest.stress.run as r; print(bt.stress.__call__)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_seed_paths_are_the_generator_with_the_next_seeds(crash, tmp_path):
+    from backtest.stress.transforms import load_streams
+
+    recipe = {"scenarios": [], "crowd": None,
+              "path": {"n": 1, "method": "seeds", "seed": 6, "scale": 0.05, "scenario": "feb-2026-crash"}}
+    path = load_streams(build_data(crash, recipe, tmp_path / ".data-x", symbols=[SYM]))
+    ref = load_streams(crash, [SYM])  # generated with seed 7 = 6 + 1
+    assert path.keys() == ref.keys()
+    assert all(np.array_equal(path[k][c], ref[k][c]) for k in ref for c in ref[k])
+    assert not any(p.name.startswith(".data-x") for p in tmp_path.iterdir() if p.name != ".data-x")

@@ -266,6 +266,11 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
         if pending:  # the first pending run compiles the strategy into the cache the workers load
             done(pending[0], run_stress_task(pending[0]))
         _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+    except KeyboardInterrupt:
+        # runs and derived datasets cut short by the interrupt; finished runs are kept
+        for tmp in [*(out / "runs").glob(".*.tmp-*"), *(out / "runs").glob(".data-*")]:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         table = write_table(out, [rows[t.task.config_id] for t in tasks if t.task.config_id in rows])
     summary = summarize(table, out)
