@@ -40,12 +40,6 @@ NEUTRAL = ["deepen:factor=1,start=100,end=600", "accelerate:factor=1,start=100,e
            "outage:start=2000,end=3000"]
 
 
-def _ns(spec: str) -> str:
-    # toy times are in seconds; scenario times are ns ints or ISO strings
-    return ",".join(f"{k}={int(v) * S}" if k in ("start", "end", "at") else f"{k}={v}"
-                    for k, v in (p.split("=") for p in spec.split(":")[1].split(","))) if ":" in spec else ""
-
-
 def parsed(spec: str) -> T.Scenario:
     kind = spec.split(":")[0]
     sc = T.parse_scenario(spec)

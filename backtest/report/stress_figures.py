@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from .figures import UTC, _empty, _new_figure, _styled, _time_axis, _x
+from .figures import _empty, _new_figure, _styled, _time_axis, _x
 
 TABLE = "table.parquet"
 
@@ -287,6 +287,3 @@ def write_stress_report(stress_dir: Path, formats: str = "png,pdf") -> dict[str,
     written["md"] = out / "scenarios.md"
     return written
 
-
-__all__ = ["fig_fan", "fig_liquidation_vs_leverage", "fig_crowd", "fig_scenario_table", "scenario_table",
-           "write_stress_report", "UTC"]

@@ -190,11 +190,3 @@ def run_crowd(streams: Streams, crowd: Crowd | None) -> Cascade:
     moved = streams if not np.any(off) else multiply(streams, crowd.symbol, ts, np.exp(off))
     return Cascade(moved, table, ts, off)
 
-
-def hourly(cascade: Cascade):
-    """Liquidated notional per hour and side (USD): the crowd's liquidation volume over time."""
-    import polars as pl
-
-    liq = cascade.liquidations
-    return (liq.with_columns((pl.col("ts_ns") // 3_600_000_000_000 * 3_600_000_000_000).alias("hour"))
-            .group_by("hour", "side").agg(pl.col("notional").sum()).sort("hour", "side"))
