@@ -282,3 +282,24 @@ def test_expected_shortfall_and_summary_hand_computed():
     assert s["n"] == 4 and s["p_liquidation"] == 0.25
     assert s["return_q50"] == pytest.approx(0.05) and s["es95"] == pytest.approx(1.0)
     assert s["drawdown_q25"] == pytest.approx(np.quantile([1.0, 0.1, 0.05, 0.0], 0.25))
+
+
+# --- stress plans ------------------------------------------------------------------------------
+def test_scenario_file_combinations_and_variants(tmp_path):
+    from backtest.stress.run import load_scenario_file, parse_scenarios, variants
+
+    f = tmp_path / "combos.toml"
+    f.write_text('[[scenario]]\nname = "deeper and faster"\ntransforms = ["deepen:factor=1.4,start=2026-02-04,'
+                 'end=2026-02-05T21:00", "accelerate:factor=2,start=2026-02-05,end=2026-02-06"]\n'
+                 '[[scenario]]\ntransforms = [{kind = "gap", pct = -5, at = "2026-02-05T20:00"}]\n')
+    named = parse_scenarios(load_scenario_file(f))
+    assert [n for n, _ in named] == ["deeper and faster", "gap,pct=-5.0,at=2026-02-05T20:00"]
+    assert [s.kind for s in named[0][1]] == ["deepen", "accelerate"]
+    vs = variants(load_scenario_file(f), paths=3, leverages=[2, 10], crowd=True)
+    # (replay, crowd, 2 scenarios, 3 paths) x 2 leverages
+    assert len(vs) == 14 and {v.leverage for v in vs} == {2.0, 10.0}
+    assert all(v.crowd for v in vs if v.kind != "replay") and not any(v.crowd for v in vs if v.kind == "replay")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 1\n")
+    with pytest.raises(ConfigError, match="expected \\[\\[scenario\\]\\]"):
+        load_scenario_file(bad)
