@@ -303,3 +303,17 @@ def test_scenario_file_combinations_and_variants(tmp_path):
     bad.write_text("name = 1\n")
     with pytest.raises(ConfigError, match="expected \\[\\[scenario\\]\\]"):
         load_scenario_file(bad)
+
+
+def test_cascade_kernel_is_bit_identical_without_jit():
+    data = crash_path(2)
+    ts, px = data[("trades", "X")]["ts_ns"], data[("trades", "X")]["price"]
+    b = buckets(Crowd(symbol="X", open_interest=5e9, long_share=0.6, entries=9), float(px[0]))
+    longs = np.flatnonzero(b["side"] > 0)
+    longs = longs[np.argsort(-b["liq_price"][longs], kind="stable")]
+    shorts = np.flatnonzero(b["side"] < 0)
+    shorts = shorts[np.argsort(b["liq_price"][shorts], kind="stable")]
+    args = (ts, px, b["liq_price"][longs], b["notional"][longs], b["liq_price"][shorts], b["notional"][shorts],
+            0.3 * sigma_day(ts, px) / math.sqrt(2e9), 120e9 / math.log(2))
+    jit, py = _cascade(*args), _cascade.py_func(*args)
+    assert np.any(jit[0]) and all(np.array_equal(a, b) for a, b in zip(jit, py))
