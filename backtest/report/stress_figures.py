@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from .figures import _empty, _new_figure, _styled, _time_axis, _x
 
 TABLE = "table.parquet"
+MC_ROW = "monte carlo (median)"  # the scenario table's row of the paths: medians and P(liquidation)
 
 
 def load_table(stress_dir: Path) -> pl.DataFrame:
@@ -199,7 +200,7 @@ def scenario_table(table: pl.DataFrame) -> pl.DataFrame:
     paths = table.filter((pl.col("kind") == "path") & (pl.col("status") != "failed"))
     if paths.height:
         mc = paths.group_by("leverage", maintain_order=True).agg(
-            pl.lit("monte carlo (median)").alias("variant"), pl.lit("ran").alias("status"),
+            pl.lit(MC_ROW).alias("variant"), pl.lit("ran").alias("status"),
             pl.col("final_equity").median(), pl.col("return").median(), pl.col("max_drawdown").median(),
             pl.col("liquidated").mean().alias("p_liq"), pl.col("liquidation_time").min(),
             pl.col("worst_margin_ratio").median())
@@ -211,7 +212,7 @@ def scenario_table(table: pl.DataFrame) -> pl.DataFrame:
 @_styled
 def fig_scenario_table(table: pl.DataFrame) -> Figure:
     rows = scenario_table(table)
-    fig, axes = _new_figure(0.9 + 0.32 * max(rows.height, 1))
+    fig, axes = _new_figure(0.7 + 0.26 * max(rows.height, 1))
     ax = axes[0, 0]
     ax.axis("off")
     cells = []
@@ -220,7 +221,7 @@ def fig_scenario_table(table: pl.DataFrame) -> Figure:
         cells.append([str(r["variant"])[:48], "" if r["leverage"] is None else f"{r['leverage']:g}x",
                       _f(r["final_equity"], "{:,.0f}"), _f(r["return"], "{:+.1%}"),
                       _f(r["max_drawdown"], "{:.1%}"),
-                      ("yes" if liq else "no") if isinstance(liq, bool) else _f(liq, "p={:.0%}"),
+                      _f(liq, "p={:.0%}") if r["variant"] == MC_ROW else ("" if liq is None else "yes" if liq else "no"),
                       "" if r["liquidation_time"] is None else r["liquidation_time"].strftime("%m-%d %H:%M"),
                       _f(r["worst_margin_ratio"], "{:.2f}")])
     head = ["scenario", "leverage", "final equity", "return", "max drawdown", "liquidated",
