@@ -214,8 +214,9 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
         leverage_symbol = leverage_symbol or (crowd_d or {}).get("symbol") or (symbols[0] if symbols and len(symbols) == 1 else None)
         if not leverage_symbol:
             raise ConfigError("leverages: name the symbol they apply to (--leverage-symbol)")
-    mc = {"method": method, "seed": int(seed), "block": block, "step": step, "scenario": scenario,
-          "scale": float(scale)}
+    # only what makes the paths enter their ids
+    mc = {"method": method, "seed": int(seed), **({"block": block, "step": step} if method == "bootstrap"
+                                                  else {"scenario": scenario, "scale": float(scale)})}
     # the source fingerprint ties every id to the data it derives from
     from ..data.reader import open_dataset
 
