@@ -317,3 +317,12 @@ def test_cascade_kernel_is_bit_identical_without_jit():
             0.3 * sigma_day(ts, px) / math.sqrt(2e9), 120e9 / math.log(2))
     jit, py = _cascade(*args), _cascade.py_func(*args)
     assert np.any(jit[0]) and all(np.array_equal(a, b) for a, b in zip(jit, py))
+
+
+def test_wilson_interval_hand_computed():
+    from backtest.report.stress_figures import wilson
+
+    lo, hi = wilson(0, 6)  # k = 0: [0, z^2 / (n + z^2)]
+    assert lo == 0.0 and hi == pytest.approx(1.96 ** 2 / (6 + 1.96 ** 2), rel=1e-12)
+    lo, hi = wilson(3, 6)  # symmetric around 1/2
+    assert lo + hi == pytest.approx(1.0, rel=1e-12)

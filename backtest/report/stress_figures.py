@@ -122,6 +122,7 @@ def fig_liquidation_vs_leverage(table: pl.DataFrame) -> Figure:
     ax.axhline(0.05, color="#777777", lw=0.8, ls="--")
     ax.text(lev.min(), 0.05, " 5 %", va="bottom", fontsize=8, color="#555555")
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the leverages tested are labelled
     ax.set_xticks(lev, [f"{v:g}x" for v in lev])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("leverage")
