@@ -18,7 +18,7 @@ nbformat = pytest.importorskip("nbformat")
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 EXPECTED = ["01_quick_start.ipynb", "02_writing_a_strategy.ipynb", "03_crash_leveraged.ipynb",
-            "04_sweep_and_walk_forward.ipynb", "05_borrowing_against_btc.ipynb"]
+            "04_sweep_and_walk_forward.ipynb", "05_borrowing_against_btc.ipynb", "06_stress_testing.ipynb"]
 CACHE_DIR = os.environ.get("CASCADE_CACHE_DIR",
                            str(Path(__file__).resolve().parents[1] / ".cache" / "test"))
 
@@ -83,6 +83,7 @@ def nb_env(tmp_path_factory):
     sample = tmp_path_factory.mktemp("nb-sample")
     mp.setenv("CASCADE_CACHE_DIR", CACHE_DIR)
     mp.setenv("CASCADE_SAMPLE_DIR", str(sample))
+    mp.setenv("CASCADE_STRESS_PATHS", "8")  # notebook 06: 8 Monte Carlo paths instead of 200
     mp.delenv("NUMBA_DISABLE_JIT", raising=False)
     yield sample
     mp.undo()

@@ -43,7 +43,7 @@ def _register():
     import importlib
 
     # Each module defines register(cli); modules are added as their issues land.
-    for name in ("data", "run", "report"):
+    for name in ("data", "run", "report", "stress"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:

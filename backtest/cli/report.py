@@ -27,7 +27,12 @@ def report(run_dir: Path, formats: str, max_trades: int):
     """
     from ..report.tearsheet import write_report
 
-    written = write_report(run_dir, formats=formats, max_trades=max_trades)
+    if (run_dir / "stress.json").is_file():  # a `backtest stress` folder: its risk figures
+        from ..report.stress_figures import write_stress_report
+
+        written = write_stress_report(run_dir, formats=formats)
+    else:
+        written = write_report(run_dir, formats=formats, max_trades=max_trades)
     for key, path in written.items():
         click.echo(f"{key:<22} {path}")
     click.echo(f"wrote {len(written)} file(s) to {run_dir / 'report'}")
