@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from .instruments import load_instruments
-from .layout import KINDS, date_of_file, list_streams
+from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
 
 BATCH_ROWS = 256 * 1024
 _DAY_NS = 86_400 * 1_000_000_000
@@ -89,6 +89,39 @@ def _bad_mask(rule: str, v: np.ndarray) -> np.ndarray:
     raise AssertionError(rule)
 
 
+def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int, str, str, str]]:
+    """(row, column, problem, fix) of the first bad value per rule: time range, value rules,
+    crossed quotes."""
+    found = []
+    ts = np.asarray(columns["ts_ns"])
+    i = _first((ts < TS_MIN_NS) | (ts >= TS_MAX_NS))
+    if i >= 0:
+        found.append((i, "ts_ns", f"timestamp {int(ts[i])} is outside 2009-01-01 .. 2100-01-01 UTC "
+                      "(ns since the epoch; a unit mix-up or an overflow)",
+                      "re-import the source file (the importer detects its time unit) or regenerate it"))
+    for name, rule in _RULES[kind].items():
+        v = np.asarray(columns[name])
+        i = _first(_bad_mask(rule, v))
+        if i >= 0:
+            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
+                          "fix or drop the row, then re-import or regenerate this file"))
+    if kind == "quotes":
+        with np.errstate(invalid="ignore"):
+            i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
+        if i >= 0:
+            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
+                          "drop crossed quotes or swap the bid/ask columns"))
+    return found
+
+
+def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0) -> None:
+    """The value rules of check_batch alone (no order or date checks), for unsorted input."""
+    found = _value_problems(kind, columns)
+    if found:
+        i, col, problem, fix = min(found, key=lambda f: f[0])
+        raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
+
+
 def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0,
                 prev_ts: int | None = None, *, date: str | dt.date | None = None) -> int | None:
     """Check one batch of rows of a (kind, symbol) stream; return the last ts_ns (for the next batch).
@@ -125,18 +158,7 @@ def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int
         if i >= 0:
             found.append((i, "ts_ns", f"timestamp {int(ts[i])} is not on the file's date partition "
                           f"{date} (UTC)", "write each row under the date=YYYY-MM-DD folder of its UTC day"))
-    for name, rule in _RULES[kind].items():
-        v = np.asarray(columns[name])
-        i = _first(_bad_mask(rule, v))
-        if i >= 0:
-            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
-                          "fix or drop the row, then re-import or regenerate this file"))
-    if kind == "quotes":
-        with np.errstate(invalid="ignore"):
-            i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
-        if i >= 0:
-            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
-                          "drop crossed quotes or swap the bid/ask columns"))
+    found += _value_problems(kind, columns)
     if found:
         i, col, problem, fix = min(found, key=lambda f: f[0])
         raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
