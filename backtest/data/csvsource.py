@@ -26,6 +26,10 @@ MAX_BYTES = 1 << 40  # 1 TiB of CSV text from one input, compressed or not
 FIX_DOWNLOAD = "download the file again (it looks truncated or corrupt)"
 
 
+class ConversionError(DataError):
+    """A value did not parse as its typed column's type (the caller re-reads as text to say where)."""
+
+
 class _Limited(io.RawIOBase):
     """A read-only stream that counts decompressed bytes and stops a decompression bomb."""
 
@@ -116,8 +120,10 @@ class Source:
             raise DataError("not UTF-8 text", file=f"{self.name}:1",
                             fix="import the CSV, not a binary file") from None
 
-    def batches(self, layout: tuple[str, ...], skip_rows: int, on_bad_row):
-        """Yield pyarrow RecordBatches of string columns named after `layout`.
+    def batches(self, layout: tuple[str, ...], skip_rows: int, on_bad_row, *,
+                include: tuple[str, ...] | None = None, types: dict | None = None):
+        """Yield pyarrow RecordBatches of the `include`d columns of `layout` (all by default), as
+        strings unless `types` gives an Arrow type (a bad value then raises ConversionError).
 
         `on_bad_row(row)` gets pyarrow's InvalidRow for lines with the wrong number of fields
         and returns "skip", or sets `on_bad_row.error` (a DataError raised here) and returns "error"."""
@@ -128,8 +134,10 @@ class Source:
                               use_threads=False)
         po = pcsv.ParseOptions(delimiter=",", quote_char=False, ignore_empty_lines=False,
                                invalid_row_handler=on_bad_row)
-        co = pcsv.ConvertOptions(column_types={c: pa.string() for c in layout},
-                                 strings_can_be_null=False, check_utf8=True)
+        co = pcsv.ConvertOptions(column_types={c: (types or {}).get(c, pa.string()) for c in layout},
+                                 include_columns=list(include) if include else None,
+                                 strings_can_be_null=False, check_utf8=True,
+                                 true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"])
         try:
             reader = pcsv.open_csv(self.stream, read_options=ro, parse_options=po, convert_options=co)
             while True:
@@ -153,6 +161,8 @@ class Source:
         msg = " ".join(str(e).split())
         if "utf8" in msg.lower():
             raise DataError("not UTF-8 text", file=self.name, fix="import the CSV, not a binary file") from None
+        if isinstance(e, pa.ArrowInvalid) and "conversion error" in msg.lower():
+            raise ConversionError(f"cannot read as CSV ({msg[:200]})", file=self.name, fix=FIX_DOWNLOAD)
         if isinstance(e, pa.ArrowInvalid):
             raise DataError(f"cannot read as CSV ({msg[:200]})", file=self.name,
                             fix="check that this is a CSV export of the exchange") from None

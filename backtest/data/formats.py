@@ -29,7 +29,11 @@ class Format:
     layouts: tuple[tuple[str, ...], ...]
     parse: Callable[["Batch"], dict[str, dict[str, np.ndarray]]]
     header: bool | None = None  # True: the files always start with a header line
-    finish: Callable[[dict], dict[str, dict[str, np.ndarray]]] | None = None  # at the end of an import
+    # speed only: the columns parse() reads (None: all) and those pyarrow may parse as numbers
+    # ("i8"/"f8"/"b1": required integer/float/true-false columns; a bad value makes the importer re-read the file
+    # as text to report its line). The first layout column is always read as text.
+    columns: tuple[str, ...] | None = None
+    types: dict[str, str] | None = None
 
 
 FORMATS: dict[str, Format] = {}
@@ -65,6 +69,8 @@ class Batch:
 
     def _cast(self, col: str, dtype):
         raw = self.df[col]
+        if raw.dtype == dtype:
+            return raw, raw
         v = raw.cast(dtype, strict=False)
         if v.null_count():  # retry with surrounding blanks removed before calling a value bad
             raw = raw.str.strip_chars()
@@ -148,6 +154,14 @@ class Batch:
 
     def words(self, col: str, mapping: dict[str, int]) -> np.ndarray:
         """Map case-insensitive words (e.g. buy/sell) to int8 values; anything else raises."""
+        import polars as pl
+
+        if self.df[col].dtype == pl.Boolean:  # typed by pyarrow (true/false in any case)
+            v = self.df[col]
+            i = _first_bad(v.is_null().to_numpy())
+            if i >= 0:
+                raise self.error(i, f"unknown side '' (expected {', '.join(mapping)})", col)
+            return np.where(v.to_numpy(), mapping["true"], mapping["false"]).astype(np.int8)
         low = self.df[col].str.strip_chars().str.to_lowercase()
         out = np.zeros(len(low), np.int8)
         seen = np.zeros(len(low), bool)
@@ -348,13 +362,16 @@ FORMATS.update({
     "binance-trades": Format(("trades",), (
         ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),  # spot
         ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),  # USDⓈ-M futures
-    ), _binance_trades("time", "qty")),
+    ), _binance_trades("time", "qty"), columns=("id", "price", "qty", "time", "is_buyer_maker"),
+        types={"price": "f8", "qty": "f8", "time": "i8", "is_buyer_maker": "b1"}),
     "binance-aggtrades": Format(("trades",), (
         ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
          "is_buyer_maker", "is_best_match"),  # spot
         ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
          "is_buyer_maker"),  # USDⓈ-M futures
-    ), _binance_trades("transact_time", "quantity")),
+    ), _binance_trades("transact_time", "quantity"),
+        columns=("agg_trade_id", "price", "quantity", "transact_time", "is_buyer_maker"),
+        types={"price": "f8", "quantity": "f8", "transact_time": "i8", "is_buyer_maker": "b1"}),
     "binance-bookticker": Format(("quotes",), (
         ("update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty",
          "transaction_time", "event_time"),), _binance_book_ticker),

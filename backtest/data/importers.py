@@ -52,13 +52,17 @@ class ImportResult:
 # ------------------------------------------------------------------------------------------------
 # Parsing one file in batches
 
-def iter_file(path: Path, fmt: str, state: dict | None = None) -> Iterator[dict[str, dict[str, np.ndarray]]]:
+def iter_file(path: Path, fmt: str, state: dict | None = None, *,
+              strict: bool = False) -> Iterator[dict[str, dict[str, np.ndarray]]]:
     """Parse one input in bounded batches, in file order: yields {kind: columns} per batch.
     Any bad line raises DataError with file, 1-based line (header counted) and column."""
     import polars as pl
 
-    from .csvsource import Source
+    import pyarrow as pa
 
+    from .csvsource import ConversionError, Source
+
+    _ARROW = {"i8": pa.int64(), "f8": pa.float64(), "b1": pa.bool_()}
     if fmt not in FORMATS:
         raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
@@ -77,10 +81,24 @@ def iter_file(path: Path, fmt: str, state: dict | None = None) -> Iterator[dict[
                                        f"({','.join(layout)})")
             return "error"
 
+        fast = not strict and spec.types is not None
+        include = None
+        if fast and spec.columns:
+            include = tuple(c for c in layout if c == layout[0] or c in spec.columns)
+        types = {c: _ARROW[t] for c, t in spec.types.items() if c != layout[0]} if fast else None
         line = skip + 1  # line number of the next row
         empty_at = None  # first empty line seen (allowed only at the end of the file)
         rows = 0
-        for rb in src.batches(layout, skip, bad_row):
+        batches = src.batches(layout, skip, bad_row, include=include, types=types)
+        while True:
+            try:
+                rb = next(batches, None)
+            except ConversionError:  # a bad value in a typed column: re-read as text to say where
+                for _ in iter_file(path, fmt, {}, strict=True):
+                    pass
+                raise
+            if rb is None:
+                break
             n = rb.num_rows
             if not n:
                 continue
@@ -89,7 +107,8 @@ def iter_file(path: Path, fmt: str, state: dict | None = None) -> Iterator[dict[
                 raise line_error(src.name, empty_at, "empty line")
             emp = (df[layout[0]] == "").to_numpy()
             if emp.any():
-                emp &= np.all([(df[c] == "").to_numpy() for c in layout], axis=0)
+                emp &= np.all([((df[c] == "") if df[c].dtype == pl.String else df[c].is_null()).to_numpy()
+                               for c in df.columns], axis=0)
                 if emp.any():
                     i = int(np.flatnonzero(emp)[0])
                     if not emp[i:].all():
