@@ -172,11 +172,17 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
 @data.command()
 @click.argument("path", type=click.Path())
 @click.option("--all", "all_problems", is_flag=True, help="Report the first problem of every stream, not just the first one.")
+@click.option("--max-gap", "max_gap_s", default=3600.0, show_default=True, type=float,
+              help="Warn about time gaps longer than this many seconds inside a trades/quotes/marks stream "
+                   "(funding: 1.5 x its interval).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (gaps, missing days, no marks/funding).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(path, all_problems, as_json):
-    """Check a dataset: instruments, schemas, types, sort order and values.
+def validate(path, all_problems, max_gap_s, strict, as_json):
+    """Check a dataset: instruments, schemas, types, sort order, values and page checksums.
 
     Prints a one-line OK summary, or the first problem (file, column, row and fix) and exits 1.
+    Warnings (missing date partitions or long gaps inside a stream, a perpetual without marks or
+    funding) go to stderr; with --strict they fail the check.
 
     \b
     Example:
@@ -184,15 +190,20 @@ def validate(path, all_problems, as_json):
     """
     from ..data.validate import validate_dataset
 
-    report = validate_dataset(path, all_problems=all_problems)
+    report = validate_dataset(path, all_problems=all_problems, max_gap_s=max_gap_s)
     if as_json:
         _print_json(report.to_dict())
     elif report.ok:
         click.echo(report.summary())
+    if not as_json:
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
     if not report.ok:
         if not as_json:
             for p in report.problems:
                 click.echo(f"error: {p}", err=True)
+        sys.exit(1)
+    if strict and report.warnings:
         sys.exit(1)
 
 
