@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import uuid
 from pathlib import Path
 
@@ -107,7 +108,10 @@ def apply(root: Path, stage: Path) -> None:
     """Finish a committed change (idempotent: safe to repeat after a kill)."""
     rec = _record(stage)
     assert rec is not None
-    for rel in rec["moves"]:
+    kill_after = int(os.environ.get("CASCADE_TEST_KILL_AFTER_MOVES", "-1"))  # crash tests only
+    for j, rel in enumerate(rec["moves"]):
+        if j == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
         src = stage / "data" / rel
         if src.exists():
             dst = root / rel
