@@ -6,8 +6,8 @@
 
 Writes a synthetic file in the exact published layout (header
 `id,price,qty,quote_qty,time,is_buyer_maker`, one month of ms timestamps), then runs
-`backtest data import` in a child process and reports rows/s and the child's peak RSS
-(ru_maxrss). Figures are recorded in benchmarks/README.md ("Import").
+`backtest data import` in a child process and reports rows/s (wall and per CPU second: the
+machine may be shared) and the child's peak RSS (ru_maxrss). Figures are recorded in benchmarks/README.md ("Import").
 """
 from __future__ import annotations
 
@@ -78,16 +78,18 @@ def run_import(path: Path, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "backtest", "data", "import", "--format", "binance-trades",
            "--symbol", "BTCUSDT", "--venue", "binance-usdm", "--out", str(out), "--quiet", "--json", str(path)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    res = {"exit": p.returncode, "seconds": round(secs, 2), "peak_rss_mib": round(max(peak_kib, before) / 1024),
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    res = {"exit": p.returncode, "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+           "peak_rss_mib": round(r1.ru_maxrss / 1024), "load_avg_1m": os.getloadavg()[0],
            "stderr": p.stderr.strip()[-400:]}
     if p.returncode == 0:
         rows = json.loads(p.stdout)["rows_read"]
-        res.update(rows=rows, rows_per_s=round(rows / secs))
+        res.update(rows=rows, rows_per_s=round(rows / secs), rows_per_cpu_s=round(rows / cpu))
     return res
 
 

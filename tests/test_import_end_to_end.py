@@ -84,3 +84,48 @@ def test_marks_liquidate_and_funding_is_paid_on_imported_data(imported):
     brackets = load_instruments(imported)["BTCUSDT"].brackets
     lp = margin.liquidation_price(1, entry["qty"], entry["price"], entry["qty"] * entry["price"] / 20.0, brackets)
     assert 66_000.0 <= lp < min(pl.read_parquet(p)["price"].min() for p in imported.rglob("kind=trades/**/*.parquet"))
+
+
+FIX = Path(__file__).parent / "fixtures" / "exchange"
+SAMPLES = {  # every format's fixture files (published layouts, with and without header)
+    "binance-trades": ["binance-futures-trades.csv", "binance-spot-trades-ms.csv", "binance-spot-trades-us.csv"],
+    "binance-aggtrades": ["binance-futures-aggtrades.csv", "binance-spot-aggtrades.csv"],
+    "binance-bookticker": ["binance-bookticker.csv", "binance-bookticker-noheader.csv"],
+    "binance-mark-klines": ["binance-mark-klines.csv", "binance-mark-klines-noheader.csv"],
+    "binance-funding": ["binance-funding.csv"],
+    "bybit-trades": ["bybit-trades.csv", "bybit-trades-rpi.csv"],
+    "bybit-spot-trades": ["bybit-spot-trades.csv"],
+    "bybit-funding": ["bybit-funding.csv"],
+    "tardis-trades": ["tardis-trades.csv"],
+    "tardis-quotes": ["tardis-quotes.csv"],
+    "tardis-book-snapshot-5": ["tardis-book-snapshot-5.csv"],
+    "tardis-book-snapshot-25": ["tardis-book-snapshot-25.csv"],
+    "tardis-derivative-ticker": ["tardis-derivative-ticker.csv"],
+}
+
+
+def test_samples_cover_every_format():
+    from backtest.data.formats import FORMATS
+
+    assert set(SAMPLES) == set(FORMATS)
+
+
+def test_every_sample_imports_validates_and_runs(tmp_path):
+    out = tmp_path / "all"
+    r = CliRunner()
+    for fmt, names in SAMPLES.items():
+        for name in names:  # each alone into its own dataset, then all together
+            for ds in (tmp_path / name, out):
+                res = r.invoke(data_cli, ["import", "--format", fmt, "--symbol", "BTCUSDT", "--venue",
+                                          "binance-usdm", "--out", str(ds), "--quiet", str(FIX / name)])
+                assert res.exit_code == 0, (fmt, name, res.output)
+            res = r.invoke(data_cli, ["validate", str(tmp_path / name)])
+            assert res.exit_code == 0, (fmt, name, res.output)
+    res = r.invoke(data_cli, ["validate", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    import json
+
+    rep = json.loads(res.stdout)
+    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding"}
+    result = bt.run(LevLong, out, params={"entry": 1.0}, symbols=["BTCUSDT"])  # never enters: just runs
+    assert len(result.fills) == 0 and len(result.funding) == 0  # flat all along: nothing to pay

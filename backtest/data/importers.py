@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .formats import FORMATS, Batch, line_error
+from .formats import FORMATS, Batch, choose_layout, line_error
 from .layout import KINDS, date_of_day, partition_dir
 
 Progress = Callable[[int, int, str], None]
@@ -71,8 +71,6 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
         first = src.first_line()
         if not first.strip():
             raise line_error(src.name, 1, "empty file or empty first line", fix="download the file again")
-        from .formats import choose_layout
-
         layout, skip = choose_layout(fmt, first, src.name)
 
         def bad_row(row):  # pyarrow cannot carry our exception: keep it, Source raises it
@@ -135,6 +133,8 @@ def _exact(kind: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def parse_file_kinds(path: Path, fmt: str) -> dict[str, dict[str, np.ndarray]]:
     """All rows of one file per kind, in the kinds' exact dtypes, stably sorted by ts_ns."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
     got: dict[str, list] = {k: [] for k in FORMATS[fmt].kinds}
     for parsed in iter_file(path, fmt):
         for kind, cols in parsed.items():
