@@ -131,7 +131,7 @@ class Source:
         import pyarrow.csv as pcsv
 
         ro = pcsv.ReadOptions(column_names=list(layout), skip_rows=skip_rows, block_size=BLOCK_BYTES,
-                              use_threads=False)
+                              use_threads=False)  # bad-row line numbers need one thread
         po = pcsv.ParseOptions(delimiter=",", quote_char=False, ignore_empty_lines=False,
                                invalid_row_handler=on_bad_row)
         co = pcsv.ConvertOptions(column_types={c: (types or {}).get(c, pa.string()) for c in layout},
