@@ -414,9 +414,9 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
                     raise DataError("no rows to import", file=files[0],
                                     fix="check --format (a derivative ticker needs marks or a passed funding time)")
                 moves, deletes, written, added, dates = _finalize(sink, out, stage, symbol)
-                if to_write is not None:
+                if to_write is not None:  # moved first: readers find the spec before the rows
                     write_instruments(stage.path(INSTRUMENT_FILES[0]), to_write)
-                    moves.append(INSTRUMENT_FILES[0])
+                    moves.insert(0, INSTRUMENT_FILES[0])
                     deletes += [n for n in INSTRUMENT_FILES[1:] if (out / n).exists()]
                 if moves:
                     stage.commit(moves, deletes)
