@@ -92,6 +92,7 @@ SAMPLES = {  # every format's fixture files (published layouts, with and without
     "binance-aggtrades": ["binance-futures-aggtrades.csv", "binance-spot-aggtrades.csv"],
     "binance-bookticker": ["binance-bookticker.csv", "binance-bookticker-noheader.csv"],
     "binance-mark-klines": ["binance-mark-klines.csv", "binance-mark-klines-noheader.csv"],
+    "binance-index-klines": ["binance-index-klines.csv"],  # fills the marks above
     "binance-funding": ["binance-funding.csv"],
     "bybit-trades": ["bybit-trades.csv", "bybit-trades-rpi.csv"],
     "bybit-spot-trades": ["bybit-spot-trades.csv"],
@@ -115,6 +116,9 @@ def test_every_sample_imports_validates_and_runs(tmp_path):
     r = CliRunner()
     for fmt, names in SAMPLES.items():
         for name in names:  # each alone into its own dataset, then all together
+            if fmt == "binance-index-klines":  # fills existing marks: give it some
+                r.invoke(data_cli, ["import", "--format", "binance-mark-klines", "--symbol", "BTCUSDT", "--venue",
+                                    "binance-usdm", "--out", str(tmp_path / name), str(FIX / "binance-mark-klines.csv")])
             for ds in (tmp_path / name, out):
                 res = r.invoke(data_cli, ["import", "--format", fmt, "--symbol", "BTCUSDT", "--venue",
                                           "binance-usdm", "--out", str(ds), "--quiet", str(FIX / name)])

@@ -179,3 +179,28 @@ def test_binance_transact_time_overflow_refused(tmp_path):
                  "1,10,1,1,1,9300000000000,true\n")
     with pytest.raises(DataError, match="agg.csv:2.*read as ms is outside"):
         parse_file(f, "binance-aggtrades")
+
+
+def test_index_klines_fill_the_index_of_imported_marks(tmp_path):
+    import pyarrow.parquet as pq
+
+    from backtest.data.importers import import_files
+    from backtest.data.layout import list_streams
+
+    out = tmp_path / "ds"
+    with pytest.raises(DataError, match="import the mark prices first"):
+        import_files([FIX / "binance-index-klines.csv"], fmt="binance-index-klines", symbol="BTCUSDT",
+                     out=out, venue="binance-usdm")
+    import_files([FIX / "binance-mark-klines.csv"], fmt="binance-mark-klines", symbol="BTCUSDT", out=out,
+                 venue="binance-usdm")
+    res = import_files([FIX / "binance-mark-klines.csv"], fmt="binance-mark-klines", symbol="BTCUSDT", out=out)
+    assert res.rows_added == 0 and res.written == []  # NaN index rows compare equal: nothing new
+    res = import_files([FIX / "binance-index-klines.csv"], fmt="binance-index-klines", symbol="BTCUSDT", out=out)
+    (f,) = list_streams(out)[("marks", "BTCUSDT")]
+    t = pq.read_table(f).to_pydict()
+    assert t["ts_ns"] == [T0 + 60_000 * MS, T0 + 120_000 * MS, T0 + 180_000 * MS]
+    assert t["mark_price"] == [96990.52, 96971.30, 96962.87]
+    assert t["index_price"] == [96984.31, 96965.02, 96955.48]
+    assert res.rows_added == 0 and len(res.written) == 1
+    again = import_files([FIX / "binance-index-klines.csv"], fmt="binance-index-klines", symbol="BTCUSDT", out=out)
+    assert again.written == []

@@ -14,7 +14,7 @@ import click
 # Kept in step with backtest.data.formats.FORMATS and the catalogue files (tests check it) so that
 # --help needs no polars.
 IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "binance-bookticker", "binance-mark-klines",
-                  "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
+                  "binance-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
                   "tardis-quotes", "tardis-book-snapshot-5", "tardis-book-snapshot-25",
                   "tardis-derivative-ticker")
 VENUES = ("binance-coinm", "binance-usdm", "bybit-linear")
@@ -141,7 +141,8 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
     without header), bybit-trades (with or without RPI), bybit-spot-trades,
     tardis-trades. Quotes: binance-bookticker, tardis-quotes,
     tardis-book-snapshot-5/-25 (level 0). Marks: binance-mark-klines (stamped
-    at the kline's close). Funding: binance-funding, bybit-funding.
+    at the kline's close; binance-index-klines then fills their index).
+    Funding: binance-funding, bybit-funding.
     Marks and funding: tardis-derivative-ticker. Layouts and download URLs:
     data/README.md.
 

@@ -34,6 +34,8 @@ class Format:
     # as text to report its line). The first layout column is always read as text.
     columns: tuple[str, ...] | None = None
     types: dict[str, str] | None = None
+    # set for formats that fill one column of existing rows (matched on ts_ns) instead of adding rows
+    fills: str | None = None
 
 
 FORMATS: dict[str, Format] = {}
@@ -244,6 +246,13 @@ def _binance_mark_klines(b: Batch):
                       "index_price": np.full(len(price), np.nan)}}
 
 
+def _binance_index_klines(b: Batch):
+    """Index klines fill `index_price` of the marks already imported at the same time."""
+    price = b.number("close", positive=True)
+    return {"marks": {"ts_ns": _kline_close_ns(b), "mark_price": np.full(len(price), np.nan),
+                      "index_price": price}}
+
+
 def _binance_funding(b: Batch):
     return {"funding": {"ts_ns": b.epoch_ns("calc_time"), "rate": b.number("last_funding_rate")}}
 
@@ -376,6 +385,7 @@ FORMATS.update({
         ("update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty",
          "transaction_time", "event_time"),), _binance_book_ticker),
     "binance-mark-klines": Format(("marks",), (KLINE,), _binance_mark_klines),
+    "binance-index-klines": Format(("marks",), (KLINE,), _binance_index_klines, fills="index_price"),
     "binance-funding": Format(("funding",), (
         ("calc_time", "funding_interval_hours", "last_funding_rate"),), _binance_funding),
     "bybit-trades": Format(("trades",), (BYBIT_TRADES, (*BYBIT_TRADES, "RPI")), _bybit_trades),

@@ -202,8 +202,8 @@ class _Part:
 class _Sink:
     """Receives parsed batches of one import and spills them to part files by (kind, date)."""
 
-    def __init__(self, stage, symbol: str):
-        self.stage, self.symbol = stage, symbol
+    def __init__(self, stage, symbol: str, fills: str | None = None):
+        self.stage, self.symbol, self.fills = stage, symbol, fills
         self.parts: dict[tuple[str, int], list[_Part]] = {}  # (kind, day) -> parts in write order
         self.rows: dict[str, int] = {}
 
@@ -214,7 +214,8 @@ class _Sink:
         n = len(cols["ts_ns"])
         if not n:
             return
-        check_values(kind, name, cols)
+        if not self.fills:  # a fill's other columns are NaN placeholders (its parser checked the rest)
+            check_values(kind, name, cols)
         self.rows[kind] = self.rows.get(kind, 0) + n
         days = np.floor_divide(cols["ts_ns"], _DAY_NS)
         lo = int(days.min())
@@ -313,6 +314,33 @@ def _merge(kind: str, sources: list) -> "object":
 
 
 
+def _fill(column: str, kind: str, parts, old_files, target: Path, staged: Path, date: str) -> bool:
+    """Fill `column` of the existing rows of one date from the imported rows with the same ts_ns
+    (the last one wins); rows without a match are ignored. Returns False when nothing changed."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..atomic import write_parquet
+    from .validate import check_batch
+    from .writer import ROW_GROUP_ROWS, to_table
+
+    old = _read_existing(kind, old_files)
+    if old is None:
+        raise DataError(f"no {kind} on {date} to fill {column} into", file=parts[0].path.name,
+                        fix="import the mark prices first (e.g. --format binance-mark-klines)")
+    new = (pl.from_arrow(pa.concat_tables([pq.read_table(p.path) for p in parts]))
+           .select("ts_ns", pl.col(column).alias("__fill")).unique("ts_ns", keep="last"))
+    merged = (old.join(new, on="ts_ns", how="left", maintain_order="left")
+              .with_columns(pl.coalesce("__fill", column).alias(column)).drop("__fill"))
+    if merged.equals(old):
+        return False
+    columns = {n: merged[n].to_numpy() for n in KINDS[kind][1]}
+    check_batch(kind, target, columns, 0, None, date=date)
+    write_parquet(to_table(kind, columns), staged, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+    return True
+
+
 def _finalize(sink: _Sink, out: Path, stage, symbol: str):
     """Per (kind, date): the staged file that replaces the date partition, merged with the
     existing rows where needed. Returns (moves, deletes, written, rows added, dates)."""
@@ -338,7 +366,10 @@ def _finalize(sink: _Sink, out: Path, stage, symbol: str):
         target = pdir / "part-0000.parquet"
         rel = target.relative_to(out).as_posix()
         staged = stage.path(rel)
-        if len(parts) == 1 and parts[0].sorted and not old_files:
+        if sink.fills:
+            if not _fill(sink.fills, kind, parts, old_files, target, staged, date):
+                continue
+        elif len(parts) == 1 and parts[0].sorted and not old_files:
             os.replace(parts[0].path, staged)  # the common case: streamed straight through
             added += parts[0].rows
         else:  # existing rows, several inputs or unsorted input: merge this one date in memory
@@ -397,7 +428,7 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
             to_write = _resolve_instruments(out, symbol, Path(instruments) if instruments else None, venue)
             stage = commit.Staging(out)
             try:
-                sink = _Sink(stage, symbol)
+                sink = _Sink(stage, symbol, FORMATS[fmt].fills)
                 carry: dict = {}
                 for j, f in enumerate(files):
                     if progress:
