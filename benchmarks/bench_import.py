@@ -65,7 +65,7 @@ def make_bomb(tmp: Path, gib: float) -> Path:
     """A zip whose one member expands to `gib` GiB of the same trade line (ratio ~ 1000:1)."""
     z = tmp / "bomb.zip"
     line = b"1,97000.0,0.001,97.0,1770249600000,true\n"
-    block = line * (1 << 20 // len(line) * 16)
+    block = line * ((16 << 20) // len(line))  # 16 MiB per write
     with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         with zf.open("bomb.csv", "w", force_zip64=True) as w:
             w.write(b"id,price,qty,quote_qty,time,is_buyer_maker\n")

@@ -29,9 +29,9 @@ class Format:
     layouts: tuple[tuple[str, ...], ...]
     parse: Callable[["Batch"], dict[str, dict[str, np.ndarray]]]
     header: bool | None = None  # True: the files always start with a header line
-    # speed only: the columns parse() reads (None: all) and those pyarrow may parse as numbers
-    # ("i8"/"f8"/"b1": required integer/float/true-false columns; a bad value makes the importer re-read the file
-    # as text to report its line). The first layout column is always read as text.
+    # speed only: the columns parse() reads (None: all) and those pyarrow may parse directly
+    # ("i8"/"f8"/"b1": required integer/float/true-false columns; a bad value makes the importer
+    # re-read the file as text to report its line). The first layout column is always text.
     columns: tuple[str, ...] | None = None
     types: dict[str, str] | None = None
     # set for formats that fill one column of existing rows (matched on ts_ns) instead of adding rows
@@ -54,7 +54,6 @@ def _first_bad(mask) -> int:
 
 
 _UNITS = ((10**11, 10**9, "s"), (10**14, 10**6, "ms"), (10**17, 10**3, "µs"), (None, 1, "ns"))
-_FRACTION = re.compile(r"^\d+\.\d*$")
 
 
 class Batch:

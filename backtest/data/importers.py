@@ -57,7 +57,6 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
     """Parse one input in bounded batches, in file order: yields {kind: columns} per batch.
     Any bad line raises DataError with file, 1-based line (header counted) and column."""
     import polars as pl
-
     import pyarrow as pa
 
     from .csvsource import ConversionError, Source
