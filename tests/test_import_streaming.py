@@ -117,13 +117,17 @@ def _bomb(tmp_path, mib=4):
 
 def test_decompression_bomb_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(csvsource, "BOMB_MIN_BYTES", 1 << 20)
-    z = _bomb(tmp_path)
-    assert z.stat().st_size * csvsource.MAX_RATIO < 4 << 20
+    monkeypatch.setattr(csvsource, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(csvsource, "READ_STEP", 4096)  # scaled down with BOMB_MIN_BYTES
+    z = _bomb(tmp_path, mib=64)
     out = tmp_path / "ds"
     with pytest.raises(DataError) as ei:
         import_files([z], fmt="binance-trades", symbol="BTCUSDT", out=out, instruments=FIX / "instruments.json")
     msg = str(ei.value)
     assert "bomb.zip!bomb.csv" in msg and "decompression bomb" in msg and "\n" not in msg
+    text_bytes = int(msg.split("refused: ")[1].split(" bytes")[0].replace(",", ""))
+    # stopped soon after BOMB_MIN_BYTES (slack: MAX_RATIO x the compressed read-ahead), not at 64 MiB
+    assert text_bytes < 4 << 20
     assert not out.exists()
 
 

@@ -5,8 +5,8 @@ batches of string columns, without ever holding the whole file in memory.
         for batch in src.batches(layout, skip_header=True): ...   # pyarrow RecordBatch of strings
 
 Decompression-bomb limit: once more than ``BOMB_MIN_BYTES`` have been decompressed, an archive
-whose output exceeds ``MAX_RATIO`` times its compressed size, or any input beyond ``MAX_BYTES``,
-is refused with one line (data/README.md, "Limits").
+whose output exceeds ``MAX_RATIO`` times the compressed bytes read so far, or any input beyond
+``MAX_BYTES``, is refused with one line (data/README.md, "Streaming and limits").
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ BLOCK_BYTES = 8 << 20  # pyarrow parses this much CSV text per batch (~150k rows
 MAX_RATIO = 200  # decompressed / compressed bytes; real exchange CSVs are 3-15x
 BOMB_MIN_BYTES = 256 << 20  # the ratio is checked only past this much output
 MAX_BYTES = 1 << 40  # 1 TiB of CSV text from one input, compressed or not
+READ_STEP = 64 << 10  # decompressed bytes asked for at a time
 
 FIX_DOWNLOAD = "download the file again (it looks truncated or corrupt)"
 
@@ -30,28 +31,62 @@ class ConversionError(DataError):
     """A value did not parse as its typed column's type (the caller re-reads as text to say where)."""
 
 
-class _Limited(io.RawIOBase):
-    """A read-only stream that counts decompressed bytes and stops a decompression bomb."""
+class _Counting:
+    """The compressed file under a decompressor, counting the bytes the decompressor has read."""
 
-    def __init__(self, raw, name: str, compressed_size: int | None):
-        self.raw, self.name, self.compressed = raw, name, compressed_size
+    def __init__(self, f):
+        self.f, self.count = f, 0
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.count += len(data)
+        return data
+
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def tell(self):
+        return self.f.tell()
+
+    def seekable(self):
+        return True
+
+    def close(self):
+        self.f.close()
+
+
+class _Limited(io.RawIOBase):
+    """A read-only stream that counts decompressed bytes and stops a decompression bomb: past
+    BOMB_MIN_BYTES, output beyond MAX_RATIO x the compressed bytes read so far is refused."""
+
+    def __init__(self, raw, name: str, compressed: _Counting | None):
+        self.raw, self.name, self.compressed = raw, name, compressed
         self.count = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
-        data = self.raw.read(len(buf))
-        n = len(data)
-        buf[:n] = data
-        self.count += n
-        if self.count > MAX_BYTES or (self.compressed and self.count > BOMB_MIN_BYTES
-                                      and self.count > MAX_RATIO * self.compressed):
-            raise DataError(f"refused: expands to more than {self.count:,} bytes from "
-                            f"{self.compressed or self.count:,} (limit {MAX_RATIO}x and "
-                            f"{MAX_BYTES:,} bytes)", file=self.name,
-                            fix="this looks like a decompression bomb; import only genuine exchange files")
+        # fill `buf` in small steps: the decompressor then reads little compressed input ahead, so
+        # the ratio is measured closely and a bomb stops soon after BOMB_MIN_BYTES
+        view, n = memoryview(buf), 0
+        while n < len(view):
+            data = self.raw.read(min(len(view) - n, READ_STEP))
+            if not data:
+                break
+            view[n:n + len(data)] = data
+            n += len(data)
+            self.count += len(data)
+            self._check()
         return n
+
+    def _check(self) -> None:
+        c = self.compressed.count if self.compressed is not None else None
+        if self.count > MAX_BYTES or (c and self.count > BOMB_MIN_BYTES and self.count > MAX_RATIO * c):
+            raise DataError(f"refused: {self.count:,} bytes of text from {c or self.count:,} compressed "
+                            f"(limits: {MAX_RATIO}x past {BOMB_MIN_BYTES >> 20} MiB, {MAX_BYTES:,} bytes)",
+                            file=self.name,
+                            fix="this looks like a decompression bomb; import only genuine exchange files")
 
 
 class Source:
@@ -72,8 +107,14 @@ class Source:
 
     def _open(self):
         suffix = self.path.suffix.lower()
+        if suffix not in (".zip", ".gz"):
+            f = open(self.path, "rb")
+            self._closers.append(f)
+            return f, None
+        counting = _Counting(open(self.path, "rb"))
+        self._closers.append(counting)
         if suffix == ".zip":
-            z = zipfile.ZipFile(self.path)
+            z = zipfile.ZipFile(counting)
             self._closers.append(z)
             members = [m for m in z.infolist()
                        if not m.filename.endswith("/") and not m.filename.startswith("__MACOSX/")]
@@ -82,15 +123,11 @@ class Source:
                                 file=self.path, fix="unzip it and import the CSV files")
             self.name = f"{self.path}!{members[0].filename}"
             f = z.open(members[0])
-            self._closers.append(f)
-            return f, max(1, members[0].compress_size)
-        if suffix == ".gz":
-            f = gzip.open(self.path, "rb")
-            self._closers.append(f)
-            return f, max(1, self.path.stat().st_size)
-        f = open(self.path, "rb")
+        else:
+            f = gzip.GzipFile(fileobj=counting, mode="rb")
         self._closers.append(f)
-        return f, None
+        counting.count = 0  # count only what the decompressor reads from here on
+        return f, counting
 
     def __enter__(self):
         return self
