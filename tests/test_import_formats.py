@@ -204,3 +204,11 @@ def test_index_klines_fill_the_index_of_imported_marks(tmp_path):
     assert res.rows_added == 0 and len(res.written) == 1
     again = import_files([FIX / "binance-index-klines.csv"], fmt="binance-index-klines", symbol="BTCUSDT", out=out)
     assert again.written == []
+
+
+def test_binance_coinm_trades_quantity_in_contracts(tmp_path):
+    f = tmp_path / "BTCUSD_PERP-trades-2026-02-05.csv"
+    f.write_text("id,price,qty,base_qty,time,is_buyer_maker\n28457,96350.0,1,0.00103788,1770249600508,true\n")
+    _, c = parse_file(f, "binance-trades")
+    assert c["qty"].tolist() == [1.0] and c["price"].tolist() == [96350.0] and c["side"].tolist() == [-1]
+    assert c["ts_ns"].tolist() == [T0 + 508 * MS]

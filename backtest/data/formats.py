@@ -370,6 +370,7 @@ FORMATS.update({
     "binance-trades": Format(("trades",), (
         ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),  # spot
         ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),  # USDⓈ-M futures
+        ("id", "price", "qty", "base_qty", "time", "is_buyer_maker"),  # COIN-M: qty in contracts
     ), _binance_trades("time", "qty"), columns=("id", "price", "qty", "time", "is_buyer_maker"),
         types={"price": "f8", "qty": "f8", "time": "i8", "is_buyer_maker": "b1"}),
     "binance-aggtrades": Format(("trades",), (
