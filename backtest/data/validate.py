@@ -99,7 +99,7 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
         found.append((i, "ts_ns", f"timestamp {int(ts[i])} is outside 2009-01-01 .. 2100-01-01 UTC "
                       "(ns since the epoch; a unit mix-up or an overflow)",
                       "re-import the source file (the importer detects its time unit) or regenerate it"))
-    for name, rule in _RULES[kind].items():
+    for name, rule in _RULES.get(kind, {}).items():  # kinds added elsewhere may bring no rules
         v = np.asarray(columns[name])
         i = _first(_bad_mask(rule, v))
         if i >= 0:
