@@ -60,7 +60,11 @@ def test_help_has_examples():
 
 
 def test_import_formats_match_library():
+    from backtest.cli.data import VENUES
+    from backtest.data.catalogue import venues
+
     assert IMPORT_FORMATS == tuple(FORMATS)
+    assert list(VENUES) == venues()
 
 
 def test_import_command(tmp_path):

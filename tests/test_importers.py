@@ -141,7 +141,7 @@ BAD_CASES = [
     ("binance-trades", "1,10,1,10,1770249600000,true,true\n2,10,0,10,1770249600001,true,true\n", 2, "qty", "> 0"),
     ("binance-trades", "1,-10,1,10,1770249600000,true,true\n", 1, "price", "> 0"),
     ("binance-trades", "1,10,1,10,1770249600000,maybe,true\n", 1, "is_buyer_maker", "unknown side"),
-    ("binance-trades", "1,10,1,10,17702496x0000,true,true\n", 1, "time", "not an integer"),
+    ("binance-trades", "1,10,1,10,17702496x0000,true,true\n", 1, "time", "not a timestamp"),
     ("binance-trades", "1,10,1,10,1770249600000,true,true\n\n2,10,1,10,1770249600000,true,true\n", 2, None,
      "empty line"),
     ("binance-aggtrades", "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"

@@ -11,8 +11,13 @@ import sys
 
 import click
 
-# Kept in step with backtest.data.importers.FORMATS (tests check it) so that --help needs no polars.
-IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "bybit-trades", "tardis-trades", "tardis-quotes")
+# Kept in step with backtest.data.formats.FORMATS and the catalogue files (tests check it) so that
+# --help needs no polars.
+IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "binance-bookticker", "binance-mark-klines",
+                  "binance-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
+                  "tardis-quotes", "tardis-book-snapshot-5", "tardis-book-snapshot-25",
+                  "tardis-derivative-ticker")
+VENUES = ("binance-coinm", "binance-usdm", "bybit-linear")
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -121,37 +126,46 @@ def generate(scenario, out, seed, scale, quiet, as_json):
 @click.option("--symbol", required=True, help="Dataset symbol the rows belong to (must be in the instruments).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Dataset folder (created if needed; existing rows are merged, not duplicated).")
+@click.option("--venue", type=click.Choice(VENUES),
+              help="Take the symbol's contract spec from the bundled, dated instrument catalogue.")
 @click.option("--instruments", type=click.Path(exists=True, dir_okay=False),
               help="Instruments file to copy in when the dataset has none yet.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def import_(fmt, symbol, out, instruments, quiet, as_json, files):
+def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
     """Import exchange CSV files (.csv, .csv.gz, or .zip with one CSV) into a dataset.
 
     \b
-    Formats: binance-trades, binance-aggtrades (data.binance.vision, spot or
-    USDⓈ-M futures, with or without header, ms or µs timestamps), bybit-trades
-    (public.bybit.com trading history), tardis-trades, tardis-quotes.
+    Trades: binance-trades, binance-aggtrades (spot or futures, with or
+    without header), bybit-trades (with or without RPI), bybit-spot-trades,
+    tardis-trades. Quotes: binance-bookticker, tardis-quotes,
+    tardis-book-snapshot-5/-25 (level 0). Marks: binance-mark-klines (stamped
+    at the kline's close; binance-index-klines then fills their index).
+    Funding: binance-funding, bybit-funding.
+    Marks and funding: tardis-derivative-ticker. Layouts and download URLs:
+    data/README.md.
 
     \b
     Example:
       backtest data import --format binance-aggtrades --symbol BTCUSDT \\
-          --out data/btc --instruments instruments.json \\
+          --out data/btc --venue binance-usdm \\
           BTCUSDT-aggTrades-2026-02-05.zip BTCUSDT-aggTrades-2026-02-06.zip
 
-    Nothing is written when any line is bad; re-importing a file adds nothing.
+    Files are streamed in bounded memory; the import is committed all at once, so a bad line,
+    an error or a kill leaves the dataset as it was. Re-importing a file adds nothing.
     """
     from ..data.importers import import_files
 
     show = _show_progress(quiet or as_json) and len(files) > 1
     with _Bar(show, "importing") as bar:
         res = import_files(list(files), fmt=fmt, symbol=symbol, out=out, instruments=instruments,
-                           progress=bar)
+                           venue=venue, progress=bar)
     if as_json:
         _print_json(res.to_dict())
         return
-    click.echo(f"imported {res.rows_read:,} {res.kind} rows of {res.symbol} from {res.files} file(s) "
+    kinds = ", ".join(f"{n:,} {k}" for k, n in res.rows.items())
+    click.echo(f"imported {kinds} rows of {res.symbol} from {res.files} file(s) "
                f"into {res.out}: {res.rows_added:,} new, {len(res.written)} of {len(res.dates)} date file(s) rewritten"
                + (" (instruments file copied in)" if res.instruments_copied else ""))
 
@@ -159,11 +173,17 @@ def import_(fmt, symbol, out, instruments, quiet, as_json, files):
 @data.command()
 @click.argument("path", type=click.Path())
 @click.option("--all", "all_problems", is_flag=True, help="Report the first problem of every stream, not just the first one.")
+@click.option("--max-gap", "max_gap_s", default=3600.0, show_default=True, type=float,
+              help="Warn about time gaps longer than this many seconds inside a trades/quotes/marks stream "
+                   "(funding: 1.5 x its interval).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (gaps, missing days, no marks/funding).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(path, all_problems, as_json):
-    """Check a dataset: instruments, schemas, types, sort order and values.
+def validate(path, all_problems, max_gap_s, strict, as_json):
+    """Check a dataset: instruments, schemas, types, sort order, values and page checksums.
 
     Prints a one-line OK summary, or the first problem (file, column, row and fix) and exits 1.
+    Warnings (missing date partitions or long gaps inside a stream, a perpetual without marks or
+    funding) go to stderr; with --strict they fail the check.
 
     \b
     Example:
@@ -171,15 +191,20 @@ def validate(path, all_problems, as_json):
     """
     from ..data.validate import validate_dataset
 
-    report = validate_dataset(path, all_problems=all_problems)
+    report = validate_dataset(path, all_problems=all_problems, max_gap_s=max_gap_s)
     if as_json:
         _print_json(report.to_dict())
     elif report.ok:
         click.echo(report.summary())
+    if not as_json:
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
     if not report.ok:
         if not as_json:
             for p in report.problems:
                 click.echo(f"error: {p}", err=True)
+        sys.exit(1)
+    if strict and report.warnings:
         sys.exit(1)
 
 

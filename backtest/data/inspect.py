@@ -59,9 +59,12 @@ def inspect_dataset(root: Path | str) -> list[dict]:
 
     from .layout import list_streams
 
+    from .commit import recover
+
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root, fix="check the path")
+    recover(root)  # finish a committed import (or drop a dead one) before globbing the files
     streams = list_streams(root)
     if not streams:
         raise DataError("empty dataset: no Parquet files under kind=*/symbol=*/date=*/", file=root,

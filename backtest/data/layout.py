@@ -44,6 +44,11 @@ KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
 
 INSTRUMENT_FILES = ("instruments.json", "instruments.toml")
 
+# Timestamps must fall in [2009-01-01, 2100-01-01) UTC: anything else is a unit mix-up or garbage,
+# and the bounds keep every ns value far from int64 overflow.
+TS_MIN_NS = 1_230_768_000 * 10**9
+TS_MAX_NS = 4_102_444_800 * 10**9
+
 
 def schema_of(kind: str) -> pa.Schema:
     return pa.schema([pa.field(n, t, nullable=False) for n, t in KINDS[kind][1].items()])
@@ -67,18 +72,31 @@ def date_of_day(day: int) -> dt.date:
 
 
 def list_streams(root: Path) -> dict[tuple[str, str], list[Path]]:
-    """{(kind, symbol): [parquet files sorted by date then name]} found under a dataset folder."""
+    """{(kind, symbol): [parquet files sorted by date then name]} found under a dataset folder.
+
+    Honours committed imports that are still being applied (backtest.data.commit): a staged file
+    stands in for its target and superseded files are left out, so a reader never sees half of
+    an import. Uncommitted staging folders are invisible."""
+    from .commit import overlay
+
     root = Path(root)
-    out: dict[tuple[str, str], list[Path]] = {}
+    staged, deleted = overlay(root)
+    found: dict[str, Path] = {}
     for kind in KINDS:
         kdir = root / f"kind={kind}"
-        if not kdir.is_dir():
+        if kdir.is_dir():
+            for f in kdir.glob("symbol=*/date=*/*.parquet"):
+                found[f.relative_to(root).as_posix()] = f
+    found.update((rel, p) for rel, p in staged.items() if rel.split("/", 1)[0][5:] in KINDS)
+    out: dict[tuple[str, str], list[Path]] = {}
+    for rel in sorted(found):
+        if rel in deleted:
             continue
-        for sdir in sorted(p for p in kdir.iterdir() if p.is_dir() and p.name.startswith("symbol=")):
-            files = sorted(sdir.glob("date=*/*.parquet"))
-            if files:
-                out[(kind, sdir.name.split("=", 1)[1])] = files
-    return out
+        parts = rel.split("/")
+        if len(parts) != 4 or not parts[1].startswith("symbol="):
+            continue
+        out.setdefault((parts[0][5:], parts[1][7:]), []).append(found[rel])
+    return {k: out[k] for k in sorted(out, key=lambda k: (list(KINDS).index(k[0]), k[1]))}
 
 
 def date_of_file(path: Path) -> str:

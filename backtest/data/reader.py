@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ..core.schema import EVENT_COLUMNS, MAX_SYMBOLS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
-from .layout import KINDS, date_of_file, list_streams
+from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
 from .validate import check_batch
 
 DEFAULT_CHUNK_ROWS = 1 << 20
@@ -68,7 +68,8 @@ class _Stream:
         keep = []
         for rg in range(md.num_row_groups):
             st = md.row_group(rg).column(ts_idx).statistics
-            if st is not None and st.has_min_max:
+            if st is not None and st.has_min_max and TS_MIN_NS <= st.min and st.max < TS_MAX_NS:
+                # out-of-range times are never skipped unseen: check_batch refuses them
                 if st.max < self.start_ns or st.min >= self.end_ns:
                     continue
             keep.append(rg)
@@ -232,8 +233,11 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root,
                         fix="create one with `backtest data generate` or `backtest data import`")
+    from .commit import recover
+
+    recover(root)  # finish a committed import (or drop a dead one) when no import is running
     instruments = load_instruments(root)
-    streams = list_streams(root)
+    streams = list_streams(root)  # honours a commit still being applied
     if not streams:
         raise DataError("empty dataset: no Parquet files", file=root,
                         fix="generate or import data into this folder")

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from .instruments import load_instruments
-from .layout import KINDS, date_of_file, list_streams
+from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
 
 BATCH_ROWS = 256 * 1024
 _DAY_NS = 86_400 * 1_000_000_000
@@ -89,6 +89,39 @@ def _bad_mask(rule: str, v: np.ndarray) -> np.ndarray:
     raise AssertionError(rule)
 
 
+def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int, str, str, str]]:
+    """(row, column, problem, fix) of the first bad value per rule: time range, value rules,
+    crossed quotes."""
+    found = []
+    ts = np.asarray(columns["ts_ns"])
+    i = _first((ts < TS_MIN_NS) | (ts >= TS_MAX_NS))
+    if i >= 0:
+        found.append((i, "ts_ns", f"timestamp {int(ts[i])} is outside 2009-01-01 .. 2100-01-01 UTC "
+                      "(ns since the epoch; a unit mix-up or an overflow)",
+                      "re-import the source file (the importer detects its time unit) or regenerate it"))
+    for name, rule in _RULES.get(kind, {}).items():  # kinds added elsewhere may bring no rules
+        v = np.asarray(columns[name])
+        i = _first(_bad_mask(rule, v))
+        if i >= 0:
+            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
+                          "fix or drop the row, then re-import or regenerate this file"))
+    if kind == "quotes":
+        with np.errstate(invalid="ignore"):
+            i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
+        if i >= 0:
+            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
+                          "drop crossed quotes or swap the bid/ask columns"))
+    return found
+
+
+def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0) -> None:
+    """The value rules of check_batch alone (no order or date checks), for unsorted input."""
+    found = _value_problems(kind, columns)
+    if found:
+        i, col, problem, fix = min(found, key=lambda f: f[0])
+        raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
+
+
 def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0,
                 prev_ts: int | None = None, *, date: str | dt.date | None = None) -> int | None:
     """Check one batch of rows of a (kind, symbol) stream; return the last ts_ns (for the next batch).
@@ -125,18 +158,7 @@ def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int
         if i >= 0:
             found.append((i, "ts_ns", f"timestamp {int(ts[i])} is not on the file's date partition "
                           f"{date} (UTC)", "write each row under the date=YYYY-MM-DD folder of its UTC day"))
-    for name, rule in _RULES[kind].items():
-        v = np.asarray(columns[name])
-        i = _first(_bad_mask(rule, v))
-        if i >= 0:
-            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
-                          "fix or drop the row, then re-import or regenerate this file"))
-    if kind == "quotes":
-        with np.errstate(invalid="ignore"):
-            i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
-        if i >= 0:
-            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
-                          "drop crossed quotes or swap the bid/ask columns"))
+    found += _value_problems(kind, columns)
     if found:
         i, col, problem, fix = min(found, key=lambda f: f[0])
         raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
@@ -162,15 +184,20 @@ def check_arrow_batch(kind: str, file, batch: pa.RecordBatch | pa.Table, row_off
 
 
 def check_file(kind: str, path: Path, prev_ts: int | None = None, *, date=None,
-               batch_rows: int = BATCH_ROWS) -> tuple[int, int | None]:
-    """Stream one Parquet file by batches; return (rows, last ts_ns). Corrupt files raise DataError."""
+               batch_rows: int = BATCH_ROWS, gaps: "Gaps | None" = None) -> tuple[int, int | None]:
+    """Stream one Parquet file by batches; return (rows, last ts_ns). Corrupt files (including a
+    page whose checksum does not match, as the reader checks) raise DataError. With `gaps`, time
+    gaps longer than its threshold are recorded."""
     path = Path(path)
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
         check_schema(kind, path, pf.schema_arrow)
         rows = 0
         for batch in pf.iter_batches(batch_size=batch_rows, columns=list(KINDS[kind][1])):
+            before = prev_ts
             prev_ts = check_arrow_batch(kind, path, batch, rows, prev_ts, date=date)
+            if gaps is not None and batch.num_rows:
+                gaps.add(before, batch.column("ts_ns").to_numpy())
             rows += batch.num_rows
     except (pa.ArrowException, OSError, ValueError) as e:
         if isinstance(e, DataError):
@@ -178,6 +205,23 @@ def check_file(kind: str, path: Path, prev_ts: int | None = None, *, date=None,
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"unreadable Parquet file ({first})", file=path, fix=FIX_REWRITE) from None
     return rows, prev_ts
+
+
+class Gaps:
+    """Time gaps longer than `max_ns` between consecutive rows of one stream."""
+
+    def __init__(self, max_ns: int):
+        self.max_ns, self.count, self.largest = max_ns, 0, (0, 0)
+
+    def add(self, prev_ts: int | None, ts: np.ndarray) -> None:
+        t = ts if prev_ts is None else np.concatenate(([prev_ts], ts))
+        d = np.diff(t)
+        big = np.flatnonzero(d > self.max_ns)
+        if len(big):
+            self.count += len(big)
+            j = big[np.argmax(d[big])]
+            if d[j] > self.largest[1] - self.largest[0]:
+                self.largest = (int(t[j]), int(t[j + 1]))
 
 
 @dataclass
@@ -192,6 +236,7 @@ class ValidationReport:
     start_ns: int | None = None
     end_ns: int | None = None
     problems: list[DataError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # gaps, missing days, missing marks/funding
 
     @property
     def ok(self) -> bool:
@@ -214,6 +259,7 @@ class ValidationReport:
             "start": _iso(self.start_ns) if self.start_ns is not None else None,
             "end": _iso(self.end_ns) if self.end_ns is not None else None,
             "problems": [str(p) for p in self.problems],
+            "warnings": list(self.warnings),
         }
 
 
@@ -221,17 +267,27 @@ def _iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def validate_dataset(root: Path, *, all_problems: bool = False) -> ValidationReport:
+MAX_GAP_S = 3600.0  # default for trades, quotes and marks; funding uses 1.5 x its interval
+
+
+def validate_dataset(root: Path, *, all_problems: bool = False,
+                     max_gap_s: float = MAX_GAP_S) -> ValidationReport:
     """Validate a dataset folder (instruments file and every Parquet file).
 
     By default raises DataError for the first problem. With ``all_problems=True`` it records the
     first problem of each stream in ``report.problems`` and carries on (dataset-level problems,
     such as a missing instruments file or an empty dataset, still raise).
+    ``report.warnings`` lists what is legal but probably wrong: missing date partitions or time
+    gaps longer than ``max_gap_s`` inside a stream, perpetuals without marks or funding.
     """
+    from .commit import recover
+    from .instrument_checks import check_instrument, instrument_warnings
+
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root,
                         fix="pass the folder made by `backtest data generate` or `backtest data import`")
+    recover(root)  # finish a committed import (or drop a dead one) when no import is running
     try:
         instruments = load_instruments(root)
     except DataError as e:
@@ -244,9 +300,18 @@ def validate_dataset(root: Path, *, all_problems: bool = False) -> ValidationRep
         raise DataError("empty dataset: no Parquet files under kind=*/symbol=*/date=*/", file=root,
                         fix="generate or import data into this folder (see data/README.md)")
     report = ValidationReport(root=root)
+    for sym in sorted({s for _, s in streams}):
+        if sym not in instruments:
+            continue  # reported with its stream below
+        for p in check_instrument(instruments[sym]):
+            e = DataError(p, file=root / "instruments.json", fix="correct the instruments file (see data/README.md)")
+            if not all_problems:
+                raise e
+            report.problems.append(e)
+        report.warnings += instrument_warnings(instruments[sym])
     for (kind, symbol), files in streams.items():
         try:
-            n = _validate_stream(report, kind, symbol, files, instruments)
+            n = _validate_stream(report, kind, symbol, files, instruments, max_gap_s)
         except DataError as e:
             if not all_problems:
                 raise
@@ -256,25 +321,39 @@ def validate_dataset(root: Path, *, all_problems: bool = False) -> ValidationRep
         report.streams[(kind, symbol)] = n
         if symbol not in report.symbols:
             report.symbols.append(symbol)
+    for sym in report.symbols:
+        ins = instruments[sym]
+        if not ins.is_perpetual or not any((k, sym) in streams for k in ("trades", "quotes")):
+            continue
+        if ("marks", sym) not in streams:
+            report.warnings.append(f"{sym}: a perpetual with trades/quotes but no marks: liquidation and "
+                                   "unrealised PnL fall back to the last price (import mark prices, e.g. "
+                                   "--format binance-mark-klines or tardis-derivative-ticker)")
+        if ("funding", sym) not in streams:
+            report.warnings.append(f"{sym}: a perpetual with no funding rows: no funding is charged "
+                                   "(import e.g. --format binance-funding or tardis-derivative-ticker)")
     return report
 
 
 def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: list[Path],
-                     instruments) -> int:
+                     instruments, max_gap_s: float = MAX_GAP_S) -> int:
     if symbol not in instruments:
         raise DataError(f"unknown symbol {symbol!r}: not in the instruments file", file=files[0].parent.parent,
                         fix=f"add {symbol} to instruments.json, or remove the folder")
     prev_ts = None
     rows = 0
     first_ts = None
+    gap_s = 1.5 * 3600 * instruments[symbol].funding_interval_h if kind == "funding" else max_gap_s
+    gaps = Gaps(int(gap_s * 1e9))
+    dates = []
     for f in files:
         date = date_of_file(f)
         try:
-            dt.date.fromisoformat(date)
+            dates.append(dt.date.fromisoformat(date))
         except ValueError:
             raise DataError(f"bad date partition {f.parent.name!r}", file=f,
                             fix="name date folders date=YYYY-MM-DD") from None
-        n, prev_ts = check_file(kind, f, prev_ts, date=date)
+        n, prev_ts = check_file(kind, f, prev_ts, date=date, gaps=gaps)
         if first_ts is None and n:
             first_ts = _first_ts(f)
         rows += n
@@ -283,6 +362,17 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
         report.start_ns = first_ts if report.start_ns is None else min(report.start_ns, first_ts)
     if prev_ts is not None:
         report.end_ns = prev_ts if report.end_ns is None else max(report.end_ns, prev_ts)
+    have = set(dates)
+    missing = [dates[0] + dt.timedelta(days=i) for i in range((dates[-1] - dates[0]).days)
+               if dates[0] + dt.timedelta(days=i) not in have] if dates else []
+    if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        report.warnings.append(f"{kind}/{symbol}: {len(missing)} missing date partition(s) inside the "
+                               f"stream's range: {shown}")
+    if gaps.count:
+        a, b = gaps.largest
+        report.warnings.append(f"{kind}/{symbol}: {gaps.count} gap(s) longer than {gap_s:g} s; the largest "
+                               f"{(b - a) / 1e9:,.0f} s from {_iso(a)} to {_iso(b)}")
     return rows
 
 
