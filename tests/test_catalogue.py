@@ -9,7 +9,7 @@ import pytest
 from backtest.data.catalogue import HERE, catalogue_instrument, load_venue, venues
 from backtest.data.generate import SPECS
 from backtest.data.importers import import_files
-from backtest.data.instrument_checks import check_instrument
+from backtest.data.instruments import instrument_problems
 from backtest.data.instruments import load_instruments
 from backtest.errors import ConfigError, DataError
 
@@ -35,7 +35,7 @@ def test_every_entry_parses_and_passes_the_sanity_checks():
     for v in venues():
         for sym in load_venue(v)["instruments"]:
             ins = catalogue_instrument(v, sym)
-            assert check_instrument(ins) == [], (v, sym)
+            assert instrument_problems(ins) == [], (v, sym)
             assert ins.brackets and ins.funding_interval_h == 8
 
 

@@ -94,12 +94,12 @@ def test_inconsistent_brackets_are_a_problem(tmp_path):
     raw = json.loads((root / "instruments.json").read_text())
     raw["instruments"]["BTCUSDT"]["brackets"][1]["maint_amount"] = 70.0  # continuity needs 50
     (root / "instruments.json").write_text(json.dumps(raw))
-    with pytest.raises(DataError, match=r"brackets\[1\]\.maint_amount = 70.0, expected 50"):
+    with pytest.raises(DataError, match=r"brackets\[1\]\.maint_amount = 70.0 is out of range; allowed: 50 "):
         validate_dataset(root)
     raw["instruments"]["BTCUSDT"]["brackets"][1]["maint_amount"] = 50.0
     raw["instruments"]["BTCUSDT"]["taker_fee_rate"] = 0.05  # 5 %: meant 0.05 %
     (root / "instruments.json").write_text(json.dumps(raw))
-    with pytest.raises(DataError, match="taker_fee_rate = 0.05: outside"):
+    with pytest.raises(DataError, match=r"taker_fee_rate = 0.05 is out of range; allowed: \[0, 0.01\]"):
         validate_dataset(root)
 
 

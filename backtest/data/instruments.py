@@ -182,6 +182,9 @@ def instrument_problems(inst: Instrument) -> list[tuple[str, float, str]]:
         ok = math.isfinite(v) and (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
         if not ok:
             out.append((k, v, _span(lo, hi, lo_in, hi_in)))
+    if inst.taker_fee_rate < inst.maker_fee_rate:
+        out.append(("taker_fee_rate", inst.taker_fee_rate,
+                    f">= maker_fee_rate ({inst.maker_fee_rate:g}); were the two swapped?"))
     prev = None
     for j, b in enumerate(inst.brackets):
         f = f"brackets[{j}]."
@@ -202,12 +205,23 @@ def instrument_problems(inst: Instrument) -> list[tuple[str, float, str]]:
         lo_mmr = 0.0 if prev is None else prev.mmr
         if not (b.mmr > 0.0 and b.mmr >= lo_mmr and b.mmr < 1.0):
             out.append((f + "mmr", b.mmr, f"[{lo_mmr:g}, 1)" if prev is not None else "(0, 1)"))
+        if b.mmr > 1.0 / b.max_leverage + 1e-12 and b.max_leverage >= 1.0:
+            # a position at full leverage would be liquidated as it opens
+            out.append((f + "mmr", b.mmr, f"<= 1/max_leverage ({1.0 / b.max_leverage:.6g})"))
         cum = 0.0 if prev is None else prev.maint_amount + b.notional_floor * (b.mmr - prev.mmr)
         if not abs(b.maint_amount - cum) <= CUM_REL_TOL * max(1.0, abs(cum)):
             out.append((f + "maint_amount", b.maint_amount,
                         f"{cum:.10g} (= previous maint_amount + notional_floor * (mmr - previous mmr))"))
         prev = b
     return out
+
+
+def instrument_warnings(inst: Instrument) -> list[str]:
+    """Legal but probably unintended specs, for `data validate`."""
+    if inst.is_perpetual and not inst.brackets:
+        return [f"instruments.{inst.symbol}: a perpetual without leverage brackets "
+                "(the engine's defaults apply; pass --venue on import for the venue's tiers)"]
+    return []
 
 
 def validate_instrument(inst: Instrument, file=None) -> None:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .instruments import load_instruments
+from .instruments import instrument_warnings, load_instruments
 from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
 
 BATCH_ROWS = 256 * 1024
@@ -281,7 +281,6 @@ def validate_dataset(root: Path, *, all_problems: bool = False,
     gaps longer than ``max_gap_s`` inside a stream, perpetuals without marks or funding.
     """
     from .commit import recover
-    from .instrument_checks import check_instrument, instrument_warnings
 
     root = Path(root)
     if not root.is_dir():
@@ -303,11 +302,6 @@ def validate_dataset(root: Path, *, all_problems: bool = False,
     for sym in sorted({s for _, s in streams}):
         if sym not in instruments:
             continue  # reported with its stream below
-        for p in check_instrument(instruments[sym]):
-            e = DataError(p, file=root / "instruments.json", fix="correct the instruments file (see data/README.md)")
-            if not all_problems:
-                raise e
-            report.problems.append(e)
         report.warnings += instrument_warnings(instruments[sym])
     for (kind, symbol), files in streams.items():
         try:
