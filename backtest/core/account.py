@@ -6,7 +6,7 @@ order written there, so the pure-Python oracle can match it bit for bit. No fast
 import numpy as np
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
-from .execution import add_volume, fee_rate
+from .execution import add_volume, fee_rate, record_costs
 from .jit import kernel
 from .margin_math import inverse_liq_price, linear_liq_price
 
@@ -307,10 +307,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     fills[k].price = price
     fills[k].fee = fee
     fills[k].realized_pnl = realized
-    if ref_px == ref_px:  # not NaN
-        fills[k].slippage = d * (price - ref_px) * q
-    else:
-        fills[k].slippage = 0.0
+    record_costs(c, fills[k], s, d, q, price, liquidity, ref_px)
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg
     c.n_fill_rows = k + 1
