@@ -434,10 +434,15 @@ def initial_equity(manifest: Mapping, eq: np.ndarray) -> float:
     return float(eq[0]) if len(eq) else NAN
 
 
+COST_PARTS = ("cost_drift", "cost_spread", "cost_impact")  # R4.5: slippage = their sum
+
+
 def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
-    """Per symbol: traded notional, fees (trading and liquidation), slippage cost against the
-    mid at decision time, funding, and realised PnL (settlement currency of each symbol)."""
-    cols = ["symbol", "notional", "fees", "liquidation_fees", "slippage", "funding", "realized_pnl"]
+    """Per symbol: traded notional, fees (trading and liquidation), slippage cost against each
+    fill's benchmark and its parts (drift, spread, impact; R4.5), funding, and realised PnL
+    (settlement currency of each symbol)."""
+    cols = ["symbol", "notional", "fees", "liquidation_fees", "slippage", *COST_PARTS, "funding",
+            "realized_pnl"]
     if fills.height == 0:
         return pl.DataFrame(schema={c: (pl.Utf8 if c == "symbol" else pl.Float64) for c in cols})
     liq = int(Liquidity.LIQUIDATION)
@@ -447,6 +452,7 @@ def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("liquidity") == liq).then(pl.col("fee")).otherwise(0.0).sum()
         .alias("liquidation_fees"),
         pl.col("slippage").sum().alias("slippage"),
+        *[(pl.col(k).sum() if k in fills.columns else pl.lit(NAN)).alias(k) for k in COST_PARTS],
         pl.col("realized_pnl").sum().alias("realized_pnl"))
     fund = (funding.group_by("symbol").agg(pl.col("payment").sum().alias("funding"))
             if funding.height else pl.DataFrame(schema={"symbol": pl.Utf8, "funding": pl.Float64}))
@@ -479,15 +485,19 @@ def cost_attribution(result_like) -> dict:
     else:
         liq_fees = trade_fees = 0.0
     slip = _sum(fills, "slippage")
+    # the parts of slippage (R4.5); drift takes the rest, so they always sum to slippage (a run
+    # saved before the parts existed counts it all as drift)
+    spread, impact = _sum(fills, "cost_spread"), _sum(fills, "cost_impact")
+    parts = {"cost_drift": slip - spread - impact, "cost_spread": spread, "cost_impact": impact}
     fund = funding_stats(table(tables, "funding"))["funding_net"]
     interest = (loan_stats(table(tables, "loans"))["loan_interest"]
                 + _sum(table(tables, "borrows"), "interest")
                 + float((manifest.get("headline") or {}).get("borrow_interest") or 0.0))
     gross = realized + upnl + slip
     explained = gross - slip - trade_fees - liq_fees + fund - interest
-    return {"gross": gross, "slippage": slip, "fees": trade_fees, "liquidation_fees": liq_fees,
-            "funding": fund, "interest": interest, "other": net - explained, "net": net,
-            "realized_pnl": realized, "unrealized_pnl": upnl}
+    return {"gross": gross, "slippage": slip, **parts, "fees": trade_fees,
+            "liquidation_fees": liq_fees, "funding": fund, "interest": interest,
+            "other": net - explained, "net": net, "realized_pnl": realized, "unrealized_pnl": upnl}
 
 
 def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
@@ -579,6 +589,8 @@ def compute_metrics(result_like, *, freq: str = "auto") -> dict:
     m["fees"] = _sum(fills, "fee")
     m["trading_fees"] = costs["fees"]
     m["slippage_cost"] = costs["slippage"]
+    for k in COST_PARTS:
+        m[k] = costs[k]
     m.update(funding_stats(table(tables, "funding")))
     m["borrow_interest"] = _sum(table(tables, "borrows"), "interest") or float(
         (manifest.get("headline") or {}).get("borrow_interest") or 0.0)

@@ -96,3 +96,33 @@ def test_take_profit_and_trailing_stop_are_measured_from_their_trigger(tmp_path)
     # the trail follows the high 106 to a stop at 103; the trade at 101 triggers it
     assert trail["price"] == 101.0 and trail["bench_price"] == 103.0 and trail["slippage"] == 2.0
     assert trail["cost_drift"] == 2.0 and math.isclose(trail["cost_spread"], 0.0)
+
+
+def test_costs_reach_the_manifest_the_waterfall_and_compare(tmp_path):
+    from click.testing import CliRunner
+
+    import click
+    from backtest import metrics as M
+    from backtest.cli.report import register
+    from backtest.report.figures import fig_costs
+
+    res = run(dataset(tmp_path / "d", GAP, QUOTES), SCRIPT)
+    (row,) = res.manifest["costs_by_symbol"]
+    assert row["slippage"] == pytest.approx(2000.1)
+    assert row["cost_drift"] == 2000.0 and row["cost_spread"] == pytest.approx(0.1)
+    assert row["cost_impact"] == 0.0
+    c = M.cost_attribution(res)
+    assert (c["cost_drift"], c["cost_spread"]) == (row["cost_drift"], row["cost_spread"])
+    labels = [t.get_text() for t in fig_costs(res).axes[0].get_xticklabels()]
+    assert "Latency / gaps" in labels and "Spread" in labels and "Slippage" not in labels
+
+    @click.group()
+    def group():
+        pass
+
+    register(group)
+    d = res.save(tmp_path / "run")
+    out = CliRunner().invoke(group, ["compare", str(d), str(d), "--out", str(tmp_path / "c")])
+    assert out.exit_code == 0, out.output
+    md = (tmp_path / "c" / "compare.md").read_text()
+    assert "cost_drift" in md and "cost_spread" in md and "cost_impact" in md

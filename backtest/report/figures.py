@@ -540,7 +540,9 @@ def fig_costs(result) -> Figure:
     if max(abs(v) for k, v in c.items()) < 1e-12:
         _empty(ax, "No PnL and no costs in this run")
         return fig
-    steps = [("Slippage", -c["slippage"]), ("Trading fees", -c["fees"]),
+    # slippage in its parts (R4.5): benchmark to mid (latency, gaps), spread, impact
+    steps = [("Latency / gaps", -c["cost_drift"]), ("Spread", -c["cost_spread"]),
+             ("Impact", -c["cost_impact"]), ("Trading fees", -c["fees"]),
              ("Liquidation fees", -c["liquidation_fees"]), ("Funding", c["funding"]),
              ("Interest", -c["interest"])]
     scale = max(abs(c["gross"]), abs(c["net"]), *(abs(v) for _, v in steps), 1e-12)
@@ -579,7 +581,8 @@ def fig_costs(result) -> Figure:
     pad = 0.08 * (ymax - ymin or 1.0)
     ax.set_ylim(ymin - pad, ymax + pad)
     ax.text(1.0, 1.01, f"realised {money(c['realized_pnl'])} + unrealised at end "
-            f"{money(c['unrealized_pnl'])} + slippage {money(c['slippage'])} = before costs",
+            f"{money(c['unrealized_pnl'])} + slippage {money(c['slippage'])} = before costs "
+            "(slippage against each fill's benchmark: arrival mid, trigger, limit or mark)",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color="#555555")
     return fig
 
