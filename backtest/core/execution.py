@@ -2,7 +2,8 @@
 jitter, fee tiers. Formulas in docs/execution.md; every one has a hand-computed test.
 
 Taker price models (per symbol), for a taker on side d (+1 buy) of quantity q:
-  NONE        the last trade (the mid without trades): no spread, no impact ("ideal")
+  NONE        the mid (the last trade without quotes or once traded through): no spread, no
+              impact ("ideal"); never worse than the touch, so no model beats it
   SPREAD      the opposite quote (the last trade without quotes)                     [default]
   FIXED_BPS   the mid (or last) moved against the taker by `slippage_bps`, never better than
               the opposite quote
@@ -111,9 +112,7 @@ def taker_price(c, s, d, q):
     m = c.slip_model[s]
     if m == M_SPREAD:
         return opp_price(c, s, d)
-    if m == M_NONE:
-        if c.has_trade[s]:
-            return c.last_px[s]
+    if m == M_NONE:  # the effective mid: never worse than the touch (R2.3a)
         return mid_or_last(c, s)
     opp = opp_price(c, s, d)
     if m == M_FIXED_BPS:  # never inside the spread: no better than the touch
