@@ -2,6 +2,7 @@
 and every fill's cost is measured from its benchmark (R4.5). Hand-computed numbers."""
 import math
 
+import polars as pl
 import pytest
 
 from backtest.core.schema import OrderType
@@ -126,3 +127,33 @@ def test_costs_reach_the_manifest_the_waterfall_and_compare(tmp_path):
     assert out.exit_code == 0, out.output
     md = (tmp_path / "c" / "compare.md").read_text()
     assert "cost_drift" in md and "cost_spread" in md and "cost_impact" in md
+
+
+BUNDLED = ["reference", "buy_and_hold", "ema_cross", "btc_mean_reversion", "capitulation_fade",
+           "altcoin_short_hedge", "loan_borrower"]
+
+
+@pytest.fixture(scope="module")
+def crash_root(tmp_path_factory):
+    from backtest.data.generate import generate_dataset
+
+    root = tmp_path_factory.mktemp("crash") / "feb"
+    generate_dataset("feb-2026-crash", root, seed=7, scale=0.05)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLED)
+def test_realistic_execution_never_beats_ideal_on_the_crash(crash_root, name):
+    """Done criterion of issue #16: the default (spread) execution loses at least as much as
+    perfect fills for every bundled strategy, and every stop is charged from its trigger."""
+    import backtest as bt
+    from backtest.config import ExecutionConfig
+
+    cfg = {"initial_balance": 100_000.0}
+    real = bt.run(name, crash_root, config=cfg)
+    ideal = bt.run(name, crash_root, config={**cfg, "execution": vars(ExecutionConfig.ideal())})
+    assert real.headline["final_equity"] <= ideal.headline["final_equity"] + 1e-6
+    stops = real.fills.filter(pl.col("order_type") == int(OrderType.STOP_MARKET))
+    # a triggered sell stop never fills above its trigger, a buy stop never below
+    assert (stops["side"] * (stops["price"] - stops["bench_price"]) >= 0).all()

@@ -125,6 +125,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 c.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):
+                    record_equity(c, t, equity_rows)  # the state that triggered it (ratio >= 1)
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)

@@ -211,7 +211,11 @@ EQUITY_DTYPE = np.dtype(
         ("gross_exposure", "f8"),  # sum of |position notional| at the valuation price
         ("margin_used", "f8"),  # initial margin of open positions
         ("maint_margin", "f8"),
-        ("margin_ratio", "f8"),  # maintenance margin / margin balance (1.0 = liquidation)
+        ("margin_ratio", "f8"),  # max(cross_margin_ratio, iso_margin_ratio): 1.0 = liquidation
+        # the ratios margin_breached() tests: maintenance margin / margin balance of each pool
+        ("cross_margin_ratio", "f8"),  # the cross pool (cross wallet + its unrealised PnL)
+        ("iso_margin_ratio", "f8"),  # the isolated (or inverse) position closest to liquidation
+        ("iso_margin_sym", "i4"),  # its symbol index (-1: none open)
     ],
     align=True,
 )
