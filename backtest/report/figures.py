@@ -717,7 +717,7 @@ def fig_rolling_sharpe(result, window: int | None = None) -> Figure:
     ax.axhline(0, color="#888888", lw=0.7)
     ax.plot(_x(end), rs, color=COLORS["strategy"], lw=1.2, label="Rolling", gid="rolling-sharpe")
     full = M.sharpe(r, ppy)
-    if np.isfinite(full):
+    if np.isfinite(full) and not (run.manifest.get("metrics") or {}).get("ratios_note"):
         ax.axhline(full, color=COLORS["stop"], ls="--", lw=1.0, label=f"Whole run {full:,.1f}")
     ax.set_ylabel("Sharpe ratio (annualised)")
     ax.set_xlabel("Time (UTC)")
