@@ -44,6 +44,10 @@ def test_the_margin_ratio_reaches_the_threshold_at_liquidation(crash, mode):
     # sample while the position was open
     open_ = before.filter(pl.col("margin_ratio") > 0).row(-1, named=True)
     assert open_["margin_ratio"] == max(open_["cross_margin_ratio"], open_["iso_margin_ratio"])
+    # R4.5: a liquidation's cost is measured from the mark at the trigger
+    (lf,) = res.fills.filter(pl.col("liquidity") == int(bt.Liquidity.LIQUIDATION)).rows(named=True)
+    assert lf["bench_price"] == liq["mark_price"]
+    assert lf["slippage"] == lf["side"] * (lf["price"] - lf["bench_price"]) * lf["qty"]
     fig = fig_margin(res)
     line = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "margin-ratio"][0]
     assert np.nanmax(line.get_ydata()) >= 1.0  # the plotted line reaches the threshold
