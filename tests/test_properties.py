@@ -177,8 +177,9 @@ def test_engine_equals_oracle_property(sc, c):
 
 
 # ------------------------------------------------------------------------------- (b) invariants
-def market_at_events(ev):
-    """For each event g: the (bid, ask, last) of its symbol after the event's market update."""
+def effective_book_at_events(ev):
+    """For each event g: (bid, ask, last) of its symbol after the market update, with R2.3a: a
+    trade below the bid (above the ask) moves that side to the trade until the next quote."""
     n = len(ev["ts_ns"])
     nsym = int(ev["sym"].max()) + 1 if n else 0
     bid, ask, last = [math.nan] * nsym, [math.nan] * nsym, [math.nan] * nsym
@@ -186,7 +187,12 @@ def market_at_events(ev):
     for g in range(n):
         s, k = int(ev["sym"][g]), int(ev["kind"][g])
         if k == 0:
-            last[s] = float(ev["price"][g])
+            p = float(ev["price"][g])
+            last[s] = p
+            if p < bid[s]:
+                bid[s] = p
+            elif p > ask[s]:
+                ask[s] = p
         elif k == 1:
             bid[s], ask[s] = float(ev["bid"][g]), float(ev["ask"][g])
         out.append((bid[s], ask[s], last[s]))
@@ -221,7 +227,8 @@ def check_accounting(res, initial, *, spot_syms=(), rebate=False, insurance_payo
 
 def check_no_lookahead_and_prices(res, ev, script, state, latency_ns):
     """Fills: not before decision + latency, strictly after the decision event; prices the data
-    allows (taker: bid/ask/last at that event or the order's limit; maker: the limit)."""
+    allows (taker: the effective bid/ask (R2.3a) or last at that event, or the order's limit;
+    maker: the limit)."""
     decision = {}  # oid -> decision event index
     limits: dict[int, set] = {}
     results = [int(x) for x in state.result[0][: len(script)]]
@@ -233,7 +240,7 @@ def check_no_lookahead_and_prices(res, ev, script, state, latency_ns):
             limits.setdefault(results[act[2]], set()).add(float(act[4]))
     orders = {r["oid"]: r for r in res.orders.iter_rows(named=True)}
     first_fill = {}
-    market = market_at_events(ev)
+    market = effective_book_at_events(ev)  # R2.3a: what a taker may meet
     for f in res.fills.iter_rows(named=True):
         oid = f["oid"]
         first_fill.setdefault(oid, f)
@@ -447,28 +454,6 @@ def test_chunking_and_seed_determinism_property(p):
 
 
 # ------------------------------------------------------------------ taker fills (issue #16)
-def effective_book_at_events(ev):
-    """For each event g: (bid, ask, last) of its symbol after the market update, with R2.3a: a
-    trade below the bid (above the ask) moves that side to the trade until the next quote."""
-    n = len(ev["ts_ns"])
-    nsym = int(ev["sym"].max()) + 1 if n else 0
-    bid, ask, last = [math.nan] * nsym, [math.nan] * nsym, [math.nan] * nsym
-    out = []
-    for g in range(n):
-        s, k = int(ev["sym"][g]), int(ev["kind"][g])
-        if k == 0:
-            p = float(ev["price"][g])
-            last[s] = p
-            if p < bid[s]:
-                bid[s] = p
-            elif p > ask[s]:
-                ask[s] = p
-        elif k == 1:
-            bid[s], ask[s] = float(ev["bid"][g]), float(ev["ask"][g])
-        out.append((bid[s], ask[s], last[s]))
-    return out
-
-
 MARKET_LIKE = {int(OrderType.MARKET), int(OrderType.STOP_MARKET),
                int(OrderType.TAKE_PROFIT_MARKET), int(OrderType.TRAILING_STOP)}
 
