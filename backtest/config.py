@@ -215,6 +215,9 @@ class RunConfig:
     loans: LoanConfig = field(default_factory=LoanConfig)
     chunk_rows: int = 1 << 20
     seed: int = 0
+    benchmark: str = ""  # buy-and-hold symbol of the metrics and report ('' = first traded symbol)
+    min_ratio_periods: int = 30  # Sharpe, Sortino and Calmar need this many return periods ...
+    min_ratio_span: str = "1d"  # ... and a run at least this long (else None, with a reason)
 
     def __post_init__(self):
         check_field_types("run", self)
@@ -231,6 +234,9 @@ class RunConfig:
                 raise ConfigError(f"leverage.{sym}: must be a number >= 1, got {lev!r}")
         self.margin.validate()
         self.loans.validate()
+        parse_duration_ns(self.min_ratio_span, "min_ratio_span")
+        if not (isinstance(self.min_ratio_periods, int) and self.min_ratio_periods >= 2):
+            raise ConfigError(f"min_ratio_periods: must be an integer >= 2, got {self.min_ratio_periods!r}")
         if not (isinstance(self.chunk_rows, int) and self.chunk_rows > 0):
             raise ConfigError(f"chunk_rows: must be a positive integer, got {self.chunk_rows!r}")
 

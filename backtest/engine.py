@@ -156,6 +156,8 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     unknown = set(cfg.leverage) - set(symbols)
     if unknown:
         raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
+    if cfg.benchmark and cfg.benchmark not in symbols:
+        raise ConfigError(f"benchmark: symbol {cfg.benchmark!r} not in this run ({', '.join(symbols)})")
     for sym, amount in cfg.coin_balances.items():
         if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
             raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
@@ -433,8 +435,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                     "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit,
                     "margin_checks": int(c.n_margin_checks)},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
-                     "max_drawdown": float(c.max_drawdown),
-                     "max_drawdown_pct": float(c.max_drawdown / c.peak_equity) if c.peak_equity > 0 else 0.0,
+                     "max_drawdown": None,  # metrics.max_drawdown, set below (one definition)
                      "trades": n_trades, "fills": int(c.n_fills), "fees": float(c.fees),
                      "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
                      "balance": float(c.balance),
@@ -465,6 +466,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
     from .metrics import compute_metrics, costs_by_symbol
 
     manifest["metrics"] = _jsonable(compute_metrics(result))
+    manifest["headline"]["max_drawdown"] = manifest["metrics"].get("max_drawdown")
     manifest["costs_by_symbol"] = costs_by_symbol(tables["fills"], tables["funding"]).to_dicts()
     if out is not None:
         result.save(Path(out))

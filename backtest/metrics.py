@@ -434,10 +434,15 @@ def initial_equity(manifest: Mapping, eq: np.ndarray) -> float:
     return float(eq[0]) if len(eq) else NAN
 
 
+COST_PARTS = ("cost_drift", "cost_spread", "cost_impact")  # R4.5: slippage = their sum
+
+
 def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
-    """Per symbol: traded notional, fees (trading and liquidation), slippage cost against the
-    mid at decision time, funding, and realised PnL (settlement currency of each symbol)."""
-    cols = ["symbol", "notional", "fees", "liquidation_fees", "slippage", "funding", "realized_pnl"]
+    """Per symbol: traded notional, fees (trading and liquidation), slippage cost against each
+    fill's benchmark and its parts (drift, spread, impact; R4.5), funding, and realised PnL
+    (settlement currency of each symbol)."""
+    cols = ["symbol", "notional", "fees", "liquidation_fees", "slippage", *COST_PARTS, "funding",
+            "realized_pnl"]
     if fills.height == 0:
         return pl.DataFrame(schema={c: (pl.Utf8 if c == "symbol" else pl.Float64) for c in cols})
     liq = int(Liquidity.LIQUIDATION)
@@ -447,6 +452,7 @@ def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("liquidity") == liq).then(pl.col("fee")).otherwise(0.0).sum()
         .alias("liquidation_fees"),
         pl.col("slippage").sum().alias("slippage"),
+        *[(pl.col(k).sum() if k in fills.columns else pl.lit(NAN)).alias(k) for k in COST_PARTS],
         pl.col("realized_pnl").sum().alias("realized_pnl"))
     fund = (funding.group_by("symbol").agg(pl.col("payment").sum().alias("funding"))
             if funding.height else pl.DataFrame(schema={"symbol": pl.Utf8, "funding": pl.Float64}))
@@ -479,30 +485,34 @@ def cost_attribution(result_like) -> dict:
     else:
         liq_fees = trade_fees = 0.0
     slip = _sum(fills, "slippage")
+    # the parts of slippage (R4.5); drift takes the rest, so they always sum to slippage (a run
+    # saved before the parts existed counts it all as drift)
+    spread, impact = _sum(fills, "cost_spread"), _sum(fills, "cost_impact")
+    parts = {"cost_drift": slip - spread - impact, "cost_spread": spread, "cost_impact": impact}
     fund = funding_stats(table(tables, "funding"))["funding_net"]
     interest = (loan_stats(table(tables, "loans"))["loan_interest"]
                 + _sum(table(tables, "borrows"), "interest")
                 + float((manifest.get("headline") or {}).get("borrow_interest") or 0.0))
     gross = realized + upnl + slip
     explained = gross - slip - trade_fees - liq_fees + fund - interest
-    return {"gross": gross, "slippage": slip, "fees": trade_fees, "liquidation_fees": liq_fees,
-            "funding": fund, "interest": interest, "other": net - explained, "net": net,
-            "realized_pnl": realized, "unrealized_pnl": upnl}
+    return {"gross": gross, "slippage": slip, **parts, "fees": trade_fees,
+            "liquidation_fees": liq_fees, "funding": fund, "interest": interest,
+            "other": net - explained, "net": net, "realized_pnl": realized, "unrealized_pnl": upnl}
 
 
 def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
                  fills: pl.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(ts_ns, growth factor close/first close) of one symbol's bars: `symbol`, else the one the
-    run traded most (by notional), else the first symbol."""
+    """(ts_ns, growth factor close/first close) of one symbol's bars: `symbol` (the run's
+    `benchmark`), else the first symbol the strategy traded (its first fill), else the run's
+    first symbol. Never chosen by volume: the benchmark must not depend on what the strategy
+    did most."""
     empty = np.empty(0, np.int64), np.empty(0, np.float64), None
     if bars.height == 0:
         return empty
     has_name = "symbol" in bars.columns
-    if symbol is None and fills is not None and fills.height and has_name and "symbol" in fills.columns:
-        top = (fills.group_by("symbol").agg((pl.col("qty") * pl.col("price")).sum().alias("n"))
-               .sort(["n", "symbol"], descending=[True, False]))
-        symbol = top["symbol"][0]
-    if symbol is None:
+    if not symbol and fills is not None and fills.height and has_name and "symbol" in fills.columns:
+        symbol = by_time(fills)["symbol"][0]
+    if not symbol:
         first = bars.filter(pl.col("sym") == bars["sym"].min()).head(1).row(0, named=True)
         symbol = first["symbol"] if has_name else str(first["sym"])
     b = bars.filter((pl.col("symbol") if has_name else pl.col("sym").cast(pl.Utf8)) == symbol)
@@ -516,13 +526,32 @@ def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
 
 
 # --------------------------------------------------------------------------------------------
-def compute_metrics(result_like, *, freq: str = "auto") -> dict:
+def ratio_thresholds(manifest: Mapping) -> tuple[int, int]:
+    """(min return periods, min span in ns) below which Sharpe, Sortino and Calmar are not
+    reported: the run's config `min_ratio_periods` / `min_ratio_span`, else the defaults."""
+    from .config import RunConfig, parse_duration_ns
+
+    cfg = manifest.get("config") or {}
+    periods = cfg.get("min_ratio_periods", RunConfig.min_ratio_periods)
+    span = cfg.get("min_ratio_span", RunConfig.min_ratio_span)
+    return int(periods), parse_duration_ns(span, "min_ratio_span")
+
+
+def compute_metrics(result_like, *, freq: str = "auto", benchmark: str | None = None,
+                    min_periods: int | None = None, min_span_ns: int | None = None) -> dict:
     """All metrics of a run as a flat dict (floats, ints, strings or None; NaN = undefined).
 
     ``result_like``: a Result, a run folder, or a mapping (see :func:`unpack`). ``freq``: "auto"
-    (daily if the run spans >= DAILY_MIN_DAYS days, else hourly), "1d" or "1h".
+    (daily if the run spans >= DAILY_MIN_DAYS days, else hourly), "1d" or "1h". ``benchmark``:
+    the buy-and-hold symbol (default: the run's config, else the first symbol traded).
+    ``min_periods`` / ``min_span_ns``: below either, Sharpe, Sortino and Calmar are None and
+    ``ratios_note`` says why (default: the run's config, see :func:`ratio_thresholds`).
     """
     manifest, tables = unpack(result_like)
+    cfg_periods, cfg_span = ratio_thresholds(manifest)
+    min_periods = cfg_periods if min_periods is None else min_periods
+    min_span_ns = cfg_span if min_span_ns is None else min_span_ns
+    benchmark = benchmark or (manifest.get("config") or {}).get("benchmark") or None
     equity, fills = table(tables, "equity"), table(tables, "fills")
     bars = table(tables, "bars")
     ts, eq = equity_arrays(equity)
@@ -555,10 +584,20 @@ def compute_metrics(result_like, *, freq: str = "auto") -> dict:
              return_freq=freq, periods_per_year=ppy, n_returns=int(len(r)))
     m.update(dd)
     m["calmar"] = calmar(ann, dd["max_drawdown"])
+    # too few returns or too short a run: the ratios would be noise, so they are not reported
+    why = None
+    if len(r) < min_periods:
+        why = f"{len(r)} {freq} return periods, fewer than min_ratio_periods = {min_periods}"
+    elif span < min_span_ns:
+        why = (f"run of {span / NS_PER_S / 3600:.1f} h, shorter than min_ratio_span = "
+               f"{min_span_ns / NS_PER_S / 3600:.1f} h")
+    if why:
+        m.update(sharpe=None, sortino=None, calmar=None)
+    m["ratios_note"] = why
     m["time_under_water"] = time_under_water(ts, eq, start=e0, dd=dds)
     del dds
 
-    bh_ts, bh, bh_sym = buy_and_hold(bars, fills=fills)
+    bh_ts, bh, bh_sym = buy_and_hold(bars, benchmark, fills=fills)
     m["benchmark_symbol"] = bh_sym
     m["benchmark_return"] = float(bh[-1] - 1.0) if len(bh) else NAN
 
@@ -579,6 +618,8 @@ def compute_metrics(result_like, *, freq: str = "auto") -> dict:
     m["fees"] = _sum(fills, "fee")
     m["trading_fees"] = costs["fees"]
     m["slippage_cost"] = costs["slippage"]
+    for k in COST_PARTS:
+        m[k] = costs[k]
     m.update(funding_stats(table(tables, "funding")))
     m["borrow_interest"] = _sum(table(tables, "borrows"), "interest") or float(
         (manifest.get("headline") or {}).get("borrow_interest") or 0.0)

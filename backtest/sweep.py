@@ -31,7 +31,7 @@ from .errors import CascadeError, ConfigError
 RESULTS = "results.parquet"
 HEATMAP = "heatmap.png"
 # Columns of results.parquet besides the parameters; the ranking metric is added when missing.
-TABLE_METRICS = ("return", "sharpe", "sortino", "calmar", "max_drawdown_pct", "final_equity",
+TABLE_METRICS = ("return", "sharpe", "sortino", "calmar", "max_drawdown", "final_equity",
                  "trades", "win_rate", "profit_factor", "fees", "liquidations")
 # Ranked smaller-is-better; any name containing "drawdown" is ranked by smaller magnitude, which
 # covers both the negative fractions of metrics.py and the positive amounts of the headline.

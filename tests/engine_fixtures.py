@@ -26,7 +26,7 @@ KIND_DIRS = {int(EventKind.TRADE): "trades", int(EventKind.QUOTE): "quotes",
              int(EventKind.MARK): "marks", int(EventKind.FUNDING): "funding"}
 
 FILL_COLS = ["event_idx", "ts_ns", "oid", "sym", "side", "liquidity", "qty", "price", "fee",
-             "realized_pnl", "position_after", "avg_price_after"]
+             "realized_pnl", "position_after", "avg_price_after", "bench_price", "slippage"]
 ORDER_COLS = ["oid", "sym", "order_type", "side", "status", "reason", "filled_qty",
               "avg_fill_price", "done_ts_ns"]
 FUNDING_COLS = ["ts_ns", "sym", "rate", "position", "mark_price", "payment"]

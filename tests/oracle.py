@@ -5,8 +5,8 @@ the spec alone (it shares nothing with the compiled engine except the enum value
 backtest/core/schema.py). Every formula is evaluated in the exact order the doc writes it, with
 plain Python floats, because the engine is compared against it bit for bit.
 
-Not modelled (out of scope for the oracle): samples/bars (R2.1), timer (R2.2), slippage (R4.5),
-peak/drawdown (R6.1), liquidations, inverse contracts, interest.
+Not modelled (out of scope for the oracle): samples/bars (R2.1), timer (R2.2), the split of
+a fill's cost into spread, impact and drift (R4.5; its benchmark and total are modelled), peak/drawdown (R6.1), liquidations, inverse contracts, interest.
 
 Ambiguity decisions (the spec does not settle these; each is also marked "CHOICE" in the code):
   A1  Cancel (R3.12) is checked for every live order of the symbol (PENDING, OPEN and
@@ -154,6 +154,7 @@ class Order:
         self.triggered = False
         self.trail_ref = None  # R3.8 reference (None until a trigger price exists)
         self.children = []  # bracket children (R3.11)
+        self.arrival_mid = None  # R4.5: the mid (or last) at decision time
 
 
 class Market:
@@ -170,6 +171,31 @@ class Market:
         self.mark = 0.0
         self.index = 0.0
         self.has_mark = False
+        self.thru = False  # R2.3: a trade printed through the quote since it was seen
+
+    def trade(self, p: float):
+        # R2.3: last = p; a trade through the quote moves that side to p, with no size shown.
+        self.last = p
+        self.has_trade = True
+        if self.has_quote:
+            if p < self.bid:
+                self.bid = p
+                self.bid_qty = 0.0
+                self.thru = True
+            elif p > self.ask:
+                self.ask = p
+                self.ask_qty = 0.0
+                self.thru = True
+
+    def mid(self):
+        # R4.5 arrival price: the quote's mid, else (or once traded through) the last trade.
+        if self.has_quote and not self.thru:
+            return 0.5 * (self.bid + self.ask)
+        if self.has_trade:
+            return self.last
+        if self.has_quote:
+            return 0.5 * (self.bid + self.ask)
+        return None
 
     def val(self) -> float:
         # R2.3: valuation price = mark once a MARK was seen, else last (0.0 before any trade).
@@ -347,6 +373,7 @@ class Simulator:
         o = Order(oid, int(sym), int(otype), int(side), float(qty), float(limit), float(stop),
                   int(tif), reduce_only, int(trigger), float(trail), float(trail_bps), int(oco),
                   0, g, t, t + self.latency)  # R3.1: arrive = t + latency
+        o.arrival_mid = self.mkt[int(sym)].mid() if 0 <= int(sym) < len(self.mkt) else None
         self.orders.append(o)
         self.by_oid[oid] = o
         reason = self._validate(o)
@@ -473,10 +500,15 @@ class Simulator:
         acct.fees += fee
         o.filled += q
         o.notional += q * price
+        # R4.5: benchmark = arrival mid (market), limit (limit), trigger price (stop-like)
+        bench = o.arrival_mid if o.otype == MARKET else (o.limit if o.otype == LIMIT else o.stop)
+        if bench is None:
+            bench = price
         self.fills.append(dict(event_idx=int(g), ts_ns=int(t), oid=o.oid, sym=s, side=d,
                                liquidity=int(liq), qty=q, price=price, fee=fee,
                                realized_pnl=realized, position_after=new_pos,
-                               avg_price_after=avg))
+                               avg_price_after=avg, bench_price=bench,
+                               slippage=d * (price - bench) * q))
         self.equity_after_fills.append(self.equity())
         self._finish(o, FILLED, Reason.NONE, t)
         # R3.11: children become OPEN for the filled quantity, eligible from the next event.
@@ -635,14 +667,14 @@ class Simulator:
             m = self.mkt[s]
             # R2.3 market state
             if kind == TRADE:
-                m.last = float(price_a[g])
-                m.has_trade = True
+                m.trade(float(price_a[g]))
             elif kind == QUOTE:
                 m.bid = float(bid_a[g])
                 m.ask = float(ask_a[g])
                 m.bid_qty = float(bq_a[g])
                 m.ask_qty = float(aq_a[g])
                 m.has_quote = True
+                m.thru = False
             elif kind == MARK:
                 m.mark = float(price_a[g])
                 m.index = float(qty_a[g])

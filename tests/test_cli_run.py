@@ -88,7 +88,8 @@ def test_run_json_and_config_file(ds, tmp_path):
     assert doc["run_dir"] == str(out) and not (tmp_path / "ignored").exists()
     assert doc["params"]["entry"] == 61000.0 and doc["params"]["stop"] == 59000.0
     assert doc["config"]["margin"]["mode"] == "isolated"
-    assert {"final_equity", "return", "max_drawdown_pct"} <= set(doc["headline"])
+    assert {"final_equity", "return", "max_drawdown"} <= set(doc["headline"])
+    assert doc["headline"]["max_drawdown"] == doc["metrics"]["max_drawdown"]  # one definition
     assert {"compile_s", "run_s", "events", "events_per_s"} <= set(doc["timings"])
 
 

@@ -51,11 +51,13 @@ Q = [(0, 99.0, 101.0, 3.0, 2.0)]  # bid 99 x 3, ask 101 x 2 (mid 100)
 TR = [(1, 100.0, 1.0), (2, 100.0, 1.0), (3, 100.0, 1.0)]
 
 
-@pytest.mark.parametrize("model, want", [("none", 100.0), ("spread", 101.0),
-                                         ("fixed_bps", 100.0 * (1 + 25 / 10000))])
-def test_simple_models_price_a_market_buy(tmp_path, model, want):
+@pytest.mark.parametrize("model, bps, want", [("none", 0.0, 100.0), ("spread", 0.0, 101.0),
+                                              ("fixed_bps", 150.0, 100.0 * (1 + 150 / 10000)),
+                                              ("fixed_bps", 25.0, 101.0)])
+def test_simple_models_price_a_market_buy(tmp_path, model, bps, want):
+    # fixed_bps never fills inside the spread: 25 bps from the mid 100 is below the ask 101
     res = run(dataset(tmp_path / "d", TR, Q), [submit(1, OrderType.MARKET, 1, 1.0)],
-              slippage=model, slippage_bps=25.0)
+              slippage=model, slippage_bps=bps)
     assert res.fills["price"][0] == pytest.approx(want)
 
 

@@ -87,7 +87,7 @@ def test_layout_and_summary(data):
     assert s["trades"] == rows["trades"]
     assert s["ticks"] == sum(rows.values())
     assert 60_000 < s["trades"] < 64_000  # 620k trades per unit of scale
-    assert 0.9e5 < s["ticks"] < 1.1e5  # ~1M rows per unit of scale
+    assert 1.15e5 < s["ticks"] < 1.4e5  # ~1.27M rows per unit of scale (quotes follow trades)
     # No temporary siblings left behind by the atomic build.
     assert [p.name for p in data.root.parent.iterdir()] == ["feb"]
 
@@ -231,6 +231,30 @@ def test_spreads_widen_in_crash(data):
         h = (q["ts_ns"] - T0) // H
         bps = (q["ask"] - q["bid"]) / (q["ask"] + q["bid"]) * 2e4
         assert bps[h == CRASH_HOUR].mean() > 1.5 * bps[h < 24].mean(), sym
+
+
+def test_no_trade_prints_outside_the_quote_it_follows(data):
+    """Quotes consistent with trades (issue #16): a trade is inside the last quote before it
+    (events at one timestamp: trades first) unless a quote at its own timestamp updates it."""
+    for sym in data.summary["symbols"]:
+        tr, q = data.trades(sym), data.load("quotes", sym)
+        j = np.searchsorted(q["ts_ns"], tr["ts_ns"], side="left")  # first quote at or after
+        prev = j - 1
+        has_prev = prev >= 0
+        updated = (j < len(q["ts_ns"])) & (q["ts_ns"][np.minimum(j, len(q["ts_ns"]) - 1)] == tr["ts_ns"])
+        p = np.maximum(prev, 0)
+        inside = (q["bid"][p] <= tr["price"]) & (tr["price"] <= q["ask"][p])
+        assert (inside | updated | ~has_prev).all(), sym
+        assert updated[~inside & has_prev].all()
+
+
+def test_quotes_at_least_as_frequent_as_trades_around_the_cascade(data):
+    lo, hi = T0 + 42 * H, T0 + 48 * H  # QUOTE_ALL_HOURS
+    for sym in data.summary["symbols"]:
+        tr, q = data.trades(sym), data.load("quotes", sym)
+        n_tr = ((tr["ts_ns"] >= lo) & (tr["ts_ns"] < hi)).sum()
+        n_q = ((q["ts_ns"] >= lo) & (q["ts_ns"] < hi)).sum()
+        assert n_q >= n_tr > 0, sym
 
 
 def test_marks_close_to_but_distinct_from_last(data):

@@ -38,7 +38,7 @@ def run(ts, eq, initial=None, **tables) -> dict:
 def test_hourly_sharpe_sortino_volatility_by_hand():
     # equity 100 -> 110 -> 99 -> 108.9 on the hour: returns +10%, -10%, +10%
     ts = [T, T + H, T + 2 * H, T + 3 * H]
-    m = M.compute_metrics(run(ts, [100, 110, 99, 108.9]))
+    m = M.compute_metrics(run(ts, [100, 110, 99, 108.9]), min_periods=2, min_span_ns=0)
     assert m["return_freq"] == "1h" and m["periods_per_year"] == 8760 and m["n_returns"] == 3
     # mean = 1/30, sample sd = sqrt(((2/30)^2 * 2 + (4/30)^2) / 2) = 0.1/sqrt(3/4)... = 0.11547
     mean, sd = 1 / 30, math.sqrt((2 * (2 / 30) ** 2 + (4 / 30) ** 2) / 2)
@@ -207,14 +207,47 @@ def test_compute_metrics_on_synthetic_crash_run(tmp_path):
     # a saved run folder gives the same numbers
     r.save(tmp_path / "run")
     m2 = M.compute_metrics(tmp_path / "run")
-    assert m2["sharpe"] == pytest.approx(m["sharpe"]) and m2["n_trades"] == m["n_trades"]
+    assert m2["sharpe"] == m["sharpe"] and m2["n_trades"] == m["n_trades"]
 
 
 @pytest.mark.parametrize("with_equity", [True, False])
 def test_empty_runs_give_defined_or_nan_metrics(with_equity):
     m = M.compute_metrics(make_empty_result(with_equity))
     assert m["n_trades"] == 0 and m["n_liquidations"] == 0 and m["fees"] == 0.0
-    assert math.isnan(m["sharpe"]) and math.isnan(m["min_liq_distance"])
+    assert (m["sharpe"] is None or math.isnan(m["sharpe"])) and math.isnan(m["min_liq_distance"])
     if with_equity:
         assert m["total_return"] == 0.0 and m["max_drawdown"] == 0.0 and m["exposure"] == 0.0
     assert M.compute_metrics(Result({}, {}))["n_fills"] == 0
+
+
+def test_ratios_are_not_reported_for_too_few_periods_or_too_short_a_run():
+    ts = [T, T + H, T + 2 * H, T + 3 * H]
+    m = M.compute_metrics(run(ts, [100, 110, 99, 108.9]))  # 3 hourly returns < 30 (default)
+    assert m["sharpe"] is None and m["sortino"] is None and m["calmar"] is None
+    assert "3 1h return periods, fewer than min_ratio_periods = 30" in m["ratios_note"]
+    assert m["max_drawdown"] == pytest.approx(-0.1)  # the rest is still reported
+    m = M.compute_metrics(run(ts, [100, 110, 99, 108.9]), min_periods=2, min_span_ns=4 * H)
+    assert m["sharpe"] is None and "shorter than min_ratio_span" in m["ratios_note"]
+    # the thresholds come from the run's config
+    r = run(ts, [100, 110, 99, 108.9])
+    r["manifest"]["config"] = {"min_ratio_periods": 3, "min_ratio_span": "2h"}
+    m = M.compute_metrics(r)
+    assert m["sharpe"] == pytest.approx(27.0185, rel=1e-5) and m["ratios_note"] is None
+
+
+def test_benchmark_is_explicit_or_the_first_traded_symbol():
+    bars = pl.DataFrame({"ts_ns": [1, 1, 2, 2], "sym": [0, 1, 0, 1], "symbol": ["A", "B", "A", "B"],
+                         "close": [100.0, 10.0, 110.0, 5.0], "mark": [100.0, 10.0, 110.0, 5.0]})
+    # B is traded first; A later with far more notional: B is still the benchmark
+    fills = pl.DataFrame({"ts_ns": [1, 2], "symbol": ["B", "A"], "qty": [1.0, 100.0],
+                          "price": [10.0, 110.0]})
+    _, g, sym = M.buy_and_hold(bars, fills=fills)
+    assert sym == "B" and g[-1] == pytest.approx(0.5)
+    _, g, sym = M.buy_and_hold(bars, "A", fills=fills)
+    assert sym == "A" and g[-1] == pytest.approx(1.1)
+    _, _, sym = M.buy_and_hold(bars)  # nothing traded: the run's first symbol
+    assert sym == "A"
+    r = run([T, T + H], [100.0, 100.0], bars=bars)
+    r["manifest"]["config"] = {"benchmark": "B"}  # the run's --benchmark
+    m = M.compute_metrics(r)
+    assert m["benchmark_symbol"] == "B" and m["benchmark_return"] == pytest.approx(-0.5)

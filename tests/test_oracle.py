@@ -98,6 +98,22 @@ def test_market_buy_fills_at_ask_next_event():
     assert res["equity_after_fills"] == [10000.0 - 101 * TK - 1.0]
 
 
+def test_trades_through_the_quote_move_the_effective_book():
+    # R2.3: a trade above the ask 100 makes the effective ask 100.5 until the next quote
+    res = run([Q(0, 99.0, 100.0), T(1, 100.5)], [sub(0, LMT, BUY, 1.0, limit=101.0)])
+    check(res["fills"][0], event_idx=1, price=100.5, liquidity=TAKER, bench_price=101.0,
+          slippage=-0.5)
+    # the gap of issue #16: long 1, sell-stop 61,000, a trade at 59,000 with no new quote
+    rows = [Q(0, 61999.9, 62000.1), T(1, 62000.0), T(2, 62000.0), T(3, 59000.0)]
+    res = run(rows, [sub(0, MKT, BUY, 1.0), sub(1, STP, SELL, 1.0, stop=61000.0)],
+              balance=1e6)
+    check(res["fills"][0], price=62000.1, bench_price=62000.0)
+    check(res["fills"][1], event_idx=3, price=59000.0, bench_price=61000.0, slippage=2000.0)
+    # a new quote resets it
+    res = run([Q(0, 99.0, 100.0), T(1, 100.5), Q(2, 99.0, 100.0)], [sub(1, MKT, BUY, 1.0)])
+    check(res["fills"][0], event_idx=2, price=100.0, bench_price=100.5, slippage=-0.5)
+
+
 def test_market_sell_fills_at_bid():
     res = run([Q(0, 99.0, 101.0), Q(1, 99.0, 101.0)], [sub(0, MKT, SELL, 2.0)])
     (f,) = res["fills"]
@@ -170,7 +186,7 @@ def test_resting_sell_limit():
 
 
 def test_marketable_limit_fills_at_opp_as_taker():
-    res = run([Q(0, 99.0, 100.0), T(1, 100.5)], [sub(0, LMT, BUY, 1.0, limit=101.0)])
+    res = run([Q(0, 99.0, 100.0), T(1, 99.5)], [sub(0, LMT, BUY, 1.0, limit=101.0)])
     check(res["fills"][0], event_idx=1, price=100.0, liquidity=TAKER, fee=100 * TK)
     res = run([Q(0, 99.0, 100.0), Q(1, 99.0, 100.0)], [sub(0, LMT, SELL, 1.0, limit=98.0)])
     check(res["fills"][0], event_idx=1, price=99.0, liquidity=TAKER)

@@ -155,7 +155,7 @@ def run_both(tmp_path, seed):
 
 
 FILL_COLS = ["event_idx", "ts_ns", "oid", "sym", "side", "liquidity", "qty", "price", "fee",
-             "realized_pnl", "position_after", "avg_price_after"]
+             "realized_pnl", "position_after", "avg_price_after", "bench_price", "slippage"]
 ORDER_COLS = ["oid", "sym", "order_type", "side", "status", "reason", "filled_qty",
               "avg_fill_price", "done_ts_ns"]
 

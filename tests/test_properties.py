@@ -177,8 +177,9 @@ def test_engine_equals_oracle_property(sc, c):
 
 
 # ------------------------------------------------------------------------------- (b) invariants
-def market_at_events(ev):
-    """For each event g: the (bid, ask, last) of its symbol after the event's market update."""
+def effective_book_at_events(ev):
+    """For each event g: (bid, ask, last) of its symbol after the market update, with R2.3a: a
+    trade below the bid (above the ask) moves that side to the trade until the next quote."""
     n = len(ev["ts_ns"])
     nsym = int(ev["sym"].max()) + 1 if n else 0
     bid, ask, last = [math.nan] * nsym, [math.nan] * nsym, [math.nan] * nsym
@@ -186,7 +187,12 @@ def market_at_events(ev):
     for g in range(n):
         s, k = int(ev["sym"][g]), int(ev["kind"][g])
         if k == 0:
-            last[s] = float(ev["price"][g])
+            p = float(ev["price"][g])
+            last[s] = p
+            if p < bid[s]:
+                bid[s] = p
+            elif p > ask[s]:
+                ask[s] = p
         elif k == 1:
             bid[s], ask[s] = float(ev["bid"][g]), float(ev["ask"][g])
         out.append((bid[s], ask[s], last[s]))
@@ -221,7 +227,8 @@ def check_accounting(res, initial, *, spot_syms=(), rebate=False, insurance_payo
 
 def check_no_lookahead_and_prices(res, ev, script, state, latency_ns):
     """Fills: not before decision + latency, strictly after the decision event; prices the data
-    allows (taker: bid/ask/last at that event or the order's limit; maker: the limit)."""
+    allows (taker: the effective bid/ask (R2.3a) or last at that event, or the order's limit;
+    maker: the limit)."""
     decision = {}  # oid -> decision event index
     limits: dict[int, set] = {}
     results = [int(x) for x in state.result[0][: len(script)]]
@@ -233,7 +240,7 @@ def check_no_lookahead_and_prices(res, ev, script, state, latency_ns):
             limits.setdefault(results[act[2]], set()).add(float(act[4]))
     orders = {r["oid"]: r for r in res.orders.iter_rows(named=True)}
     first_fill = {}
-    market = market_at_events(ev)
+    market = effective_book_at_events(ev)  # R2.3a: what a taker may meet
     for f in res.fills.iter_rows(named=True):
         oid = f["oid"]
         first_fill.setdefault(oid, f)
@@ -443,3 +450,46 @@ def test_chunking_and_seed_determinism_property(p):
     for r in runs[1:]:
         _comparable_tables(runs[0], r)
     assert runs[0].fills.height > 0 or runs[0].orders.height > 0
+
+
+# ------------------------------------------------------------------ taker fills (issue #16)
+MARKET_LIKE = {int(OrderType.MARKET), int(OrderType.STOP_MARKET),
+               int(OrderType.TAKE_PROFIT_MARKET), int(OrderType.TRAILING_STOP)}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck), print_blob=True)
+@given(sc=scenario_st, c=config_st,
+       model=st.sampled_from([{"slippage": "spread"}, {"slippage": "fixed_bps", "slippage_bps": 3.0},
+                              {"slippage": "sqrt_impact", "impact_k": 1.0},
+                              {"slippage": "l1_depth", "impact_k": 1.0}]))
+def test_takers_never_beat_the_book_nor_ideal_property(sc, c, model):
+    """A strategy that only takes liquidity: no fill is better than the effective touch at its
+    event, and every realistic fill is at most as good as the same fill under slippage="none"
+    (same fills, same quantities), so realistic equity never ends above ideal."""
+    _count("takers_never_beat_book_nor_ideal")
+    rng = np.random.default_rng(sc["seed"])
+    types = _types(sc)
+    c = {**c, "initial_balance": 1e9}  # margin never decides, so both runs make the same fills
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ds"
+        symbols = write_dataset(root, rng, types, sc["n_events"])
+        ev = read_events(root, symbols)
+        if model["slippage"] == "l1_depth" and not (ev["kind"] == 1).any():
+            model = {"slippage": "sqrt_impact", "impact_k": 1.0}  # l1_depth needs quotes
+        script = [a for a in make_script(rng, ev, len(types))
+                  if (a[1] == "submit" and a[3] in MARKET_LIKE) or a[1] == "close"][:MAXA]
+        real, _ = _run_scripted(root, symbols, script, _engine_cfg(c, symbols, types, execution=model))
+        ideal, _ = _run_scripted(root, symbols, script,
+                                 _engine_cfg(c, symbols, types, execution={"slippage": "none"}))
+    book = effective_book_at_events(ev)
+    for f in real.fills.iter_rows(named=True):
+        assert f["liquidity"] == TAKER
+        bid, ask, last = book[f["event_idx"]]
+        best = (ask if f["side"] > 0 else bid) if bid == bid else last
+        assert f["side"] * (f["price"] - best) >= 0.0, (f, book[f["event_idx"]])
+    key = ["event_idx", "oid", "qty", "side"]
+    assert real.fills.select(key).to_dicts() == ideal.fills.select(key).to_dicts()
+    for r, i, d in zip(real.fills["price"], ideal.fills["price"], real.fills["side"]):
+        assert d * (r - i) >= 0.0, (r, i, d)
+    assert real.headline["final_equity"] <= ideal.headline["final_equity"] + 1e-6

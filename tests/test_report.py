@@ -345,7 +345,8 @@ def test_cost_waterfall_goes_from_gross_to_net(crash):
     bars = ax.patches
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "PnL before costs" and labels[-1] == "Net PnL"
-    assert {"Slippage", "Trading fees", "Liquidation fees", "Funding"} <= set(labels)
+    assert {"Trading fees", "Liquidation fees", "Funding"} <= set(labels)
+    assert {"Latency / gaps", "Spread", "Impact"} & set(labels)  # slippage in its parts (R4.5)
     assert "Interest" not in labels  # no loans in this run
     assert bars[0].get_height() == pytest.approx(c["gross"])
     assert bars[-1].get_height() == pytest.approx(c["net"])

@@ -21,7 +21,7 @@ def fills_frame(rows, symbols=("BTCUSDT", "ETHUSDT"), with_symbol=True) -> pl.Da
         liq = r[8] if len(r) > 8 else Liquidity.TAKER
         otype = r[9] if len(r) > 9 else OrderType.MARKET
         arr[i] = (t * S, i, i + 1, sym, int(side), int(liq), int(otype), qty, price, fee, rpnl, 0.0,
-                  pos, 0.0)
+                  pos, 0.0) + (0.0,) * (len(FILL_DTYPE.names) - 14)  # cost attribution fields
     df = pl.DataFrame({n: arr[n] for n in FILL_DTYPE.names})
     if with_symbol:
         df = df.insert_column(4, pl.Series("symbol", [symbols[s] for s in arr["sym"]]))

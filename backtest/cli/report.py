@@ -55,10 +55,14 @@ def compare(run_dirs: tuple[Path, ...], out_dir: Path | None):
       backtest compare runs/ref runs/ref-5x
       backtest compare runs/sweep/* --out runs/sweep-compare
     """
-    from ..report.tearsheet import compare_runs
+    from ..metrics import COST_PARTS
+    from ..report.tearsheet import COMPARE_METRICS, compare_runs
 
+    # slippage followed by its parts (R4.5), so realistic and ideal runs compare cost by cost
+    at = COMPARE_METRICS.index("slippage_cost") + 1
+    metrics = COMPARE_METRICS[:at] + COST_PARTS + COMPARE_METRICS[at:]
     out_dir = out_dir or (run_dirs[0].parent / "compare")
-    res = compare_runs(run_dirs, out_dir)
+    res = compare_runs(run_dirs, out_dir, metrics=metrics)
     for key in ("png", "md", "html"):
         click.echo(f"{key:<5} {res[key]}")
     click.echo(f"compared {len(run_dirs)} run(s): {', '.join(res['table'].columns[1:])}")

@@ -41,6 +41,8 @@ def _run_options(f):
                      default="configured", show_default=True,
                      help="'ideal' replays with perfect fills (no latency, spread, impact or partial "
                           "fills) to show how much of the edge is execution."),
+        click.option("--benchmark", metavar="SYMBOL",
+                     help="Buy-and-hold benchmark symbol [default: the first symbol traded]."),
         click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
                      help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
         click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
@@ -64,7 +66,7 @@ def _spec(o: dict, **extra):
             "params": parse_assignments(o.get("param_items"), "--param"),
             "leverage": parse_assignments(o.get("leverage_items"), "--leverage"),
             "execution": {"latency": o.get("latency"), "slippage": o.get("slippage")},
-            "margin": {"mode": o.get("margin_mode")}, **extra}
+            "margin": {"mode": o.get("margin_mode")}, "benchmark": o.get("benchmark"), **extra}
     spec = build_spec(o.get("config_file"), over, parse_assignments(o.get("set_items"), "--set"))
     if o.get("execution_preset") == "ideal":  # same fees, perfect fills
         import dataclasses
@@ -151,11 +153,13 @@ def run_cmd(**o):
     h, t = m["headline"], m["timings"]
     click.echo(f"{m['strategy']['name']} on {', '.join(m['symbols'])}")
     click.echo(f"  final equity {_num(h['final_equity'])} {m.get('settle_currency', '')}   "
-               f"return {_pct(h['return'])}   max drawdown {_pct(-h['max_drawdown_pct'])}   "
+               f"return {_pct(h['return'])}   max drawdown {_pct(h['max_drawdown'])}   "
                f"trades {h.get('trades')}   fees {_num(h['fees'])}   liquidations {h['liquidations']}")
     sharpe = (m.get("metrics") or {}).get("sharpe")
     if sharpe is not None:
         click.echo(f"  sharpe {_num(sharpe)}")
+    elif (m.get("metrics") or {}).get("ratios_note"):
+        click.echo(f"  sharpe, sortino, calmar not reported: {m['metrics']['ratios_note']}")
     rate = t.get("events_per_s")
     click.echo(f"  compile {t['compile_s']:.2f} s   run {t['run_s']:.2f} s   {t['events']:,} events   "
                f"{_num(rate, 0)} events/s{'' if t.get('jit', True) else '   (no JIT)'}")
@@ -281,7 +285,7 @@ def sweep_cmd(**o):
 
 def _print_rows(df, metric: str) -> None:
     params = [c for c in df.columns if c.startswith("param.")]
-    cols = ["rank", *params, metric] + [c for c in ("return", "max_drawdown_pct", "trades") if c != metric]
+    cols = ["rank", *params, metric] + [c for c in ("return", "max_drawdown", "trades") if c != metric]
     header = [c.removeprefix("param.") for c in cols]
     rows = [[_cell(r.get(c)) for c in cols] for r in df.iter_rows(named=True)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

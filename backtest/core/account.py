@@ -6,7 +6,7 @@ order written there, so the pure-Python oracle can match it bit for bit. No fast
 import numpy as np
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
-from .execution import add_volume, fee_rate
+from .execution import add_volume, fee_rate, record_costs
 from .jit import kernel
 from .margin_math import inverse_liq_price, linear_liq_price
 
@@ -325,10 +325,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     fills[k].price = price
     fills[k].fee = fee
     fills[k].realized_pnl = realized
-    if ref_px == ref_px:  # not NaN
-        fills[k].slippage = d * (price - ref_px) * q
-    else:
-        fills[k].slippage = 0.0
+    record_costs(c, fills[k], s, d, q, price, liquidity, ref_px)
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg
     c.n_fill_rows = k + 1
@@ -386,8 +383,47 @@ def record_equity(c, t, rows):
     rows[k].gross_exposure = gross
     rows[k].margin_used = im
     rows[k].maint_margin = mm
-    rows[k].margin_ratio = mm / e if e > 0.0 else np.inf
+    cross, iso, iso_sym = _pool_ratios(c)
+    rows[k].margin_ratio = max(cross, iso)
+    rows[k].cross_margin_ratio = cross
+    rows[k].iso_margin_ratio = iso
+    rows[k].iso_margin_sym = iso_sym
     c.n_equity_rows = k + 1
+
+
+@kernel
+def _ratio(mm, mb):
+    return mm / mb if mb > 0.0 else np.inf
+
+
+@kernel
+def _pool_ratios(c):
+    """Maintenance margin / margin balance of the cross pool and of the isolated (or inverse)
+    position nearest liquidation: the quantities liquidation.margin_breached() compares, so a
+    ratio reaches 1.0 exactly when that pool is liquidated (0.0 without positions)."""
+    iso = 0.0
+    iso_sym = -1
+    u = 0.0
+    mm = 0.0
+    n = 0
+    for s in range(c.nsym):
+        typ = c.i_type[s]
+        if typ == T_INVERSE or is_isolated(c, s):
+            if c.pos[s] != 0.0:
+                if typ == T_INVERSE:
+                    r = _ratio(maint_of(c, s), c.coin_bal[s] + c.coin_upnl[s])
+                else:
+                    r = _ratio(maint_of(c, s), c.iso_margin[s] + c.sym_upnl[s])
+                if iso_sym < 0 or r > iso:
+                    iso = r
+                    iso_sym = s
+            continue
+        u += c.sym_upnl[s]
+        if c.pos[s] != 0.0 and typ != T_SPOT:
+            mm += maint_of(c, s)
+            n += 1
+    cross = _ratio(mm, c.balance - iso_total(c) + u) if n > 0 else 0.0
+    return cross, iso, iso_sym
 
 
 @kernel(python=True)

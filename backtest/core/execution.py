@@ -2,19 +2,25 @@
 jitter, fee tiers. Formulas in docs/execution.md; every one has a hand-computed test.
 
 Taker price models (per symbol), for a taker on side d (+1 buy) of quantity q:
-  NONE        the last trade (the mid without trades): no spread, no impact ("ideal")
+  NONE        the mid (the last trade without quotes or once traded through): no spread, no
+              impact ("ideal"); never worse than the touch, so no model beats it
   SPREAD      the opposite quote (the last trade without quotes)                     [default]
-  FIXED_BPS   the mid (or last) moved against the taker by `slippage_bps`
+  FIXED_BPS   the mid (or last) moved against the taker by `slippage_bps`, never better than
+              the opposite quote
   SQRT_IMPACT the SPREAD price moved by k * sigma * sqrt(q / V)
   L1_DEPTH    up to the displayed size at the opposite quote, the rest at that quote moved by
               the square-root impact of the remainder; the fill is at the size-weighted price
 sigma and V come from time-decayed sums over the impact horizon H, updated at every trade:
   decay = exp(-dt / H);  S2 = S2 * decay + r^2 (r = log return);  V = V * decay + qty
 so sigma = sqrt(S2) and V estimate the volatility and the traded volume of the last H.
+
+The book a taker meets is the effective book (R2.3): a trade that prints through the quote moves
+that side to the trade price until the next quote, so no taker fill uses a quote the market has
+already traded through. Each fill's cost is split against its benchmark (R4.5, record_costs).
 """
 import numpy as np
 
-from .codes import T_INVERSE
+from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
 from .jit import kernel
 
 M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
@@ -62,12 +68,31 @@ def impact_frac(c, s, q):
 
 
 @kernel
+def trade_through(c, s, p):
+    """R2.3 effective book: a trade at p below the bid (above the ask) moves the bid (ask) to p,
+    with no displayed size, until the next quote; the mid is then the trade price."""
+    if not c.has_quote[s]:
+        return
+    if p < c.bid[s]:
+        c.bid[s] = p
+        c.bid_qty[s] = 0.0
+        c.book_thru[s] = 1
+    elif p > c.ask[s]:
+        c.ask[s] = p
+        c.ask_qty[s] = 0.0
+        c.book_thru[s] = 1
+
+
+@kernel
 def mid_or_last(c, s):
-    """The mid, else the last trade (NaN before either): the reference of slippage costs."""
-    if c.has_quote[s]:
+    """The mid of the quote, else the last trade (also when a trade printed through the quote
+    since it was seen); NaN before either. The arrival price of market orders (R4.5)."""
+    if c.has_quote[s] and not c.book_thru[s]:
         return 0.5 * (c.bid[s] + c.ask[s])
     if c.has_trade[s]:
         return c.last_px[s]
+    if c.has_quote[s]:
+        return 0.5 * (c.bid[s] + c.ask[s])
     return np.nan
 
 
@@ -87,14 +112,12 @@ def taker_price(c, s, d, q):
     m = c.slip_model[s]
     if m == M_SPREAD:
         return opp_price(c, s, d)
-    if m == M_NONE:
-        if c.has_trade[s]:
-            return c.last_px[s]
+    if m == M_NONE:  # the effective mid: never worse than the touch (R2.3a)
         return mid_or_last(c, s)
-    if m == M_FIXED_BPS:
-        ref = mid_or_last(c, s)
-        return ref * (1.0 + d * c.slip_bps[s] / 10000.0)
     opp = opp_price(c, s, d)
+    if m == M_FIXED_BPS:  # never inside the spread: no better than the touch
+        x = mid_or_last(c, s) * (1.0 + d * c.slip_bps[s] / 10000.0)
+        return max(x, opp) if d > 0 else min(x, opp)
     if m == M_SQRT_IMPACT:
         return opp * (1.0 + d * impact_frac(c, s, q))
     # L1_DEPTH: the displayed size at the touch, the remainder with impact
@@ -104,6 +127,33 @@ def taker_price(c, s, d, q):
     rest = q - shown
     worse = opp * (1.0 + d * impact_frac(c, s, rest))
     return (shown * opp + rest * worse) / q
+
+
+@kernel
+def record_costs(c, row, s, d, q, price, liquidity, bench):
+    """R4.5: the fill's cost against its benchmark, split into latency drift (benchmark to the
+    mid at the fill), spread (mid to the touch) and impact (touch to the fill price). Maker fills
+    and liquidations settled at a computed price put it all in the drift."""
+    if bench != bench:  # no benchmark known: no cost
+        bench = price
+    total = d * (price - bench) * q
+    row.bench_price = bench
+    row.slippage = total
+    row.cost_spread = 0.0
+    row.cost_impact = 0.0
+    row.cost_drift = total
+    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.liq_settle_market):
+        return
+    mid = mid_or_last(c, s)
+    if mid != mid:
+        return
+    row.cost_drift = d * (mid - bench) * q
+    if c.slip_model[s] == M_NONE:
+        row.cost_impact = d * (price - mid) * q
+    else:
+        opp = opp_price(c, s, d)
+        row.cost_spread = d * (opp - mid) * q
+        row.cost_impact = d * (price - opp) * q
 
 
 DAY_NS = 86_400_000_000_000

@@ -10,7 +10,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
-from .execution import update_estimators
+from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring
@@ -89,6 +89,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if k == K_TRADE:
             c.last_px[sy] = p
             c.has_trade[sy] = 1
+            trade_through(c, sy, p)  # the effective book (R2.3)
             if c.need_estimators:
                 update_estimators(c, sy, t, p, qty[u])
         elif k == K_QUOTE:
@@ -97,6 +98,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.bid_qty[sy] = bid_qty[u]
             c.ask_qty[sy] = ask_qty[u]
             c.has_quote[sy] = 1
+            c.book_thru[sy] = 0
         elif k == K_MARK:
             c.mark_px[sy] = p
             c.index_px[sy] = qty[u]
@@ -123,6 +125,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 c.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):
+                    record_equity(c, t, equity_rows)  # the state that triggered it (ratio >= 1)
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)

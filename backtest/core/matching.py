@@ -90,6 +90,18 @@ def _cancel_oco_siblings(c, j, t):
 
 
 @kernel
+def _benchmark(c, j):
+    """R4.5: the price a fill's cost is measured from: the mid at decision time for market
+    orders, the limit for limit orders, the trigger price for stop-like orders."""
+    otype = c.o_type[j]
+    if otype == OT_MARKET:
+        return c.o_ref_px[j]
+    if otype == OT_LIMIT:
+        return c.o_limit[j]
+    return c.o_stop[j]
+
+
+@kernel
 def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     """Fill q of the order in slot j at price, after the fill-time checks (R3.9, R4.4)."""
     s = c.o_sym[j]
@@ -109,7 +121,7 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     if not margin_ok(c, s, d, q, price):
         reject_margin_at_fill(c, j, t)
         return
-    apply_fill(c, s, d, q, price, liquidity, t, g, c.o_oid[j], c.o_type[j], c.o_ref_px[j], fills)
+    apply_fill(c, s, d, q, price, liquidity, t, g, c.o_oid[j], c.o_type[j], _benchmark(c, j), fills)
     c.o_filled[j] += q
     c.o_notional[j] += q * price
     record_equity(c, t, equity_rows)

@@ -192,9 +192,15 @@ FILL_DTYPE = np.dtype(
         ("price", "f8"),
         ("fee", "f8"),  # in the settlement currency; negative = maker rebate
         ("realized_pnl", "f8"),  # realised by this fill, before fees
-        ("slippage", "f8"),  # cost against the reference price at decision time (>0 = worse)
+        ("slippage", "f8"),  # cost against bench_price, d * (price - bench) * qty (>0 = worse)
         ("position_after", "f8"),
         ("avg_price_after", "f8"),
+        # R4.5 cost attribution: benchmark (arrival mid, trigger, limit or liquidation mark) and
+        # slippage = cost_drift + cost_spread + cost_impact (up to rounding); fees are in `fee`
+        ("bench_price", "f8"),
+        ("cost_spread", "f8"),  # mid to the touch at the fill
+        ("cost_impact", "f8"),  # touch to the fill price (impact, depth)
+        ("cost_drift", "f8"),  # benchmark to the mid at the fill (latency, gaps)
     ],
     align=True,
 )
@@ -232,7 +238,11 @@ EQUITY_DTYPE = np.dtype(
         ("gross_exposure", "f8"),  # sum of |position notional| at the valuation price
         ("margin_used", "f8"),  # initial margin of open positions
         ("maint_margin", "f8"),
-        ("margin_ratio", "f8"),  # maintenance margin / margin balance (1.0 = liquidation)
+        ("margin_ratio", "f8"),  # max(cross_margin_ratio, iso_margin_ratio): 1.0 = liquidation
+        # the ratios margin_breached() tests: maintenance margin / margin balance of each pool
+        ("cross_margin_ratio", "f8"),  # the cross pool (cross wallet + its unrealised PnL)
+        ("iso_margin_ratio", "f8"),  # the isolated (or inverse) position closest to liquidation
+        ("iso_margin_sym", "i4"),  # its symbol index (-1: none open)
     ],
     align=True,
 )
@@ -395,6 +405,7 @@ def _ctx_fields() -> list:
         ("has_quote", "u1", (S,)),
         ("has_mark", "u1", (S,)),
         ("has_trade", "u1", (S,)),
+        ("book_thru", "u1", (S,)),  # a trade printed through the quote since it was seen (R2.3)
         # instruments per symbol
         ("i_type", "i1", (S,)),
         ("i_contract_size", f8, (S,)),

@@ -48,8 +48,12 @@ NSEC = DAYS * 86_400  # grid points are seconds 0..NSEC (NSEC + 1 of them)
 T0_NS = int(START.timestamp()) * 1_000_000_000
 NS = 1_000_000_000
 
-TRADES_PER_SCALE = 620_000  # trades at scale 1; quotes are half that, marks ~92k -> ~1.02M rows
-QUOTE_EVERY = 2  # one L1 update per two trades (the book update a trade caused, thinned)
+TRADES_PER_SCALE = 620_000  # trades at scale 1; quotes ~555k, marks ~92k -> ~1.27M rows
+QUOTE_EVERY = 2  # one L1 update per two trades (the book update a trade caused, thinned) ...
+# ... plus one after every trade that printed outside the quote before it, and one after every
+# trade around the cascade: a trade never prints outside the quote it follows unless that quote
+# is then updated (docs/crash-dataset.md), so the quotes are never staler than the trades.
+QUOTE_ALL_HOURS = (42.0, 48.0)  # hours since 4 Feb 00:00 UTC with a quote after every trade
 MARK_INTERVAL_S = 30.0  # mark/index every 30 s at scale 1, denser with scale (>= 1 s, Binance's)
 BLOCK_TRADES = 1_000_000  # max expected trades per generated block (bounds memory)
 _CHUNK = 1 << 15  # per-tick work runs over chunks this size: temporaries stay in the CPU cache
@@ -341,10 +345,12 @@ def _trade_block(spec: _Spec, tb: _Tables, s0: int, s1: int, rng: np.random.Gene
     u += c0
     cum_b = tb.cum[s0:s1 + 1]
     grid = np.arange(s0, s1 + 1, dtype=np.float64)
-    nq = -(-n // QUOTE_EVERY)
     ts, price, qty = np.empty(n, np.int64), np.empty(n), np.empty(n)
     side = np.empty(n, np.int8)
-    bidp, askp, bidq, askq = np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq)
+    # the book after each trade (integer ticks) and whether a quote shows it
+    qbid, qask, emit = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
+    bidq, askq = np.empty(n), np.empty(n)
+    hot0, hot1 = (h * 3600.0 for h in QUOTE_ALL_HOURS)
     tick, lot = spec.tick, spec.lot
     inv_tick = 1.0 / tick
     t_max = s1 - 1e-6  # keep the block inside its second range (and so inside its UTC date)
@@ -361,6 +367,11 @@ def _trade_block(spec: _Spec, tb: _Tables, s0: int, s1: int, rng: np.random.Gene
         np.maximum(sp, 1, out=sp)
         bid = np.floor(mid * inv_tick - 0.5 * sp).astype(np.int64)
         np.maximum(bid, 1, out=bid)
+        # a trade between two quotes within the same second meets the book the previous quote
+        # showed (chunks start on an even index, so the pairs never straddle a chunk)
+        same = i[1::2] == i[0:m - 1:2]
+        bid[1::2] = np.where(same, bid[0:m - 1:2], bid[1::2])
+        sp[1::2] = np.where(same, sp[0:m - 1:2], sp[1::2])
         buy = rng.random(m, dtype=np.float32) < tb.p_buy[i]
         # Heavy tails: lognormal body x Pareto(alpha) tail, as exp(0.9 N + E / alpha).
         z = rng.standard_normal(m, dtype=np.float32)
@@ -378,23 +389,34 @@ def _trade_block(spec: _Spec, tb: _Tables, s0: int, s1: int, rng: np.random.Gene
         np.maximum(lots, 1.0, out=lots)
         qty[a:b] = _to_price(lots, lot)
         side[a:b] = np.where(buy, 1, -1)
-        # L1 after every QUOTE_EVERY-th trade (_CHUNK is a multiple of it, so rows line up).
+        # The book after the trade: a sweep leaves the touch at the trade's price.
+        ask = bid + sp
+        qb_, qa_ = qbid[a:b], qask[a:b]
+        np.minimum(bid, px, out=qb_)
+        np.maximum(ask, px, out=qa_)
+        # L1 after every QUOTE_EVERY-th trade, after every trade in the cascade window, and after
+        # every trade outside the book the previous trade left (that book was quoted when the
+        # previous index is a multiple of QUOTE_EVERY = 2; _CHUNK is even, so chunks start on one).
+        e = emit[a:b]
+        e[:] = False
+        e[::QUOTE_EVERY] = True
+        e |= (t >= hot0) & (t < hot1)
+        e[1:] |= (px[1:] < qb_[:-1]) | (px[1:] > qa_[:-1])
+        # displayed sizes, drawn per pair of trades (an extra quote shows its pair's sizes)
         q = slice(0, m, QUOTE_EVERY)
-        qa = a // QUOTE_EVERY
-        qb = qa + -(-m // QUOTE_EVERY)
-        bq = bid[q]
-        bidp[qa:qb] = _to_price(bq, tick)
-        askp[qa:qb] = _to_price(bq + sp[q], tick)
         dl = tb.depth[i[q]] / (mid[q] * lot)
         for out in (bidq, askq):
-            g = rng.standard_normal(qb - qa, dtype=np.float32)
+            g = rng.standard_normal(len(dl), dtype=np.float32)
             g *= 0.7
             g -= 0.25
             v = np.rint(dl * np.exp(g))
             np.maximum(v, 1.0, out=v)
-            out[qa:qb] = _to_price(v, lot)
+            out[a:b:QUOTE_EVERY] = _to_price(v, lot)
+            out[a + 1:b:QUOTE_EVERY] = out[a:b - 1:QUOTE_EVERY]
+    q = np.flatnonzero(emit)
     trades = {"ts_ns": ts, "price": price, "qty": qty, "side": side}
-    quotes = {"ts_ns": ts[::QUOTE_EVERY], "bid": bidp, "ask": askp, "bid_qty": bidq, "ask_qty": askq}
+    quotes = {"ts_ns": ts[q], "bid": _to_price(qbid[q], tick), "ask": _to_price(qask[q], tick),
+              "bid_qty": bidq[q], "ask_qty": askq[q]}
     return trades, quotes
 
 

@@ -484,16 +484,27 @@ def fig_margin(result) -> Figure:
     fig, axes = _new_figure(5.6, 2, 1, sharex=True)
     ax, axd = axes[0, 0], axes[1, 0]
     fig.suptitle("Margin and distance to liquidation")
-    ax.set_title("Margin ratio (maintenance margin / margin balance)")
+    ax.set_title("Margin ratio (maintenance margin / margin balance of the pool liquidated)")
     eqt = run.t("equity")
-    mr = M.by_time(eqt.select("ts_ns", "margin_ratio")).filter(pl.col("margin_ratio").is_finite()) \
-        if eqt.height and "margin_ratio" in eqt.columns else pl.DataFrame()
+    pools = [("margin_ratio", "Nearest liquidation", COLORS["strategy"], 1.3, "margin-ratio"),
+             ("cross_margin_ratio", "Cross pool", "#1f77b4", 0.8, "margin-ratio-cross"),
+             ("iso_margin_ratio", "Isolated position (worst)", "#ff7f0e", 0.8, "margin-ratio-isolated")]
+    cols = [p for p in pools if eqt.height and p[0] in eqt.columns]
+    mr = M.by_time(eqt.select("ts_ns", *[p[0] for p in cols])) if cols else pl.DataFrame()
     if mr.height and (mr["margin_ratio"] != 0).any():
-        x, y = decimate.minmax(mr["ts_ns"].to_numpy(), mr["margin_ratio"].to_numpy())
-        top = max(1.2, float(np.nanmax(y)) * 1.08)
+        # the ratios liquidation tests, per pool (docs/metrics.md): a pool is liquidated when its
+        # ratio reaches 100%; a margin balance at or below 0 (inf) is drawn at the top
+        finite = mr["margin_ratio"].to_numpy()
+        finite = finite[np.isfinite(finite)]
+        top = max(1.2, float(finite.max()) * 1.08 if len(finite) else 1.2)
         ax.axhspan(1.0, top * 10, color=COLORS["down"], alpha=0.08, lw=0)
         ax.axhline(1.0, color=COLORS["down"], lw=1.0, ls="--", label="Liquidation threshold (100%)")
-        ax.plot(_x(x), y, color=COLORS["strategy"], lw=1.1, drawstyle="steps-post", gid="margin-ratio")
+        for col, label, color, lw, gid in cols:
+            v = mr[col].fill_nan(None).fill_null(0.0).to_numpy()
+            if col != "margin_ratio" and not (v != 0).any():
+                continue  # a pool this run never used
+            x, y = decimate.minmax(mr["ts_ns"].to_numpy(), np.where(np.isinf(v), top, v))
+            ax.plot(_x(x), y, color=color, lw=lw, drawstyle="steps-post", gid=gid, label=label)
         ax.set_ylim(0, top)
         ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
         ax.set_ylabel("Margin ratio (%)")
@@ -540,7 +551,9 @@ def fig_costs(result) -> Figure:
     if max(abs(v) for k, v in c.items()) < 1e-12:
         _empty(ax, "No PnL and no costs in this run")
         return fig
-    steps = [("Slippage", -c["slippage"]), ("Trading fees", -c["fees"]),
+    # slippage in its parts (R4.5): benchmark to mid (latency, gaps), spread, impact
+    steps = [("Latency / gaps", -c["cost_drift"]), ("Spread", -c["cost_spread"]),
+             ("Impact", -c["cost_impact"]), ("Trading fees", -c["fees"]),
              ("Liquidation fees", -c["liquidation_fees"]), ("Funding", c["funding"]),
              ("Interest", -c["interest"])]
     scale = max(abs(c["gross"]), abs(c["net"]), *(abs(v) for _, v in steps), 1e-12)
@@ -579,7 +592,8 @@ def fig_costs(result) -> Figure:
     pad = 0.08 * (ymax - ymin or 1.0)
     ax.set_ylim(ymin - pad, ymax + pad)
     ax.text(1.0, 1.01, f"realised {money(c['realized_pnl'])} + unrealised at end "
-            f"{money(c['unrealized_pnl'])} + slippage {money(c['slippage'])} = before costs",
+            f"{money(c['unrealized_pnl'])} + slippage {money(c['slippage'])} = before costs "
+            "(slippage against each fill's benchmark: arrival mid, trigger, limit or mark)",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color="#555555")
     return fig
 
@@ -703,7 +717,7 @@ def fig_rolling_sharpe(result, window: int | None = None) -> Figure:
     ax.axhline(0, color="#888888", lw=0.7)
     ax.plot(_x(end), rs, color=COLORS["strategy"], lw=1.2, label="Rolling", gid="rolling-sharpe")
     full = M.sharpe(r, ppy)
-    if np.isfinite(full):
+    if np.isfinite(full) and not (run.manifest.get("metrics") or {}).get("ratios_note"):
         ax.axhline(full, color=COLORS["stop"], ls="--", lw=1.0, label=f"Whole run {full:,.1f}")
     ax.set_ylabel("Sharpe ratio (annualised)")
     ax.set_xlabel("Time (UTC)")
