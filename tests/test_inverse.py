@@ -208,3 +208,14 @@ def test_isolated_inverse_is_bit_identical_without_jit(tmp_path):
     out = subprocess.run([sys.executable, "-c", _NO_JIT, str(tmp_path / "py"), str(Path(__file__).parent)],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == want
+
+
+def test_isolated_inverse_margin_ratio_reaches_the_threshold_at_liquidation(tmp_path):
+    # the equity row written at the liquidation trigger shows the ratio that triggered it: the
+    # isolated margin's (not the coin wallet's), so it reaches 1.0 exactly when liquidated
+    res = run_mode(coin_m_dataset(tmp_path / "d", FALL), "isolated", 0.5, 10.0, 700.0)
+    t_liq = res.liquidations["ts_ns"][0]
+    at = res.equity.filter(res.equity["ts_ns"] == t_liq)
+    assert at["iso_margin_ratio"].max() >= 1.0
+    before = res.equity.filter(res.equity["ts_ns"] < t_liq)
+    assert before["iso_margin_ratio"].max() < 1.0

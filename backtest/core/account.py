@@ -410,7 +410,9 @@ def _pool_ratios(c):
         typ = c.i_type[s]
         if typ == T_INVERSE or is_isolated(c, s):
             if c.pos[s] != 0.0:
-                if typ == T_INVERSE:
+                if is_isolated_inverse(c, s):
+                    r = _ratio(maint_of(c, s), c.iso_margin[s] + c.coin_upnl[s])
+                elif typ == T_INVERSE:
                     r = _ratio(maint_of(c, s), c.coin_bal[s] + c.coin_upnl[s])
                 else:
                     r = _ratio(maint_of(c, s), c.iso_margin[s] + c.sym_upnl[s])
