@@ -26,6 +26,7 @@ from .core.schema import (
     ORDER_DTYPE, LoanEvent,
     ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
 )
+from .data.coverage import check_time_range, no_data_error
 from .data.instruments import Instrument
 from .data.reader import open_dataset
 from .errors import CascadeError, ConfigError, StrategyError
@@ -271,9 +272,11 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError(f"{strategy!r} is not a Strategy subclass")
     jit = not numba.config.DISABLE_JIT
-    stream = open_dataset(Path(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
-                          end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows)
+    start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
+    stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
+                          chunk_rows=cfg.chunk_rows)
     syms = stream.symbols
+    check_time_range(stream.root, syms, start_ns, end_ns)
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
@@ -329,6 +332,8 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         last_ts = int(chunk["ts_ns"][-1])
         if progress is not None:
             progress(events, "events")
+    if events == 0:  # a gap in the data: never a "successful" run of nothing
+        raise no_data_error(stream.root, start_ns, end_ns)
     _finalize(c, bufs, bars, last_ts)
     if not jit:
         c.sync()

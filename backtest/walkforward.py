@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig, parse_duration_ns, parse_time_ns
-from .errors import ConfigError, DataError
+from .data.coverage import data_time_range  # noqa: F401  (re-exported: tests and users import it here)
+from .errors import ConfigError
 
 
 @dataclass
@@ -29,35 +30,6 @@ class WalkForwardResult:
     equity: object  # polars DataFrame
     out: Path
     figure: Path | None = None
-
-
-def data_time_range(data, symbols=None) -> tuple[int, int]:
-    """(first ts_ns, last ts_ns + 1) over the selected streams, from Parquet column statistics."""
-    import pyarrow.parquet as pq
-
-    from .data.layout import list_streams
-
-    lo, hi = None, None
-    for (_, sym), files in list_streams(Path(data)).items():
-        if symbols and sym not in symbols:
-            continue
-        for f in files:
-            pf = pq.ParquetFile(f)
-            col = pf.schema_arrow.get_field_index("ts_ns")
-            for rg in range(pf.metadata.num_row_groups):
-                st = pf.metadata.row_group(rg).column(col).statistics
-                if st is None or not st.has_min_max:  # no statistics: read the column
-                    ts = pf.read_row_group(rg, columns=["ts_ns"]).column(0).to_numpy()
-                    if not len(ts):
-                        continue
-                    mn, mx = int(ts.min()), int(ts.max())
-                else:
-                    mn, mx = int(st.min), int(st.max)
-                lo = mn if lo is None else min(lo, mn)
-                hi = mx if hi is None else max(hi, mx)
-    if lo is None:
-        raise DataError("no rows in the selected streams", file=Path(data))
-    return lo, hi + 1
 
 
 def make_windows(lo: int, hi: int, train_ns: int, test_ns: int, step_ns: int) -> list[tuple[int, int, int]]:

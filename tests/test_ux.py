@@ -1,0 +1,50 @@
+"""Issue #14, what a user sees: refusals, warnings and summaries instead of silent surprises."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backtest import engine
+from backtest.cli import cli
+from backtest.errors import CascadeError, ConfigError, DataError
+from test_cli_run import DAY, T0, build_dataset
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return build_dataset(tmp_path_factory.mktemp("ux") / "btc", n=600)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+# --- #14.4: empty date ranges -------------------------------------------------------------------
+@pytest.mark.parametrize("start,end,what", [
+    ("2026-02-06", "2026-02-05", "is not before end"),
+    ("2026-02-06", "2026-02-06", "is not before end"),
+    ("2026-03-01", None, "no events from 2026-03-01"),
+    (None, "2026-01-01", "no events from the start"),
+])
+def test_empty_range_refused(ds, tmp_path, start, end, what):
+    with pytest.raises(CascadeError, match=what):
+        engine.run("reference", ds, start=start, end=end, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    args = ["run", "reference", "--data", ds, "--out", tmp_path / "c", "-q"]
+    args += ["--start", start] if start else []
+    args += ["--end", end] if end else []
+    r = invoke(*args)
+    assert r.exit_code != 0 and what in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_gap_inside_the_data_refused(ds, tmp_path):
+    # inside the data's span, between two trades (they are minutes apart)
+    with pytest.raises(DataError, match="no events from .* the data covers"):
+        engine.run("reference", ds, start=T0 + 1, end=T0 + 2, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
