@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 HOOKS = ("on_tick", "on_quote", "on_mark", "on_fill", "on_funding", "on_timer", "on_liquidation",
          "on_margin_call")
@@ -88,7 +88,7 @@ def _field_spec(cls, name, ann, raw_default) -> FieldSpec:
         return FieldSpec(name, "array", dt, tuple(int(n) for n in shape),
                          0 if default is None else default, is_param, doc)
     if ann not in _SCALARS:
-        raise TypeError(f"{cls.__name__}.{name}: unsupported annotation {ann!r} "
+        raise TypeError(f"{cls.__name__}.{name}: unsupported annotation {shown(ann)} "
                         "(use float, int, bool, Symbol or (dtype, n))")
     kind, code = _SCALARS[ann]
     if default is None:
@@ -117,7 +117,7 @@ def _coerce(kind: str, value, name: str):
             return str(value)
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"parameter '{name}': cannot use {value!r} as {kind}")
+    raise ConfigError(f"parameter '{name}': cannot use {shown(value)} as {kind}")
 
 
 class Strategy:
@@ -178,7 +178,7 @@ class Strategy:
                 if v in ("", None):
                     v = -1
                 elif v not in symbols:
-                    raise ConfigError(f"parameter '{f.name}': symbol {v!r} is not in this run "
+                    raise ConfigError(f"parameter '{f.name}': symbol {shown(v)} is not in this run "
                                       f"(symbols: {', '.join(symbols)})")
                 else:
                     v = symbols.index(v)

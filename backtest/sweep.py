@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import CascadeError, ConfigError
+from .errors import CascadeError, ConfigError, shown
 
 RESULTS = "results.parquet"
 HEATMAP = "heatmap.png"
@@ -89,12 +89,12 @@ def parse_values(raw, name: str) -> list:
         try:
             lo, hi, step = (_number(g) for g in (m.group(1), m.group(2), m.group(3) or "1"))
         except ValueError:
-            raise ConfigError(f"grid {name}: bad range {raw!r} (use start:stop:step)") from None
+            raise ConfigError(f"grid {name}: bad range {shown(raw)} (use start:stop:step)") from None
         if step <= 0 or hi < lo:
-            raise ConfigError(f"grid {name}: range {raw!r} needs step > 0 and start <= stop")
+            raise ConfigError(f"grid {name}: range {shown(raw)} needs step > 0 and start <= stop")
         n = int(math.floor((hi - lo) / step + 1e-9)) + 1  # inclusive of stop, float-safe
         if n > 100_000:
-            raise ConfigError(f"grid {name}: range {raw!r} has {n:,} values (at most 100,000)")
+            raise ConfigError(f"grid {name}: range {shown(raw)} has {n:,} values (at most 100,000)")
         values = [lo + i * step for i in range(n)]
         if any(isinstance(v, float) for v in (lo, hi, step)):
             values = [round(v, 12) for v in values]  # 0.1 + 2*0.1 -> 0.3, not 0.30000000000000004
@@ -120,7 +120,7 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     """'--grid entry=61000,62000' or '--grid stop=59000:61000:500' -> (name, values)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
-        raise ConfigError(f"--grid: expected NAME=V1,V2 or NAME=START:STOP:STEP, got {text!r}")
+        raise ConfigError(f"--grid: expected NAME=V1,V2 or NAME=START:STOP:STEP, got {shown(text)}")
     return name.strip(), parse_values(raw.strip(), name.strip())
 
 
@@ -351,7 +351,7 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
     if engine == "ray":
         return _map_ray(tasks, done, address)
     if engine != "local":
-        raise ConfigError(f"--engine: expected 'local' or 'ray', got {engine!r}")
+        raise ConfigError(f"--engine: expected 'local' or 'ray', got {shown(engine)}")
     jobs = jobs or _cpus()
     if jobs <= 1:
         for t in tasks:

@@ -48,3 +48,42 @@ def test_gap_inside_the_data_refused(ds, tmp_path):
     with pytest.raises(DataError, match="no events from .* the data covers"):
         engine.run("reference", ds, start=T0 + 1, end=T0 + 2, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+# --- #14.11: quoted values are capped in every message --------------------------------------------
+def test_shown_caps_long_values():
+    from backtest.errors import shown
+
+    assert shown("abc") == "'abc'"
+    s = shown("x" * 10_000_000)
+    assert len(s) < 100 and "10,000,000 chars" in s
+
+
+def test_importer_error_with_a_huge_field_is_short(tmp_path):
+    from backtest.data.importers import parse_file
+
+    f = tmp_path / "t.csv"
+    f.write_text("1,62000.5,0.01,620.0,1770249600000,true\n2," + "9" * 5 + "x" * 10_000_000
+                 + ",0.01,620.0,1770249600001,false\n")
+    with pytest.raises(DataError) as e:
+        parse_file(f, "binance-trades")
+    assert len(str(e.value)) < 400 and "t.csv:2, column 'price'" in str(e.value), str(e.value)[:500]
+
+
+def test_param_and_config_errors_are_short():
+    from backtest.config import RunConfig
+
+    huge = "y" * 1_000_000
+    with pytest.raises(ConfigError) as e:
+        RunConfig.from_dict({"margin": {"mode": huge}})
+    assert len(str(e.value)) < 300
+    from backtest.plugins.resolve import resolve_strategy
+
+    with pytest.raises(ConfigError) as e:
+        resolve_strategy("reference").resolve_params({"entry": huge})
+    assert len(str(e.value)) < 300
+
+
+def test_any_cascade_error_is_capped():
+    e = CascadeError("bad " + "z" * 100_000 + " (fix: do this)")
+    assert len(str(e)) < 2100 and str(e).endswith("(fix: do this)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, shown
 from .layout import KINDS, date_of_day, day_bounds_ns, partition_dir
 
 # format -> (kind, accepted column layouts). A header line, when present, must name one layout;
@@ -190,14 +190,14 @@ def _number(df, col: str, dtype, name: str, first_line: int, *, positive: bool =
     i = _first_bad(v.is_null().to_numpy())
     if i >= 0:
         what = "an integer" if dtype == pl.Int64 else "a number"
-        problem = f"not {what}: {raw[i]!r}" if raw[i] else f"empty value, expected {what}"
+        problem = f"not {what}: {shown(raw[i])}" if raw[i] else f"empty value, expected {what}"
         raise _line_error(name, first_line + i, problem, column=label or col)
     arr = v.to_numpy()
     if positive:
         with np.errstate(invalid="ignore"):
             i = _first_bad(~(np.isfinite(arr) & (arr > 0)))
         if i >= 0:
-            raise _line_error(name, first_line + i, f"must be a finite number > 0, got {raw[i]!r}",
+            raise _line_error(name, first_line + i, f"must be a finite number > 0, got {shown(raw[i])}",
                               column=label or col)
     return arr
 
@@ -217,7 +217,7 @@ def _buyer_maker_side(df, col: str, name: str, first_line: int) -> np.ndarray:
     is_false = (low == "false").to_numpy()
     i = _first_bad(~(is_true | is_false))
     if i >= 0:
-        raise _line_error(name, first_line + i, f"unknown side value {df[col][i]!r} (expected true/false)",
+        raise _line_error(name, first_line + i, f"unknown side value {shown(df[col][i])} (expected true/false)",
                           column=col)
     # buyer is maker -> the seller was the aggressor
     return np.where(is_true, -1, 1).astype(np.int8)
@@ -238,7 +238,7 @@ def _bybit_seconds_to_ns(df, name: str, first_line: int) -> np.ndarray:
     ok = raw.str.contains(r"^\d+(\.\d{0,9})?$").fill_null(False).to_numpy()
     i = _first_bad(~ok)
     if i >= 0:
-        raise _line_error(name, first_line + i, f"not a timestamp in seconds: {raw[i]!r}",
+        raise _line_error(name, first_line + i, f"not a timestamp in seconds: {shown(raw[i])}",
                           column="timestamp")
     parts = pl.DataFrame({"t": raw}).select(pl.col("t").str.split_exact(".", 1).alias("p")).unnest("p")
     sec = parts["field_0"].cast(pl.Int64).to_numpy()
@@ -246,7 +246,7 @@ def _bybit_seconds_to_ns(df, name: str, first_line: int) -> np.ndarray:
     ns = sec * 1_000_000_000 + frac
     i = _first_bad(ns <= 0)
     if i >= 0:
-        raise _line_error(name, first_line + i, f"timestamp must be > 0, got {raw[i]!r}", column="timestamp")
+        raise _line_error(name, first_line + i, f"timestamp must be > 0, got {shown(raw[i])}", column="timestamp")
     return ns
 
 
@@ -266,7 +266,7 @@ def parse_file(path: Path, fmt: str) -> tuple[str, dict[str, np.ndarray]]:
     import polars as pl
 
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     path = Path(path)
     kind = FORMATS[fmt][0]
     data, name = _read_bytes(path)
@@ -285,7 +285,7 @@ def parse_file(path: Path, fmt: str) -> tuple[str, dict[str, np.ndarray]]:
         buy, sell = s == "buy", s == "sell"
         i = _first_bad(~(buy | sell))
         if i >= 0:
-            raise _line_error(name, fl + i, f"unknown side {df['side'][i]!r} (expected Buy or Sell)",
+            raise _line_error(name, fl + i, f"unknown side {shown(df['side'][i])} (expected Buy or Sell)",
                               column="side")
         price = _number(df, "price", pl.Float64, name, fl, positive=True)
         qty = _number(df, "size", pl.Float64, name, fl, positive=True)
@@ -302,7 +302,7 @@ def parse_file(path: Path, fmt: str) -> tuple[str, dict[str, np.ndarray]]:
         buy, sell, unknown = s == "buy", s == "sell", s == "unknown"
         i = _first_bad(~(buy | sell | unknown))
         if i >= 0:
-            raise _line_error(name, fl + i, f"unknown side {df['side'][i]!r} (expected buy, sell or unknown)",
+            raise _line_error(name, fl + i, f"unknown side {shown(df['side'][i])} (expected buy, sell or unknown)",
                               column="side")
         side = np.where(buy, 1, -1).astype(np.int8)
         if unknown.any():
@@ -336,7 +336,7 @@ def parse_file(path: Path, fmt: str) -> tuple[str, dict[str, np.ndarray]]:
 
 def _check_symbol_name(symbol: str) -> None:
     if not symbol or any(c in symbol for c in '/\\=:*?"<>| ') or symbol.startswith("."):
-        raise ConfigError(f"--symbol {symbol!r} cannot be a folder name; use e.g. BTCUSDT")
+        raise ConfigError(f"--symbol {shown(symbol)} cannot be a folder name; use e.g. BTCUSDT")
 
 
 def _resolve_instruments(out: Path, symbol: str, instruments: Path | None):
@@ -348,7 +348,7 @@ def _resolve_instruments(out: Path, symbol: str, instruments: Path | None):
     if existing is not None:
         have = load_instruments(existing)
         if symbol not in have:
-            raise DataError(f"symbol {symbol!r} is not in the dataset's instruments file", file=existing,
+            raise DataError(f"symbol {shown(symbol)} is not in the dataset's instruments file", file=existing,
                             fix=f"add {symbol} to it (known: {', '.join(sorted(have))})")
         if given is not None and symbol in given and given[symbol] != have[symbol]:
             raise DataError(f"--instruments spec of {symbol} differs from the dataset's", file=existing,
@@ -358,7 +358,7 @@ def _resolve_instruments(out: Path, symbol: str, instruments: Path | None):
         raise DataError("the dataset has no instruments file", file=out,
                         fix="pass --instruments FILE (JSON/TOML, see data/README.md) to copy one in")
     if symbol not in given:
-        raise DataError(f"symbol {symbol!r} is not in the instruments file", file=instruments,
+        raise DataError(f"symbol {shown(symbol)} is not in the instruments file", file=instruments,
                         fix=f"add {symbol} to it (known: {', '.join(sorted(given))})")
     return given
 
@@ -414,7 +414,7 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
     from .writer import ROW_GROUP_ROWS, to_table
 
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     _check_symbol_name(symbol)
     files = [Path(f) for f in files]
     if not files:

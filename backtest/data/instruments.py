@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.schema import MAX_BRACKETS, InstrumentType
-from ..errors import DataError
+from ..errors import DataError, shown
 from .layout import INSTRUMENT_FILES
 
 TYPE_NAMES = {
@@ -115,11 +115,11 @@ def _parse_one(path: Path, sym: str, spec) -> Instrument:
     if missing:
         raise DataError(f"{where}: missing key(s) {missing}", file=path)
     if spec["type"] not in TYPE_NAMES:
-        raise DataError(f"{where}.type: unknown type {spec['type']!r}", file=path,
+        raise DataError(f"{where}.type: unknown type {shown(spec['type'])}", file=path,
                         fix=f"use one of {sorted(TYPE_NAMES)}")
     for k in ("tick_size", "lot_size", "contract_size", "funding_interval_h"):
         if k in spec and not (isinstance(spec[k], (int, float)) and spec[k] > 0):
-            raise DataError(f"{where}.{k} must be a positive number, got {spec[k]!r}", file=path)
+            raise DataError(f"{where}.{k} must be a positive number, got {shown(spec[k])}", file=path)
     brackets = []
     for j, b in enumerate(spec.get("brackets", [])):
         if not isinstance(b, dict) or set(b) != _BRACKET_KEYS:

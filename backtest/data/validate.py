@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import DataError, shown
 from .instruments import load_instruments
 from .layout import KINDS, date_of_file, list_streams
 
@@ -51,7 +51,7 @@ _RULE_TEXT = {
 
 def _kind_columns(kind: str) -> dict[str, pa.DataType]:
     if kind not in KINDS:
-        raise DataError(f"unknown kind {kind!r}", fix=f"use one of {sorted(KINDS)}")
+        raise DataError(f"unknown kind {shown(kind)}", fix=f"use one of {sorted(KINDS)}")
     return KINDS[kind][1]
 
 
@@ -129,13 +129,13 @@ def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int
         v = np.asarray(columns[name])
         i = _first(_bad_mask(rule, v))
         if i >= 0:
-            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {v[i]!r}",
+            found.append((i, name, f"{name} {_RULE_TEXT[rule]}, got {shown(v[i])}",
                           "fix or drop the row, then re-import or regenerate this file"))
     if kind == "quotes":
         with np.errstate(invalid="ignore"):
             i = _first(np.asarray(columns["bid"]) > np.asarray(columns["ask"]))
         if i >= 0:
-            found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
+            found.append((i, "bid", f"crossed quote: bid {shown(columns['bid'][i])} > ask {shown(columns['ask'][i])}",
                           "drop crossed quotes or swap the bid/ask columns"))
     if found:
         i, col, problem, fix = min(found, key=lambda f: f[0])
@@ -262,7 +262,7 @@ def validate_dataset(root: Path, *, all_problems: bool = False) -> ValidationRep
 def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: list[Path],
                      instruments) -> int:
     if symbol not in instruments:
-        raise DataError(f"unknown symbol {symbol!r}: not in the instruments file", file=files[0].parent.parent,
+        raise DataError(f"unknown symbol {shown(symbol)}: not in the instruments file", file=files[0].parent.parent,
                         fix=f"add {symbol} to instruments.json, or remove the folder")
     prev_ts = None
     rows = 0
@@ -272,7 +272,7 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
         try:
             dt.date.fromisoformat(date)
         except ValueError:
-            raise DataError(f"bad date partition {f.parent.name!r}", file=f,
+            raise DataError(f"bad date partition {shown(f.parent.name)}", file=f,
                             fix="name date folders date=YYYY-MM-DD") from None
         n, prev_ts = check_file(kind, f, prev_ts, date=date)
         if first_ts is None and n:
