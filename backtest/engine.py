@@ -266,7 +266,17 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     `strategy` is a Strategy subclass or a name that `resolve_strategy` understands; `data` a
     dataset folder. `progress(events_done, label)` is called after each chunk. `state` replaces
     the strategy's initial record (advanced: e.g. arrays prepared in a notebook or a test).
+    While it runs, `out` is locked: another run writing the same folder refuses at once.
     """
+    if out is None:
+        return _run(strategy, data, params, symbols, start, end, config, None, progress, state)
+    from .atomic import output_lock
+
+    with output_lock(Path(out)):
+        return _run(strategy, data, params, symbols, start, end, config, Path(out), progress, state)
+
+
+def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):

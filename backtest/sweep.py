@@ -15,6 +15,7 @@ fields, so no parameter set recompiles. Each worker reads the Parquet files itse
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -255,7 +256,16 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
     return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
 
 
-def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
+
+def run_sweep(*args, **kwargs):
+    """`out` is locked meanwhile: a second writer refuses at once (the work: _run_sweep)."""
+    from .atomic import output_lock
+
+    with output_lock(Path(kwargs["out"])):
+        return _run_sweep(*args, **kwargs)
+
+
+def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
               jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
               start=None, end=None, config=None, progress=None, heatmap: bool = True) -> SweepResult:
     """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
@@ -443,3 +453,5 @@ def write_heatmap(table, path: Path, x: str, y: str, metric: str) -> Path:
         tmp.unlink(missing_ok=True)
     return path
 
+
+functools.update_wrapper(run_sweep, _run_sweep)  # its signature and docs

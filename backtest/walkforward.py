@@ -15,6 +15,7 @@ Layout::
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,16 @@ def stitch(curves: list[tuple[int, object, float]], initial: float):
                                                                "window": pl.Int32})
 
 
-def run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None, metric: str = "return",
+
+def run_walk_forward(*args, **kwargs):
+    """`out` is locked meanwhile: a second writer refuses at once (the work: _run_walk_forward)."""
+    from .atomic import output_lock
+
+    with output_lock(Path(kwargs["out"])):
+        return _run_walk_forward(*args, **kwargs)
+
+
+def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None, metric: str = "return",
                      random: int = 0, seed: int = 0, jobs: int = 0, engine: str = "local", address=None,
                      params=None, symbols=None, start=None, end=None, config=None,
                      progress=None) -> WalkForwardResult:
@@ -142,3 +152,6 @@ def _figure(equity, windows, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+functools.update_wrapper(run_walk_forward, _run_walk_forward)  # its signature and docs

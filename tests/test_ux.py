@@ -87,3 +87,47 @@ def test_param_and_config_errors_are_short():
 def test_any_cascade_error_is_capped():
     e = CascadeError("bad " + "z" * 100_000 + " (fix: do this)")
     assert len(str(e)) < 2100 and str(e).endswith("(fix: do this)")
+
+
+# --- #14.10: output folders are locked ----------------------------------------------------------
+def test_output_lock_refuses_a_second_writer(tmp_path):
+    import subprocess
+    import sys
+
+    from backtest.atomic import output_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from backtest.atomic import output_lock\n"
+        f"with output_lock({str(out)!r}):\n    print('held', flush=True); sys.stdin.read()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CascadeError, match=r"being written by another process \(pid \d+\)"):
+            with output_lock(out):
+                pass
+        r = invoke("run", "reference", "--data", "nowhere", "--out", out, "-q")
+        assert r.exit_code == 1 and "being written by another process" in r.output, r.output
+        with pytest.raises(CascadeError, match="being written"):
+            engine.run("reference", "nowhere", out=out)
+    finally:
+        holder.communicate("")
+    with output_lock(out):  # released (and the lock file removed) when the holder ends
+        with output_lock(out):  # reentrant within a process
+            pass
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_run_refuses_to_replace_a_finished_run(ds, tmp_path):
+    out = tmp_path / "r"
+    assert invoke("run", "reference", "--data", ds, "--out", out, "-q").exit_code == 0
+    r = invoke("run", "reference", "--data", ds, "--out", out, "-q")
+    assert r.exit_code == 2 and "already holds a run: pass --overwrite" in r.output, r.output
+    r = invoke("run", "reference", "--data", ds, "--out", out, "-q", "--overwrite")
+    assert r.exit_code == 0, r.output
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    r = invoke("run", "reference", "--data", ds, "--out", other, "-q", "--overwrite")
+    assert r.exit_code == 2 and "is not a run folder" in r.output
+    assert (other / "notes.txt").read_text() == "keep me"

@@ -111,7 +111,8 @@ def _num(v, dec: int = 2) -> str:
 # --- run -------------------------------------------------------------------------------------
 @click.command("run")
 @_run_options
-@click.option("--out", metavar="RUN_DIR", help="Run folder to write (replaced atomically).")
+@click.option("--out", metavar="RUN_DIR", help="Run folder to write (locked while running).")
+@click.option("--overwrite", is_flag=True, help="Replace RUN_DIR when it already holds a run.")
 @click.option("--seed", type=int, help="Run seed (stochastic models).")
 @click.option("--report", "make_report", is_flag=True, help="Also draw the tear sheet into RUN_DIR/report.")
 def run_cmd(**o):
@@ -134,13 +135,18 @@ def run_cmd(**o):
     from .. import progress as prog
     from ..engine import run
 
+    from ..atomic import output_lock
+
     show = prog.enabled(o["quiet"] or o["as_json"])
-    total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
-    with prog.Bars(show) as bars:
-        res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
-                  end=spec.end, config=spec.config, out=Path(spec.out), progress=bars.run_callback(total))
-    _write_config_toml(spec, Path(spec.out))
-    report = _report(Path(spec.out), quiet=o["as_json"]) if o["make_report"] else None
+    out = Path(spec.out)
+    with output_lock(out):  # held through config.toml and the report, not just the run
+        _check_out(out, o["overwrite"])
+        total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
+        with prog.Bars(show) as bars:
+            res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
+                      end=spec.end, config=spec.config, out=out, progress=bars.run_callback(total))
+        _write_config_toml(spec, out)
+        report = _report(out, quiet=o["as_json"]) if o["make_report"] else None
     m = res.manifest
     if o["as_json"]:
         _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
@@ -162,6 +168,19 @@ def run_cmd(**o):
     click.echo(f"saved {spec.out}")
     if report:
         click.echo(f"report {Path(spec.out) / 'report'} ({len(report)} file(s))")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Never replace a finished run by surprise, nor a folder that is not a run at all."""
+    if not out.exists():
+        return
+    if (out / "manifest.json").is_file():
+        if not overwrite:
+            raise ConfigError(f"{out} already holds a run: pass --overwrite to replace it, or choose "
+                              "another --out")
+    elif not out.is_dir() or any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a run folder: choose another --out "
+                          "(a run replaces its whole folder)")
 
 
 def _write_config_toml(spec, run_dir: Path) -> None:
