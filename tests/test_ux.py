@@ -131,3 +131,51 @@ def test_run_refuses_to_replace_a_finished_run(ds, tmp_path):
     r = invoke("run", "reference", "--data", ds, "--out", other, "-q", "--overwrite")
     assert r.exit_code == 2 and "is not a run folder" in r.output
     assert (other / "notes.txt").read_text() == "keep me"
+
+
+# --- #14.5: rejected orders in the summary and the report ----------------------------------------
+REJECTER = '''
+from backtest import Strategy, buy
+
+
+class Rejecter(Strategy):
+    """Three orders too big for the account, two below the lot size, then nothing."""
+    n: int = 0
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.n < 3:
+            buy(c, sym, 1000.0)
+        elif self.n < 5:
+            buy(c, sym, 0.0001)
+        self.n += 1
+'''
+
+
+@pytest.mark.slow  # compiles a strategy
+def test_rejects_by_reason_in_summary_and_report(ds, tmp_path):
+    from backtest.report.tearsheet import rejects_html
+    from backtest.result import Result
+
+    f = tmp_path / "rejecter.py"
+    f.write_text(REJECTER)
+    out = tmp_path / "r"
+    r = invoke("run", f, "--data", ds, "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    assert "rejected orders 5 (insufficient_margin 3, below_lot_size 2)" in r.output, r.output
+    res = Result.load(out)
+    assert res.rejects == {"insufficient_margin": 3, "below_lot_size": 2}
+    html = rejects_html(res.rejects)
+    assert "Rejected orders (5)" in html and "<td>insufficient_margin</td><td class='num'>3</td>" in html
+    r = invoke("run", f, "--data", ds, "--out", tmp_path / "j", "-q", "--json")
+    assert json.loads(r.output)["rejects"] == {"insufficient_margin": 3, "below_lot_size": 2}
+
+
+def test_rejects_unrecorded_are_counted():
+    import polars as pl
+
+    from backtest.result import rejects_by_reason, rejects_text
+
+    orders = pl.DataFrame({"status": [6, 6, 4], "reason": [1, 4, 0]})
+    got = rejects_by_reason(orders, total=5)
+    assert got == {"below_lot_size": 1, "insufficient_margin": 1, "unrecorded": 3}
+    assert rejects_text({}) == "0"

@@ -152,13 +152,16 @@ def run_cmd(**o):
         _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
                     "params": m["strategy"]["params"], "symbols": m["symbols"], "headline": m["headline"],
                     "metrics": m.get("metrics"), "timings": m["timings"], "config": m["config"],
-                    "report": report})
+                    "rejects": res.rejects, "report": report})
         return
     h, t = m["headline"], m["timings"]
     click.echo(f"{m['strategy']['name']} on {', '.join(m['symbols'])}")
     click.echo(f"  final equity {_num(h['final_equity'])} {m.get('settle_currency', '')}   "
                f"return {_pct(h['return'])}   max drawdown {_pct(-h['max_drawdown_pct'])}   "
                f"trades {h.get('trades')}   fees {_num(h['fees'])}   liquidations {h['liquidations']}")
+    from ..result import rejects_text
+
+    click.echo(f"  rejected orders {rejects_text(res.rejects)}")
     sharpe = (m.get("metrics") or {}).get("sharpe")
     if sharpe is not None:
         click.echo(f"  sharpe {_num(sharpe)}")

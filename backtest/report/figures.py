@@ -855,6 +855,11 @@ def fig_summary(result, metrics: dict | None = None) -> Figure:
                 fig.text(x0 + 0.42, y, value, fontsize=9, ha="right", family="monospace")
                 y -= 0.031
             y -= 0.03
+    from ..result import rejects_by_reason, rejects_text
+
+    rejects = rejects_by_reason(run.t("orders"), int((run.manifest.get("headline") or {}).get("rejects") or 0))
+    fig.text(0.05, 0.06, f"Rejected orders: {rejects_text(rejects)}", fontsize=8.5,
+             color="#333333", wrap=True)
     fig.text(0.05, 0.03, "Return statistics from equity resampled to a UTC calendar grid, 365-day "
              "year, risk-free rate 0; drawdowns from the raw equity samples. See docs/metrics.md.",
              fontsize=7.5, color="#777777")

@@ -124,6 +124,16 @@ def all_metrics_html(m: dict) -> str:
             "</tbody></table></details>")
 
 
+def rejects_html(rejects: dict[str, int]) -> str:
+    """Rejected orders by reason: a small table (or one line when there were none)."""
+    n = sum(rejects.values())
+    if not n:
+        return "<h2 id='rejects'>Rejected orders</h2><p>none</p>"
+    rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{v:,}</td></tr>" for k, v in rejects.items())
+    return (f"<h2 id='rejects'>Rejected orders ({n:,})</h2><table><thead><tr><th>reason</th>"
+            f"<th>orders</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
 def trades_html(trades: pl.DataFrame, n: int = 50, ccy: str = "") -> str:
     """The first ``n`` round trips as an HTML table (liquidated trades highlighted)."""
     if trades.height == 0:
@@ -238,7 +248,7 @@ def report_html(result: Result, metrics: dict, images: Iterable[tuple[str, str, 
              "<p class='note'>Return statistics use equity resampled to a UTC calendar grid "
              f"({_e(metrics.get('return_freq'))}), a 365-day year and a zero risk-free rate; drawdowns"
              " use the raw equity samples. Formulas: docs/metrics.md.</p>",
-             "<h2 id='figures'>Figures</h2>"]
+             rejects_html(result.rejects), "<h2 id='figures'>Figures</h2>"]
     for name, caption, b64 in images:
         body.append(f"<figure id='fig-{_e(name)}'><img alt='{_e(name)}' "
                     f"src='data:image/png;base64,{b64}'><figcaption>{_e(caption)}</figcaption></figure>")
