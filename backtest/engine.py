@@ -292,6 +292,9 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
     _check_quote_needs(cfg, stream)
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
+    if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
+        c_arr[0].timer_interval_ns = cls.timer_ns()
+    notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))
     s_arr = cls.new_state(params, syms)
     if state is not None:
         if state.dtype != cls.dtype or state.shape != (1,):
@@ -350,7 +353,25 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
         s.sync()
     run_s = time.perf_counter() - t1
     return _result(cls, params, cfg, stream, c_arr[0], s_arr, bufs, syms, compile_s, run_s, events,
-                   jit, out)
+                   jit, out, notes)
+
+
+def _run_warnings(cls, cfg: RunConfig, stream, timer_ns: int) -> list[str]:
+    """Say what this run silently lacks (marks, funding, a hook's events), one line each, before
+    it starts; the lines are also kept in the manifest under "warnings"."""
+    import warnings
+
+    from .data.coverage import perp_data_warnings
+    from .errors import CascadeWarning
+
+    m = cfg.margin
+    notes = perp_data_warnings(stream.instruments, stream.files, trigger=m.trigger, funding=m.funding)
+    perps = [s for s, ins in stream.instruments.items() if ins.is_perpetual]
+    funding = bool(perps) and (m.funding != "data" or any(("funding", s) in stream.files for s in perps))
+    notes += cls.hook_warnings(timer_ns=timer_ns, kinds={k for k, _ in stream.files}, funding=funding)
+    for n in notes:
+        warnings.warn(n, CascadeWarning, stacklevel=3)
+    return notes
 
 
 def _compile_error(cls, e: Exception) -> StrategyError:
@@ -408,7 +429,8 @@ def _call(loop, chunk, start, c, s, bufs):
                 c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs, bufs.loans)
 
 
-def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out):
+def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out,
+            notes=()):
     o = bufs.out
     tables = {
         "fills": _table(o["fills"], FILL_DTYPE, syms),
@@ -466,6 +488,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "loan_liquidations": int(c.n_loan_liquidations),
                      "loan_cash_in": float(c.loan_cash_in), "loan_cash_out": float(c.loan_cash_out),
                      "loan_seized_cost": float(c.loan_seized_cost)},
+        "warnings": list(notes),
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},
     }

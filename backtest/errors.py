@@ -39,6 +39,11 @@ class StrategyError(CascadeError):
     """A strategy that cannot be found, loaded, typed or run."""
 
 
+class CascadeWarning(UserWarning):
+    """Something a run silently lacks (mark prices, funding, a hook's events); the CLI prints it
+    as one line `warning: ...` on stderr."""
+
+
 SHOWN_CHARS = 60  # longest quoted input value in a message (a CSV field can be megabytes)
 MAX_MESSAGE_CHARS = 2000
 

@@ -194,11 +194,18 @@ def run_task(task: Task) -> dict:
     manifest_path = run_dir / "manifest.json"
     if manifest_path.is_file():
         return _row(json.loads(manifest_path.read_text()), "skipped")
+    import multiprocessing
+    import warnings
+
     from .engine import run
+    from .errors import CascadeWarning
 
     try:
-        res = run(task.strategy, task.data, params=task.params, symbols=task.symbols, start=task.start,
-                  end=task.end, config=RunConfig.from_dict(task.config), out=run_dir)
+        with warnings.catch_warnings():
+            if multiprocessing.parent_process() is not None:  # the parent's first run said it once
+                warnings.simplefilter("ignore", CascadeWarning)
+            res = run(task.strategy, task.data, params=task.params, symbols=task.symbols,
+                      start=task.start, end=task.end, config=RunConfig.from_dict(task.config), out=run_dir)
     except CascadeError as e:
         return {"status": "failed", "error": str(e)}
     return _row(res.manifest, "ran")

@@ -179,3 +179,101 @@ def test_rejects_unrecorded_are_counted():
     got = rejects_by_reason(orders, total=5)
     assert got == {"below_lot_size": 1, "insufficient_margin": 1, "unrecorded": 3}
     assert rejects_text({}) == "0"
+
+
+# --- #14.3 and #14.6: hooks the run can never call, timers, missing marks/funding ------------------
+def test_misspelt_hook_refused_with_suggestion():
+    from backtest import Strategy
+    from backtest.errors import StrategyError
+
+    with pytest.raises(StrategyError, match=r"Bad\.on_ticks is not a hook: did you mean on_tick\?"):
+        class Bad(Strategy):
+            def on_ticks(self, c, ts_ns, sym, price, qty, side):
+                pass
+
+
+def test_bad_class_timer_refused():
+    from backtest import Strategy
+
+    with pytest.raises(ConfigError, match="T.timer: expected a duration"):
+        class T(Strategy):
+            timer = "hourly"
+
+
+def test_hook_warnings():
+    from backtest import Strategy
+
+    class AllHooks(Strategy):
+        timer = None
+
+        def on_timer(self, c, ts_ns):
+            pass
+
+        def on_quote(self, c, ts_ns, sym, bid, ask, bid_qty, ask_qty):
+            pass
+
+        def on_mark(self, c, ts_ns, sym, mark_price, index_price):
+            pass
+
+        def on_funding(self, c, ts_ns, sym, rate, payment):
+            pass
+
+    got = AllHooks.hook_warnings(timer_ns=0, kinds={"trades"}, funding=False)
+    assert [w.split(" defines ")[1].split(" ")[0] for w in got] == ["on_timer", "on_quote", "on_mark",
+                                                                     "on_funding"]
+    assert "--timer 1h" in got[0]
+    assert AllHooks.hook_warnings(timer_ns=1, kinds={"trades", "quotes", "marks"}, funding=True) == []
+
+    class Hourly(AllHooks):
+        timer = "1h"
+
+    assert Hourly.timer_ns() == 3_600_000_000_000
+
+
+def test_perp_data_warnings():
+    from backtest.data.coverage import perp_data_warnings
+    from backtest.data.instruments import Instrument
+
+    perp = Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)
+    spot = Instrument("ETHUSDT", "spot", "ETH", "USDT", "USDT", 0.01, 0.001)
+    ins = {"BTCUSDT": perp, "ETHUSDT": spot}
+    got = perp_data_warnings(ins, {("trades", "BTCUSDT"), ("trades", "ETHUSDT")})
+    assert len(got) == 2 and "no mark prices" in got[0] and "last trade price" in got[0]
+    assert "no funding rates" in got[1] and "no funding is charged" in got[1]
+    assert perp_data_warnings(ins, {("trades", "BTCUSDT")}, trigger="last", funding="0.0001") == []
+    assert perp_data_warnings(ins, {("marks", "BTCUSDT"), ("funding", "BTCUSDT")}) == []
+
+
+TIMED = '''
+from backtest import Strategy
+
+
+class Timed(Strategy):
+    """Counts timer calls."""
+    timer = "6h"
+    calls: int = 0
+
+    def on_timer(self, c, ts_ns):
+        self.calls += 1
+'''
+
+
+@pytest.mark.slow  # compiles a strategy
+def test_class_timer_and_timer_flag_and_warnings(ds, tmp_path):
+    from backtest.errors import CascadeWarning
+    from backtest.result import Result
+
+    f = tmp_path / "timed.py"
+    f.write_text(TIMED)
+    with pytest.warns(CascadeWarning) as rec:
+        res = engine.run(str(f), ds)
+    msgs = [str(w.message) for w in rec]
+    assert any("no mark prices" in m for m in msgs) and any("no funding rates" in m for m in msgs)
+    assert res.manifest["warnings"] == msgs
+    assert res.manifest["strategy"]["state"]["calls"] == 7  # 6h timers in 2 days of data (after t0)
+    r = invoke("run", f, "--data", ds, "--out", tmp_path / "r", "-q", "--timer", "12h")
+    assert r.exit_code == 0, r.output
+    assert "warning: BTCUSDT: no mark prices in the data" in r.output
+    assert Result.load(tmp_path / "r").manifest["strategy"]["state"]["calls"] == 3
+    assert "warning:" not in invoke("run", f, "--data", ds, "--out", tmp_path / "s", "-q", "--set",
+                                    "margin.trigger=last", "--set", "margin.funding=0").output

@@ -44,6 +44,8 @@ def _run_options(f):
         click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
                      help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
         click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
+        click.option("--timer", metavar="DURATION",
+                     help="on_timer interval, e.g. 1h [default: the strategy's `timer`, else none]."),
         click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
                      help="Any config key, dotted (repeatable): --set execution.touch_fills=true."),
         click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only."),
@@ -59,8 +61,9 @@ def _spec(o: dict, **extra):
     from ..runconfig import build_spec, parse_assignments
 
     _check_no_jit(o.get("no_jit"))
+    _one_line_warnings()
     over = {"strategy": o.get("strategy"), "data": o.get("data"), "symbols": o.get("symbols"),
-            "start": o.get("start"), "end": o.get("end"), "out": o.get("out"),
+            "start": o.get("start"), "end": o.get("end"), "out": o.get("out"), "timer": o.get("timer"),
             "params": parse_assignments(o.get("param_items"), "--param"),
             "leverage": parse_assignments(o.get("leverage_items"), "--leverage"),
             "execution": {"latency": o.get("latency"), "slippage": o.get("slippage")},
@@ -76,6 +79,26 @@ def _spec(o: dict, **extra):
                                     initial_volume_30d=x.initial_volume_30d)
         spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, execution=ideal))
     return spec
+
+
+def _one_line_warnings() -> None:
+    """Print CascadeWarnings as `warning: ...` (one line on stderr, no source line)."""
+    import warnings
+
+    from ..errors import CascadeWarning
+
+    if getattr(warnings.showwarning, "_cascade", False):
+        return
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CascadeWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show._cascade = True
+    warnings.showwarning = show
 
 
 def _check_no_jit(no_jit) -> None:
