@@ -103,6 +103,11 @@ def _field_spec(cls, name, ann, raw_default) -> FieldSpec:
 
 
 def _coerce(kind: str, value, name: str):
+    if isinstance(value, bool) and kind in ("float", "int"):  # -p size=true is a mistake, not 1.0
+        raise ConfigError(f"parameter '{name}': cannot use {value!r} as {kind} (give a number)")
+    if kind == "bool" and not isinstance(value, (bool, np.bool_, str)) and \
+            (isinstance(value, float) or value not in (0, 1)):
+        raise ConfigError(f"parameter '{name}': cannot use {shown(value)} as bool (give true or false)")
     try:
         if kind == "float":
             return float(value)

@@ -277,3 +277,21 @@ def test_class_timer_and_timer_flag_and_warnings(ds, tmp_path):
     assert Result.load(tmp_path / "r").manifest["strategy"]["state"]["calls"] == 3
     assert "warning:" not in invoke("run", f, "--data", ds, "--out", tmp_path / "s", "-q", "--set",
                                     "margin.trigger=last", "--set", "margin.funding=0").output
+
+
+# --- #14.21: CLI conveniences -----------------------------------------------------------------------
+def test_bool_for_number_params_and_vice_versa_refused(ds, tmp_path):
+    from backtest import Strategy, param
+
+    class P(Strategy):
+        size: float = param(1.0)
+        n: int = param(2)
+        on: bool = param(False)
+
+    for name, value in (("size", True), ("n", False), ("on", 2.5), ("on", 1.0), ("on", 3)):
+        with pytest.raises(ConfigError, match=f"parameter '{name}': cannot use"):
+            P.resolve_params({name: value})
+    assert P.resolve_params({"size": 2, "n": 3.0, "on": 1}) == {"size": 2.0, "n": 3, "on": True}
+    assert P.resolve_params({"on": "true"}) == {"on": True}
+    r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "r", "-p", "size=true")
+    assert r.exit_code == 2 and "cannot use True as float" in r.output, r.output
