@@ -295,3 +295,19 @@ def test_bool_for_number_params_and_vice_versa_refused(ds, tmp_path):
     assert P.resolve_params({"on": "true"}) == {"on": True}
     r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "r", "-p", "size=true")
     assert r.exit_code == 2 and "cannot use True as float" in r.output, r.output
+
+
+@pytest.mark.slow  # compiles a strategy
+def test_saved_config_has_absolute_paths(ds, tmp_path, monkeypatch):
+    import tomllib
+
+    monkeypatch.chdir(ds.parent)
+    (ds.parent / "s.py").write_text(TIMED)
+    r = invoke("run", "s.py:Timed", "--data", ds.name, "--out", "runs/a", "-q")
+    assert r.exit_code == 0, r.output
+    cfg = tomllib.loads((ds.parent / "runs/a/config.toml").read_text())
+    assert cfg["data"] == str(ds.resolve()) and cfg["out"] == str((ds.parent / "runs/a").resolve())
+    assert cfg["strategy"] == f"{(ds.parent / 's.py').resolve()}:Timed"
+    monkeypatch.chdir(tmp_path)  # rerun the saved config from another folder
+    r = invoke("run", "--config", ds.parent / "runs/a/config.toml", "--out", "b", "-q")
+    assert r.exit_code == 0, r.output

@@ -214,9 +214,23 @@ def _write_config_toml(spec, run_dir: Path) -> None:
     from ..atomic import write_text
     from ..runconfig import to_toml
 
-    text = to_toml(spec.to_dict())
+    text = to_toml(resolved_paths(spec.to_dict()))
     if text is not None and run_dir.is_dir():
         write_text(run_dir / "config.toml", text)
+
+
+def resolved_paths(d: dict) -> dict:
+    """data, out and a strategy file as absolute paths, so the saved config reruns from anywhere."""
+    d = dict(d)
+    for key in ("data", "out"):
+        if d.get(key):
+            d[key] = str(Path(d[key]).resolve())
+    strategy = d.get("strategy")
+    if strategy:
+        path, sep, cls = strategy.rpartition(":") if strategy.count(":") == 1 else (strategy, "", "")
+        if path.endswith(".py") and Path(path).is_file():
+            d["strategy"] = str(Path(path).resolve()) + sep + cls
+    return d
 
 
 def _report(run_dir: Path, quiet: bool) -> dict | None:
