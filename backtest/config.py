@@ -201,7 +201,7 @@ class RunConfig:
     initial_balance: float = 100_000.0
     sample_interval: str = "1m"  # equity and bar sampling ('0' = only fills and the end)
     timer: str = "0"  # on_timer interval ('0' = off)
-    leverage: dict = field(default_factory=dict)  # symbol -> leverage (perpetuals; default 1)
+    leverage: dict = field(default_factory=dict)  # symbol, type, 'perp' or '*' -> leverage (default 1)
     coin_balances: dict = field(default_factory=dict)  # inverse symbol -> coin deposited in its wallet
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     margin: MarginConfig = field(default_factory=MarginConfig)
@@ -286,3 +286,21 @@ def _reject_unknown(section: str, d: dict, cls) -> None:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{section}: unknown key '{key}'{hint}")
+
+
+def leverage_by_symbol(leverage: dict, instruments: dict) -> dict[str, float]:
+    """Each symbol's leverage from `leverage`, whose keys are a symbol, an instrument type
+    ('linear_perpetual', 'spot', ...), 'perp' (every perpetual) or '*' (every perpetual; spot
+    stays 1x unless named). The most specific key wins; symbols no key covers get 1x."""
+    from .data.instruments import TYPE_NAMES
+
+    groups = {"*", "perp", *TYPE_NAMES}
+    unknown = sorted(k for k in leverage if k not in instruments and k not in groups)
+    if unknown:
+        raise ConfigError(f"leverage: {', '.join(map(shown, unknown))} is neither a symbol of this run "
+                          f"nor a group ('*', 'perp', {', '.join(TYPE_NAMES)})")
+    out = {}
+    for sym, ins in instruments.items():
+        keys = (sym, ins.type, "perp", "*") if ins.is_perpetual else (sym, ins.type)
+        out[sym] = float(next((leverage[k] for k in keys if k in leverage), 1.0))
+    return out

@@ -20,7 +20,7 @@ import polars as pl
 
 from . import __version__
 from .bars import BarFiller
-from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, parse_time_ns
+from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
     ORDER_DTYPE, LoanEvent,
@@ -153,9 +153,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     unknown_modes = set(m.modes) - set(symbols)
     if unknown_modes:
         raise ConfigError(f"margin.modes: symbol(s) {sorted(unknown_modes)} not in this run")
-    unknown = set(cfg.leverage) - set(symbols)
-    if unknown:
-        raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
+    leverage = leverage_by_symbol(cfg.leverage, {s: instruments[s] for s in symbols})
     for sym, amount in cfg.coin_balances.items():
         if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
             raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
@@ -174,7 +172,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
             c.br_max_lev[i, j] = b.max_leverage
             c.br_mmr[i, j] = b.mmr
             c.br_maint_amount[i, j] = b.maint_amount
-        lev = float(cfg.leverage.get(sym, 1.0))
+        lev = leverage[sym]
         if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
             raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
                               "(then it sets the leverage of short sales)")

@@ -311,3 +311,29 @@ def test_saved_config_has_absolute_paths(ds, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # rerun the saved config from another folder
     r = invoke("run", "--config", ds.parent / "runs/a/config.toml", "--out", "b", "-q")
     assert r.exit_code == 0, r.output
+
+
+def test_leverage_groups():
+    from backtest.config import leverage_by_symbol
+    from backtest.data.instruments import Instrument
+
+    lin = Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)
+    inv = Instrument("BTCUSD", "inverse_perpetual", "BTC", "USD", "BTC", 0.1, 1.0)
+    spot = Instrument("ETHUSDT", "spot", "ETH", "USDT", "USDT", 0.01, 0.001)
+    ins = {"BTCUSDT": lin, "BTCUSD": inv, "ETHUSDT": spot}
+    assert leverage_by_symbol({"*": 5}, ins) == {"BTCUSDT": 5.0, "BTCUSD": 5.0, "ETHUSDT": 1.0}
+    assert leverage_by_symbol({"*": 5, "perp": 4, "inverse_perpetual": 3, "BTCUSDT": 20}, ins) == \
+        {"BTCUSDT": 20.0, "BTCUSD": 3.0, "ETHUSDT": 1.0}
+    assert leverage_by_symbol({}, ins) == {"BTCUSDT": 1.0, "BTCUSD": 1.0, "ETHUSDT": 1.0}
+    with pytest.raises(ConfigError, match="'SOLUSDT' is neither a symbol of this run nor a group"):
+        leverage_by_symbol({"SOLUSDT": 2}, ins)
+
+
+def test_leverage_star_on_the_command_line(ds, tmp_path):
+    r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "r", "-q", "--json", "--leverage", "*=5")
+    assert r.exit_code == 0, r.output
+    from backtest.result import Result
+
+    assert Result.load(tmp_path / "r").manifest["config"]["leverage"] == {"*": 5}
+    r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "s", "-q", "--leverage", "*=500")
+    assert r.exit_code == 2 and "leverage.BTCUSDT: 500x is above the instrument's maximum" in r.output

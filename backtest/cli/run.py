@@ -41,8 +41,9 @@ def _run_options(f):
                      default="configured", show_default=True,
                      help="'ideal' replays with perfect fills (no latency, spread, impact or partial "
                           "fills) to show how much of the edge is execution."),
-        click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
-                     help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
+        click.option("--leverage", "leverage_items", multiple=True, metavar="KEY=X",
+                     help="Leverage (repeatable): a symbol BTCUSDT=20, a type linear_perpetual=10, "
+                          "perp=5 or '*=5' (every perpetual); the most specific wins."),
         click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
         click.option("--timer", metavar="DURATION",
                      help="on_timer interval, e.g. 1h [default: the strategy's `timer`, else none]."),
