@@ -368,7 +368,7 @@ def _run_warnings(cls, cfg: RunConfig, stream, timer_ns: int) -> list[str]:
     funding = bool(perps) and (m.funding != "data" or any(("funding", s) in stream.files for s in perps))
     notes += cls.hook_warnings(timer_ns=timer_ns, kinds={k for k, _ in stream.files}, funding=funding)
     for n in notes:
-        warnings.warn(n, CascadeWarning, stacklevel=3)
+        warnings.warn(n, CascadeWarning, stacklevel=4)  # the caller of run()
     return notes
 
 

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,6 +269,8 @@ def run_sweep(*args, **kwargs):
     """`out` is locked meanwhile: a second writer refuses at once (the work: _run_sweep)."""
     from .atomic import output_lock
 
+    _exit_if_worker_bootstrap()
+
     with output_lock(Path(kwargs["out"])):
         return _run_sweep(*args, **kwargs)
 
@@ -311,7 +314,10 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
                 pending.append(t)
         if pending:
             done(pending[0], run_task(pending[0]))
-        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+        try:
+            _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+        except BrokenProcessPool:
+            raise CascadeError(_broken_pool_hint()) from None
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -328,6 +334,29 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
         hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", metric)
     return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+
+
+def _exit_if_worker_bootstrap() -> None:
+    """A script without an `if __name__ == "__main__":` guard calls run_sweep again in every
+    spawned worker as it re-imports the script; stop that worker quietly (the parent then sees a
+    broken pool and says what to do in one line) instead of letting each print a traceback."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # set while spawning
+        raise SystemExit(1)
+
+
+def _broken_pool_hint() -> str:
+    import sys
+
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script and getattr(main, "__spec__", None) is None:
+        return (f"sweep worker processes exited at start: {script} calls the sweep at import time; "
+                "put the call under `if __name__ == \"__main__\":` (workers are spawned and "
+                "re-import the script), or pass jobs=1")
+    return ("a sweep worker process died (out of memory, or a native crash): rerun with jobs=1 "
+            "(--jobs 1) to see which run fails")
 
 
 def _check_metric(metric: str, row: dict) -> None:

@@ -337,3 +337,20 @@ def test_leverage_star_on_the_command_line(ds, tmp_path):
     assert Result.load(tmp_path / "r").manifest["config"]["leverage"] == {"*": 5}
     r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "s", "-q", "--leverage", "*=500")
     assert r.exit_code == 2 and "leverage.BTCUSDT: 500x is above the instrument's maximum" in r.output
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_sweep_from_a_script_without_main_guard_says_what_to_do(ds, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "sweep_script.py"
+    script.write_text("from backtest.sweep import run_sweep\n"
+                      f"run_sweep('reference', {str(ds)!r}, {{'entry': [61000, 61500, 62000]}}, "
+                      f"out={str(tmp_path / 'sw')!r}, jobs=2)\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert p.returncode != 0
+    assert 'put the call under `if __name__ == "__main__":`' in p.stderr, p.stderr[-3000:]
+    assert "BrokenProcessPool" not in p.stderr and p.stderr.count("Traceback") == 1, p.stderr[-3000:]
