@@ -318,6 +318,27 @@ def test_price_figure_marks_every_fill_and_the_liquidation(crash):
     assert any("liquidated" in t for t in _texts(fig))
 
 
+def test_price_figure_keeps_prices_readable_and_says_what_is_left_out(crash):
+    """#14.21: a far liquidation price is clipped (marked on the edge), symbols beyond the limit
+    are named in a note."""
+    from backtest.report.figures import fig_prices
+
+    bars = crash.bars
+    far = bars.with_columns(pl.when(pl.col("symbol") == "BTCUSDT").then(pl.lit(1.0))
+                            .otherwise(pl.col("liq_price")).alias("liq_price"))
+    res = Result(manifest=crash.manifest, tables={**crash.tables, "bars": far})
+    btc = _ax_with_title(fig_prices(res), "BTCUSDT")
+    lo = bars.filter(pl.col("symbol") == "BTCUSDT")["low"].min()
+    assert btc.get_ylim()[0] > 0.8 * lo  # the price axis is not squashed down to 1.0
+    off = [c for c in btc.collections if c.get_gid() == "liq-offscale"]
+    assert len(off) == 1 and "off the scale (1)" in off[0].get_label()
+    fig = fig_prices(crash, max_symbols=1)
+    note = [t.get_text() for t in fig.texts if t.get_gid() == "prices-left-out"]
+    assert note == ["Showing 1 of 2 traded symbols; not shown: ETHUSDT "
+                    "(fig_prices(result, symbols=[...]) draws them)"]
+    assert not [t for t in fig_prices(crash).texts if t.get_gid() == "prices-left-out"]
+
+
 def test_position_and_margin_figures(crash):
     from backtest.report.figures import fig_margin, fig_position
 
