@@ -42,6 +42,19 @@ LOWER_IS_BETTER = {"fees", "trading_fees", "slippage_cost", "annual_volatility",
                    "funding_paid"}
 _ALIASES = {"return": ("total_return", "return"), "trades": ("n_trades", "trades"),
             "liquidations": ("n_liquidations", "liquidations")}
+# Metrics that are fractions: tables show them in percent, as the CLI prints them, in a column
+# that says so (return -> return_pct); ranking and --metric still use the metric's own name.
+PERCENT_METRICS = {"return", "total_return", "annual_return", "annual_volatility", "max_drawdown",
+                   "max_drawdown_pct", "win_rate", "exposure", "time_under_water", "min_liq_distance"}
+
+
+def column_of(metric: str) -> str:
+    """The results-table column of a metric: percent metrics end in _pct."""
+    return metric if metric not in PERCENT_METRICS or metric.endswith("_pct") else f"{metric}_pct"
+
+
+def column_value(metric: str, value: float | None) -> float | None:
+    return value * 100.0 if value is not None and metric in PERCENT_METRICS else value
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -296,7 +309,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
         rows[task.config_id] = _flatten(task, row, swept, metric)
         s = rows[task.config_id]["score"]
         if s is not None and (state["best"] is None or s > state["best"][0]):
-            state["best"] = (s, f"{metric}={rows[task.config_id][metric]:.4g} "
+            state["best"] = (s, f"{column_of(metric)}={rows[task.config_id][column_of(metric)]:.4g} "
                                 + " ".join(f"{k}={task.params[k]}" for k in swept))
         if progress is not None:
             progress(len(rows), len(tasks), state["best"][1] if state["best"] else "")
@@ -332,7 +345,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("ran", "skipped", "failed")}
     hm = None
     if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
-        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", metric)
+        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", column_of(metric))
     return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
 
 
@@ -374,7 +387,7 @@ def _flatten(task: Task, row: dict, swept: list[str], metric: str) -> dict:
     m = row.get("metrics") or {}
     flat = {"config_id": task.config_id, "status": row["status"]}
     flat.update({f"param.{k}": task.params[k] for k in swept})
-    flat.update({n: m.get(n) for n in dict.fromkeys((metric, *TABLE_METRICS))})
+    flat.update({column_of(n): column_value(n, m.get(n)) for n in dict.fromkeys((metric, *TABLE_METRICS))})
     flat["score"] = score(metric, m.get(metric))
     flat.update({k: row.get(k) for k in ("compile_s", "run_s", "events", "error")})
     flat["run_dir"] = task.run_dir

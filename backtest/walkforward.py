@@ -90,7 +90,7 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
     from .plugins.resolve import resolve_strategy
     from .result import Result
     from .data.reader import open_dataset
-    from .sweep import config_id, metric_value, run_sweep
+    from .sweep import column_of, column_value, config_id, metric_value, run_sweep
 
     out = Path(out)
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -124,8 +124,9 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
         swept = {col.removeprefix("param."): best[col] for col in best if col.startswith("param.")}
         rows.append({"window": k, "is_start_ns": a, "is_end_ns": b, "oos_start_ns": b, "oos_end_ns": c,
                      **{f"param.{n}": v for n, v in swept.items()},
-                     f"is_{metric}": best[metric], f"oos_{metric}": metric_value(res.manifest, metric),
-                     "oos_return": metric_value(res.manifest, "return"),
+                     f"is_{column_of(metric)}": best[column_of(metric)],
+                     f"oos_{column_of(metric)}": column_value(metric, metric_value(res.manifest, metric)),
+                     "oos_return_pct": column_value("return", metric_value(res.manifest, "return")),
                      "oos_final_equity": metric_value(res.manifest, "final_equity"),
                      "oos_trades": metric_value(res.manifest, "trades"),
                      "is_runs": sw.table.height, "params": json.dumps(chosen, sort_keys=True),

@@ -98,6 +98,11 @@ def test_sweep_random_and_metric(ds, tmp_path):
                                                               2, seed=4))
     dd = [row["max_drawdown_pct"] for row in doc["top"]]
     assert dd == sorted(dd)  # drawdown: smaller is better
+    # percent, as `backtest run` prints it (#14.21): the table says so in its column names
+    from backtest.result import Result
+
+    runs = {Result.load(row["run_dir"]).headline["max_drawdown_pct"] * 100 for row in doc["top"]}
+    assert set(dd) == runs and "return_pct" in doc["top"][0] and "return" not in doc["top"][0]
 
 
 def test_sweep_usage_errors(ds, tmp_path):

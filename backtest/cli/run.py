@@ -62,7 +62,7 @@ def _spec(o: dict, **extra):
     from ..runconfig import build_spec, parse_assignments
 
     _check_no_jit(o.get("no_jit"))
-    _one_line_warnings()
+    _one_line_warnings(json_only=bool(o.get("as_json")))
     over = {"strategy": o.get("strategy"), "data": o.get("data"), "symbols": o.get("symbols"),
             "start": o.get("start"), "end": o.get("end"), "out": o.get("out"), "timer": o.get("timer"),
             "params": parse_assignments(o.get("param_items"), "--param"),
@@ -82,21 +82,27 @@ def _spec(o: dict, **extra):
     return spec
 
 
-def _one_line_warnings() -> None:
-    """Print CascadeWarnings as `warning: ...` (one line on stderr, no source line)."""
+_WARNINGS = {"json_only": False}
+
+
+def _one_line_warnings(json_only: bool) -> None:
+    """Print CascadeWarnings as `warning: ...` (one line on stderr, no source line), every time;
+    with --json they are left to the JSON (the manifest's "warnings")."""
     import warnings
 
     from ..errors import CascadeWarning
 
+    _WARNINGS["json_only"] = json_only
+    warnings.filterwarnings("always", category=CascadeWarning)
     if getattr(warnings.showwarning, "_cascade", False):
         return
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, CascadeWarning):
-            click.echo(f"warning: {message}", err=True)
-        else:
+        if not issubclass(category, CascadeWarning):
             default(message, category, filename, lineno, file, line)
+        elif not _WARNINGS["json_only"]:
+            click.echo(f"warning: {message}", err=True)
 
     show._cascade = True
     warnings.showwarning = show
@@ -176,7 +182,7 @@ def run_cmd(**o):
         _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
                     "params": m["strategy"]["params"], "symbols": m["symbols"], "headline": m["headline"],
                     "metrics": m.get("metrics"), "timings": m["timings"], "config": m["config"],
-                    "rejects": res.rejects, "report": report})
+                    "rejects": res.rejects, "warnings": m.get("warnings", []), "report": report})
         return
     h, t = m["headline"], m["timings"]
     click.echo(f"{m['strategy']['name']} on {', '.join(m['symbols'])}")
@@ -341,7 +347,10 @@ def sweep_cmd(**o):
 
 def _print_rows(df, metric: str) -> None:
     params = [c for c in df.columns if c.startswith("param.")]
-    cols = ["rank", *params, metric] + [c for c in ("return", "max_drawdown_pct", "trades") if c != metric]
+    from ..sweep import column_of
+
+    cols = ["rank", *params, column_of(metric)]
+    cols += [c for c in ("return_pct", "max_drawdown_pct", "trades") if c not in cols]
     header = [c.removeprefix("param.") for c in cols]
     rows = [[_cell(r.get(c)) for c in cols] for r in df.iter_rows(named=True)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -402,11 +411,13 @@ def walk_forward_cmd(**o):
     final = float(eq["equity"][-1]) if eq.height else initial
     if o["as_json"]:
         _echo_json({"out": str(out), "windows": res.windows.to_dicts(), "oos_final_equity": final,
-                    "oos_return": final / initial - 1, "seconds": round(time.perf_counter() - t0, 2),
+                    "oos_return_pct": (final / initial - 1) * 100, "seconds": round(time.perf_counter() - t0, 2),
                     "files": {k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet",
                                                        "oos_equity.png")}})
         return
-    metric = spec.sweep["metric"]
+    from ..sweep import column_of
+
+    metric = column_of(spec.sweep["metric"])
     click.echo(f"walk-forward {out}: {res.windows.height} window(s) in {time.perf_counter() - t0:.1f} s")
     params = [c for c in res.windows.columns if c.startswith("param.")]
     for r in res.windows.iter_rows(named=True):
