@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig, parse_duration_ns, parse_time_ns
-from .data.coverage import data_time_range  # noqa: F401  (re-exported: tests and users import it here)
+from .data.coverage import data_time_range
 from .errors import ConfigError
 
 

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from backtest import engine
 from backtest.cli import cli
 from backtest.errors import CascadeError, ConfigError, DataError
-from test_cli_run import DAY, T0, build_dataset
+from test_cli_run import T0, build_dataset
 
 
 @pytest.fixture(scope="module")
