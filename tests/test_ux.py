@@ -352,3 +352,15 @@ def test_sweep_from_a_script_without_main_guard_says_what_to_do(ds, tmp_path):
     assert p.returncode != 0
     assert 'put the call under `if __name__ == "__main__":`' in p.stderr, p.stderr[-3000:]
     assert "BrokenProcessPool" not in p.stderr and p.stderr.count("Traceback") == 1, p.stderr[-3000:]
+
+
+def test_a_failing_run_still_ends_in_one_error_line(ds, tmp_path):
+    """Warnings come after the summary; a run that fails after warning shows only its error."""
+    r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "r", "-q",
+               "--start", "2026-02-05T00:00:00.000001", "--end", "2026-02-05T00:00:00.000002")
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and "no events from 2026-02-05T00:00:00.000001 to" in lines[0], r.output
+    r = invoke("run", "reference", "--data", ds, "--out", tmp_path / "s", "-q")
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 0 and lines[-2].startswith("warning: BTCUSDT: no mark prices"), r.output
+    assert lines[-1].startswith("warning: BTCUSDT: no funding rates") and lines[-3].startswith("saved ")

@@ -82,17 +82,18 @@ def _spec(o: dict, **extra):
     return spec
 
 
-_WARNINGS = {"json_only": False}
+_WARNINGS: dict = {"json_only": False, "pending": []}
 
 
 def _one_line_warnings(json_only: bool) -> None:
-    """Print CascadeWarnings as `warning: ...` (one line on stderr, no source line), every time;
-    with --json they are left to the JSON (the manifest's "warnings")."""
+    """Collect CascadeWarnings, each time they occur, for `_print_warnings`: one line each after
+    the summary, so that a failing run still ends in exactly one `error:` line. With --json they
+    are left to the JSON (the manifest's "warnings")."""
     import warnings
 
     from ..errors import CascadeWarning
 
-    _WARNINGS["json_only"] = json_only
+    _WARNINGS.update(json_only=json_only, pending=[])
     warnings.filterwarnings("always", category=CascadeWarning)
     if getattr(warnings.showwarning, "_cascade", False):
         return
@@ -101,11 +102,17 @@ def _one_line_warnings(json_only: bool) -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, CascadeWarning):
             default(message, category, filename, lineno, file, line)
-        elif not _WARNINGS["json_only"]:
-            click.echo(f"warning: {message}", err=True)
+        elif not _WARNINGS["json_only"] and str(message) not in _WARNINGS["pending"]:
+            _WARNINGS["pending"].append(str(message))
 
     show._cascade = True
     warnings.showwarning = show
+
+
+def _print_warnings() -> None:
+    for text in _WARNINGS["pending"]:
+        click.echo(f"warning: {text}", err=True)
+    _WARNINGS["pending"] = []
 
 
 def _check_no_jit(no_jit) -> None:
@@ -201,6 +208,7 @@ def run_cmd(**o):
     click.echo(f"saved {spec.out}")
     if report:
         click.echo(f"report {Path(spec.out) / 'report'} ({len(report)} file(s))")
+    _print_warnings()
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -343,6 +351,7 @@ def sweep_cmd(**o):
         click.echo(f"heatmap {res.heatmap}")
     for r in df.filter(df["status"] == "failed").head(3).iter_rows(named=True):
         click.echo(f"failed {r['config_id']}: {r['error']}", err=True)
+    _print_warnings()
 
 
 def _print_rows(df, metric: str) -> None:
@@ -426,6 +435,7 @@ def walk_forward_cmd(**o):
                    f"IS {metric} {_cell(r[f'is_{metric}'])}  OOS {metric} {_cell(r[f'oos_{metric}'])}")
     click.echo(f"out-of-sample: final equity {_num(final)}  return {_pct(final / initial - 1)}")
     click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {out / 'oos_equity.png'}")
+    _print_warnings()
 
 
 def _iso(ns: int) -> str:

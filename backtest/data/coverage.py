@@ -13,8 +13,10 @@ from .layout import list_streams
 
 
 def iso(ts_ns: int) -> str:
-    """A nanosecond timestamp as a short ISO UTC time (2026-02-05T12:00:00)."""
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    """A nanosecond timestamp as a short ISO UTC time (2026-02-05T12:00:00, fractions if any)."""
+    secs, frac = divmod(int(ts_ns), 1_000_000_000)
+    text = dt.datetime.fromtimestamp(secs, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{frac:09d}".rstrip("0") if frac else text
 
 
 def data_time_range(data, symbols=None) -> tuple[int, int]:
