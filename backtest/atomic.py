@@ -1,6 +1,8 @@
 """Crash-safe outputs: everything is written to a temporary name and renamed into place.
 
 A reader therefore sees either nothing or a complete file/folder, whatever kills the writer.
+`output_lock` keeps two writers (two runs or sweeps with the same --out) from racing: the second
+refuses at once instead of silently replacing the first one's output.
 """
 from __future__ import annotations
 
@@ -12,6 +14,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .errors import CascadeError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): see output_lock
+    fcntl = None
 
 
 def tmp_name(path: Path) -> Path:
@@ -62,3 +71,71 @@ def atomic_dir(final: Path, *, overwrite: bool = True):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_held: dict[str, int] = {}  # locks this process holds: path -> nesting depth (the lock is reentrant)
+
+
+@contextlib.contextmanager
+def output_lock(path: Path):
+    """Hold an exclusive lock on the output folder `path` while writing it; another process that
+    asks for it meanwhile gets a one-line CascadeError naming the holder's pid.
+
+    POSIX: flock on the sibling file `.NAME.lock` (released by the kernel when the holder dies,
+    so a crash never leaves a stale lock; the file is removed on release). Elsewhere: the lock
+    file is created exclusively and removed on release; after a hard crash delete it by hand.
+    """
+    path = Path(path).absolute()
+    key = str(path)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    fd = _acquire(lock, path)
+    _held[key] = 1
+    try:
+        yield
+    finally:
+        del _held[key]
+        lock.unlink(missing_ok=True)  # before closing: a waiter then retries on a fresh file
+        os.close(fd)
+
+
+def _acquire(lock: Path, path: Path) -> int:
+    while True:
+        if fcntl is None:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                raise _busy(lock, path, "; if no run is writing it, delete the lock file") from None
+        else:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise _busy(lock, path, "") from None
+            try:  # the holder may have removed the file as we opened it: then lock the new one
+                if os.fstat(fd).st_ino != os.stat(lock).st_ino:
+                    os.close(fd)
+                    continue
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd
+
+
+def _busy(lock: Path, path: Path, extra: str) -> CascadeError:
+    try:
+        pid = lock.read_text().strip() or "?"
+    except OSError:
+        pid = "?"
+    return CascadeError(f"{path} is being written by another process (pid {pid}): wait for it to "
+                        f"finish or choose another output folder{extra} ({lock})")

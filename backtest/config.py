@@ -5,7 +5,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
              "h": 3_600_000_000_000, "d": 86_400_000_000_000}
@@ -14,18 +14,18 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_
 def parse_duration_ns(value, name: str) -> int:
     """'250ms', '1m', '8h', '0' or an int of nanoseconds -> int nanoseconds (>= 0)."""
     if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {value!r}")
+        raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {shown(value)}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
-            raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {value!r}")
+            raise ConfigError(f"{name}: expected a duration like '250ms' or '1m', got {shown(value)}")
         ns = int(value)
     else:
         m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*", str(value))
         if not m:
-            raise ConfigError(f"{name}: expected a duration like '250ms', '1m' or '8h', got {value!r}")
+            raise ConfigError(f"{name}: expected a duration like '250ms', '1m' or '8h', got {shown(value)}")
         ns = int(round(float(m.group(1)) * _UNITS_NS[m.group(2) or "ns"]))
     if ns < 0:
-        raise ConfigError(f"{name}: must not be negative, got {value!r}")
+        raise ConfigError(f"{name}: must not be negative, got {shown(value)}")
     return ns
 
 
@@ -40,7 +40,7 @@ def parse_time_ns(value, name: str) -> int | None:
     try:
         t = dt.datetime.fromisoformat(str(value))
     except ValueError:
-        raise ConfigError(f"{name}: expected an ISO date/time like 2026-02-05T12:00, got {value!r}") from None
+        raise ConfigError(f"{name}: expected an ISO date/time like 2026-02-05T12:00, got {shown(value)}") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000
@@ -109,11 +109,11 @@ class ExecutionConfig:
 
                 close = difflib.get_close_matches(str(m), SLIPPAGE_MODELS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"{where}: unknown model {m!r}{hint} (one of {', '.join(SLIPPAGE_MODELS)})")
+                raise ConfigError(f"{where}: unknown model {shown(m)}{hint} (one of {', '.join(SLIPPAGE_MODELS)})")
         for name in ("slippage_bps", "impact_k", "initial_volume_30d"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigError(f"execution.{name}: must be a number >= 0, got {v!r}")
+                raise ConfigError(f"execution.{name}: must be a number >= 0, got {shown(v)}")
         if len(self.fee_tiers) > 8:
             raise ConfigError("execution.fee_tiers: at most 8 tiers")
         last = -1.0
@@ -151,26 +151,26 @@ class MarginConfig:
     def validate(self):
         check_field_types("margin", self)
         if self.mode not in ("cross", "isolated"):
-            raise ConfigError(f"margin.mode: expected 'cross' or 'isolated', got {self.mode!r}")
+            raise ConfigError(f"margin.mode: expected 'cross' or 'isolated', got {shown(self.mode)}")
         for sym, m in self.modes.items():
             if m not in ("cross", "isolated"):
-                raise ConfigError(f"margin.modes.{sym}: expected 'cross' or 'isolated', got {m!r}")
+                raise ConfigError(f"margin.modes.{sym}: expected 'cross' or 'isolated', got {shown(m)}")
         if self.trigger not in ("mark", "last"):
-            raise ConfigError(f"margin.trigger: expected 'mark' or 'last', got {self.trigger!r}")
+            raise ConfigError(f"margin.trigger: expected 'mark' or 'last', got {shown(self.trigger)}")
         if self.settle not in ("bankruptcy", "market"):
-            raise ConfigError(f"margin.settle: expected 'bankruptcy' or 'market', got {self.settle!r}")
+            raise ConfigError(f"margin.settle: expected 'bankruptcy' or 'market', got {shown(self.settle)}")
         for name in ("liquidation_fee_rate", "insurance_fund", "borrow_rate_hourly"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigError(f"margin.{name}: must be a number >= 0, got {v!r}")
+                raise ConfigError(f"margin.{name}: must be a number >= 0, got {shown(v)}")
         if not (isinstance(self.margin_call_ratio, (int, float)) and 0 < self.margin_call_ratio <= 1):
-            raise ConfigError(f"margin.margin_call_ratio: must be in (0, 1], got {self.margin_call_ratio!r}")
+            raise ConfigError(f"margin.margin_call_ratio: must be in (0, 1], got {shown(self.margin_call_ratio)}")
         if self.funding != "data":
             try:
                 float(self.funding)
             except ValueError:
                 raise ConfigError(f"margin.funding: expected 'data' or a rate like '0.0001', "
-                                  f"got {self.funding!r}") from None
+                                  f"got {shown(self.funding)}") from None
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class LoanConfig:
         for name in ("lltv", "warning_ltv", "max_open_ltv"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < 1):
-                raise ConfigError(f"loans.{name}: must be in (0, 1), got {v!r}")
+                raise ConfigError(f"loans.{name}: must be in (0, 1), got {shown(v)}")
         if not self.max_open_ltv <= self.warning_ltv <= self.lltv:
             raise ConfigError("loans: need max_open_ltv <= warning_ltv <= lltv")
         for name in ("apr", "penalty"):
@@ -197,7 +197,7 @@ class LoanConfig:
             if name == "penalty" and v is None:
                 continue
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigError(f"loans.{name}: must be a number >= 0, got {v!r}")
+                raise ConfigError(f"loans.{name}: must be a number >= 0, got {shown(v)}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class RunConfig:
     initial_balance: float = 100_000.0
     sample_interval: str = "1m"  # equity and bar sampling ('0' = only fills and the end)
     timer: str = "0"  # on_timer interval ('0' = off)
-    leverage: dict = field(default_factory=dict)  # symbol -> leverage (perpetuals; default 1)
+    leverage: dict = field(default_factory=dict)  # symbol, type, 'perp' or '*' -> leverage (default 1)
     coin_balances: dict = field(default_factory=dict)  # inverse symbol -> coin deposited in its wallet
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     margin: MarginConfig = field(default_factory=MarginConfig)
@@ -222,23 +222,23 @@ class RunConfig:
     def __post_init__(self):
         check_field_types("run", self)
         if not (isinstance(self.initial_balance, (int, float)) and self.initial_balance > 0):
-            raise ConfigError(f"initial_balance: must be a positive number, got {self.initial_balance!r}")
+            raise ConfigError(f"initial_balance: must be a positive number, got {shown(self.initial_balance)}")
         parse_duration_ns(self.sample_interval, "sample_interval")
         parse_duration_ns(self.timer, "timer")
         self.execution.validate()
         for sym, amount in self.coin_balances.items():
             if not (isinstance(amount, (int, float)) and amount >= 0):
-                raise ConfigError(f"coin_balances.{sym}: must be a number >= 0, got {amount!r}")
+                raise ConfigError(f"coin_balances.{sym}: must be a number >= 0, got {shown(amount)}")
         for sym, lev in self.leverage.items():
             if not (isinstance(lev, (int, float)) and lev >= 1):
-                raise ConfigError(f"leverage.{sym}: must be a number >= 1, got {lev!r}")
+                raise ConfigError(f"leverage.{sym}: must be a number >= 1, got {shown(lev)}")
         self.margin.validate()
         self.loans.validate()
         parse_duration_ns(self.min_ratio_span, "min_ratio_span")
         if not (isinstance(self.min_ratio_periods, int) and self.min_ratio_periods >= 2):
             raise ConfigError(f"min_ratio_periods: must be an integer >= 2, got {self.min_ratio_periods!r}")
         if not (isinstance(self.chunk_rows, int) and self.chunk_rows > 0):
-            raise ConfigError(f"chunk_rows: must be a positive integer, got {self.chunk_rows!r}")
+            raise ConfigError(f"chunk_rows: must be a positive integer, got {shown(self.chunk_rows)}")
 
     @property
     def sample_interval_ns(self) -> int:
@@ -262,7 +262,7 @@ class RunConfig:
                 built[name] = raw
                 continue
             if not isinstance(raw, dict):
-                raise ConfigError(f"{name}: expected a table of settings, got {raw!r}")
+                raise ConfigError(f"{name}: expected a table of settings, got {shown(raw)}")
             _reject_unknown(name, raw, sub)
             if name == "execution" and isinstance(raw.get("fee_tiers"), list):
                 raw = {**raw, "fee_tiers": tuple(raw["fee_tiers"])}
@@ -287,7 +287,7 @@ def check_field_types(section: str, obj) -> None:
         check = _TYPE_CHECKS.get(f.type if isinstance(f.type, str) else f.type.__name__)
         v = getattr(obj, f.name)
         if check is not None and not check(v):
-            raise ConfigError(f"{section}.{f.name}: expected a {f.type}, got {v!r}")
+            raise ConfigError(f"{section}.{f.name}: expected a {f.type}, got {shown(v)}")
 
 
 def _reject_unknown(section: str, d: dict, cls) -> None:
@@ -299,3 +299,21 @@ def _reject_unknown(section: str, d: dict, cls) -> None:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{section}: unknown key '{key}'{hint}")
+
+
+def leverage_by_symbol(leverage: dict, instruments: dict) -> dict[str, float]:
+    """Each symbol's leverage from `leverage`, whose keys are a symbol, an instrument type
+    ('linear_perpetual', 'spot', ...), 'perp' (every perpetual) or '*' (every perpetual; spot
+    stays 1x unless named). The most specific key wins; symbols no key covers get 1x."""
+    from .data.instruments import TYPE_NAMES
+
+    groups = {"*", "perp", *TYPE_NAMES}
+    unknown = sorted(k for k in leverage if k not in instruments and k not in groups)
+    if unknown:
+        raise ConfigError(f"leverage: {', '.join(map(shown, unknown))} is neither a symbol of this run "
+                          f"nor a group ('*', 'perp', {', '.join(TYPE_NAMES)})")
+    out = {}
+    for sym, ins in instruments.items():
+        keys = (sym, ins.type, "perp", "*") if ins.is_perpetual else (sym, ins.type)
+        out[sym] = float(next((leverage[k] for k in keys if k in leverage), 1.0))
+    return out

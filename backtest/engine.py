@@ -20,13 +20,14 @@ import polars as pl
 
 from . import __version__
 from .bars import BarFiller
-from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, parse_time_ns
+from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
     ORDER_DTYPE, LoanEvent,
     ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
 )
 from .core.margin_math import morpho_lif
+from .data.coverage import check_time_range, no_data_error
 from .data.instruments import Instrument
 from .data.reader import open_dataset
 from .errors import CascadeError, ConfigError, StrategyError
@@ -153,11 +154,9 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     unknown_modes = set(m.modes) - set(symbols)
     if unknown_modes:
         raise ConfigError(f"margin.modes: symbol(s) {sorted(unknown_modes)} not in this run")
-    unknown = set(cfg.leverage) - set(symbols)
-    if unknown:
-        raise ConfigError(f"leverage: symbol(s) {sorted(unknown)} not in this run")
+    leverage = leverage_by_symbol(cfg.leverage, {s: instruments[s] for s in symbols})
     if cfg.benchmark and cfg.benchmark not in symbols:
-        raise ConfigError(f"benchmark: symbol {cfg.benchmark!r} not in this run ({', '.join(symbols)})")
+        raise ConfigError(f"benchmark: symbol {shown(cfg.benchmark)} not in this run ({', '.join(symbols)})")
     for sym, amount in cfg.coin_balances.items():
         if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
             raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
@@ -176,7 +175,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
             c.br_max_lev[i, j] = b.max_leverage
             c.br_mmr[i, j] = b.mmr
             c.br_maint_amount[i, j] = b.maint_amount
-        lev = float(cfg.leverage.get(sym, 1.0))
+        lev = leverage[sym]
         if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
             raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
                               "(then it sets the leverage of short sales)")
@@ -268,20 +267,35 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     `strategy` is a Strategy subclass or a name that `resolve_strategy` understands; `data` a
     dataset folder. `progress(events_done, label)` is called after each chunk. `state` replaces
     the strategy's initial record (advanced: e.g. arrays prepared in a notebook or a test).
+    While it runs, `out` is locked: another run writing the same folder refuses at once.
     """
+    if out is None:
+        return _run(strategy, data, params, symbols, start, end, config, None, progress, state)
+    from .atomic import output_lock
+
+    with output_lock(Path(out)):
+        return _run(strategy, data, params, symbols, start, end, config, Path(out), progress, state)
+
+
+def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError(f"{strategy!r} is not a Strategy subclass")
     jit = not numba.config.DISABLE_JIT
-    stream = open_dataset(Path(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
-                          end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows)
+    start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
+    stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
+                          chunk_rows=cfg.chunk_rows)
     syms = stream.symbols
+    check_time_range(stream.root, syms, start_ns, end_ns)
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
+    if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
+        c_arr[0].timer_interval_ns = cls.timer_ns()
+    notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))
     s_arr = cls.new_state(params, syms)
     if state is not None:
         if state.dtype != cls.dtype or state.shape != (1,):
@@ -332,13 +346,33 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         last_ts = int(chunk["ts_ns"][-1])
         if progress is not None:
             progress(events, "events")
+    if events == 0:  # a gap in the data: never a "successful" run of nothing
+        raise no_data_error(stream.root, start_ns, end_ns)
     _finalize(c, bufs, bars, last_ts)
     if not jit:
         c.sync()
         s.sync()
     run_s = time.perf_counter() - t1
     return _result(cls, params, cfg, stream, c_arr[0], s_arr, bufs, syms, compile_s, run_s, events,
-                   jit, out)
+                   jit, out, notes)
+
+
+def _run_warnings(cls, cfg: RunConfig, stream, timer_ns: int) -> list[str]:
+    """Say what this run silently lacks (marks, funding, a hook's events), one line each, before
+    it starts; the lines are also kept in the manifest under "warnings"."""
+    import warnings
+
+    from .data.coverage import perp_data_warnings
+    from .errors import CascadeWarning
+
+    m = cfg.margin
+    notes = perp_data_warnings(stream.instruments, stream.files, trigger=m.trigger, funding=m.funding)
+    perps = [s for s, ins in stream.instruments.items() if ins.is_perpetual]
+    funding = bool(perps) and (m.funding != "data" or any(("funding", s) in stream.files for s in perps))
+    notes += cls.hook_warnings(timer_ns=timer_ns, kinds={k for k, _ in stream.files}, funding=funding)
+    for n in notes:
+        warnings.warn(n, CascadeWarning, stacklevel=4)  # the caller of run()
+    return notes
 
 
 def _compile_error(cls, e: Exception) -> StrategyError:
@@ -396,7 +430,8 @@ def _call(loop, chunk, start, c, s, bufs):
                 c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs, bufs.loans)
 
 
-def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out):
+def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out,
+            notes=()):
     o = bufs.out
     tables = {
         "fills": _table(o["fills"], FILL_DTYPE, syms),
@@ -453,6 +488,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                      "loan_liquidations": int(c.n_loan_liquidations),
                      "loan_cash_in": float(c.loan_cash_in), "loan_cash_out": float(c.loan_cash_out),
                      "loan_seized_cost": float(c.loan_seized_cost)},
+        "warnings": list(notes),
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},
     }

@@ -7,6 +7,9 @@ class CascadeError(Exception):
 
     exit_code = 1
 
+    def __str__(self) -> str:
+        return _capped(super().__str__())
+
 
 class ConfigError(CascadeError):
     """A bad option, parameter or config value (CLI exit code 2)."""
@@ -34,3 +37,31 @@ class DataError(CascadeError):
 
 class StrategyError(CascadeError):
     """A strategy that cannot be found, loaded, typed or run."""
+
+
+class CascadeWarning(UserWarning):
+    """Something a run silently lacks (mark prices, funding, a hook's events); the CLI prints it
+    as one line `warning: ...` on stderr."""
+
+
+SHOWN_CHARS = 60  # longest quoted input value in a message (a CSV field can be megabytes)
+MAX_MESSAGE_CHARS = 2000
+
+
+def shown(value, limit: int = SHOWN_CHARS) -> str:
+    """repr(value) for a message, capped: 'aaaa…' (10,000,000 chars). Use it wherever a message
+    quotes a value the user gave (a field, a parameter, a config value)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    n = len(value) if isinstance(value, (str, bytes, list, tuple, dict)) else len(text)
+    return f"{text[:limit]}… ({n:,} {'chars' if isinstance(value, (str, bytes)) else 'long'})"
+
+
+def _capped(text: str) -> str:
+    """Last resort for a message built from something not passed through shown(): keep its head
+    and its tail (where the fix is)."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    half = MAX_MESSAGE_CHARS // 2
+    return f"{text[:half]} …[{len(text) - 2 * half:,} chars cut]… {text[-half:]}"

@@ -48,6 +48,12 @@ class Result:
     def metrics(self) -> dict:
         return dict(self.manifest.get("metrics", {}))
 
+    @property
+    def rejects(self) -> dict[str, int]:
+        """Rejected orders by reason, most frequent first: {'insufficient_margin': 60, ...}."""
+        return rejects_by_reason(self.tables.get("orders"),
+                                 int((self.manifest.get("headline") or {}).get("rejects") or 0))
+
     def save(self, run_dir: Path) -> Path:
         run_dir = Path(run_dir)
         with atomic_dir(run_dir) as tmp:
@@ -66,3 +72,26 @@ class Result:
         manifest = json.loads(mpath.read_text())
         tables = {p.stem: pl.read_parquet(p) for p in sorted(run_dir.glob("*.parquet"))}
         return cls(manifest=manifest, tables=tables)
+
+
+def rejects_by_reason(orders: pl.DataFrame | None, total: int = 0) -> dict[str, int]:
+    """Rejected orders counted by reason; `total` (the engine's count, which includes rejects the
+    full orders table could not record) adds an 'unrecorded' entry for the difference."""
+    from .core.schema import OrderStatus, Reason
+
+    out: dict[str, int] = {}
+    if orders is not None and orders.height and {"status", "reason"} <= set(orders.columns):
+        rej = orders.filter(pl.col("status") == int(OrderStatus.REJECTED))
+        counts = rej.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
+        for code, n in counts.iter_rows():
+            name = Reason(code).name.lower() if code in Reason._value2member_map_ else f"reason_{code}"
+            out[name] = int(n)
+    if total > sum(out.values()):
+        out["unrecorded"] = total - sum(out.values())
+    return out
+
+
+def rejects_text(rejects: dict[str, int]) -> str:
+    """'65 (insufficient_margin 60, below_lot_size 5)' or '0'."""
+    n = sum(rejects.values())
+    return f"{n:,} ({', '.join(f'{k} {v:,}' for k, v in rejects.items())})" if n else "0"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import RunConfig, parse_duration_ns, parse_time_ns
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 # Top-level keys that say *what* to run; everything else belongs to RunConfig.
 SPEC_KEYS = ("strategy", "data", "symbols", "start", "end", "out", "params", "sweep", "walk_forward")
@@ -87,7 +87,7 @@ def parse_assignments(items, what: str) -> dict:
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{what}: expected KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{what}: expected KEY=VALUE, got {shown(item)}")
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -133,7 +133,7 @@ def spec_from_dict(d: dict) -> RunSpec:
     spec = {k: d.pop(k) for k in SPEC_KEYS if k in d}
     for k in ("strategy", "data", "out"):
         if k in spec and not isinstance(spec[k], str):
-            raise ConfigError(f"{k}: expected a string, got {spec[k]!r}")
+            raise ConfigError(f"{k}: expected a string, got {shown(spec[k])}")
     if "symbols" in spec:
         spec["symbols"] = _symbols(spec["symbols"])
     for k in ("start", "end"):
@@ -143,7 +143,7 @@ def spec_from_dict(d: dict) -> RunSpec:
             parse_time_ns(spec[k], k)  # validate now: one-line error naming the key
     params = spec.get("params", {})
     if not isinstance(params, dict):
-        raise ConfigError(f"params: expected a table of parameter values, got {params!r}")
+        raise ConfigError(f"params: expected a table of parameter values, got {shown(params)}")
     spec["sweep"] = _section("sweep", spec.get("sweep", {}), SWEEP_KEYS)
     _check_sweep(spec["sweep"])
     spec["walk_forward"] = _section("walk_forward", spec.get("walk_forward", {}), WALK_FORWARD_KEYS)
@@ -157,13 +157,13 @@ def _symbols(v) -> list[str]:
     if isinstance(v, str):
         v = [s for s in (p.strip() for p in v.split(",")) if s]
     if not (isinstance(v, list) and all(isinstance(s, str) for s in v)):
-        raise ConfigError(f"symbols: expected a list of symbol names or 'A,B', got {v!r}")
+        raise ConfigError(f"symbols: expected a list of symbol names or 'A,B', got {shown(v)}")
     return v
 
 
 def _section(name: str, raw, defaults: dict) -> dict:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: expected a table of settings, got {raw!r}")
+        raise ConfigError(f"{name}: expected a table of settings, got {shown(raw)}")
     for key in raw:
         if key not in defaults:
             raise ConfigError(f"{name}: unknown key '{key}'{_hint(key, list(defaults))}")
@@ -172,12 +172,12 @@ def _section(name: str, raw, defaults: dict) -> dict:
 
 def _check_sweep(s: dict) -> None:
     if not isinstance(s["grid"], dict):
-        raise ConfigError(f"sweep.grid: expected a table of parameter values, got {s['grid']!r}")
+        raise ConfigError(f"sweep.grid: expected a table of parameter values, got {shown(s['grid'])}")
     for k in ("random", "seed", "jobs"):
         if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 0:
-            raise ConfigError(f"sweep.{k}: expected an integer >= 0, got {s[k]!r}")
+            raise ConfigError(f"sweep.{k}: expected an integer >= 0, got {shown(s[k])}")
     if s["engine"] not in ("local", "ray"):
-        raise ConfigError(f"sweep.engine: expected 'local' or 'ray', got {s['engine']!r}")
+        raise ConfigError(f"sweep.engine: expected 'local' or 'ray', got {shown(s['engine'])}")
 
 
 def _hint(key: str, names: list[str]) -> str:

@@ -26,10 +26,16 @@ Hooks (all optional; `c` is the run context, read it and trade through the SDK):
     on_mark(self, c, ts_ns, sym, mark_price, index_price)      a mark price update
     on_fill(self, c, ts_ns, sym, oid, price, qty, side)        one of our orders filled
     on_funding(self, c, ts_ns, sym, rate, payment)             a funding time (payment > 0: received)
-    on_timer(self, c, ts_ns)                                   every `timer` interval
+    on_timer(self, c, ts_ns)                                   every `timer` interval: the run's
+                                                               `timer` (--timer 1h), else the
+                                                               class attribute `timer = "1h"`
     on_liquidation(self, c, ts_ns, sym, qty, price)            a position of ours was liquidated
     on_margin_call(self, c, ts_ns, sym, margin_ratio)          maint/margin balance crossed the
                                                                warning level (sym -1: cross account)
+
+A method named `on_...` that is not one of these (a misspelt `on_ticks`) is refused with a
+suggestion; a hook that the run can never call (on_timer without a timer, on_quote without quotes
+in the data, ...) is a warning.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, StrategyError, shown
 
 HOOKS = ("on_tick", "on_quote", "on_mark", "on_fill", "on_funding", "on_timer", "on_liquidation",
          "on_margin_call")
@@ -88,7 +94,7 @@ def _field_spec(cls, name, ann, raw_default) -> FieldSpec:
         return FieldSpec(name, "array", dt, tuple(int(n) for n in shape),
                          0 if default is None else default, is_param, doc)
     if ann not in _SCALARS:
-        raise TypeError(f"{cls.__name__}.{name}: unsupported annotation {ann!r} "
+        raise TypeError(f"{cls.__name__}.{name}: unsupported annotation {shown(ann)} "
                         "(use float, int, bool, Symbol or (dtype, n))")
     kind, code = _SCALARS[ann]
     if default is None:
@@ -97,6 +103,11 @@ def _field_spec(cls, name, ann, raw_default) -> FieldSpec:
 
 
 def _coerce(kind: str, value, name: str):
+    if isinstance(value, bool) and kind in ("float", "int"):  # -p size=true is a mistake, not 1.0
+        raise ConfigError(f"parameter '{name}': cannot use {value!r} as {kind} (give a number)")
+    if kind == "bool" and not isinstance(value, (bool, np.bool_, str)) and \
+            (isinstance(value, float) or value not in (0, 1)):
+        raise ConfigError(f"parameter '{name}': cannot use {shown(value)} as bool (give true or false)")
     try:
         if kind == "float":
             return float(value)
@@ -117,7 +128,17 @@ def _coerce(kind: str, value, name: str):
             return str(value)
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"parameter '{name}': cannot use {value!r} as {kind}")
+    raise ConfigError(f"parameter '{name}': cannot use {shown(value)} as {kind}")
+
+
+def _check_hook_names(cls) -> None:
+    """A misspelt hook would be silently ignored: refuse any on_* method that is not a hook."""
+    for name, value in cls.__dict__.items():
+        if name.startswith("on_") and callable(value) and name not in HOOKS:
+            close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise StrategyError(f"{cls.__name__}.{name} is not a hook: {hint}(hooks: {', '.join(HOOKS)}; "
+                                "helpers must be module-level @njit functions)")
 
 
 class Strategy:
@@ -125,11 +146,19 @@ class Strategy:
 
     _fields: tuple[FieldSpec, ...] = ()
     dtype: np.dtype = np.dtype([("_unused", "u1")])
+    timer: str | None = None  # on_timer interval when the run sets none, e.g. "1h"
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
+        _check_hook_names(cls)
+        if cls.timer is not None:
+            from .config import parse_duration_ns
+
+            parse_duration_ns(cls.timer, f"{cls.__name__}.timer")
         fields: dict[str, FieldSpec] = {f.name: f for f in cls._fields}
         for name, ann in cls.__dict__.get("__annotations__", {}).items():
+            if name == "timer":  # a class setting, not a record field
+                continue
             fields[name] = _field_spec(cls, name, ann, cls.__dict__.get(name))
         cls._fields = tuple(fields.values())
         spec = [(f.name, f.dtype, f.shape) if f.shape else (f.name, f.dtype) for f in cls._fields]
@@ -144,6 +173,28 @@ class Strategy:
     def hooks(cls) -> dict[str, Any]:
         """The hooks this strategy defines (overrides of the base class)."""
         return {h: getattr(cls, h) for h in HOOKS if getattr(cls, h, None) is not None}
+
+    @classmethod
+    def timer_ns(cls) -> int:
+        from .config import parse_duration_ns
+
+        return parse_duration_ns(cls.timer, "timer") if cls.timer is not None else 0
+
+    @classmethod
+    def hook_warnings(cls, *, timer_ns: int, kinds: set[str], funding: bool) -> list[str]:
+        """One line per defined hook that this run can never call. `kinds`: the event kinds in
+        the data ('quotes', 'marks', 'funding'); `funding`: whether funding is charged at all."""
+        hooks, name, out = cls.hooks(), cls.__name__, []
+        if "on_timer" in hooks and timer_ns <= 0:
+            out.append(f"{name} defines on_timer but the run has no timer, so it is never called "
+                       f"(pass --timer 1h, or set timer = \"1h\" on the class)")
+        for hook, kind in (("on_quote", "quotes"), ("on_mark", "marks")):
+            if hook in hooks and kind not in kinds:
+                out.append(f"{name} defines {hook} but the data has no {kind}, so it is never called")
+        if "on_funding" in hooks and not funding:
+            out.append(f"{name} defines on_funding but the run charges no funding (no funding data "
+                       "and no constant margin.funding), so it is never called")
+        return out
 
     @classmethod
     def describe(cls) -> str:
@@ -178,7 +229,7 @@ class Strategy:
                 if v in ("", None):
                     v = -1
                 elif v not in symbols:
-                    raise ConfigError(f"parameter '{f.name}': symbol {v!r} is not in this run "
+                    raise ConfigError(f"parameter '{f.name}': symbol {shown(v)} is not in this run "
                                       f"(symbols: {', '.join(symbols)})")
                 else:
                     v = symbols.index(v)

@@ -15,6 +15,7 @@ fields, so no parameter set recompiles. Each worker reads the Parquet files itse
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -22,11 +23,12 @@ import math
 import os
 import re
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import CascadeError, ConfigError
+from .errors import CascadeError, ConfigError, shown
 
 RESULTS = "results.parquet"
 HEATMAP = "heatmap.png"
@@ -40,6 +42,19 @@ LOWER_IS_BETTER = {"fees", "trading_fees", "slippage_cost", "annual_volatility",
                    "funding_paid"}
 _ALIASES = {"return": ("total_return", "return"), "trades": ("n_trades", "trades"),
             "liquidations": ("n_liquidations", "liquidations")}
+# Metrics that are fractions: tables show them in percent, as the CLI prints them, in a column
+# that says so (return -> return_pct); ranking and --metric still use the metric's own name.
+PERCENT_METRICS = {"return", "total_return", "annual_return", "annual_volatility", "max_drawdown",
+                   "max_drawdown_pct", "win_rate", "exposure", "time_under_water", "min_liq_distance"}
+
+
+def column_of(metric: str) -> str:
+    """The results-table column of a metric: percent metrics end in _pct."""
+    return metric if metric not in PERCENT_METRICS or metric.endswith("_pct") else f"{metric}_pct"
+
+
+def column_value(metric: str, value: float | None) -> float | None:
+    return value * 100.0 if value is not None and metric in PERCENT_METRICS else value
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -89,12 +104,12 @@ def parse_values(raw, name: str) -> list:
         try:
             lo, hi, step = (_number(g) for g in (m.group(1), m.group(2), m.group(3) or "1"))
         except ValueError:
-            raise ConfigError(f"grid {name}: bad range {raw!r} (use start:stop:step)") from None
+            raise ConfigError(f"grid {name}: bad range {shown(raw)} (use start:stop:step)") from None
         if step <= 0 or hi < lo:
-            raise ConfigError(f"grid {name}: range {raw!r} needs step > 0 and start <= stop")
+            raise ConfigError(f"grid {name}: range {shown(raw)} needs step > 0 and start <= stop")
         n = int(math.floor((hi - lo) / step + 1e-9)) + 1  # inclusive of stop, float-safe
         if n > 100_000:
-            raise ConfigError(f"grid {name}: range {raw!r} has {n:,} values (at most 100,000)")
+            raise ConfigError(f"grid {name}: range {shown(raw)} has {n:,} values (at most 100,000)")
         values = [lo + i * step for i in range(n)]
         if any(isinstance(v, float) for v in (lo, hi, step)):
             values = [round(v, 12) for v in values]  # 0.1 + 2*0.1 -> 0.3, not 0.30000000000000004
@@ -120,7 +135,7 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     """'--grid entry=61000,62000' or '--grid stop=59000:61000:500' -> (name, values)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
-        raise ConfigError(f"--grid: expected NAME=V1,V2 or NAME=START:STOP:STEP, got {text!r}")
+        raise ConfigError(f"--grid: expected NAME=V1,V2 or NAME=START:STOP:STEP, got {shown(text)}")
     return name.strip(), parse_values(raw.strip(), name.strip())
 
 
@@ -193,11 +208,18 @@ def run_task(task: Task) -> dict:
     manifest_path = run_dir / "manifest.json"
     if manifest_path.is_file():
         return _row(json.loads(manifest_path.read_text()), "skipped")
+    import multiprocessing
+    import warnings
+
     from .engine import run
+    from .errors import CascadeWarning
 
     try:
-        res = run(task.strategy, task.data, params=task.params, symbols=task.symbols, start=task.start,
-                  end=task.end, config=RunConfig.from_dict(task.config), out=run_dir)
+        with warnings.catch_warnings():
+            if multiprocessing.parent_process() is not None:  # the parent's first run said it once
+                warnings.simplefilter("ignore", CascadeWarning)
+            res = run(task.strategy, task.data, params=task.params, symbols=task.symbols,
+                      start=task.start, end=task.end, config=RunConfig.from_dict(task.config), out=run_dir)
     except CascadeError as e:
         return {"status": "failed", "error": str(e)}
     return _row(res.manifest, "ran")
@@ -255,7 +277,18 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
     return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
 
 
-def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
+
+def run_sweep(*args, **kwargs):
+    """`out` is locked meanwhile: a second writer refuses at once (the work: _run_sweep)."""
+    from .atomic import output_lock
+
+    _exit_if_worker_bootstrap()
+
+    with output_lock(Path(kwargs["out"])):
+        return _run_sweep(*args, **kwargs)
+
+
+def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
               jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
               start=None, end=None, config=None, progress=None, heatmap: bool = True) -> SweepResult:
     """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
@@ -276,7 +309,7 @@ def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0
         rows[task.config_id] = _flatten(task, row, swept, metric)
         s = rows[task.config_id]["score"]
         if s is not None and (state["best"] is None or s > state["best"][0]):
-            state["best"] = (s, f"{metric}={rows[task.config_id][metric]:.4g} "
+            state["best"] = (s, f"{column_of(metric)}={rows[task.config_id][column_of(metric)]:.4g} "
                                 + " ".join(f"{k}={task.params[k]}" for k in swept))
         if progress is not None:
             progress(len(rows), len(tasks), state["best"][1] if state["best"] else "")
@@ -294,7 +327,10 @@ def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0
                 pending.append(t)
         if pending:
             done(pending[0], run_task(pending[0]))
-        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+        try:
+            _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+        except BrokenProcessPool:
+            raise CascadeError(_broken_pool_hint()) from None
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -309,8 +345,31 @@ def run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0
     counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("ran", "skipped", "failed")}
     hm = None
     if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
-        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", metric)
+        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", column_of(metric))
     return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+
+
+def _exit_if_worker_bootstrap() -> None:
+    """A script without an `if __name__ == "__main__":` guard calls run_sweep again in every
+    spawned worker as it re-imports the script; stop that worker quietly (the parent then sees a
+    broken pool and says what to do in one line) instead of letting each print a traceback."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # set while spawning
+        raise SystemExit(1)
+
+
+def _broken_pool_hint() -> str:
+    import sys
+
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script and getattr(main, "__spec__", None) is None:
+        return (f"sweep worker processes exited at start: {script} calls the sweep at import time; "
+                "put the call under `if __name__ == \"__main__\":` (workers are spawned and "
+                "re-import the script), or pass jobs=1")
+    return ("a sweep worker process died (out of memory, or a native crash): rerun with jobs=1 "
+            "(--jobs 1) to see which run fails")
 
 
 def _check_metric(metric: str, row: dict) -> None:
@@ -328,7 +387,7 @@ def _flatten(task: Task, row: dict, swept: list[str], metric: str) -> dict:
     m = row.get("metrics") or {}
     flat = {"config_id": task.config_id, "status": row["status"]}
     flat.update({f"param.{k}": task.params[k] for k in swept})
-    flat.update({n: m.get(n) for n in dict.fromkeys((metric, *TABLE_METRICS))})
+    flat.update({column_of(n): column_value(n, m.get(n)) for n in dict.fromkeys((metric, *TABLE_METRICS))})
     flat["score"] = score(metric, m.get(metric))
     flat.update({k: row.get(k) for k in ("compile_s", "run_s", "events", "error")})
     flat["run_dir"] = task.run_dir
@@ -351,7 +410,7 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
     if engine == "ray":
         return _map_ray(tasks, done, address)
     if engine != "local":
-        raise ConfigError(f"--engine: expected 'local' or 'ray', got {engine!r}")
+        raise ConfigError(f"--engine: expected 'local' or 'ray', got {shown(engine)}")
     jobs = jobs or _cpus()
     if jobs <= 1:
         for t in tasks:
@@ -443,3 +502,5 @@ def write_heatmap(table, path: Path, x: str, y: str, metric: str) -> Path:
         tmp.unlink(missing_ok=True)
     return path
 
+
+functools.update_wrapper(run_sweep, _run_sweep)  # its signature and docs

@@ -15,12 +15,14 @@ Layout::
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig, parse_duration_ns, parse_time_ns
-from .errors import ConfigError, DataError
+from .data.coverage import data_time_range
+from .errors import ConfigError
 
 
 @dataclass
@@ -29,35 +31,6 @@ class WalkForwardResult:
     equity: object  # polars DataFrame
     out: Path
     figure: Path | None = None
-
-
-def data_time_range(data, symbols=None) -> tuple[int, int]:
-    """(first ts_ns, last ts_ns + 1) over the selected streams, from Parquet column statistics."""
-    import pyarrow.parquet as pq
-
-    from .data.layout import list_streams
-
-    lo, hi = None, None
-    for (_, sym), files in list_streams(Path(data)).items():
-        if symbols and sym not in symbols:
-            continue
-        for f in files:
-            pf = pq.ParquetFile(f)
-            col = pf.schema_arrow.get_field_index("ts_ns")
-            for rg in range(pf.metadata.num_row_groups):
-                st = pf.metadata.row_group(rg).column(col).statistics
-                if st is None or not st.has_min_max:  # no statistics: read the column
-                    ts = pf.read_row_group(rg, columns=["ts_ns"]).column(0).to_numpy()
-                    if not len(ts):
-                        continue
-                    mn, mx = int(ts.min()), int(ts.max())
-                else:
-                    mn, mx = int(st.min), int(st.max)
-                lo = mn if lo is None else min(lo, mn)
-                hi = mx if hi is None else max(hi, mx)
-    if lo is None:
-        raise DataError("no rows in the selected streams", file=Path(data))
-    return lo, hi + 1
 
 
 def make_windows(lo: int, hi: int, train_ns: int, test_ns: int, step_ns: int) -> list[tuple[int, int, int]]:
@@ -96,7 +69,16 @@ def stitch(curves: list[tuple[int, object, float]], initial: float):
                                                                "window": pl.Int32})
 
 
-def run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None, metric: str = "return",
+
+def run_walk_forward(*args, **kwargs):
+    """`out` is locked meanwhile: a second writer refuses at once (the work: _run_walk_forward)."""
+    from .atomic import output_lock
+
+    with output_lock(Path(kwargs["out"])):
+        return _run_walk_forward(*args, **kwargs)
+
+
+def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None, metric: str = "return",
                      random: int = 0, seed: int = 0, jobs: int = 0, engine: str = "local", address=None,
                      params=None, symbols=None, start=None, end=None, config=None,
                      progress=None) -> WalkForwardResult:
@@ -108,7 +90,7 @@ def run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None,
     from .plugins.resolve import resolve_strategy
     from .result import Result
     from .data.reader import open_dataset
-    from .sweep import config_id, metric_value, run_sweep
+    from .sweep import column_of, column_value, config_id, metric_value, run_sweep
 
     out = Path(out)
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -142,8 +124,9 @@ def run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None,
         swept = {col.removeprefix("param."): best[col] for col in best if col.startswith("param.")}
         rows.append({"window": k, "is_start_ns": a, "is_end_ns": b, "oos_start_ns": b, "oos_end_ns": c,
                      **{f"param.{n}": v for n, v in swept.items()},
-                     f"is_{metric}": best[metric], f"oos_{metric}": metric_value(res.manifest, metric),
-                     "oos_return": metric_value(res.manifest, "return"),
+                     f"is_{column_of(metric)}": best[column_of(metric)],
+                     f"oos_{column_of(metric)}": column_value(metric, metric_value(res.manifest, metric)),
+                     "oos_return_pct": column_value("return", metric_value(res.manifest, "return")),
                      "oos_final_equity": metric_value(res.manifest, "final_equity"),
                      "oos_trades": metric_value(res.manifest, "trades"),
                      "is_runs": sw.table.height, "params": json.dumps(chosen, sort_keys=True),
@@ -170,3 +153,6 @@ def _figure(equity, windows, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+functools.update_wrapper(run_walk_forward, _run_walk_forward)  # its signature and docs

@@ -318,6 +318,27 @@ def test_price_figure_marks_every_fill_and_the_liquidation(crash):
     assert any("liquidated" in t for t in _texts(fig))
 
 
+def test_price_figure_keeps_prices_readable_and_says_what_is_left_out(crash):
+    """#14.21: a far liquidation price is clipped (marked on the edge), symbols beyond the limit
+    are named in a note."""
+    from backtest.report.figures import fig_prices
+
+    bars = crash.bars
+    far = bars.with_columns(pl.when(pl.col("symbol") == "BTCUSDT").then(pl.lit(1.0))
+                            .otherwise(pl.col("liq_price")).alias("liq_price"))
+    res = Result(manifest=crash.manifest, tables={**crash.tables, "bars": far})
+    btc = _ax_with_title(fig_prices(res), "BTCUSDT")
+    lo = bars.filter(pl.col("symbol") == "BTCUSDT")["low"].min()
+    assert btc.get_ylim()[0] > 0.8 * lo  # the price axis is not squashed down to 1.0
+    off = [c for c in btc.collections if c.get_gid() == "liq-offscale"]
+    assert len(off) == 1 and "off the scale (1)" in off[0].get_label()
+    fig = fig_prices(crash, max_symbols=1)
+    note = [t.get_text() for t in fig.texts if t.get_gid() == "prices-left-out"]
+    assert note == ["Showing 1 of 2 traded symbols; not shown: ETHUSDT "
+                    "(fig_prices(result, symbols=[...]) draws them)"]
+    assert not [t for t in fig_prices(crash).texts if t.get_gid() == "prices-left-out"]
+
+
 def test_position_and_margin_figures(crash):
     from backtest.report.figures import fig_margin, fig_position
 
@@ -554,10 +575,13 @@ def test_compare_runs(crash_dir, tmp_path):
     other.manifest["run_id"] = "shorter"
     d2 = other.save(tmp_path / "shorter")
     d3 = make_empty_result().save(tmp_path / "flat")
+    other.manifest["strategy"]["params"]["leverage"] = 5
+    d2 = other.save(tmp_path / "shorter")
     res = compare_runs([crash_dir, d2, d3], tmp_path / "cmp")
     table = res["table"]
     assert isinstance(table, pl.DataFrame)
-    assert table.columns == ["metric", "feb2026-crash-synthetic", "shorter", "flat"]
+    # strategy name and the parameters that differ (#14.21), not run ids
+    assert table.columns == ["metric", "crash-long leverage=10", "crash-long leverage=5", "do-nothing"]
     row = table.filter(pl.col("metric") == "n_liquidations").row(0)
     assert row[1] == 1.0 and row[3] == 0.0
     lines = [line for line in res["figure"].axes[0].get_lines()
@@ -565,18 +589,23 @@ def test_compare_runs(crash_dir, tmp_path):
     assert len(lines) == 3 and all(line.get_ydata()[0] == 1.0 for line in lines)
     assert res["png"].read_bytes()[:4] == b"\x89PNG"
     md = res["md"].read_text()
-    assert md.startswith("| metric | feb2026-crash-synthetic | shorter | flat |")
+    assert md.startswith("| metric | crash-long leverage=10 | crash-long leverage=5 | do-nothing |")
     assert "| max_drawdown |" in md
     assert "data:image/png;base64," in res["html"].read_text()
 
 
 def test_labels_of_runs_with_the_same_run_id_stay_unique(tmp_path):
+    from backtest.errors import ConfigError
     from backtest.report.tearsheet import compare_runs
 
     a = make_empty_result().save(tmp_path / "a")
     b = make_empty_result().save(tmp_path / "b")
     res = compare_runs([a, b], tmp_path / "cmp")
-    assert res["table"].columns == ["metric", "a", "b"]
+    assert res["table"].columns == ["metric", "do-nothing (a)", "do-nothing (b)"]
+    res = compare_runs([a, b], tmp_path / "cmp", labels=["base", "alt"])
+    assert res["table"].columns == ["metric", "base", "alt"]
+    with pytest.raises(ConfigError, match="--label: 1 label"):
+        compare_runs([a, b], tmp_path / "cmp", labels=["base"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -604,9 +633,11 @@ def test_cli_report_and_compare(cli_group, crash, tmp_path):
     assert res.exit_code == 0, res.output
     assert "report.pdf" in res.output and "equity.png" in res.output
     assert (d / "report" / "report.pdf").is_file() and not (d / "report" / "report.html").exists()
-    res = runner.invoke(cli_group, ["compare", str(d), str(d), "--out", str(tmp_path / "c")])
+    res = runner.invoke(cli_group, ["compare", str(d), str(d), "--out", str(tmp_path / "c"), "-l", "x",
+                                    "-l", "y"])
     assert res.exit_code == 0, res.output
     assert "compare.png" in res.output and (tmp_path / "c" / "compare.md").is_file()
+    assert "compared 2 run(s): x, y" in res.output
     res = runner.invoke(cli_group, ["report", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "--format" in res.output
     res = runner.invoke(cli_group, ["compare", "--help"])

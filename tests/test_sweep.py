@@ -96,8 +96,13 @@ def test_sweep_random_and_metric(ds, tmp_path):
     picked = sorted(row["param.entry"] for row in doc["top"])
     assert picked == sorted(p["entry"] for p in random_points({"entry": parse_values("60000:63000:500", "e")},
                                                               2, seed=4))
-    dd = [row["max_drawdown"] for row in doc["top"]]
-    assert dd == sorted(dd, key=abs)  # drawdown (a negative fraction, as in the CLI): smaller is better
+    dd = [row["max_drawdown_pct"] for row in doc["top"]]
+    assert dd == sorted(dd, key=abs)  # drawdown (a negative percent, as the CLI prints it): smaller is better
+    # percent, as `backtest run` prints it (#14.21): the table says so in its column names
+    from backtest.result import Result
+
+    runs = {Result.load(row["run_dir"]).headline["max_drawdown"] * 100 for row in doc["top"]}
+    assert set(dd) == runs and "return_pct" in doc["top"][0] and "return" not in doc["top"][0]
 
 
 def test_sweep_usage_errors(ds, tmp_path):

@@ -52,7 +52,7 @@ def test_walk_forward_command(ds, tmp_path):
     assert win["window"].to_list() == [0, 1]
     assert win["oos_start_ns"].to_list() == [T0 + 24 * H, T0 + 36 * H]
     assert win["is_end_ns"].to_list() == win["oos_start_ns"].to_list()
-    assert set(win["param.entry"]) <= {61000, 62000} and "is_return" in win.columns and "oos_return" in win.columns
+    assert set(win["param.entry"]) <= {61000, 62000} and "is_return_pct" in win.columns and "oos_return_pct" in win.columns
     for row in win.iter_rows(named=True):  # the chosen params are the in-sample winner's
         assert json.loads(row["params"])["entry"] == row["param.entry"]
     eq = pl.read_parquet(out / "oos_equity.parquet")

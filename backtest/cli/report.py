@@ -43,7 +43,10 @@ def report(run_dir: Path, formats: str, max_trades: int):
                 type=click.Path(path_type=Path, file_okay=False))
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="Output folder [default: compare/ next to the first run].")
-def compare(run_dirs: tuple[Path, ...], out_dir: Path | None):
+@click.option("--label", "-l", "labels", multiple=True, metavar="TEXT",
+              help="Label of each run, in order (repeat once per run) [default: strategy name and "
+                   "the parameters that differ].")
+def compare(run_dirs: tuple[Path, ...], out_dir: Path | None, labels: tuple[str, ...]):
     """Overlay the equity curves of runs and tabulate their metrics side by side.
 
     \b
@@ -54,6 +57,7 @@ def compare(run_dirs: tuple[Path, ...], out_dir: Path | None):
     Examples:
       backtest compare runs/ref runs/ref-5x
       backtest compare runs/sweep/* --out runs/sweep-compare
+      backtest compare runs/a runs/b -l baseline -l "5x leverage"
     """
     from ..metrics import COST_PARTS
     from ..report.tearsheet import COMPARE_METRICS, compare_runs
@@ -62,7 +66,7 @@ def compare(run_dirs: tuple[Path, ...], out_dir: Path | None):
     at = COMPARE_METRICS.index("slippage_cost") + 1
     metrics = COMPARE_METRICS[:at] + COST_PARTS + COMPARE_METRICS[at:]
     out_dir = out_dir or (run_dirs[0].parent / "compare")
-    res = compare_runs(run_dirs, out_dir, metrics=metrics)
+    res = compare_runs(run_dirs, out_dir, metrics=metrics, labels=labels or None)
     for key in ("png", "md", "html"):
         click.echo(f"{key:<5} {res[key]}")
     click.echo(f"compared {len(run_dirs)} run(s): {', '.join(res['table'].columns[1:])}")

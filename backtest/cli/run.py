@@ -43,9 +43,12 @@ def _run_options(f):
                           "fills) to show how much of the edge is execution."),
         click.option("--benchmark", metavar="SYMBOL",
                      help="Buy-and-hold benchmark symbol [default: the first symbol traded]."),
-        click.option("--leverage", "leverage_items", multiple=True, metavar="SYM=X",
-                     help="Leverage of a perpetual (repeatable), e.g. BTCUSDT=20."),
+        click.option("--leverage", "leverage_items", multiple=True, metavar="KEY=X",
+                     help="Leverage (repeatable): a symbol BTCUSDT=20, a type linear_perpetual=10, "
+                          "perp=5 or '*=5' (every perpetual); the most specific wins."),
         click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
+        click.option("--timer", metavar="DURATION",
+                     help="on_timer interval, e.g. 1h [default: the strategy's `timer`, else none]."),
         click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
                      help="Any config key, dotted (repeatable): --set execution.touch_fills=true."),
         click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only."),
@@ -61,8 +64,9 @@ def _spec(o: dict, **extra):
     from ..runconfig import build_spec, parse_assignments
 
     _check_no_jit(o.get("no_jit"))
+    _one_line_warnings(json_only=bool(o.get("as_json")))
     over = {"strategy": o.get("strategy"), "data": o.get("data"), "symbols": o.get("symbols"),
-            "start": o.get("start"), "end": o.get("end"), "out": o.get("out"),
+            "start": o.get("start"), "end": o.get("end"), "out": o.get("out"), "timer": o.get("timer"),
             "params": parse_assignments(o.get("param_items"), "--param"),
             "leverage": parse_assignments(o.get("leverage_items"), "--leverage"),
             "execution": {"latency": o.get("latency"), "slippage": o.get("slippage")},
@@ -78,6 +82,39 @@ def _spec(o: dict, **extra):
                                     initial_volume_30d=x.initial_volume_30d)
         spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, execution=ideal))
     return spec
+
+
+_WARNINGS: dict = {"json_only": False, "pending": []}
+
+
+def _one_line_warnings(json_only: bool) -> None:
+    """Collect CascadeWarnings, each time they occur, for `_print_warnings`: one line each after
+    the summary, so that a failing run still ends in exactly one `error:` line. With --json they
+    are left to the JSON (the manifest's "warnings")."""
+    import warnings
+
+    from ..errors import CascadeWarning
+
+    _WARNINGS.update(json_only=json_only, pending=[])
+    warnings.filterwarnings("always", category=CascadeWarning)
+    if getattr(warnings.showwarning, "_cascade", False):
+        return
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, CascadeWarning):
+            default(message, category, filename, lineno, file, line)
+        elif not _WARNINGS["json_only"] and str(message) not in _WARNINGS["pending"]:
+            _WARNINGS["pending"].append(str(message))
+
+    show._cascade = True
+    warnings.showwarning = show
+
+
+def _print_warnings() -> None:
+    for text in _WARNINGS["pending"]:
+        click.echo(f"warning: {text}", err=True)
+    _WARNINGS["pending"] = []
 
 
 def _check_no_jit(no_jit) -> None:
@@ -113,7 +150,8 @@ def _num(v, dec: int = 2) -> str:
 # --- run -------------------------------------------------------------------------------------
 @click.command("run")
 @_run_options
-@click.option("--out", metavar="RUN_DIR", help="Run folder to write (replaced atomically).")
+@click.option("--out", metavar="RUN_DIR", help="Run folder to write (locked while running).")
+@click.option("--overwrite", is_flag=True, help="Replace RUN_DIR when it already holds a run.")
 @click.option("--seed", type=int, help="Run seed (stochastic models).")
 @click.option("--report", "make_report", is_flag=True, help="Also draw the tear sheet into RUN_DIR/report.")
 def run_cmd(**o):
@@ -136,25 +174,33 @@ def run_cmd(**o):
     from .. import progress as prog
     from ..engine import run
 
+    from ..atomic import output_lock
+
     show = prog.enabled(o["quiet"] or o["as_json"])
-    total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
-    with prog.Bars(show) as bars:
-        res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
-                  end=spec.end, config=spec.config, out=Path(spec.out), progress=bars.run_callback(total))
-    _write_config_toml(spec, Path(spec.out))
-    report = _report(Path(spec.out), quiet=o["as_json"]) if o["make_report"] else None
+    out = Path(spec.out)
+    with output_lock(out):  # held through config.toml and the report, not just the run
+        _check_out(out, o["overwrite"])
+        total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
+        with prog.Bars(show) as bars:
+            res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
+                      end=spec.end, config=spec.config, out=out, progress=bars.run_callback(total))
+        _write_config_toml(spec, out)
+        report = _report(out, quiet=o["as_json"]) if o["make_report"] else None
     m = res.manifest
     if o["as_json"]:
         _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
                     "params": m["strategy"]["params"], "symbols": m["symbols"], "headline": m["headline"],
                     "metrics": m.get("metrics"), "timings": m["timings"], "config": m["config"],
-                    "report": report})
+                    "rejects": res.rejects, "warnings": m.get("warnings", []), "report": report})
         return
     h, t = m["headline"], m["timings"]
     click.echo(f"{m['strategy']['name']} on {', '.join(m['symbols'])}")
     click.echo(f"  final equity {_num(h['final_equity'])} {m.get('settle_currency', '')}   "
                f"return {_pct(h['return'])}   max drawdown {_pct(h['max_drawdown'])}   "
                f"trades {h.get('trades')}   fees {_num(h['fees'])}   liquidations {h['liquidations']}")
+    from ..result import rejects_text
+
+    click.echo(f"  rejected orders {rejects_text(res.rejects)}")
     sharpe = (m.get("metrics") or {}).get("sharpe")
     if sharpe is not None:
         click.echo(f"  sharpe {_num(sharpe)}")
@@ -166,6 +212,20 @@ def run_cmd(**o):
     click.echo(f"saved {spec.out}")
     if report:
         click.echo(f"report {Path(spec.out) / 'report'} ({len(report)} file(s))")
+    _print_warnings()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Never replace a finished run by surprise, nor a folder that is not a run at all."""
+    if not out.exists():
+        return
+    if (out / "manifest.json").is_file():
+        if not overwrite:
+            raise ConfigError(f"{out} already holds a run: pass --overwrite to replace it, or choose "
+                              "another --out")
+    elif not out.is_dir() or any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a run folder: choose another --out "
+                          "(a run replaces its whole folder)")
 
 
 def _write_config_toml(spec, run_dir: Path) -> None:
@@ -173,9 +233,23 @@ def _write_config_toml(spec, run_dir: Path) -> None:
     from ..atomic import write_text
     from ..runconfig import to_toml
 
-    text = to_toml(spec.to_dict())
+    text = to_toml(resolved_paths(spec.to_dict()))
     if text is not None and run_dir.is_dir():
         write_text(run_dir / "config.toml", text)
+
+
+def resolved_paths(d: dict) -> dict:
+    """data, out and a strategy file as absolute paths, so the saved config reruns from anywhere."""
+    d = dict(d)
+    for key in ("data", "out"):
+        if d.get(key):
+            d[key] = str(Path(d[key]).resolve())
+    strategy = d.get("strategy")
+    if strategy:
+        path, sep, cls = strategy.rpartition(":") if strategy.count(":") == 1 else (strategy, "", "")
+        if path.endswith(".py") and Path(path).is_file():
+            d["strategy"] = str(Path(path).resolve()) + sep + cls
+    return d
 
 
 def _report(run_dir: Path, quiet: bool) -> dict | None:
@@ -281,11 +355,15 @@ def sweep_cmd(**o):
         click.echo(f"heatmap {res.heatmap}")
     for r in df.filter(df["status"] == "failed").head(3).iter_rows(named=True):
         click.echo(f"failed {r['config_id']}: {r['error']}", err=True)
+    _print_warnings()
 
 
 def _print_rows(df, metric: str) -> None:
     params = [c for c in df.columns if c.startswith("param.")]
-    cols = ["rank", *params, metric] + [c for c in ("return", "max_drawdown", "trades") if c != metric]
+    from ..sweep import column_of
+
+    cols = ["rank", *params, column_of(metric)]
+    cols += [c for c in ("return_pct", "max_drawdown_pct", "trades") if c not in cols]
     header = [c.removeprefix("param.") for c in cols]
     rows = [[_cell(r.get(c)) for c in cols] for r in df.iter_rows(named=True)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -346,11 +424,13 @@ def walk_forward_cmd(**o):
     final = float(eq["equity"][-1]) if eq.height else initial
     if o["as_json"]:
         _echo_json({"out": str(out), "windows": res.windows.to_dicts(), "oos_final_equity": final,
-                    "oos_return": final / initial - 1, "seconds": round(time.perf_counter() - t0, 2),
+                    "oos_return_pct": (final / initial - 1) * 100, "seconds": round(time.perf_counter() - t0, 2),
                     "files": {k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet",
                                                        "oos_equity.png")}})
         return
-    metric = spec.sweep["metric"]
+    from ..sweep import column_of
+
+    metric = column_of(spec.sweep["metric"])
     click.echo(f"walk-forward {out}: {res.windows.height} window(s) in {time.perf_counter() - t0:.1f} s")
     params = [c for c in res.windows.columns if c.startswith("param.")]
     for r in res.windows.iter_rows(named=True):
@@ -359,6 +439,7 @@ def walk_forward_cmd(**o):
                    f"IS {metric} {_cell(r[f'is_{metric}'])}  OOS {metric} {_cell(r[f'oos_{metric}'])}")
     click.echo(f"out-of-sample: final equity {_num(final)}  return {_pct(final / initial - 1)}")
     click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {out / 'oos_equity.png'}")
+    _print_warnings()
 
 
 def _iso(ns: int) -> str:

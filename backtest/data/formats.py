@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, shown
 from .layout import TS_MAX_NS, TS_MIN_NS
 
 FIX_LINE = "correct or delete this line; if the download was cut short, fetch the file again"
@@ -86,13 +86,13 @@ class Batch:
         empty = (raw == "").to_numpy() if optional else np.zeros(len(raw), bool)
         i = _first_bad(v.is_null().to_numpy() & ~empty)
         if i >= 0:
-            problem = f"not a number: {raw[i]!r}" if raw[i] else "empty value, expected a number"
+            problem = f"not a number: {shown(raw[i])}" if raw[i] else "empty value, expected a number"
             raise self.error(i, problem, col)
         arr = v.fill_null(np.nan).to_numpy() if optional else v.to_numpy()
         with np.errstate(invalid="ignore"):
             i = _first_bad(~np.isfinite(arr) & ~empty)
         if i >= 0:
-            raise self.error(i, f"must be a finite number, got {raw[i]!r}", col)
+            raise self.error(i, f"must be a finite number, got {shown(raw[i])}", col)
         if positive:
             with np.errstate(invalid="ignore"):
                 badp = ~(np.isfinite(arr) & (arr > 0))
@@ -100,7 +100,7 @@ class Batch:
                     badp &= ~np.isnan(arr)
             i = _first_bad(badp)
             if i >= 0:
-                raise self.error(i, f"must be a finite number > 0, got {raw[i]!r}", col)
+                raise self.error(i, f"must be a finite number > 0, got {shown(raw[i])}", col)
         return arr
 
     def epoch_ns(self, col: str, *, optional: bool = False) -> np.ndarray:
@@ -118,7 +118,7 @@ class Batch:
             fr = raw.str.contains(r"^\d+\.\d*$").fill_null(False).to_numpy() & nulls
             i = _first_bad(nulls & ~fr)
             if i >= 0:
-                problem = f"not a timestamp: {raw[i]!r}" if raw[i] else "empty value, expected a timestamp"
+                problem = f"not a timestamp: {shown(raw[i])}" if raw[i] else "empty value, expected a timestamp"
                 raise self.error(i, problem, col)
             parts = raw.str.split_exact(".", 1).struct.unnest()
             ints = parts["field_0"].cast(pl.Int64, strict=False)
@@ -138,7 +138,7 @@ class Batch:
             too_long = (fstr.str.len_chars() > digits).to_numpy() & fr
             i = _first_bad(too_long)
             if i >= 0:
-                raise self.error(i, f"timestamp {raw[i]!r} has more decimals than {unit} allow", col, FIX_UNIT)
+                raise self.error(i, f"timestamp {shown(raw[i])} has more decimals than {unit} allow", col, FIX_UNIT)
             if digits:
                 frac = np.where(fr, fstr.str.pad_end(digits, "0").cast(pl.Int64, strict=False)
                                 .fill_null(0).to_numpy(), 0)
@@ -146,7 +146,7 @@ class Batch:
         bad = ((ints < lo) | (ints >= hi)) & ~empty
         i = _first_bad(bad)
         if i >= 0:
-            raise self.error(i, f"timestamp {raw[i]!r} read as {unit} is outside 2009-01-01 .. "
+            raise self.error(i, f"timestamp {shown(raw[i])} read as {unit} is outside 2009-01-01 .. "
                              "2100-01-01 UTC", col, FIX_UNIT)
         out = ints * mult + frac
         if optional:
@@ -172,7 +172,7 @@ class Batch:
             seen |= m
         i = _first_bad(~seen)
         if i >= 0:
-            raise self.error(i, f"unknown side {self.df[col][i]!r} (expected {', '.join(mapping)})", col)
+            raise self.error(i, f"unknown side {shown(self.df[col][i])} (expected {', '.join(mapping)})", col)
         return out
 
     def single_symbol(self, col: str = "symbol") -> None:
@@ -429,7 +429,7 @@ def choose_layout(fmt: str, first_line: str, name: str) -> tuple[tuple[str, ...]
         others = [m for m in matching_formats(fields) if m != fmt]
         hint = (f"this header matches --format {' or '.join(others)}" if others else
                 "expected a header naming " + " or ".join(",".join(lay) for lay in spec.layouts))
-        raise line_error(name, 1, f"unknown header for {fmt}: {first_line[:200]!r}",
+        raise line_error(name, 1, f"unknown header for {fmt}: {shown(first_line)}",
                          fix=f"check --format ({hint})")
     by_count = [lay for lay in spec.layouts if len(lay) == len(fields)]
     if not by_count:

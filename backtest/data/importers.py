@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, shown
 from .formats import FORMATS, Batch, choose_layout, line_error
 from .layout import KINDS, date_of_day, partition_dir
 
@@ -63,7 +63,7 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
 
     _ARROW = {"i8": pa.int64(), "f8": pa.float64(), "b1": pa.bool_()}
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
     state = {} if state is None else state
     with Source(Path(path)) as src:
@@ -133,7 +133,7 @@ def _exact(kind: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def parse_file_kinds(path: Path, fmt: str) -> dict[str, dict[str, np.ndarray]]:
     """All rows of one file per kind, in the kinds' exact dtypes, stably sorted by ts_ns."""
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     got: dict[str, list] = {k: [] for k in FORMATS[fmt].kinds}
     for parsed in iter_file(path, fmt):
         for kind, cols in parsed.items():
@@ -241,7 +241,7 @@ class _Sink:
 
 def _check_symbol_name(symbol: str) -> None:
     if not symbol or any(c in symbol for c in '/\\=:*?"<>| ') or symbol.startswith("."):
-        raise ConfigError(f"--symbol {symbol!r} cannot be a folder name; use e.g. BTCUSDT")
+        raise ConfigError(f"--symbol {shown(symbol)} cannot be a folder name; use e.g. BTCUSDT")
 
 
 def _resolve_instruments(out: Path, symbol: str, instruments: Path | None, venue: str | None):
@@ -262,7 +262,7 @@ def _resolve_instruments(out: Path, symbol: str, instruments: Path | None, venue
         if symbol not in have:
             if given is not None and symbol in given:
                 return {**have, symbol: given[symbol]}
-            raise DataError(f"symbol {symbol!r} is not in the dataset's instruments file", file=existing,
+            raise DataError(f"symbol {shown(symbol)} is not in the dataset's instruments file", file=existing,
                             fix=f"add {symbol} to it, or pass --venue to take it from the bundled catalogue "
                                 f"(known: {', '.join(sorted(have))})")
         if given is not None and symbol in given and given[symbol] != have[symbol]:
@@ -273,7 +273,7 @@ def _resolve_instruments(out: Path, symbol: str, instruments: Path | None, venue
         raise DataError("the dataset has no instruments file", file=out,
                         fix="pass --venue (bundled catalogue) or --instruments FILE (see data/README.md)")
     if symbol not in given:
-        raise DataError(f"symbol {symbol!r} is not in the instruments file", file=instruments,
+        raise DataError(f"symbol {shown(symbol)} is not in the instruments file", file=instruments,
                         fix=f"add {symbol} to it (known: {', '.join(sorted(given))})")
     return given
 
@@ -409,7 +409,7 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
     from .layout import INSTRUMENT_FILES
 
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     _check_symbol_name(symbol)
     files = [Path(f) for f in files]
     if not files:

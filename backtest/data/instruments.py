@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.schema import MAX_BRACKETS, InstrumentType
-from ..errors import DataError
+from ..errors import DataError, shown
 from .layout import INSTRUMENT_FILES
 
 TYPE_NAMES = {
@@ -116,11 +116,11 @@ def _parse_one(path: Path, sym: str, spec) -> Instrument:
     if missing:
         raise DataError(f"{where}: missing key(s) {missing}", file=path)
     if spec["type"] not in TYPE_NAMES:
-        raise DataError(f"{where}.type: unknown type {spec['type']!r}", file=path,
+        raise DataError(f"{where}.type: unknown type {shown(spec['type'])}", file=path,
                         fix=f"use one of {sorted(TYPE_NAMES)}")
     for k in _NUMBERS:
         if k in spec and not _is_number(spec[k]):
-            raise DataError(f"{where}.{k} must be a number, got {spec[k]!r}", file=path)
+            raise DataError(f"{where}.{k} must be a number, got {shown(spec[k])}", file=path)
     brackets = []
     for j, b in enumerate(spec.get("brackets", [])):
         if not isinstance(b, dict) or set(b) != _BRACKET_KEYS:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import DataError, shown
 from .instruments import instrument_warnings, load_instruments
 from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
 
@@ -51,7 +51,7 @@ _RULE_TEXT = {
 
 def _kind_columns(kind: str) -> dict[str, pa.DataType]:
     if kind not in KINDS:
-        raise DataError(f"unknown kind {kind!r}", fix=f"use one of {sorted(KINDS)}")
+        raise DataError(f"unknown kind {shown(kind)}", fix=f"use one of {sorted(KINDS)}")
     return KINDS[kind][1]
 
 
@@ -332,7 +332,7 @@ def validate_dataset(root: Path, *, all_problems: bool = False,
 def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: list[Path],
                      instruments, max_gap_s: float = MAX_GAP_S) -> int:
     if symbol not in instruments:
-        raise DataError(f"unknown symbol {symbol!r}: not in the instruments file", file=files[0].parent.parent,
+        raise DataError(f"unknown symbol {shown(symbol)}: not in the instruments file", file=files[0].parent.parent,
                         fix=f"add {symbol} to instruments.json, or remove the folder")
     prev_ts = None
     rows = 0
@@ -345,7 +345,7 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
         try:
             dates.append(dt.date.fromisoformat(date))
         except ValueError:
-            raise DataError(f"bad date partition {f.parent.name!r}", file=f,
+            raise DataError(f"bad date partition {shown(f.parent.name)}", file=f,
                             fix="name date folders date=YYYY-MM-DD") from None
         n, prev_ts = check_file(kind, f, prev_ts, date=date, gaps=gaps)
         if first_ts is None and n:

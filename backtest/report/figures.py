@@ -358,10 +358,17 @@ def fig_prices(result, symbols: list[str] | None = None, max_symbols: int = 6) -
     """Price per symbol (last-trade close, high-low band), liquidation price, and every fill as a
     marker: entries/exits by side (hollow = exit), stops, take-profits and liquidations."""
     run = _Run(result)
-    syms = list(symbols) if symbols else run.traded_symbols()[:max_symbols]
+    traded = run.traded_symbols()
+    syms = list(symbols) if symbols else traded[:max_symbols]
     n = max(1, len(syms))
     fig, axes = _new_figure(2.0 + 2.6 * n, n, 1, sharex=True)
     fig.suptitle("Prices, fills and liquidation price")
+    left_out = [s for s in traded if s not in syms]
+    if left_out:  # never drop symbols silently
+        more = f" +{len(left_out) - 12} more" if len(left_out) > 12 else ""
+        fig.text(0.01, 0.002, f"Showing {len(syms)} of {len(traded)} traded symbols; not shown: "
+                 f"{', '.join(left_out[:12])}{more} (fig_prices(result, symbols=[...]) draws them)",
+                 fontsize=7.5, color="#666666", va="bottom", gid="prices-left-out")
     if not syms:
         _empty(axes[0, 0], "No bars and no fills in this run")
         return fig
@@ -375,6 +382,7 @@ def fig_prices(result, symbols: list[str] | None = None, max_symbols: int = 6) -
         if bars.height:
             b = bars.select("ts_ns", "open", "high", "low", "close").to_numpy()
             ts, o, h, lo, c = decimate.ohlc(b[:, 0].astype(np.int64), b[:, 1], b[:, 2], b[:, 3], b[:, 4])
+            prices = np.concatenate([lo, h, f["price"].to_numpy() if f.height else []])
             if np.isfinite(c).any():
                 xb = _x(ts)
                 ax.fill_between(xb, lo, h, color=COLORS["band"], alpha=0.45, lw=0, step="pre",
@@ -383,8 +391,7 @@ def fig_prices(result, symbols: list[str] | None = None, max_symbols: int = 6) -
                 drawn = True
             if "liq_price" in bars.columns and bars["liq_price"].is_finite().any():
                 lts, lp = decimate.minmax(bars["ts_ns"].to_numpy(), bars["liq_price"].to_numpy())
-                ax.plot(_x(lts), lp, color=COLORS["liq_line"], lw=1.1, ls=(0, (5, 2)),
-                        label="Liquidation price", gid="liq-price")
+                _liq_line(ax, _x(lts), np.asarray(lp, dtype=float), prices[np.isfinite(prices)])
                 drawn = True
         elif f.height:
             ax.plot(_x(f["ts_ns"].to_numpy()), f["price"].to_numpy(), color=COLORS["strategy"],
@@ -415,6 +422,35 @@ def fig_prices(result, symbols: list[str] | None = None, max_symbols: int = 6) -
         _time_axis(ax)
     axes[-1, 0].set_xlabel("Time (UTC)")
     return fig
+
+
+def _liq_line(ax, x, lp: np.ndarray, prices: np.ndarray) -> None:
+    """The liquidation price, clipped to the price range so that a far-away liquidation price
+    cannot squash the price axis; where it is off the scale, triangles on the edge mark it."""
+    if not len(prices):
+        ax.plot(x, lp, color=COLORS["liq_line"], lw=1.1, ls=(0, (5, 2)), label="Liquidation price",
+                gid="liq-price")
+        return
+    top, bottom = float(prices.max()), float(prices.min())
+    pad = 0.08 * (top - bottom) or 0.01 * abs(top) or 1.0
+    ymin, ymax = bottom - pad, top + pad
+    inside = (lp >= ymin) & (lp <= ymax)
+    ax.plot(x, np.where(inside, lp, np.nan), color=COLORS["liq_line"], lw=1.1, ls=(0, (5, 2)),
+            label="Liquidation price", gid="liq-price")
+    off = np.isfinite(lp) & ~inside
+    if off.any():
+        xs = np.asarray(x)
+        for sel, edge, marker in ((off & (lp > ymax), ymax, "^"), (off & (lp < ymin), ymin, "v")):
+            if sel.any():
+                ax.scatter(xs[sel], np.full(int(sel.sum()), edge), s=12, color=COLORS["liq_line"],
+                           marker=marker, clip_on=False, zorder=4, gid="liq-offscale",
+                           label=f"Liquidation price off the scale ({_fmt_range(lp[sel])})")
+        ax.set_ylim(ymin, ymax)
+
+
+def _fmt_range(v: np.ndarray) -> str:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    return f"{lo:,.0f}" if lo == hi else f"{lo:,.0f} to {hi:,.0f}"
 
 
 @_styled
@@ -869,6 +905,11 @@ def fig_summary(result, metrics: dict | None = None) -> Figure:
                 fig.text(x0 + 0.42, y, value, fontsize=9, ha="right", family="monospace")
                 y -= 0.031
             y -= 0.03
+    from ..result import rejects_by_reason, rejects_text
+
+    rejects = rejects_by_reason(run.t("orders"), int((run.manifest.get("headline") or {}).get("rejects") or 0))
+    fig.text(0.05, 0.06, f"Rejected orders: {rejects_text(rejects)}", fontsize=8.5,
+             color="#333333", wrap=True)
     fig.text(0.05, 0.03, "Return statistics from equity resampled to a UTC calendar grid, 365-day "
              "year, risk-free rate 0; drawdowns from the raw equity samples. See docs/metrics.md.",
              fontsize=7.5, color="#777777")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -122,6 +123,16 @@ def all_metrics_html(m: dict) -> str:
                    for k, v in m.items())
     return (f"<details><summary>All metrics ({len(m)}) as computed</summary><table><tbody>{rows}"
             "</tbody></table></details>")
+
+
+def rejects_html(rejects: dict[str, int]) -> str:
+    """Rejected orders by reason: a small table (or one line when there were none)."""
+    n = sum(rejects.values())
+    if not n:
+        return "<h2 id='rejects'>Rejected orders</h2><p>none</p>"
+    rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{v:,}</td></tr>" for k, v in rejects.items())
+    return (f"<h2 id='rejects'>Rejected orders ({n:,})</h2><table><thead><tr><th>reason</th>"
+            f"<th>orders</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def trades_html(trades: pl.DataFrame, n: int = 50, ccy: str = "") -> str:
@@ -238,7 +249,7 @@ def report_html(result: Result, metrics: dict, images: Iterable[tuple[str, str, 
              "<p class='note'>Return statistics use equity resampled to a UTC calendar grid "
              f"({_e(metrics.get('return_freq'))}), a 365-day year and a zero risk-free rate; drawdowns"
              " use the raw equity samples. Formulas: docs/metrics.md.</p>",
-             "<h2 id='figures'>Figures</h2>"]
+             rejects_html(result.rejects), "<h2 id='figures'>Figures</h2>"]
     for name, caption, b64 in images:
         body.append(f"<figure id='fig-{_e(name)}'><img alt='{_e(name)}' "
                     f"src='data:image/png;base64,{b64}'><figcaption>{_e(caption)}</figcaption></figure>")
@@ -259,10 +270,22 @@ _PCT = {"total_return", "annual_return", "annual_volatility", "max_drawdown", "t
         "win_rate", "exposure", "min_liq_distance"}
 
 
-def _labels(results: list[Result], run_dirs: list[Path]) -> list[str]:
-    labels = [str(r.manifest.get("run_id") or d.name) for r, d in zip(results, run_dirs)]
-    if len(set(labels)) < len(labels):
-        labels = [d.name if labels.count(lab) > 1 else lab for lab, d in zip(labels, run_dirs)]
+def _labels(results: list[Result], run_dirs: list[Path], given: Sequence[str] | None = None) -> list[str]:
+    """`given`, else the strategy name and the parameters that differ between the runs
+    ('Reference entry=61500'); runs that still look alike get their folder name appended."""
+    if given:
+        if len(given) != len(results):
+            raise ConfigError(f"--label: {len(given)} label(s) for {len(results)} run(s); give one per run")
+        labels = [str(g) for g in given]
+    else:
+        strategies = [r.manifest.get("strategy") or {} for r in results]
+        params = [s.get("params") or {} for s in strategies]
+        keys = list(dict.fromkeys(k for p in params for k in p))
+        differ = [k for k in keys if len({json.dumps(p[k], sort_keys=True, default=str)
+                                          for p in params if k in p}) > 1]
+        labels = [" ".join([str(s.get("name") or d.name), *(f"{k}={p.get(k)}" for k in differ if k in p)])
+                  for s, p, d in zip(strategies, params, run_dirs)]
+        labels = [f"{lab} ({d.name})" if labels.count(lab) > 1 else lab for lab, d in zip(labels, run_dirs)]
     seen: dict[str, int] = {}
     out = []
     for lab in labels:
@@ -286,8 +309,11 @@ def _fmt_cell(key: str, v) -> str:
     return f"{v:,.2f}"
 
 
-def compare_runs(run_dirs: Sequence, out_dir, *, metrics: Sequence[str] = COMPARE_METRICS) -> dict:
+def compare_runs(run_dirs: Sequence, out_dir, *, metrics: Sequence[str] = COMPARE_METRICS,
+                 labels: Sequence[str] | None = None) -> dict:
     """Overlay the equity curves (each divided by its initial equity) and tabulate metrics.
+
+    Runs are labelled by `labels`, else by strategy name and the parameters that differ.
 
     Writes ``compare.png``, ``compare.html`` and ``compare.md`` into ``out_dir`` and returns
     ``{"table": DataFrame (metric, one Float64 column per run), "figure": Figure, "png": path,
@@ -297,7 +323,7 @@ def compare_runs(run_dirs: Sequence, out_dir, *, metrics: Sequence[str] = COMPAR
     if not run_dirs:
         raise ConfigError("compare needs at least one run folder")
     results = [Result.load(d) for d in run_dirs]
-    labels = _labels(results, run_dirs)
+    labels = _labels(results, run_dirs, labels)
     mets = [M.compute_metrics(r) for r in results]
     data = {"metric": list(metrics)}
     for lab, m in zip(labels, mets):

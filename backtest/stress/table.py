@@ -20,8 +20,8 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def run_row(run_dir: Path, status: str) -> dict:
-    """One run's figures, from its saved folder: final equity, return, max drawdown (fraction of
-    the peak), whether and when it was liquidated, the worst sampled margin ratio."""
+    """One run's figures, from its saved folder: final equity, return, max drawdown (a negative
+    fraction of the peak), whether and when it was liquidated, the worst sampled margin ratio."""
     run_dir = Path(run_dir)
     m = json.loads((run_dir / "manifest.json").read_text())
     h = m.get("headline") or {}
@@ -29,7 +29,7 @@ def run_row(run_dir: Path, status: str) -> dict:
     eq = pl.read_parquet(run_dir / "equity.parquet", columns=["margin_ratio"])
     worst = eq["margin_ratio"].drop_nans().max() if eq.height else None
     return {"status": status, "error": None, "final_equity": h.get("final_equity"),
-            "return": h.get("return"), "max_drawdown": h.get("max_drawdown_pct"),
+            "return": h.get("return"), "max_drawdown": h.get("max_drawdown"),
             "liquidated": liq.height > 0, "liquidation_ns": int(liq["ts_ns"].min()) if liq.height else None,
             "worst_margin_ratio": None if worst is None else float(worst)}
 
