@@ -44,10 +44,13 @@ KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
 
 INSTRUMENT_FILES = ("instruments.json", "instruments.toml")
 
-# Timestamps must fall in [2009-01-01, 2100-01-01) UTC: anything else is a unit mix-up or garbage,
-# and the bounds keep every ns value far from int64 overflow.
+# Imported timestamps must fall in [2009-01-01, 2100-01-01) UTC: anything else is a unit mix-up or
+# garbage, and the bounds keep every ns value far from int64 overflow.
 TS_MIN_NS = 1_230_768_000 * 10**9
 TS_MAX_NS = 4_102_444_800 * 10**9
+# Stored datasets (validate, reader) accept [1970-01-01, 2100-01-01): synthetic datasets and tests
+# may start at the epoch; negative (pre-1970) and overflowing values are still refused.
+DATA_TS_MIN_NS = 0
 
 
 def schema_of(kind: str) -> pa.Schema:

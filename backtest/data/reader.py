@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ..core.schema import EVENT_COLUMNS, MAX_SYMBOLS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
-from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
+from .layout import DATA_TS_MIN_NS, KINDS, TS_MAX_NS, date_of_file, list_streams
 from .validate import check_batch
 
 DEFAULT_CHUNK_ROWS = 1 << 20
@@ -68,7 +68,7 @@ class _Stream:
         keep = []
         for rg in range(md.num_row_groups):
             st = md.row_group(rg).column(ts_idx).statistics
-            if st is not None and st.has_min_max and TS_MIN_NS <= st.min and st.max < TS_MAX_NS:
+            if st is not None and st.has_min_max and DATA_TS_MIN_NS <= st.min and st.max < TS_MAX_NS:
                 # out-of-range times are never skipped unseen: check_batch refuses them
                 if st.max < self.start_ns or st.min >= self.end_ns:
                     continue

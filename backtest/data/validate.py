@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError, shown
 from .instruments import instrument_warnings, load_instruments
-from .layout import KINDS, TS_MAX_NS, TS_MIN_NS, date_of_file, list_streams
+from .layout import DATA_TS_MIN_NS, KINDS, TS_MAX_NS, date_of_file, list_streams
 
 BATCH_ROWS = 256 * 1024
 _DAY_NS = 86_400 * 1_000_000_000
@@ -94,9 +94,9 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
     crossed quotes."""
     found = []
     ts = np.asarray(columns["ts_ns"])
-    i = _first((ts < TS_MIN_NS) | (ts >= TS_MAX_NS))
+    i = _first((ts < DATA_TS_MIN_NS) | (ts >= TS_MAX_NS))
     if i >= 0:
-        found.append((i, "ts_ns", f"timestamp {int(ts[i])} is outside 2009-01-01 .. 2100-01-01 UTC "
+        found.append((i, "ts_ns", f"timestamp {int(ts[i])} is outside 1970-01-01 .. 2100-01-01 UTC "
                       "(ns since the epoch; a unit mix-up or an overflow)",
                       "re-import the source file (the importer detects its time unit) or regenerate it"))
     for name, rule in _RULES.get(kind, {}).items():  # kinds added elsewhere may bring no rules
