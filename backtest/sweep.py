@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import CascadeError, ConfigError
+from .errors import CascadeError, ConfigError, StrategyError
 
 RESULTS = "results.parquet"
 HEATMAP = "heatmap.png"
@@ -360,13 +360,26 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state).
-    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .core.lifeline import die_with_parent
+
+    # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state). Workers
+    # die with this process, even when it is killed (SIGKILL): nothing keeps running or holds the
+    # caller's stdout open.
+    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
             futures = {ex.submit(run_task, t): t for t in tasks}
         for f in as_completed(futures):
-            done(futures[f], f.result())
+            try:
+                row = f.result()
+            except BrokenProcessPool:  # a worker died: a native crash of the compiled strategy
+                raise StrategyError(f"a sweep worker died running {futures[f].strategy} (a native "
+                                    "crash such as an out-of-bounds index in a hook); rerun with "
+                                    "--boundscheck to find the bad index, or --no-jit to debug it") from None
+            done(futures[f], row)
     except BaseException:
         # Ctrl-C or a failure: drop queued runs and stop the running ones now (their temporary
         # folders are removed by run_sweep); finished runs are already saved.

@@ -58,7 +58,8 @@ def install() -> None:
                 where = quarantine(self._cache_file)
             except OSError as move_error:  # read-only cache: recompile anyway, in memory
                 where = f"nowhere ({_short(move_error, 60)})"
-            sys.stderr.write(f"note: the numba cache of {self._py_func.__qualname__} was corrupt "
+            fn = self._py_func
+            sys.stderr.write(f"note: the numba cache of {fn.__module__}.{fn.__qualname__} was corrupt "
                              f"({_short(e)}); moved it to {where} and recompiling\n")
             return None
 

@@ -1,0 +1,124 @@
+"""The `backtest run | sweep | walk-forward` commands run in a child process watched by this one.
+
+Compiled strategy code has no safety net: an out-of-bounds write in a hook can kill the process
+with SIGSEGV, and a dying process can print nothing. So the command the user typed starts itself
+again as a child (same arguments, same terminal) and waits for it; when the child is killed by a
+signal, this process says so in one line, naming the strategy (which the child writes to a small
+note file when it compiles the loop, backtest/plugins/codegen.py) and how to find the fault.
+
+Signals: Ctrl-C in a terminal reaches both processes (one process group); a signal sent to this
+process alone (`kill`, a wrapper's Popen.send_signal) is passed on to the child, which answers one
+interrupt per Ctrl-C (backtest/cli/__init__.py). A second Ctrl-C here kills the child at once.
+The child dies with this process (core/lifeline.py), so nothing outlives a SIGKILL of the command.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+SUPERVISOR = "CASCADE_SUPERVISOR"  # in the child: the supervising process's pid
+NOTE = "CASCADE_CRASH_NOTE"  # in the child: file to write the running strategy's name to
+COMMANDS = ("run", "sweep", "walk-forward")
+EXIT_INTERRUPTED = 130
+_CRASHES = {"SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGSYS", "SIGTRAP"}
+
+
+def wanted(argv: list[str]) -> bool:
+    """Supervise the commands that run compiled strategies (not --help, not other commands)."""
+    if os.environ.get(SUPERVISOR) or os.environ.get("CASCADE_SUPERVISE", "1") == "0":
+        return False
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in COMMANDS and not {"-h", "--help"} & set(argv)
+
+
+def note_strategy(text: str) -> None:
+    """In a supervised child: the strategy whose compiled code now runs (for the crash line)."""
+    path = os.environ.get(NOTE)
+    if path:
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+
+
+def supervise(argv: list[str]) -> int:
+    """Run `backtest ARGV` in a child; returns the exit code for this process."""
+    fd, note = tempfile.mkstemp(prefix="cascade-run-", suffix=".txt")
+    os.close(fd)
+    env = dict(os.environ, **{SUPERVISOR: str(os.getpid()), NOTE: note})
+    forwarded = {"SIGINT": 0}
+    child = None
+
+    def forward(signum, frame):
+        name = signal.Signals(signum).name
+        if child is None:
+            return
+        if name == "SIGINT":
+            forwarded["SIGINT"] += 1
+            if forwarded["SIGINT"] > 1:  # a second Ctrl-C: stop now
+                child.kill()
+                return
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK")
+    old = {}
+    for name in names:
+        if hasattr(signal, name):
+            old[name] = signal.signal(getattr(signal, name), forward)
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env)
+        code = child.wait()
+        strategy = _read(note)
+    finally:
+        for name, handler in old.items():
+            signal.signal(getattr(signal, name), handler)
+        try:
+            os.unlink(note)
+        except OSError:
+            pass
+    return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _outcome(code: int, strategy: str, interrupted: bool) -> int:
+    if code >= 0:
+        return code
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    who = f"strategy {strategy}" if strategy else "the command"
+    if name == "SIGINT" or (interrupted and name == "SIGKILL"):
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    if name in _CRASHES:
+        _say(f"error: {who} crashed the process ({name}, a fault in compiled code such as an "
+             "out-of-bounds index in a hook); rerun with --boundscheck to find the bad index, or "
+             "--no-jit to debug it as plain Python")
+        return 1
+    if name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK") and hasattr(signal, name):
+        # passed on from this process (or sent to the child alone): end the same way
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+        os.kill(os.getpid(), getattr(signal, name))
+    _say(f"error: {who} was killed by {name}"
+         + (" (the system may have run out of memory)" if name == "SIGKILL" else ""))
+    return 128 + (-code)
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
