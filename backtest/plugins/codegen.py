@@ -26,6 +26,7 @@ from ..atomic import write_text
 from ..strategy import HOOKS, Strategy
 from ..core import loop as loop_template
 from ..core import warm
+from .error_model import python_errors
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDLIB_DIRS = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"],
@@ -203,4 +204,6 @@ def build_loop(cls: type):
     if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
         raise RuntimeError(f"{path} did not produce a compiled loop; remove it and retry")
     supervisor.note_strategy(f"{cls.__name__} ({_loader_args(cls)[2]})")  # named if it crashes
+    if numba.config.DISABLE_JIT:
+        return python_errors(run)  # raise where the compiled loop raises
     return run
