@@ -1,0 +1,186 @@
+"""#14.1 and #14.8: the `backtest` command never dies silently, and Ctrl-C always ends it with one
+line and exit code 130 (backtest/cli/__init__.py, backtest/supervisor.py).
+
+* a native crash of compiled strategy code (SIGSEGV from an out-of-bounds write in a hook) is one
+  line naming the strategy and suggesting --boundscheck / --no-jit (before: rc -11, no output);
+* KeyboardInterrupt in any command is `interrupted`, exit 130 (before: click's "Aborted!", exit 1);
+* SIGINT stops a run also when the command was started with SIGINT ignored (a background job of a
+  shell script; before: the run went on and exited 0), whether it reaches the whole process group
+  (a terminal's Ctrl-C) or the command's pid alone (a wrapper's Popen.send_signal).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from backtest.cli import cli
+from backtest.data.instruments import Instrument, write_instruments
+from backtest.data.writer import write_stream
+from engine_fixtures import make_market_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
+T0 = 1_770_249_600_000_000_000
+
+
+def _env():
+    return {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR",
+                                                             str(REPO / ".cache" / "test"))}
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+# ------------------------------------------------------------------------------ #14.8 in-process
+COMMANDS = [("run",), ("sweep",), ("walk-forward",), ("data", "generate"), ("data", "import"),
+            ("data", "validate"), ("report",), ("cache", "info"), ("list-strategies",)]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_keyboard_interrupt_in_any_command_is_one_line_and_exit_130(path, monkeypatch):
+    cmd = cli
+    for name in path:
+        cmd = cmd.commands[name]
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "callback", interrupted)
+    monkeypatch.setattr(cmd, "params", [])  # no required arguments to give
+    r = CliRunner().invoke(cli, list(path))
+    assert r.exit_code == 130, (r.exit_code, r.output)  # before: 1 and "Aborted!"
+    assert _lines(r.output) == ["interrupted"], r.output
+
+
+def test_long_error_messages_are_cut_to_one_short_line():
+    from backtest.cli import MAX_MESSAGE, _short
+
+    text = "numba failed:\n" + "define i64 @f() {\n  ret i64 0\n}\n" * 2000  # ~58 KB of IR
+    short = _short(text)
+    assert "\n" not in short and len(short) < MAX_MESSAGE + 80 and "--debug" in short
+
+
+# ------------------------------------------------------------------------------ #14.1 native crash
+CRASH_SOURCE = '''
+from backtest import Strategy
+
+
+class Crash(Strategy):
+    """Writes far past the end of a 4-element array at its 4th trade: a native crash."""
+
+    n: int = 0
+    buf: ("f8", 4)
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.n == 3:
+            self.buf[self.n * 100_000_000] = price
+        self.n += 1
+'''
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash") / "ds"
+    n = 100
+    ts = T0 + __import__("numpy").arange(n, dtype="i8") * 1_000_000
+    import numpy as np
+
+    write_stream(root, "trades", "BTCUSDT", dict(ts_ns=ts, price=np.full(n, 62_000.0),
+                                                 qty=np.full(n, 0.01), side=np.ones(n, np.int8)))
+    write_instruments(root / "instruments.json", {"BTCUSDT": Instrument(
+        "BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", tick_size=0.1, lot_size=0.001)})
+    return root
+
+
+@pytest.mark.slow
+def test_native_crash_is_reported_in_one_line_naming_the_strategy(tmp_path, small_dataset):
+    f = tmp_path / "crash_strategy.py"
+    f.write_text(textwrap.dedent(CRASH_SOURCE))
+    p = subprocess.run([BACKTEST, "run", f"{f}:Crash", "--data", str(small_dataset), "--out",
+                        str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, env=_env(),
+                       timeout=900)
+    print("\nnative crash:", p.returncode, p.stderr.strip())
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])  # before: -11 and nothing printed
+    lines = _lines(p.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: strategy Crash ("), p.stderr[-2000:]
+    assert str(f) in lines[0] and ("SIGSEGV" in lines[0] or "SIGBUS" in lines[0])
+    assert "--boundscheck" in lines[0] and "--no-jit" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ #14.8 real SIGINT
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sigint") / "ds"
+    make_market_dataset(root, 1_500_000, nsym=1, seed=4, period=200_000)
+    return root
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait_for_child(p: subprocess.Popen) -> None:
+    """Until the supervised child runs (the command's own process only waits for it)."""
+    proc = psutil.Process(p.pid)
+    while p.poll() is None and not proc.children():
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["group", "pid"])
+@pytest.mark.parametrize("ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_sigint_stops_a_run_with_130_and_one_line(tmp_path, long_dataset, to, ignored):
+    """A --no-jit run (no compile, minutes of work) interrupted while it runs."""
+    out = tmp_path / "run"
+    p = subprocess.Popen([BACKTEST, "run", "reference", "-p", "sym=S0", "--data", str(long_dataset),
+                          "--out", str(out), "--quiet", "--no-jit"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=_env(), start_new_session=True,
+                         preexec_fn=_ignore_sigint if ignored else None)
+    try:
+        _wait_for_child(p)
+        time.sleep(3)  # into the run (the kill point only; nothing is timed)
+        assert p.poll() is None, p.communicate()
+        if to == "group":
+            os.killpg(p.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        else:
+            p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    err = err.decode(errors="replace")
+    assert p.returncode == 130, (p.returncode, err[-2000:])
+    assert _lines(err) == ["interrupted"], err[-2000:]
+    assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name != "run"]
+
+
+@pytest.mark.slow
+def test_sigint_stops_data_generate_with_130_and_one_line(tmp_path):
+    out = tmp_path / "gen"
+    p = subprocess.Popen([BACKTEST, "data", "generate", "--out", str(out), "--scale", "20", "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                         start_new_session=True)
+    try:
+        time.sleep(3)  # into the generation (the kill point only)
+        assert p.poll() is None, p.communicate()
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    err = err.decode(errors="replace")
+    assert p.returncode == 130, (p.returncode, err[-2000:])  # before: 1 and "Aborted!"
+    assert _lines(err) == ["interrupted"], err[-2000:]
+    assert not out.exists() and not list(tmp_path.iterdir())
