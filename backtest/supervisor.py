@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 SUPERVISOR = "CASCADE_SUPERVISOR"  # in the child: the supervising process's pid
 NOTE = "CASCADE_CRASH_NOTE"  # in the child: file to write the running strategy's name to
@@ -49,23 +50,26 @@ def supervise(argv: list[str]) -> int:
     """Run `backtest ARGV` in a child; returns the exit code for this process."""
     fd, note = tempfile.mkstemp(prefix="cascade-run-", suffix=".txt")
     os.close(fd)
-    env = dict(os.environ, **{SUPERVISOR: str(os.getpid()), NOTE: note})
+    # the same package as this process (which may have found it on a path the child cannot see)
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, **{SUPERVISOR: str(os.getpid()), NOTE: note, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)})
     forwarded = {"SIGINT": 0}
     child = None
 
     def forward(signum, frame):
         name = signal.Signals(signum).name
-        if child is None:
-            return
         if name == "SIGINT":
             forwarded["SIGINT"] += 1
-            if forwarded["SIGINT"] > 1:  # a second Ctrl-C: stop now
-                child.kill()
-                return
+        if child is None:  # not started yet: a SIGINT is passed on once it is
+            return
+        if forwarded["SIGINT"] > 1:  # a second Ctrl-C: stop now
+            child.kill()
+            return
         try:
             child.send_signal(signum)
-        except ProcessLookupError:
-            pass
+        except (OSError, ValueError):  # gone already; or a signal Windows cannot send (its console
+            pass                        # delivers Ctrl-C to every process attached to it)
 
     names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK")
     old = {}
@@ -74,6 +78,8 @@ def supervise(argv: list[str]) -> int:
             old[name] = signal.signal(getattr(signal, name), forward)
     try:
         child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env)
+        if forwarded["SIGINT"]:
+            child.send_signal(signal.SIGINT)
         code = child.wait()
         strategy = _read(note)
     finally:

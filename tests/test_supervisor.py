@@ -184,3 +184,37 @@ def test_sigint_stops_data_generate_with_130_and_one_line(tmp_path):
     assert p.returncode == 130, (p.returncode, err[-2000:])  # before: 1 and "Aborted!"
     assert _lines(err) == ["interrupted"], err[-2000:]
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+BOOM_SOURCE = '''
+from backtest import Strategy, param
+
+
+class Boom(Strategy):
+    """Crashes natively at its 4th trade when boom == 1."""
+
+    boom: int = param(0)
+    n: int = 0
+    buf: ("f8", 4)
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.boom == 1 and self.n == 3:
+            self.buf[self.n * 100_000_000] = price
+        self.n += 1
+'''
+
+
+@pytest.mark.slow
+def test_native_crash_of_a_sweep_worker_is_one_line(tmp_path, small_dataset):
+    """The first parameter set runs in the sweep's own process (boom=0: fine), the second in a
+    pool worker, which dies of SIGSEGV: one line naming the strategy, exit 1."""
+    f = tmp_path / "boom_strategy.py"
+    f.write_text(textwrap.dedent(BOOM_SOURCE))
+    p = subprocess.run([BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
+                        str(tmp_path / "sw"), "--grid", "boom=0,1", "--jobs", "2", "--quiet"],
+                       capture_output=True, text=True, env=_env(), timeout=900)
+    print("\nworker crash:", p.returncode, p.stderr.strip())
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    lines = _lines(p.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: a sweep worker died running "), p.stderr
+    assert "Boom" in lines[0] and "--boundscheck" in lines[0]
