@@ -77,10 +77,20 @@ def supervise(argv: list[str]) -> int:
         if hasattr(signal, name):
             old[name] = signal.signal(getattr(signal, name), forward)
     try:
-        child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env)
-        if forwarded["SIGINT"]:
-            child.send_signal(signal.SIGINT)
-        code = child.wait()
+        # The child starts with SIGINT ignored: an interrupt during its interpreter's start-up
+        # would end it with a traceback (or "Fatal Python error"). Its CLI module takes SIGINT
+        # over as soon as it loads; until the child exits, an interrupt is sent again every
+        # half second, which the child takes once (backtest/cli/__init__.py).
+        child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env,
+                                 preexec_fn=_ignore_sigint if os.name == "posix" else None)
+        while True:
+            if forwarded["SIGINT"]:
+                child.send_signal(signal.SIGINT)
+            try:
+                code = child.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         strategy = _read(note)
     finally:
         for name, handler in old.items():
@@ -90,6 +100,10 @@ def supervise(argv: list[str]) -> int:
         except OSError:
             pass
     return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0)
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _read(path: str) -> str:

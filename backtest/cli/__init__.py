@@ -14,10 +14,24 @@ import signal
 import sys
 import threading
 
-import click
 
-from ..errors import CascadeError
-from .. import supervisor
+def _exit_interrupted(signum, frame):
+    """Ctrl-C while this module loads (click and the commands): nothing has started, end now."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second delivery must not print twice
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+_MAIN_THREAD = threading.current_thread() is threading.main_thread()
+_PREVIOUS = signal.getsignal(signal.SIGINT) if _MAIN_THREAD else None
+_TAKEN = _PREVIOUS in (signal.default_int_handler, signal.SIG_IGN)  # SIG_IGN: see main()
+if _TAKEN:
+    signal.signal(signal.SIGINT, _exit_interrupted)
+
+import click  # noqa: E402
+
+from .. import supervisor  # noqa: E402
+from ..errors import CascadeError  # noqa: E402
 
 MAX_MESSAGE = 600  # characters of an error message (numba's can hold a whole module's IR)
 
@@ -86,6 +100,8 @@ def _register():
 
 
 _register()
+if _TAKEN:
+    signal.signal(signal.SIGINT, _PREVIOUS)  # main() and in-process callers take over
 
 
 def main(argv=None):
@@ -98,10 +114,6 @@ def main(argv=None):
         os.environ["NUMBA_BOUNDSCHECK"] = "1"  # every function this process compiles is checked
     if supervisor.wanted(argv):
         sys.exit(supervisor.supervise(argv))
-    if os.environ.get(supervisor.SUPERVISOR):
-        from ..core.lifeline import die_with_parent
-
-        die_with_parent(int(os.environ[supervisor.SUPERVISOR]))
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main_thread else None
     # also when started with SIGINT ignored (a background job of a shell script): Ctrl-C and
@@ -109,6 +121,10 @@ def main(argv=None):
     if previous in (signal.default_int_handler, signal.SIG_IGN):
         signal.signal(signal.SIGINT, _on_sigint)
     try:
+        if os.environ.get(supervisor.SUPERVISOR):
+            from ..core.lifeline import die_with_parent
+
+            die_with_parent(int(os.environ[supervisor.SUPERVISOR]))
         cli.main(args=argv, prog_name="backtest")
     except KeyboardInterrupt:  # outside a command (parsing), or in a command's own error handling
         _interrupted()
