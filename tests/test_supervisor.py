@@ -218,3 +218,31 @@ def test_native_crash_of_a_sweep_worker_is_one_line(tmp_path, small_dataset):
     lines = _lines(p.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: a sweep worker died running "), p.stderr
     assert "Boom" in lines[0] and "--boundscheck" in lines[0]
+
+
+@pytest.mark.slow
+def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
+    """SIGINT from the moment the supervised child exists (its interpreter still starting up)
+    to the end of a cached run: exit 130 with the one line, or, when the run was already done,
+    exit 0 with the saved run. Before: tracebacks, "Fatal Python error", exit 0 with the interrupt
+    lost while the child was starting."""
+    args = [BACKTEST, "run", "reference", "-p", "sym=BTCUSDT", "--data", str(small_dataset), "--quiet"]
+    subprocess.run([*args, "--out", str(tmp_path / "warm")], env=_env(), timeout=900, check=True)
+    outcomes = []
+    for k, offset in enumerate([0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2]):
+        out = tmp_path / f"r{k}"
+        p = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=_env(), start_new_session=True)
+        _wait_for_child(p)
+        time.sleep(offset)
+        (os.killpg if k % 2 else os.kill)(p.pid, signal.SIGINT)  # terminal-like, and pid alone
+        _, err = p.communicate(timeout=300)
+        err = err.decode(errors="replace")
+        outcomes.append((offset, p.returncode))
+        if p.returncode == 0:
+            assert (out / "manifest.json").is_file() and not err.strip(), err[-2000:]
+        else:
+            assert p.returncode == 130 and _lines(err) == ["interrupted"], (offset, p.returncode, err[-2000:])
+            assert not out.exists()
+    print("\nSIGINT offsets after the child started -> exit code:", outcomes)
+    assert any(code == 130 for _, code in outcomes)
