@@ -423,8 +423,10 @@ def _map_ray(tasks: list[Task], done, address: str | None) -> None:
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     # Workers of a cluster find the data and the run folders at the same paths (shared filesystem)
-    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit must travel with the task.
-    opts = {"runtime_env": {"env_vars": {"NUMBA_DISABLE_JIT": "1"}}} if os.environ.get("NUMBA_DISABLE_JIT") == "1" else {}
+    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck must
+    # travel with the task.
+    env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
+    opts = {"runtime_env": {"env_vars": env}} if env else {}
     remote = ray.remote(run_task).options(**opts) if opts else ray.remote(run_task)
     refs: dict = {}
     try:
