@@ -25,6 +25,8 @@ NOTE = "CASCADE_CRASH_NOTE"  # in the child: file to write the running strategy'
 COMMANDS = ("run", "sweep", "walk-forward")
 EXIT_INTERRUPTED = 130
 _CRASHES = {"SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGSYS", "SIGTRAP"}
+_WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC000001D: "illegal instruction",
+                    0xC00000FD: "stack overflow", 0xC0000409: "stack buffer overrun"}
 
 
 def wanted(argv: list[str]) -> bool:
@@ -115,20 +117,21 @@ def _read(path: str) -> str:
 
 
 def _outcome(code: int, strategy: str, interrupted: bool) -> int:
+    who = f"strategy {strategy}" if strategy else "the command"
+    if os.name == "nt" and (code & 0xFFFFFFFF) in _WINDOWS_CRASHES:  # an NTSTATUS, not a signal
+        _say(_crash_line(who, _WINDOWS_CRASHES[code & 0xFFFFFFFF]))
+        return 1
     if code >= 0:
         return code
     try:
         name = signal.Signals(-code).name
     except ValueError:
         name = f"signal {-code}"
-    who = f"strategy {strategy}" if strategy else "the command"
     if name == "SIGINT" or (interrupted and name == "SIGKILL"):
         _say("interrupted")
         return EXIT_INTERRUPTED
     if name in _CRASHES:
-        _say(f"error: {who} crashed the process ({name}, a fault in compiled code such as an "
-             "out-of-bounds index in a hook); rerun with --boundscheck to find the bad index, or "
-             "--no-jit to debug it as plain Python")
+        _say(_crash_line(who, name))
         return 1
     if name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK") and hasattr(signal, name):
         # passed on from this process (or sent to the child alone): end the same way
@@ -137,6 +140,12 @@ def _outcome(code: int, strategy: str, interrupted: bool) -> int:
     _say(f"error: {who} was killed by {name}"
          + (" (the system may have run out of memory)" if name == "SIGKILL" else ""))
     return 128 + (-code)
+
+
+def _crash_line(who: str, what: str) -> str:
+    return (f"error: {who} crashed the process ({what}, a fault in compiled code such as an "
+            "out-of-bounds index in a hook); rerun with --boundscheck to find the bad index, or "
+            "--no-jit to debug it as plain Python")
 
 
 def _say(line: str) -> None:

@@ -246,3 +246,24 @@ def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
             assert not out.exists()
     print("\nSIGINT offsets after the child started -> exit code:", outcomes)
     assert any(code == 130 for _, code in outcomes)
+
+
+@pytest.mark.parametrize("code, platform, expected", [
+    (-11, "posix", (1, "crashed the process (SIGSEGV")), (-7, "posix", (1, "crashed the process (SIGBUS")),
+    (-6, "posix", (1, "crashed the process (SIGABRT")), (-2, "posix", (130, "interrupted")),
+    (-9, "posix", (137, "was killed by SIGKILL")), (3221225477, "nt", (1, "(access violation")),
+    (0, "posix", (0, None)), (1, "posix", (1, None)), (130, "posix", (130, None)),
+])
+def test_child_outcomes(code, platform, expected, monkeypatch, capsys):
+    """How the watching process reports each way its child ended (one line, or none when the child
+    exited by itself: it has said what there was to say)."""
+    from backtest import supervisor
+
+    monkeypatch.setattr(supervisor.os, "name", platform)
+    assert supervisor._outcome(code, "Crash (/x/crash.py)", interrupted=False) == expected[0]
+    err = capsys.readouterr().err
+    if expected[1] is None:
+        assert err == ""
+    else:
+        assert _lines(err) == [_lines(err)[0]] and expected[1] in err
+        assert expected[1] == "interrupted" or "strategy Crash (/x/crash.py)" in err
