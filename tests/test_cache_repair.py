@@ -87,3 +87,54 @@ def test_corrupt_entry_is_quarantined_and_recompiled_once(cached, capfd, suffix,
     again = load()
     assert again(3.0) == 7.0 and sum(again.stats.cache_hits.values()) == 1
     assert capfd.readouterr().err == ""
+
+
+STRATEGY = '''
+from backtest import Strategy
+
+
+class Counter(Strategy):
+    n: int = 0
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        self.n += 1
+'''
+
+
+@pytest.mark.slow
+def test_backtest_run_repairs_a_garbled_loop_cache(tmp_path):
+    """End to end: the strategy's compiled loop garbled on disk; the next `backtest run` says so
+    in one line, recompiles, and gives the same result (before: "Counter does not compile:
+    UnpicklingError ..." on every run)."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from backtest.core import numba_cache_dir
+    from engine_fixtures import make_market_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "ds"
+    make_market_dataset(data, 2_000, nsym=1, seed=6)
+    f = tmp_path / "counter_strategy.py"
+    f.write_text(STRATEGY)
+    env = {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(repo / ".cache" / "test"))}
+
+    def run(out):
+        return subprocess.run([str(repo / ".venv/bin/backtest"), "run", f"{f}:Counter", "--data", str(data),
+                               "--out", str(tmp_path / out), "--quiet", "--json"],
+                              capture_output=True, text=True, env=env, timeout=900)
+
+    first = run("a")
+    assert first.returncode == 0, first.stderr[-2000:]
+    env_dir = Path(env["CASCADE_CACHE_DIR"]) / "numba" / numba_cache_dir().name
+    loop = max(env_dir.rglob("*Counter*.nbc"), key=lambda p: p.stat().st_mtime)  # this test's loop
+    _garble(loop)
+    second = run("b")
+    assert second.returncode == 0, second.stderr[-2000:]
+    lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "was corrupt" in lines[0] and "recompiling" in lines[0], second.stderr
+    assert json.loads(second.stdout)["headline"] == json.loads(first.stdout)["headline"]
+    third = run("c")
+    assert third.returncode == 0 and third.stderr.strip() == "", third.stderr
