@@ -1,5 +1,5 @@
-"""`die_with_parent`: a child process (sweep worker, compile helper, supervised CLI) ends when
-its parent ends, however the parent ends (SIGKILL included).
+"""`die_with_parent`: a child process (sweep worker, supervised CLI) ends when its parent ends,
+however the parent ends (SIGKILL included).
 
 Without it, a killed `backtest sweep` left its spawned workers sleeping forever, holding the
 caller's stdout open (a wrapper reading that output never saw EOF). Linux: the kernel sends

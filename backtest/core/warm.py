@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit, typeof
 
-from . import NUMBA_CACHE, lifeline
+from . import NUMBA_CACHE
 from .account import (
     apply_constant_funding, apply_funding, free_margin, liq_price_of, mark_to_market, record_bars,
     record_equity, update_drawdown,
@@ -118,7 +118,7 @@ def start():
         return None
     # the same package as this process (which may have found it on a path the child cannot see)
     package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, CASCADE_WARM_PARENT=str(os.getpid()), PYTHONPATH=os.pathsep.join(
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
     _helper = subprocess.Popen([sys.executable, "-m", "backtest.core.warm"], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -134,8 +134,6 @@ def compile_steps(steps=STEPS) -> None:
 
 
 def main() -> None:
-    if os.environ.get("CASCADE_WARM_PARENT"):  # a helper of a process that died has no use
-        lifeline.die_with_parent(int(os.environ["CASCADE_WARM_PARENT"]))
     compile_steps()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
     (NUMBA_CACHE / READY).touch()
