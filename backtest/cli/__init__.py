@@ -121,10 +121,11 @@ def main(argv=None):
     if previous in (signal.default_int_handler, signal.SIG_IGN):
         signal.signal(signal.SIGINT, _on_sigint)
     try:
-        if os.environ.get(supervisor.SUPERVISOR):
+        watcher = os.environ.pop(supervisor.SUPERVISOR, None)  # not inherited any further
+        if watcher:
             from ..core.lifeline import die_with_parent
 
-            die_with_parent(int(os.environ[supervisor.SUPERVISOR]))
+            die_with_parent(int(watcher))
         cli.main(args=argv, prog_name="backtest")
     except KeyboardInterrupt:  # outside a command (parsing), or in a command's own error handling
         _interrupted()
