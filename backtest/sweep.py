@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import CascadeError, ConfigError, shown
+from .errors import CascadeError, ConfigError, StrategyError, shown
 
 RESULTS = "results.parquet"
 HEATMAP = "heatmap.png"
@@ -419,13 +419,26 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state).
-    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .core.lifeline import die_with_parent
+
+    # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state). Workers
+    # die with this process, even when it is killed (SIGKILL): nothing keeps running or holds the
+    # caller's stdout open.
+    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
             futures = {ex.submit(run_task, t): t for t in tasks}
         for f in as_completed(futures):
-            done(futures[f], f.result())
+            try:
+                row = f.result()
+            except BrokenProcessPool:  # a worker died: a native crash of the compiled strategy
+                raise StrategyError(f"a sweep worker died running {futures[f].strategy} (a native "
+                                    "crash such as an out-of-bounds index in a hook); rerun with "
+                                    "--boundscheck to find the bad index, or --no-jit to debug it") from None
+            done(futures[f], row)
     except BaseException:
         # Ctrl-C or a failure: drop queued runs and stop the running ones now (their temporary
         # folders are removed by run_sweep); finished runs are already saved.
@@ -469,8 +482,10 @@ def _map_ray(tasks: list[Task], done, address: str | None) -> None:
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     # Workers of a cluster find the data and the run folders at the same paths (shared filesystem)
-    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit must travel with the task.
-    opts = {"runtime_env": {"env_vars": {"NUMBA_DISABLE_JIT": "1"}}} if os.environ.get("NUMBA_DISABLE_JIT") == "1" else {}
+    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck must
+    # travel with the task.
+    env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
+    opts = {"runtime_env": {"env_vars": env}} if env else {}
     remote = ray.remote(run_task).options(**opts) if opts else ray.remote(run_task)
     refs: dict = {}
     try:

@@ -210,17 +210,18 @@ def small_dataset(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow  # NUMBA_BOUNDSCHECK=1: a cold compile of the whole framework
+@pytest.mark.slow  # --boundscheck: a cold compile of the whole framework
 def test_boundscheck_reports_index_error_with_event(tmp_path, small_dataset):
-    """NUMBA_BOUNDSCHECK=1: an out-of-bounds index in a hook is an IndexError that the CLI
-    reports as one line naming the strategy, the error and the event (index 4 = the 5th trade)."""
+    """`backtest run --boundscheck`: an out-of-bounds index in a hook is an IndexError that the
+    CLI reports as one line naming the strategy, the error and the event (index 4 = the 5th
+    trade). The first such run compiles the framework with bounds checks (its own cache folder)."""
     f = tmp_path / "oob_strategy.py"
     f.write_text(textwrap.dedent(OOB_SOURCE))
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1",
-           "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(REPO / ".cache" / "test"))}
+    env = {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(REPO / ".cache" / "test"))}
+    env.pop("NUMBA_BOUNDSCHECK", None)
     p = subprocess.run([*BACKTEST, "run", f"{f}:OutOfBounds", "--data",
-                        str(small_dataset), "--out", str(tmp_path / "out"), "--quiet"],
-                       capture_output=True, text=True, env=env, timeout=900)
+                        str(small_dataset), "--out", str(tmp_path / "out"), "--quiet", "--boundscheck"],
+                       capture_output=True, text=True, env=env, timeout=1500)
     print("\nboundscheck output:", p.returncode, p.stderr.strip()[-600:])
     assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
     assert "Traceback" not in p.stderr
@@ -230,3 +231,21 @@ def test_boundscheck_reports_index_error_with_event(tmp_path, small_dataset):
     assert re.search(r"\bevent 4\b", lines[0]), lines[0]
     assert "BTCUSDT" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_boundscheck_is_part_of_the_loop_key_and_the_framework_cache(monkeypatch):
+    """numba's cache key does not tell bounds-checked code from unchecked code: a run with
+    --boundscheck must neither load an unchecked loop or kernel nor leave checked ones behind
+    for runs without it."""
+    import numba
+
+    from backtest.core import numba_cache_dir
+    from backtest.plugins.codegen import strategy_key
+
+    monkeypatch.delenv("NUMBA_BOUNDSCHECK", raising=False)
+    monkeypatch.setattr(numba.config, "BOUNDSCHECK", None)
+    key, folder = strategy_key(Flood), numba_cache_dir()
+    monkeypatch.setenv("NUMBA_BOUNDSCHECK", "1")
+    monkeypatch.setattr(numba.config, "BOUNDSCHECK", 1)
+    assert strategy_key(Flood) != key
+    assert numba_cache_dir() != folder and numba_cache_dir().name == folder.name + "-boundscheck"

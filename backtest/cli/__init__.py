@@ -1,21 +1,44 @@
 """The `backtest` command: a thin click shell over the library.
 
 Domain errors (CascadeError) become one line on stderr and a non-zero exit; tracebacks only with
---debug. Heavy modules (numba, polars) are imported inside the commands so that `--help` is quick
-and `--no-jit` can set NUMBA_DISABLE_JIT before numba is first imported.
+--debug. Ctrl-C ends every command with one line and exit code 130. `run`, `sweep` and
+`walk-forward` run in a child process watched by the command (backtest/supervisor.py), so that a
+native crash of compiled strategy code is reported too. Heavy modules (numba, polars) are imported
+inside the commands so that `--help` is quick and `--no-jit`/`--boundscheck` can set numba's
+environment before numba is first imported.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
-import click
 
-from ..errors import CascadeError
+def _exit_interrupted(signum, frame):
+    """Ctrl-C while this module loads (click and the commands): nothing has started, end now."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second delivery must not print twice
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+_MAIN_THREAD = threading.current_thread() is threading.main_thread()
+_PREVIOUS = signal.getsignal(signal.SIGINT) if _MAIN_THREAD else None
+_TAKEN = _PREVIOUS in (signal.default_int_handler, signal.SIG_IGN)  # SIG_IGN: see main()
+if _TAKEN:
+    signal.signal(signal.SIGINT, _exit_interrupted)
+
+import click  # noqa: E402
+
+from .. import supervisor  # noqa: E402
+from ..errors import CascadeError  # noqa: E402
+
+MAX_MESSAGE = 600  # characters of an error message (numba's can hold a whole module's IR)
 
 
 class CascadeGroup(click.Group):
-    """Turns CascadeError into a one-line message; `--debug` anywhere keeps the traceback."""
+    """Turns CascadeError into a one-line message and Ctrl-C into exit 130; `--debug` anywhere
+    keeps the traceback."""
 
     def invoke(self, ctx):
         try:
@@ -23,8 +46,31 @@ class CascadeGroup(click.Group):
         except CascadeError as e:
             if "--debug" in sys.argv:
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_short(str(e))}", err=True)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt:  # before click's own handler ("Aborted!", exit 1)
+            _interrupted()
+
+
+def _short(text: str) -> str:
+    """At most one line of MAX_MESSAGE characters."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} more characters; --debug shows all)"
+
+
+def _interrupted():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing interrupts the exit itself
+    click.echo("interrupted", err=True)
+    sys.exit(supervisor.EXIT_INTERRUPTED)
+
+
+def _on_sigint(signum, frame):
+    """One KeyboardInterrupt per Ctrl-C: the terminal and a supervising parent may both deliver
+    it, and a second one would cut short the cleanup that the first one started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 @click.group(cls=CascadeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,10 +100,35 @@ def _register():
 
 
 _register()
+if _TAKEN:
+    signal.signal(signal.SIGINT, _PREVIOUS)  # main() and in-process callers take over
 
 
 def main(argv=None):
+    """The `backtest` command (argv None: the process's own arguments, and this is its end)."""
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--no-jit" in argv:
         os.environ["NUMBA_DISABLE_JIT"] = "1"  # must happen before numba is imported
-    cli.main(args=argv, prog_name="backtest")
+    if "--boundscheck" in argv:
+        os.environ["NUMBA_BOUNDSCHECK"] = "1"  # every function this process compiles is checked
+    if supervisor.wanted(argv):
+        sys.exit(supervisor.supervise(argv))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main_thread else None
+    # also when started with SIGINT ignored (a background job of a shell script): Ctrl-C and
+    # `kill -INT` stop every command
+    if previous in (signal.default_int_handler, signal.SIG_IGN):
+        signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        watcher = os.environ.pop(supervisor.SUPERVISOR, None)  # not inherited any further
+        if watcher:
+            from ..core.lifeline import die_with_parent
+
+            die_with_parent(int(watcher))
+        cli.main(args=argv, prog_name="backtest")
+    except KeyboardInterrupt:  # outside a command (parsing), or in a command's own error handling
+        _interrupted()
+    finally:
+        if main_thread:  # the process's exit (atexit, numba's cleanup) runs to its end
+            signal.signal(signal.SIGINT, signal.SIG_IGN if entry else previous)

@@ -54,6 +54,9 @@ def _run_options(f):
         click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
         click.option("--no-jit", is_flag=True, help="Run as plain Python (for debuggers; slow)."),
+        click.option("--boundscheck", is_flag=True,
+                     help="Compile with bounds checks: an out-of-range index in a hook is an "
+                          "IndexError naming the event, not a crash (slower; handled by backtest.cli.main)."),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
     ]
     return functools.reduce(lambda g, o: o(g), reversed(opts), f)

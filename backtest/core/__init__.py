@@ -25,7 +25,10 @@ def framework_hash() -> str:
 def numba_cache_dir() -> Path:
     root = os.environ.get("CASCADE_CACHE_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "cascade"
-    return base / "numba" / framework_hash()
+    # bounds-checked kernels (NUMBA_BOUNDSCHECK, `--boundscheck`) are cached apart: numba's cache
+    # key does not tell them from unchecked ones
+    checked = os.environ.get("NUMBA_BOUNDSCHECK", "0") not in ("", "0")
+    return base / "numba" / (framework_hash() + ("-boundscheck" if checked else ""))
 
 
 def _point_numba_cache() -> Path:

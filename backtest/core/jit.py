@@ -25,7 +25,7 @@ from numba import typeof
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
-from . import NUMBA_CACHE, numba_speedups
+from . import NUMBA_CACHE, cache_repair, numba_speedups
 from .linkonly import LinkOnlyCompiler
 
 try:
@@ -34,6 +34,7 @@ except ImportError:  # Windows: no lock, a kernel may then compile in both proce
     fcntl = None
 
 numba_speedups.install()
+cache_repair.install()  # a corrupt cache entry recompiles instead of failing every run
 
 
 def _widen(t):

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numba
 
+from .. import supervisor
 from ..atomic import write_text
 from ..strategy import HOOKS, Strategy
 from ..core import loop as loop_template
 from ..core import warm
+from .error_model import python_errors
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDLIB_DIRS = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"],
@@ -122,6 +124,10 @@ def strategy_key(cls: type, template: str | None = None) -> str:
         h.update(f.read_bytes())
     h.update((template if template is not None else _template_source()).encode())
     h.update(f"{numba.__version__}|{sys.version}|{cls.__module__}.{cls.__qualname__}".encode())
+    # numba's cache does not tell bounds-checked code from unchecked code (NUMBA_BOUNDSCHECK,
+    # `backtest run --boundscheck`): the loop of each is its own module
+    if numba.config.BOUNDSCHECK:
+        h.update(b"|boundscheck")
     return h.hexdigest()[:16]
 
 
@@ -197,4 +203,7 @@ def build_loop(cls: type):
     run = module.run
     if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
         raise RuntimeError(f"{path} did not produce a compiled loop; remove it and retry")
+    supervisor.note_strategy(f"{cls.__name__} ({_loader_args(cls)[2]})")  # named if it crashes
+    if numba.config.DISABLE_JIT:
+        return python_errors(run)  # raise where the compiled loop raises
     return run

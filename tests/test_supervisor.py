@@ -1,0 +1,269 @@
+"""#14.1 and #14.8: the `backtest` command never dies silently, and Ctrl-C always ends it with one
+line and exit code 130 (backtest/cli/__init__.py, backtest/supervisor.py).
+
+* a native crash of compiled strategy code (SIGSEGV from an out-of-bounds write in a hook) is one
+  line naming the strategy and suggesting --boundscheck / --no-jit (before: rc -11, no output);
+* KeyboardInterrupt in any command is `interrupted`, exit 130 (before: click's "Aborted!", exit 1);
+* SIGINT stops a run also when the command was started with SIGINT ignored (a background job of a
+  shell script; before: the run went on and exited 0), whether it reaches the whole process group
+  (a terminal's Ctrl-C) or the command's pid alone (a wrapper's Popen.send_signal).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from backtest.cli import cli
+from backtest.data.instruments import Instrument, write_instruments
+from backtest.data.writer import write_stream
+from engine_fixtures import make_market_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
+T0 = 1_770_249_600_000_000_000
+
+
+def _env():
+    return {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR",
+                                                             str(REPO / ".cache" / "test"))}
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+# ------------------------------------------------------------------------------ #14.8 in-process
+COMMANDS = [("run",), ("sweep",), ("walk-forward",), ("data", "generate"), ("data", "import"),
+            ("data", "validate"), ("report",), ("cache", "info"), ("list-strategies",)]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_keyboard_interrupt_in_any_command_is_one_line_and_exit_130(path, monkeypatch):
+    cmd = cli
+    for name in path:
+        cmd = cmd.commands[name]
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "callback", interrupted)
+    monkeypatch.setattr(cmd, "params", [])  # no required arguments to give
+    r = CliRunner().invoke(cli, list(path))
+    assert r.exit_code == 130, (r.exit_code, r.output)  # before: 1 and "Aborted!"
+    assert _lines(r.output) == ["interrupted"], r.output
+
+
+def test_long_error_messages_are_cut_to_one_short_line():
+    from backtest.cli import MAX_MESSAGE, _short
+
+    text = "numba failed:\n" + "define i64 @f() {\n  ret i64 0\n}\n" * 2000  # ~58 KB of IR
+    short = _short(text)
+    assert "\n" not in short and len(short) < MAX_MESSAGE + 80 and "--debug" in short
+
+
+# ------------------------------------------------------------------------------ #14.1 native crash
+CRASH_SOURCE = '''
+from backtest import Strategy
+
+
+class Crash(Strategy):
+    """Writes far past the end of a 4-element array at its 4th trade: a native crash."""
+
+    n: int = 0
+    buf: ("f8", 4)
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.n == 3:
+            self.buf[self.n * 100_000_000] = price
+        self.n += 1
+'''
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash") / "ds"
+    n = 100
+    ts = T0 + __import__("numpy").arange(n, dtype="i8") * 1_000_000
+    import numpy as np
+
+    write_stream(root, "trades", "BTCUSDT", dict(ts_ns=ts, price=np.full(n, 62_000.0),
+                                                 qty=np.full(n, 0.01), side=np.ones(n, np.int8)))
+    write_instruments(root / "instruments.json", {"BTCUSDT": Instrument(
+        "BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", tick_size=0.1, lot_size=0.001)})
+    return root
+
+
+@pytest.mark.slow
+def test_native_crash_is_reported_in_one_line_naming_the_strategy(tmp_path, small_dataset):
+    f = tmp_path / "crash_strategy.py"
+    f.write_text(textwrap.dedent(CRASH_SOURCE))
+    p = subprocess.run([BACKTEST, "run", f"{f}:Crash", "--data", str(small_dataset), "--out",
+                        str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, env=_env(),
+                       timeout=900)
+    print("\nnative crash:", p.returncode, p.stderr.strip())
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])  # before: -11 and nothing printed
+    lines = _lines(p.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: strategy Crash ("), p.stderr[-2000:]
+    assert str(f) in lines[0] and ("SIGSEGV" in lines[0] or "SIGBUS" in lines[0])
+    assert "--boundscheck" in lines[0] and "--no-jit" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ #14.8 real SIGINT
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sigint") / "ds"
+    make_market_dataset(root, 1_500_000, nsym=1, seed=4, period=200_000)
+    return root
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait_for_child(p: subprocess.Popen) -> None:
+    """Until the supervised child runs (the command's own process only waits for it)."""
+    proc = psutil.Process(p.pid)
+    while p.poll() is None and not proc.children():
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["group", "pid"])
+@pytest.mark.parametrize("ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_sigint_stops_a_run_with_130_and_one_line(tmp_path, long_dataset, to, ignored):
+    """A --no-jit run (no compile, minutes of work) interrupted while it runs."""
+    out = tmp_path / "run"
+    p = subprocess.Popen([BACKTEST, "run", "reference", "-p", "sym=S0", "--data", str(long_dataset),
+                          "--out", str(out), "--quiet", "--no-jit"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=_env(), start_new_session=True,
+                         preexec_fn=_ignore_sigint if ignored else None)
+    try:
+        _wait_for_child(p)
+        time.sleep(3)  # into the run (the kill point only; nothing is timed)
+        assert p.poll() is None, p.communicate()
+        if to == "group":
+            os.killpg(p.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        else:
+            p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    err = err.decode(errors="replace")
+    assert p.returncode == 130, (p.returncode, err[-2000:])
+    assert _lines(err) == ["interrupted"], err[-2000:]
+    assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name != "run"]
+
+
+@pytest.mark.slow
+def test_sigint_stops_data_generate_with_130_and_one_line(tmp_path):
+    out = tmp_path / "gen"
+    p = subprocess.Popen([BACKTEST, "data", "generate", "--out", str(out), "--scale", "20", "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                         start_new_session=True)
+    try:
+        time.sleep(3)  # into the generation (the kill point only)
+        assert p.poll() is None, p.communicate()
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    err = err.decode(errors="replace")
+    assert p.returncode == 130, (p.returncode, err[-2000:])  # before: 1 and "Aborted!"
+    assert _lines(err) == ["interrupted"], err[-2000:]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+BOOM_SOURCE = '''
+from backtest import Strategy, param
+
+
+class Boom(Strategy):
+    """Crashes natively at its 4th trade when boom == 1."""
+
+    boom: int = param(0)
+    n: int = 0
+    buf: ("f8", 4)
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.boom == 1 and self.n == 3:
+            self.buf[self.n * 100_000_000] = price
+        self.n += 1
+'''
+
+
+@pytest.mark.slow
+def test_native_crash_of_a_sweep_worker_is_one_line(tmp_path, small_dataset):
+    """The first parameter set runs in the sweep's own process (boom=0: fine), the second in a
+    pool worker, which dies of SIGSEGV: one line naming the strategy, exit 1."""
+    f = tmp_path / "boom_strategy.py"
+    f.write_text(textwrap.dedent(BOOM_SOURCE))
+    p = subprocess.run([BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
+                        str(tmp_path / "sw"), "--grid", "boom=0,1", "--jobs", "2", "--quiet"],
+                       capture_output=True, text=True, env=_env(), timeout=900)
+    print("\nworker crash:", p.returncode, p.stderr.strip())
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    lines = _lines(p.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: a sweep worker died running "), p.stderr
+    assert "Boom" in lines[0] and "--boundscheck" in lines[0]
+
+
+@pytest.mark.slow
+def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
+    """SIGINT from the moment the supervised child exists (its interpreter still starting up)
+    to the end of a cached run: exit 130 with the one line, or, when the run was already done,
+    exit 0 with the saved run. Before: tracebacks, "Fatal Python error", exit 0 with the interrupt
+    lost while the child was starting."""
+    args = [BACKTEST, "run", "reference", "-p", "sym=BTCUSDT", "--data", str(small_dataset), "--quiet"]
+    subprocess.run([*args, "--out", str(tmp_path / "warm")], env=_env(), timeout=900, check=True)
+    outcomes = []
+    for k, offset in enumerate([0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2]):
+        out = tmp_path / f"r{k}"
+        p = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=_env(), start_new_session=True)
+        _wait_for_child(p)
+        time.sleep(offset)
+        (os.killpg if k % 2 else os.kill)(p.pid, signal.SIGINT)  # terminal-like, and pid alone
+        _, err = p.communicate(timeout=300)
+        err = err.decode(errors="replace")
+        outcomes.append((offset, p.returncode))
+        if p.returncode == 0:
+            assert (out / "manifest.json").is_file() and not err.strip(), err[-2000:]
+        else:
+            assert p.returncode == 130 and _lines(err) == ["interrupted"], (offset, p.returncode, err[-2000:])
+            assert not out.exists()
+    print("\nSIGINT offsets after the child started -> exit code:", outcomes)
+    assert any(code == 130 for _, code in outcomes)
+
+
+@pytest.mark.parametrize("code, platform, expected", [
+    (-11, "posix", (1, "crashed the process (SIGSEGV")), (-7, "posix", (1, "crashed the process (SIGBUS")),
+    (-6, "posix", (1, "crashed the process (SIGABRT")), (-2, "posix", (130, "interrupted")),
+    (-9, "posix", (137, "was killed by SIGKILL")), (3221225477, "nt", (1, "(access violation")),
+    (0, "posix", (0, None)), (1, "posix", (1, None)), (130, "posix", (130, None)),
+])
+def test_child_outcomes(code, platform, expected, monkeypatch, capsys):
+    """How the watching process reports each way its child ended (one line, or none when the child
+    exited by itself: it has said what there was to say)."""
+    from backtest import supervisor
+
+    monkeypatch.setattr(supervisor.os, "name", platform)
+    assert supervisor._outcome(code, "Crash (/x/crash.py)", interrupted=False) == expected[0]
+    err = capsys.readouterr().err
+    if expected[1] is None:
+        assert err == ""
+    else:
+        assert _lines(err) == [_lines(err)[0]] and expected[1] in err
+        assert expected[1] == "interrupted" or "strategy Crash (/x/crash.py)" in err
