@@ -404,17 +404,20 @@ def _rank(rows: list[dict], metric: str):
         "rank", *[c for c in df.columns])
 
 
-def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None) -> None:
+def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None) -> None:
+    """Run `worker(task)` (default: run_task) for each task, locally or on Ray, calling
+    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.stress.run)."""
+    worker = worker or run_task
     if not tasks:
         return
     if engine == "ray":
-        return _map_ray(tasks, done, address)
+        return _map_ray(tasks, done, address, worker)
     if engine != "local":
         raise ConfigError(f"--engine: expected 'local' or 'ray', got {shown(engine)}")
     jobs = jobs or _cpus()
     if jobs <= 1:
         for t in tasks:
-            done(t, run_task(t))
+            done(t, worker(t))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -430,12 +433,12 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
                              initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
-            futures = {ex.submit(run_task, t): t for t in tasks}
+            futures = {ex.submit(worker, t): t for t in tasks}
         for f in as_completed(futures):
             try:
                 row = f.result()
             except BrokenProcessPool:  # a worker died: a native crash of the compiled strategy
-                raise StrategyError(f"a sweep worker died running {futures[f].strategy} (a native "
+                raise StrategyError(f"a worker died running {_strategy_of(futures[f])} (a native "
                                     "crash such as an out-of-bounds index in a hook); rerun with "
                                     "--boundscheck to find the bad index, or --no-jit to debug it") from None
             done(futures[f], row)
@@ -449,6 +452,10 @@ def _map(tasks: list[Task], done, *, jobs: int, engine: str, address: str | None
         raise
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _strategy_of(task) -> str:
+    return getattr(task, "strategy", None) or getattr(getattr(task, "task", None), "strategy", "?")
 
 
 @contextlib.contextmanager
@@ -473,7 +480,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _map_ray(tasks: list[Task], done, address: str | None) -> None:
+def _map_ray(tasks: list, done, address: str | None, worker) -> None:
     try:
         import ray
     except ImportError:
@@ -486,7 +493,7 @@ def _map_ray(tasks: list[Task], done, address: str | None) -> None:
     # travel with the task.
     env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
     opts = {"runtime_env": {"env_vars": env}} if env else {}
-    remote = ray.remote(run_task).options(**opts) if opts else ray.remote(run_task)
+    remote = ray.remote(worker).options(**opts) if opts else ray.remote(worker)
     refs: dict = {}
     try:
         refs = {remote.remote(t): t for t in tasks}

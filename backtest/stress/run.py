@@ -266,7 +266,7 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
                 pending.append(st)
         if pending:  # the first pending run compiles the strategy into the cache the workers load
             done(pending[0], run_stress_task(pending[0]))
-        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+        sweep._map(pending[1:], done, jobs=jobs, engine=engine, address=address, worker=run_stress_task)
     except KeyboardInterrupt:
         # runs and derived datasets cut short by the interrupt; finished runs are kept
         for tmp in [*(out / "runs").glob(".*.tmp-*"), *(out / "runs").glob(".data-*")]:
@@ -277,62 +277,3 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
     summary = summarize(table, out)
     counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("ran", "skipped", "failed")}
     return StressResult(table, summary, out, counts["ran"], counts["skipped"], counts["failed"])
-
-
-def _map(tasks, done, *, jobs: int, engine: str, address: str | None) -> None:
-    """sweep._map's runner for stress tasks: a spawned process pool, or Ray."""
-    if not tasks:
-        return
-    if engine == "ray":
-        return _map_ray(tasks, done, address)
-    jobs = jobs or sweep._cpus()
-    if jobs <= 1:
-        for t in tasks:
-            done(t, run_stress_task(t))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
-    try:
-        with sweep._sigint_ignored():
-            futures = {ex.submit(run_stress_task, t): t for t in tasks}
-        for f in as_completed(futures):
-            done(futures[f], f.result())
-    except BaseException:
-        procs = list((getattr(ex, "_processes", None) or {}).values())
-        ex.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            proc.terminate()
-        raise
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-
-
-def _map_ray(tasks, done, address):
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray: pip install 'cascade-backtest[ray]'") from None
-    import os
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    opts = {"runtime_env": {"env_vars": {"NUMBA_DISABLE_JIT": "1"}}} if os.environ.get("NUMBA_DISABLE_JIT") == "1" else {}
-    remote = ray.remote(run_stress_task).options(**opts) if opts else ray.remote(run_stress_task)
-    refs: dict = {}
-    try:
-        refs = {remote.remote(t): t for t in tasks}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for r in ready:
-                done(refs[r], ray.get(r))
-    except BaseException:
-        for r in refs:
-            ray.cancel(r, force=True)
-        raise
-    finally:
-        if started:
-            ray.shutdown()
