@@ -1,7 +1,7 @@
 """The enums of schema.py as plain module-level ints: numba folds them into constants."""
 from .schema import EventKind, InstrumentType, Liquidity, OrderStatus, OrderType, Reason, TimeInForce
 
-K_TRADE, K_QUOTE, K_MARK, K_FUNDING = (int(k) for k in EventKind)
+K_TRADE, K_QUOTE, K_MARK, K_FUNDING, K_BAR, K_MARKET_LIQ = (int(k) for k in EventKind)
 
 T_SPOT = int(InstrumentType.SPOT)
 T_LINEAR = int(InstrumentType.LINEAR_PERPETUAL)
