@@ -1,0 +1,273 @@
+"""Candles as input (docs/fill-rules.md section 8): hand-worked examples of the intra-bar rule,
+each run on the pure-Python oracle (tests/oracle.py) and on the compiled engine, which must agree
+bit for bit; random bar scenarios engine == oracle; the CLI end to end (import Binance klines,
+run a strategy with on_bar, JIT on and --no-jit).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backtest as bt
+from backtest.core.schema import EventKind
+from backtest.data.instruments import Instrument, write_instruments
+from backtest.data.writer import write_stream
+from oracle import GTC, IOC, OrderStatus, OrderType, Reason, simulate
+from scripted import Scripted, load_script, run_actions
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "exchange"
+T0 = 1_770_249_600_000_000_000  # 2026-02-05 00:00 UTC
+MIN = 60_000_000_000
+BUY, SELL = 1, -1
+MKT, LMT = int(OrderType.MARKET), int(OrderType.LIMIT)
+STP, STPL = int(OrderType.STOP_MARKET), int(OrderType.STOP_LIMIT)
+TPM, TRL = int(OrderType.TAKE_PROFIT_MARKET), int(OrderType.TRAILING_STOP)
+MAKER, TAKER = 0, 1
+S, R = OrderStatus, Reason
+PERP = dict(type=1, tick_size=0.5, lot_size=0.25, maker_fee_rate=0.0, taker_fee_rate=0.0,
+            leverage=10.0)
+FILL_COLS = ["event_idx", "ts_ns", "oid", "sym", "side", "liquidity", "qty", "price", "fee",
+             "realized_pnl", "position_after", "avg_price_after"]
+ORDER_COLS = ["oid", "sym", "order_type", "side", "status", "reason", "filled_qty",
+              "avg_fill_price", "done_ts_ns"]
+
+
+class BarScripted(Scripted):
+    """Scripted (tests/scripted.py), also acting at bars and market liquidations."""
+
+    def on_bar(self, c, ts_ns, sym, open, high, low, close, volume):
+        run_actions(self, c)
+
+    def on_market_liquidation(self, c, ts_ns, sym, price, qty, side):
+        run_actions(self, c)
+
+
+def B(i, o, h, lo, c, v=10.0, sym=0):
+    """The bar that closes at T0 + (i + 1) minutes."""
+    return dict(ts_ns=T0 + (i + 1) * MIN, sym=sym, kind=int(EventKind.BAR), bid=o, ask=h,
+                bid_qty=lo, price=c, qty=v)
+
+
+def events(*rows):
+    cols = dict(ts_ns=("i8", 0), sym=("i4", 0), kind=("i1", 0), side=("i1", 0),
+                price=("f8", np.nan), qty=("f8", np.nan), bid=("f8", np.nan),
+                ask=("f8", np.nan), bid_qty=("f8", np.nan), ask_qty=("f8", np.nan))
+    return {k: np.array([r.get(k, d) for r in rows], dtype=dt) for k, (dt, d) in cols.items()}
+
+
+def sub(g, otype, side, qty, limit=0.0, stop=0.0, tif=GTC, ro=False, trail=0.0, oco=0):
+    return (g, "submit", 0, otype, side, qty, limit, stop, tif, ro, 0, trail, 0.0, oco)
+
+
+def write_bars(root: Path, ev: dict, nsym: int = 1) -> list[str]:
+    names = [f"S{i}" for i in range(nsym)]
+    for s, name in enumerate(names):
+        m = (ev["sym"] == s) & (ev["kind"] == int(EventKind.BAR))
+        if m.any():
+            write_stream(root, "bars", name, dict(ts_ns=ev["ts_ns"][m], open=ev["bid"][m],
+                                                 high=ev["ask"][m], low=ev["bid_qty"][m],
+                                                 close=ev["price"][m], volume=ev["qty"][m]))
+        m = (ev["sym"] == s) & (ev["kind"] == int(EventKind.TRADE))
+        if m.any():
+            write_stream(root, "trades", name, dict(ts_ns=ev["ts_ns"][m], price=ev["price"][m],
+                                                   qty=ev["qty"][m], side=ev["side"][m]))
+    write_instruments(root / "instruments.json", {
+        n: Instrument(n, "linear_perpetual", n, "USDT", "USDT", tick_size=PERP["tick_size"],
+                      lot_size=PERP["lot_size"], maker_fee_rate=PERP["maker_fee_rate"],
+                      taker_fee_rate=PERP["taker_fee_rate"]) for n in names})
+    return names
+
+
+def engine(root: Path, ev: dict, script: list, *, touch=False, latency_ns=0, chunk_rows=1 << 20,
+           balance=10_000.0, nsym=1):
+    names = write_bars(root, ev, nsym)
+    cfg = dict(initial_balance=balance, sample_interval="0", chunk_rows=chunk_rows,
+               leverage={n: PERP["leverage"] for n in names},
+               execution=dict(latency=int(latency_ns), touch_fills=touch))
+    state = BarScripted.new_state({}, names)
+    load_script(state, script)
+    res = bt.run(BarScripted, root, symbols=names, config=cfg, state=state)
+    return dict(fills=res.fills.select(FILL_COLS).to_dicts(),
+                orders=res.orders.select(ORDER_COLS).to_dicts(),
+                results=[int(x) for x in state.result[0][: len(script)]],
+                balance=res.headline["balance"],
+                positions=list(res.headline["positions"].values()),
+                equity_after_fills=res.equity["equity"].to_list()[: res.fills.height],
+                result=res)
+
+
+def both(tmp_path, rows, script, **kw):
+    """Run on the oracle and the engine; they must agree exactly. Returns the oracle's output."""
+    ev = events(*rows)
+    inst = [dict(PERP) for _ in range(kw.get("nsym", 1))]
+    want = simulate(ev, inst, dict(initial_balance=kw.get("balance", 10_000.0),
+                                   latency_ns=kw.get("latency_ns", 0),
+                                   touch_fills=kw.get("touch", False)), script)
+    got = engine(tmp_path / "ds", ev, script, **kw)
+    assert got["fills"] == [{k: f[k] for k in FILL_COLS} for f in want["fills"]]
+    assert got["orders"] == [{k: o[k] for k in ORDER_COLS} for o in want["orders"]]
+    assert got["results"] == [int(x) for x in want["results"]]
+    assert got["balance"] == want["balance"]
+    assert got["positions"] == want["positions"]
+    assert got["equity_after_fills"] == want["equity_after_fills"]
+    return want
+
+
+def fills(out):
+    return [(f["event_idx"], f["side"], f["price"], f["qty"], f["liquidity"]) for f in out["fills"]]
+
+
+def status(out, oid):
+    o = next(o for o in out["orders"] if o["oid"] == oid)
+    return o["status"], o["reason"]
+
+
+# ------------------------------------------------------------------------------ hand-worked
+def test_market_order_decided_at_close_fills_at_next_open(tmp_path):
+    # R8.1/R8.4: decided in on_bar of bar 0 (close 100.5) -> bar 1's open 101, taker
+    out = both(tmp_path, [B(0, 100, 101, 99, 100.5), B(1, 101, 103, 100, 102)],
+               [sub(0, MKT, BUY, 1.0)])
+    assert fills(out) == [(1, BUY, 101.0, 1.0, TAKER)]
+    assert out["positions"] == [1.0]
+    assert out["balance"] == 10_000.0  # zero fees; the position is valued at the close (102)
+    assert out["equity_after_fills"] == [10_000.0]  # valued at the fill's reach price
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_stop_before_target_in_one_bar(tmp_path, side):
+    # R8.2: a bracket whose stop and target are both inside one bar: the stop fills, the target
+    # is cancelled (OCO), for a long (sells: low first) and for a short (buys: high first)
+    stop, target = (95.0, 105.0) if side == BUY else (105.0, 95.0)
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 100.5, 99.5, 100), B(2, 100, 106, 94, 100)]
+    out = both(tmp_path, rows, [(0, "bracket", 0, side, 1.0, 0.0, stop, target)])
+    assert fills(out) == [(1, side, 100.0, 1.0, TAKER), (2, -side, stop, 1.0, TAKER)]
+    assert out["fills"][1]["realized_pnl"] == -5.0
+    assert status(out, 2) == (S.FILLED, R.NONE)  # the stop child
+    assert status(out, 3) == (S.CANCELED, R.OCO_SIBLING_FILLED)  # the target child
+    assert out["balance"] == 9_995.0
+
+
+def test_gap_through_stop_fills_at_the_open(tmp_path):
+    # R8.4: the bar opens below a sell stop: the fill is at the open (93), not the stop (95)
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 100, 100, 100), B(2, 93, 96, 92, 94)]
+    out = both(tmp_path, rows, [sub(0, MKT, BUY, 1.0), sub(1, STP, SELL, 1.0, stop=95.0, ro=True)])
+    assert fills(out) == [(1, BUY, 100.0, 1.0, TAKER), (2, SELL, 93.0, 1.0, TAKER)]
+
+
+def test_stop_inside_a_bar_fills_at_the_stop(tmp_path):
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 100, 100, 100), B(2, 99, 99.5, 90, 91)]
+    out = both(tmp_path, rows, [sub(0, MKT, BUY, 1.0), sub(1, STP, SELL, 1.0, stop=95.0, ro=True)])
+    assert fills(out)[1] == (2, SELL, 95.0, 1.0, TAKER)
+    assert out["equity_after_fills"][1] == 9_995.0
+
+
+@pytest.mark.parametrize("touch, want", [(False, [(2, BUY, 99.0, 1.0, MAKER)]),
+                                         (True, [(1, BUY, 99.0, 1.0, MAKER)])])
+def test_buy_limit_fills_only_strictly_through(tmp_path, touch, want):
+    # R8.6: low == limit is not a fill (unless touch_fills); low < limit fills at the limit
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 101, 99, 100), B(2, 100, 100.5, 98.5, 99.5)]
+    out = both(tmp_path, rows, [sub(0, LMT, BUY, 1.0, limit=99.0)], touch=touch)
+    assert fills(out) == want
+
+
+def test_sell_limit_fills_strictly_through_the_high(tmp_path):
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 102, 99, 100), B(2, 100, 102.5, 99, 100)]
+    out = both(tmp_path, rows, [sub(0, LMT, SELL, 1.0, limit=102.0)])
+    assert fills(out) == [(2, SELL, 102.0, 1.0, MAKER)]
+
+
+def test_marketable_limit_fills_at_the_open(tmp_path):
+    # R8.5: buy limit 101 arriving at a bar that opens at 100: taker at the open
+    out = both(tmp_path, [B(0, 100, 100, 100, 100), B(1, 100, 102, 99, 101)],
+               [sub(0, LMT, BUY, 1.0, limit=101.0)])
+    assert fills(out) == [(1, BUY, 100.0, 1.0, TAKER)]
+
+
+def test_ioc_limit_not_marketable_at_the_open_expires(tmp_path):
+    # R8.5: IOC is decided at the open only, even if the low trades through later
+    out = both(tmp_path, [B(0, 100, 100, 100, 100), B(1, 100, 100, 95, 100)],
+               [sub(0, LMT, BUY, 1.0, limit=99.0, tif=IOC)])
+    assert fills(out) == []
+    assert status(out, 1) == (S.EXPIRED, R.IOC_UNFILLED)
+
+
+def test_stop_limit_rests_after_trigger_then_fills_at_favourable_extreme(tmp_path):
+    # R8.4/R8.5/R8.6: sell stop-limit stop 95 limit 95.5: triggered at 95 on the way to the low
+    # (P1), not marketable (95 < 95.5), rests; P2 = high 100.5 > 95.5 -> maker at 95.5
+    out = both(tmp_path, [B(0, 100, 100, 100, 100), B(1, 100, 100.5, 94, 94)],
+               [sub(0, STPL, SELL, 1.0, limit=95.5, stop=95.0)])
+    assert fills(out) == [(1, SELL, 95.5, 1.0, MAKER)]
+
+
+def test_take_profit_fills_at_its_price_not_the_extreme(tmp_path):
+    # a short's take-profit (buy, TP 95) in a bar with low 94: filled at 95
+    rows = [B(0, 100, 100, 100, 100), B(1, 100, 100, 100, 100), B(2, 99, 99.5, 94, 96)]
+    out = both(tmp_path, rows, [sub(0, MKT, SELL, 1.0), sub(1, TPM, BUY, 1.0, stop=95.0, ro=True)])
+    assert fills(out) == [(1, SELL, 100.0, 1.0, TAKER), (2, BUY, 95.0, 1.0, TAKER)]
+    assert out["balance"] == 10_005.0
+
+
+def test_trailing_stop_follows_the_high_then_fills_on_the_close_leg(tmp_path):
+    # R8.4 + R3.8: sell trailing, trail 2, arrives at O100: P0 ref 100 stop 98; P1 low 99.5;
+    # P2 high 104: ref 104, stop 102; P3 close 101 <= 102: reached at the stop, 102
+    out = both(tmp_path, [B(0, 100, 100, 100, 100), B(1, 100, 104, 99.5, 101)],
+               [sub(0, TRL, SELL, 1.0, trail=2.0)])
+    assert fills(out) == [(1, SELL, 102.0, 1.0, TAKER)]
+
+
+def test_order_waits_for_latency_across_bars(tmp_path):
+    # R8.1: latency longer than a bar: the order arrives at the bar after next
+    rows = [B(0, 100, 100, 100, 100), B(1, 101, 101, 101, 101), B(2, 102, 102, 102, 102)]
+    out = both(tmp_path, rows, [sub(0, MKT, BUY, 1.0)], latency_ns=MIN + 1)
+    assert fills(out) == [(2, BUY, 102.0, 1.0, TAKER)]
+
+
+# ------------------------------------------------------------------------------ engine == oracle
+def random_bars(rng, nsym):
+    n = int(rng.integers(20, 80))
+    rows, level = [], [100.0] * nsym
+    for i in range(n):
+        for s in range(nsym):
+            if rng.random() < 0.3:
+                continue
+            o = level[s] + float(rng.integers(-3, 4)) * 0.5
+            c = o + float(rng.integers(-6, 7)) * 0.5
+            h = max(o, c) + float(rng.integers(0, 5)) * 0.5
+            lo = min(o, c) - float(rng.integers(0, 5)) * 0.5
+            level[s] = c
+            rows.append(B(i, o, h, lo, c, sym=s))
+    return rows
+
+
+def random_script(rng, ev, nsym):
+    from test_oracle_equivalence import make_script
+    return make_script(rng, ev, nsym)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_bars_engine_equals_oracle(tmp_path, seed):
+    rng = np.random.default_rng(1000 + seed)
+    nsym = int(rng.integers(1, 3))
+    ev = events(*random_bars(rng, nsym))
+    script = random_script(rng, ev, nsym)
+    touch = bool(rng.random() < 0.3)
+    latency = int(rng.choice([0, 0, MIN // 2, MIN]))
+    chunk = int(rng.choice([3, 64, 1 << 20]))
+    inst = [dict(PERP) for _ in range(nsym)]
+    want = simulate(ev, inst, dict(initial_balance=10_000.0, latency_ns=latency,
+                                        touch_fills=touch), script)
+    got = engine(tmp_path / "ds", ev, script, touch=touch, latency_ns=latency,
+                 chunk_rows=chunk, nsym=nsym)
+    assert got["results"] == [int(x) for x in want["results"]]
+    assert got["fills"] == [{k: f[k] for k in FILL_COLS} for f in want["fills"]]
+    assert got["orders"] == [{k: o[k] for k in ORDER_COLS} for o in want["orders"]]
+    assert got["balance"] == want["balance"]
+    assert got["positions"] == want["positions"]
+    assert got["equity_after_fills"] == want["equity_after_fills"]
