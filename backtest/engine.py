@@ -442,6 +442,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                                        if c.i_type[i] == int(InstrumentType.INVERSE_PERPETUAL)},
                      "rejects": int(c.n_rejects),
                      "refused_unrecorded": int(c.n_table_full), "liquidations": int(c.n_liquidations),
+                     "market_liquidations": int(c.n_market_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
                      "isolated_gap_cover": float(c.iso_gap_cover),

@@ -74,9 +74,10 @@ def write_bars(root: Path, ev: dict, nsym: int = 1) -> list[str]:
             write_stream(root, "bars", name, dict(ts_ns=ev["ts_ns"][m], open=ev["bid"][m],
                                                  high=ev["ask"][m], low=ev["bid_qty"][m],
                                                  close=ev["price"][m], volume=ev["qty"][m]))
-        m = (ev["sym"] == s) & (ev["kind"] == int(EventKind.TRADE))
-        if m.any():
-            write_stream(root, "trades", name, dict(ts_ns=ev["ts_ns"][m], price=ev["price"][m],
+        for kind, kdir in ((EventKind.TRADE, "trades"), (EventKind.MARKET_LIQUIDATION, "liquidations")):
+            m = (ev["sym"] == s) & (ev["kind"] == int(kind))
+            if m.any():
+                write_stream(root, kdir, name, dict(ts_ns=ev["ts_ns"][m], price=ev["price"][m],
                                                    qty=ev["qty"][m], side=ev["side"][m]))
     write_instruments(root / "instruments.json", {
         n: Instrument(n, "linear_perpetual", n, "USDT", "USDT", tick_size=PERP["tick_size"],

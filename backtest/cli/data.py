@@ -12,7 +12,8 @@ import sys
 import click
 
 # Kept in step with backtest.data.importers.FORMATS (tests check it) so that --help needs no polars.
-IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "bybit-trades", "tardis-trades", "tardis-quotes")
+IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "bybit-trades", "tardis-trades", "tardis-quotes",
+                  "binance-klines", "ohlcv", "tardis-liquidations")
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -132,7 +133,9 @@ def import_(fmt, symbol, out, instruments, quiet, as_json, files):
     \b
     Formats: binance-trades, binance-aggtrades (data.binance.vision, spot or
     USDⓈ-M futures, with or without header, ms or µs timestamps), bybit-trades
-    (public.bybit.com trading history), tardis-trades, tardis-quotes.
+    (public.bybit.com trading history), tardis-trades, tardis-quotes; candles:
+    binance-klines, ohlcv (CSV or Parquet: ts,open,high,low,close,volume);
+    other traders' liquidations: tardis-liquidations.
 
     \b
     Example:

@@ -168,8 +168,10 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         elif k == K_BAR:
             if HAS_ON_BAR:
                 _on_bar(s, c, t, sy, bid[u], ask[u], bid_qty[u], p, qty[u])
-        elif HAS_ON_MARKET_LIQUIDATION:
-            _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
+        else:  # another trader's liquidation: information only (R8.8)
+            c.n_market_liquidations += 1
+            if HAS_ON_MARKET_LIQUIDATION:
+                _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
         if c.n_loan_ring > 0:
             flush_loan_ring(c, loan_rows)
             wrote = True

@@ -359,6 +359,7 @@ def _ctx_fields() -> list:
         ("n_fills", i8),
         ("n_rejects", i8),
         ("n_liquidations", i8),
+        ("n_market_liquidations", i8),  # other traders' liquidations seen (kind liquidations)
         ("n_table_full", i8),  # refused orders that found no room in the done ring
         ("seq", i8),  # orders ever created (oid sequence)
         # market state per symbol

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .importers_kinds import KIND_FORMATS, parse_kind_file
 from .layout import KINDS, date_of_day, day_bounds_ns, partition_dir
 
 # format -> (kind, accepted column layouts). A header line, when present, must name one layout;
@@ -45,6 +46,9 @@ FORMATS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
         ("exchange", "symbol", "timestamp", "local_timestamp", "ask_amount", "ask_price",
          "bid_price", "bid_amount"),
     )),
+    "binance-klines": KIND_FORMATS["binance-klines"],  # bars: importers_kinds.py
+    "ohlcv": KIND_FORMATS["ohlcv"],
+    "tardis-liquidations": KIND_FORMATS["tardis-liquidations"],
 }
 
 FIX_LINE = "correct or delete this line; if the download was cut short, fetch the file again"
@@ -268,6 +272,8 @@ def parse_file(path: Path, fmt: str) -> tuple[str, dict[str, np.ndarray]]:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
     path = Path(path)
+    if fmt in KIND_FORMATS:  # bars and market liquidations
+        return parse_kind_file(path, fmt)
     kind = FORMATS[fmt][0]
     data, name = _read_bytes(path)
     df, fl = _parse_table(fmt, data, name)
