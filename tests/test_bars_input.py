@@ -272,3 +272,129 @@ def test_random_bars_engine_equals_oracle(tmp_path, seed):
     assert got["balance"] == want["balance"]
     assert got["positions"] == want["positions"]
     assert got["equity_after_fills"] == want["equity_after_fills"]
+
+
+# ------------------------------------------------------------------------------ importers
+from backtest.data.importers import parse_file  # noqa: E402
+from backtest.errors import DataError  # noqa: E402
+
+FIX_BARS = [  # (close ts_ns, open, high, low, close, volume) of binance-futures-klines-1m.csv
+    (T0 + 1 * MIN, 62000.0, 62050.0, 61950.0, 62000.0, 120.512),
+    (T0 + 2 * MIN, 62010.0, 62100.0, 61990.0, 62050.0, 98.004),
+    (T0 + 3 * MIN, 62050.0, 62400.0, 61700.0, 62100.0, 310.25),
+    (T0 + 4 * MIN, 62100.0, 62150.0, 62000.0, 62120.0, 75.3),
+]
+
+
+def rows_of(cols):
+    return list(zip(*(cols[k].tolist() for k in ("ts_ns", "open", "high", "low", "close", "volume"))))
+
+
+def test_parse_binance_klines_with_header_ms():
+    kind, cols = parse_file(FIXTURES / "binance-futures-klines-1m.csv", "binance-klines")
+    assert kind == "bars"
+    assert rows_of(cols) == FIX_BARS  # stamped at the interval's end: close_time + 1 ms
+
+
+def test_parse_binance_spot_klines_headerless_us():
+    _, cols = parse_file(FIXTURES / "binance-spot-klines-1m-us.csv", "binance-klines")
+    assert cols["ts_ns"].tolist() == [T0 + MIN, T0 + 2 * MIN]  # close_time + 1 µs
+    assert cols["volume"].tolist() == [12.0512, 9.8004]
+
+
+def test_parse_ohlcv_csv_iso_times_and_parquet(tmp_path):
+    _, cols = parse_file(FIXTURES / "ohlcv-1m.csv", "ohlcv")
+    assert rows_of(cols) == FIX_BARS[:2]  # interval = the step between bars (1 min)
+    import polars as pl
+    f = tmp_path / "bars.parquet"
+    pl.DataFrame({"ts": [1770249600, 1770249660], "open": [62000.0, 62010.0],
+                  "high": [62050.0, 62100.0], "low": [61950.0, 61990.0],
+                  "close": [62000.0, 62050.0], "volume": [120.512, 98.004],
+                  "close_ts": [1770249660, 1770249720]}).write_parquet(f)
+    _, cols = parse_file(f, "ohlcv")
+    assert rows_of(cols) == FIX_BARS[:2]
+
+
+@pytest.mark.parametrize("line, col", [
+    ("1770249600000,62000,61990,61950,62000,1,1770249659999,0,0,0,0,0", "high"),  # high < open
+    ("1770249600000,62000,62050,61950,62000,-1,1770249659999,0,0,0,0,0", "volume"),
+    ("1770249600000,62000,62050,61950,62000,1,1770249500000,0,0,0,0,0", "close_time"),
+    ("1770249600000,62000,62050,abc,62000,1,1770249659999,0,0,0,0,0", "low"),
+])
+def test_bad_kline_line_names_file_line_column(tmp_path, line, col):
+    f = tmp_path / "k.csv"
+    f.write_text(",".join(KLINE_HEADER) + "\n" + FIX_LINE + "\n" + line + "\n")
+    with pytest.raises(DataError) as e:
+        parse_file(f, "binance-klines")
+    assert f"{f}:3" in str(e.value) and col in str(e.value)
+
+
+def test_single_ohlcv_bar_without_close_ts_is_refused(tmp_path):
+    f = tmp_path / "one.csv"
+    f.write_text("ts,open,high,low,close,volume\n1770249600000,1,1,1,1,1\n")
+    with pytest.raises(DataError, match="close_ts"):
+        parse_file(f, "ohlcv")
+
+
+KLINE_HEADER = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
+                "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
+FIX_LINE = "1770249540000,62000,62050,61950,62000,1,1770249599999,0,0,0,0,0"
+
+
+# ------------------------------------------------------------------------------ end to end (CLI)
+BACKTEST = str(Path(sys.executable).with_name("backtest"))
+
+
+def cli(*args, timeout=900):
+    r = subprocess.run([BACKTEST, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "PYTHONPATH": f"{ROOT}:{Path(__file__).parent}"})
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.mark.slow
+def test_cli_import_klines_run_on_bar_jit_and_no_jit(tmp_path):
+    # BarBracket buys at the first bar's close with stop 61800 / target 62300: the entry fills at
+    # bar 2's open (62010); bar 3 (low 61700, high 62400) holds both: the stop fills (61800), the
+    # target is cancelled. Fees 0.05 % taker. Same results with JIT on and --no-jit.
+    ds = tmp_path / "ds"
+    cli("data", "import", "--format", "binance-klines", "--symbol", "BTCUSDT", "--out", ds,
+        "--instruments", FIXTURES / "instruments.json", "--quiet",
+        FIXTURES / "binance-futures-klines-1m.csv")
+    strat = f"{Path(__file__).parent / 'bar_strategies.py'}:BarBracket"
+    outs = {}
+    for name, extra in (("jit", []), ("py", ["--no-jit"])):
+        r = cli("run", strat, "--data", ds, "--out", tmp_path / name, "--json", *extra)
+        outs[name] = (json.loads(r.stdout), bt.Result.load(tmp_path / name))
+    (ja, ra), (jb, rb) = outs["jit"], outs["py"]
+    assert ja["timings"]["jit"] is True and jb["timings"]["jit"] is False
+    for res in (ra, rb):
+        f = res.fills.select("ts_ns", "side", "price", "qty", "fee", "realized_pnl").to_dicts()
+        assert f == [
+            dict(ts_ns=T0 + 2 * MIN, side=1, price=62010.0, qty=0.01, fee=0.01 * 62010.0 * 0.0005,
+                 realized_pnl=0.0),
+            dict(ts_ns=T0 + 3 * MIN, side=-1, price=61800.0, qty=0.01, fee=0.01 * 61800.0 * 0.0005,
+                 realized_pnl=0.01 * (61800.0 - 62010.0)),
+        ]
+        st = dict(zip(res.orders["oid"].to_list(), zip(res.orders["status"].to_list(),
+                                                       res.orders["reason"].to_list())))
+        assert st[3] == (int(S.CANCELED), int(R.OCO_SIBLING_FILLED))
+    assert ra.fills.equals(rb.fills) and ra.equity.equals(rb.equity)
+
+
+def test_on_bar_gets_each_bar_at_its_close(tmp_path):
+    from bar_strategies import BarBracket
+    ds = tmp_path / "ds"
+    from backtest.data.importers import import_files
+    import_files([FIXTURES / "binance-futures-klines-1m.csv"], fmt="binance-klines", symbol="BTCUSDT",
+                 out=ds, instruments=FIXTURES / "instruments.json")
+    st = BarBracket.new_state({}, ["BTCUSDT"])
+    res = bt.run(BarBracket, ds, symbols=["BTCUSDT"], config=dict(sample_interval="1m"), state=st)
+    r = st[0]
+    assert r.n == 4
+    got = [(int(r.ts[k]), *map(float, r.ohlcv[k])) for k in range(4)]
+    assert got == FIX_BARS
+    assert r.sy[:4].tolist() == [0, 0, 0, 0]
+    assert res.headline["positions"] == {"BTCUSDT": 0.0}
+    # equity is recorded as usual: sample rows at each minute plus one per fill
+    assert res.equity.height >= 4 + 2
