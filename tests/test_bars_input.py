@@ -230,6 +230,29 @@ def test_order_waits_for_latency_across_bars(tmp_path):
     assert fills(out) == [(2, BUY, 102.0, 1.0, TAKER)]
 
 
+def test_liquidation_inside_a_bar_that_closes_higher(tmp_path):
+    # R8.7: balance 15, long 1 at 100 (10x, mmr 0.4 %): the margin balance 15 + (P - 100) reaches
+    # the maintenance margin 0.004 P at P <= 85.34. Bar 2 dips to 84 and closes at 99: the
+    # position is liquidated at the low, although the close alone would not breach.
+    from backtest.data.instruments import Bracket
+    ev = events(B(0, 100, 100, 100, 100), B(1, 100, 100, 100, 100), B(2, 100, 101, 84, 99),
+                B(3, 99, 99, 99, 99))
+    root = tmp_path / "ds"
+    write_bars(root, ev)
+    write_instruments(root / "instruments.json", {"S0": Instrument(
+        "S0", "linear_perpetual", "S0", "USDT", "USDT", tick_size=0.5, lot_size=0.25,
+        maker_fee_rate=0.0, taker_fee_rate=0.0, brackets=(Bracket(0.0, 1e12, 125.0, 0.004, 0.0),))})
+    state = BarScripted.new_state({}, ["S0"])
+    load_script(state, [sub(0, MKT, BUY, 1.0)])
+    res = bt.run(BarScripted, root, symbols=["S0"], state=state,
+                 config=dict(initial_balance=15.0, sample_interval="0", leverage={"S0": 10.0}))
+    assert res.liquidations.height == 1
+    liq = res.liquidations.row(0, named=True)
+    assert liq["ts_ns"] == T0 + 3 * MIN and liq["mark_price"] == 84.0 and liq["qty"] == 1.0
+    assert res.headline["positions"] == {"S0": 0.0}
+    assert res.headline["liquidations"] == 1
+
+
 # ------------------------------------------------------------------------------ engine == oracle
 def random_bars(rng, nsym):
     n = int(rng.integers(20, 80))

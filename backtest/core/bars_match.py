@@ -9,13 +9,16 @@ pessimistic outcome happens. Points are walked point by point over all orders of
 (ascending oid), so OCO siblings and brackets resolve in path order. No extra data is made: the
 path lives in this loop only.
 """
+from .account import mark_to_market, update_drawdown
 from .codes import (
     K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_STOP_MARKET, OT_TRAILING, R_FOK, R_IOC, R_POST_ONLY,
     R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING,
     TIF_FOK, TIF_IOC,
 )
 from .execution import taker_price
+from .guard import arm_guard, guard_holds
 from .jit import kernel
+from .liquidation import liquidate, margin_breached
 from .matching import _capped, _check_trigger, _init_trailing_ref, _is_market_like, try_fill
 from .orders import apply_amend, finish, post_only_crosses
 
@@ -120,3 +123,24 @@ def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
                 continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
             _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)
     c.last_px[s] = cl
+
+
+@kernel
+def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
+    """R8.7: value an open position at its adverse extreme of the bar (a long at the low, a short
+    at the high) and run the margin check there, as the loop does at a trade (docs/margin.md):
+    a liquidation inside the bar is never missed because the bar closed higher. Returns whether
+    a liquidation wrote rows."""
+    if c.pos[s] == 0.0 or not (c.liq_use_last or not c.has_mark[s]):
+        return False
+    c.last_px[s] = lo if c.pos[s] > 0.0 else h
+    mark_to_market(c, s)
+    wrote = False
+    if not guard_holds(c, s):
+        c.n_margin_checks += 1
+        update_drawdown(c)
+        if margin_breached(c, s, t):
+            liquidate(c, s, t, g, fills, equity_rows, liq_rows)
+            wrote = True
+        arm_guard(c, s)
+    return wrote

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
-from .bars_match import match_bar
+from .bars_match import check_bar_extreme, match_bar
 from .codes import K_BAR, K_FUNDING, K_MARK, K_QUOTE, K_TRADE
 from .execution import update_estimators
 from .guard import arm_guard, guard_holds
@@ -87,6 +87,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 wrote = True
             special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
         f0 = c.n_fill_rows
+        l0 = c.n_liq_rows
         # 3. market state (R2.3)
         if k == K_TRADE:
             c.last_px[sy] = p
@@ -107,6 +108,9 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             # a candle at its close: orders walk its path (section 8), then last = close
             if c.n_open[sy] != 0:
                 match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
+            if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
+                                                      equity_rows, liq_rows):
+                wrote = True
             c.last_px[sy] = p
             c.has_trade[sy] = 1
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
@@ -122,7 +126,6 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
         # the valuation price moved: at a mark, or at a trade when positions are valued at last;
         # the checks are skipped while the price guard shows they cannot change anything
-        l0 = c.n_liq_rows
         if c.pos[sy] != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 c.liq_use_last or not c.has_mark[sy]))):
             mark_to_market(c, sy)
