@@ -277,6 +277,10 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
+    if "on_bar" not in cls.hooks() and any(k == "bars" for k, _ in stream.files):
+        raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
+                            f"bars): add on_bar (bar matching is compiled only into strategies "
+                            f"that have it; docs/strategies.md)")
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
     s_arr = cls.new_state(params, syms)

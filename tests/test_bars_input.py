@@ -253,6 +253,15 @@ def test_liquidation_inside_a_bar_that_closes_higher(tmp_path):
     assert res.headline["liquidations"] == 1
 
 
+def test_strategy_without_on_bar_refuses_candles(tmp_path):
+    # bar matching compiles only with on_bar (R8.1): a strategy without it is refused, not run
+    # with orders that would never be matched
+    ev = events(B(0, 100, 100, 100, 100))
+    write_bars(tmp_path / "ds", ev)
+    with pytest.raises(bt.StrategyError, match="no on_bar hook"):
+        bt.run(Scripted, tmp_path / "ds", symbols=["S0"], config=dict(sample_interval="0"))
+
+
 # ------------------------------------------------------------------------------ engine == oracle
 def random_bars(rng, nsym):
     n = int(rng.integers(20, 80))

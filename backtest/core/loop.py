@@ -105,12 +105,14 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.index_px[sy] = qty[u]
             c.has_mark[sy] = 1
         elif k == K_BAR:
-            # a candle at its close: orders walk its path (section 8), then last = close
-            if c.n_open[sy] != 0:
-                match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
-            if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
-                                                      equity_rows, liq_rows):
-                wrote = True
+            # a candle at its close: orders walk its path (section 8), then last = close. Only
+            # strategies with on_bar compile this (engine.run refuses bars data without it).
+            if HAS_ON_BAR:
+                if c.n_open[sy] != 0:
+                    match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
+                if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
+                                                          equity_rows, liq_rows):
+                    wrote = True
             c.last_px[sy] = p
             c.has_trade[sy] = 1
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
