@@ -18,6 +18,7 @@ import backtest as bt
 from backtest.core.schema import EventKind
 from backtest.data.instruments import Instrument, write_instruments
 from backtest.data.writer import write_stream
+from backtest.errors import StrategyError
 from oracle import GTC, IOC, OrderStatus, OrderType, Reason, simulate
 from scripted import Scripted, load_script, run_actions
 
@@ -258,7 +259,7 @@ def test_strategy_without_on_bar_refuses_candles(tmp_path):
     # with orders that would never be matched
     ev = events(B(0, 100, 100, 100, 100))
     write_bars(tmp_path / "ds", ev)
-    with pytest.raises(bt.StrategyError, match="no on_bar hook"):
+    with pytest.raises(StrategyError, match="no on_bar hook"):
         bt.run(Scripted, tmp_path / "ds", symbols=["S0"], config=dict(sample_interval="0"))
 
 
