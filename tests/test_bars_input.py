@@ -263,6 +263,18 @@ def test_strategy_without_on_bar_refuses_candles(tmp_path):
         bt.run(Scripted, tmp_path / "ds", symbols=["S0"], config=dict(sample_interval="0"))
 
 
+@pytest.mark.slow
+def test_hand_worked_examples_without_jit(tmp_path):
+    # the same examples on the pure-Python backend (NUMBA_DISABLE_JIT=1, as `--no-jit`)
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "CASCADE_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                        "-k", "not random and not cli_import and not without_jit"],
+                       env=env, capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout
+
+
 # ------------------------------------------------------------------------------ engine == oracle
 def random_bars(rng, nsym):
     n = int(rng.integers(20, 80))
