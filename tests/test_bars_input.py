@@ -381,6 +381,15 @@ def test_single_ohlcv_bar_without_close_ts_is_refused(tmp_path):
         parse_file(f, "ohlcv")
 
 
+def test_validate_refuses_an_inconsistent_candle(tmp_path):
+    from backtest.data.validate import validate_dataset
+    ev = events(B(0, 100, 101, 99, 100), B(1, 100, 99.5, 99, 100))  # high below the open
+    write_bars(tmp_path / "ds", ev)
+    with pytest.raises(DataError, match="inconsistent candle") as e:
+        validate_dataset(tmp_path / "ds")
+    assert "high" in str(e.value) and "kind=bars" in str(e.value)
+
+
 KLINE_HEADER = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
                 "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
 FIX_LINE = "1770249540000,62000,62050,61950,62000,1,1770249599999,0,0,0,0,0"
