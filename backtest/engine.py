@@ -308,7 +308,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     t1 = time.perf_counter()
     events = 0
     last_ts = None
-    bars = BarFiller(len(syms))
+    bars = BarFiller(len(syms), candles=any(k == "bars" for k, _ in stream.files))
     for chunk in stream:
         n = len(chunk["ts_ns"])
         if n == 0:

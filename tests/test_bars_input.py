@@ -452,3 +452,9 @@ def test_on_bar_gets_each_bar_at_its_close(tmp_path):
     assert res.headline["positions"] == {"BTCUSDT": 0.0}
     # equity is recorded as usual: sample rows at each minute plus one per fill
     assert res.equity.height >= 4 + 2
+    # the bars table aggregates the input candles: the row at minute m holds the candle that
+    # closed at minute m - 1 (a sample row has the state before the events at its time), and the
+    # final row the last candle
+    got = res.bars.select("ts_ns", "open", "high", "low", "close", "volume").rows()
+    assert got == [(T0 + 2 * MIN, *FIX_BARS[0][1:]), (T0 + 3 * MIN, *FIX_BARS[1][1:]),
+                   (T0 + 4 * MIN, *FIX_BARS[2][1:]), (T0 + 4 * MIN, *FIX_BARS[3][1:])]
