@@ -277,7 +277,8 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
-    if "on_bar" not in cls.hooks() and any(k == "bars" for k, _ in stream.files):
+    candles = any(k == "bars" for k, _ in stream.files)
+    if candles and "on_bar" not in cls.hooks():
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
@@ -308,7 +309,7 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
     t1 = time.perf_counter()
     events = 0
     last_ts = None
-    bars = BarFiller(len(syms), candles=any(k == "bars" for k, _ in stream.files))
+    bars = BarFiller(len(syms), candles=candles)
     for chunk in stream:
         n = len(chunk["ts_ns"])
         if n == 0:
