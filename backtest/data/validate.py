@@ -39,6 +39,8 @@ _RULES: dict[str, dict[str, str]] = {
     "quotes": {"bid": "pos", "ask": "pos", "bid_qty": "nonneg", "ask_qty": "nonneg"},
     "marks": {"mark_price": "pos", "index_price": "pos_or_nan"},
     "funding": {"rate": "finite"},
+    "bars": {"open": "pos", "high": "pos", "low": "pos", "close": "pos", "volume": "nonneg"},
+    "liquidations": {"price": "pos", "qty": "pos", "side": "side"},
 }
 _RULE_TEXT = {
     "pos": "must be a finite number > 0",
@@ -111,6 +113,14 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
         if i >= 0:
             found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
                           "drop crossed quotes or swap the bid/ask columns"))
+    if kind == "bars":
+        o, h, lo, cl = (np.asarray(columns[n]) for n in ("open", "high", "low", "close"))
+        with np.errstate(invalid="ignore"):
+            i = _first((h < np.maximum(o, cl)) | (lo > np.minimum(o, cl)))
+        if i >= 0:
+            found.append((i, "high", f"inconsistent candle: open {o[i]!r} high {h[i]!r} low {lo[i]!r} "
+                          f"close {cl[i]!r} (need low <= open, close <= high)",
+                          "check the column order (open, high, low, close) or drop the row"))
     return found
 
 
