@@ -381,6 +381,57 @@ def test_single_ohlcv_bar_without_close_ts_is_refused(tmp_path):
         parse_file(f, "ohlcv")
 
 
+def _ohlcv_frame(n, step_s=60, t0=1770249600):
+    import polars as pl
+    return pl.DataFrame({"TS": [t0 + step_s * k for k in range(n)], "open": [100.0] * n,
+                         "high": [101.0] * n, "low": [99.0] * n, "close": [100.5] * n,
+                         "volume": [float(k) for k in range(n)]})
+
+
+def test_parquet_ohlcv_read_in_batches_equals_whole(tmp_path, monkeypatch):
+    # Parquet is streamed by batches: the interval (state) carries across them, any batch size
+    from backtest.data import importers
+    f = tmp_path / "bars.parquet"
+    _ohlcv_frame(7).write_parquet(f)
+    _, whole = parse_file(f, "ohlcv")
+    monkeypatch.setattr(importers, "PARQUET_ROWS", 2)
+    _, batched = parse_file(f, "ohlcv")
+    assert rows_of(batched) == rows_of(whole)
+    assert batched["ts_ns"].tolist() == [T0 + (k + 1) * MIN for k in range(7)]
+
+
+def test_ohlcv_interval_smaller_in_a_later_batch_is_refused(tmp_path, monkeypatch):
+    # the interval is taken from the first batch; never stamp bars with a wrong interval
+    import polars as pl
+    from backtest.data import importers
+    f = tmp_path / "bars.parquet"
+    df = _ohlcv_frame(4)
+    pl.concat([df, df.with_columns(pl.col("TS") + 240 - 30)]).write_parquet(f)  # 30 s steps later
+    monkeypatch.setattr(importers, "PARQUET_ROWS", 4)
+    with pytest.raises(DataError, match="close_ts") as e:
+        parse_file(f, "ohlcv")
+    assert f"{f}:5" in str(e.value) and "ts" in str(e.value)
+
+
+def test_ohlcv_iso_offset_and_bad_time(tmp_path):
+    f = tmp_path / "b.csv"
+    f.write_text("ts,open,high,low,close,volume\n2026-02-05T01:00:00+01:00,1,1,1,1,1\n"
+                 "2026-02-05T00:01:00Z,1,1,1,1,1\n")
+    _, cols = parse_file(f, "ohlcv")
+    assert cols["ts_ns"].tolist() == [T0 + MIN, T0 + 2 * MIN]
+    f.write_text("ts,open,high,low,close,volume\n2026-02-05T00:00:00Z,1,1,1,1,1\nyesterday,1,1,1,1,1\n")
+    with pytest.raises(DataError, match="not a time") as e:
+        parse_file(f, "ohlcv")
+    assert f"{f}:3" in str(e.value)
+
+
+def test_csv_format_refuses_parquet(tmp_path):
+    f = tmp_path / "k.parquet"
+    _ohlcv_frame(2).write_parquet(f)
+    with pytest.raises(DataError, match="not Parquet"):
+        parse_file(f, "binance-klines")
+
+
 def test_validate_refuses_an_inconsistent_candle(tmp_path):
     from backtest.data.validate import validate_dataset
     ev = events(B(0, 100, 101, 99, 100), B(1, 100, 99.5, 99, 100))  # high below the open
