@@ -425,6 +425,20 @@ def test_ohlcv_iso_offset_and_bad_time(tmp_path):
     assert f"{f}:3" in str(e.value)
 
 
+def test_inconsistent_candle_names_the_bad_column(tmp_path):
+    # the importer and `data validate` share the rule (validate.candle_problem) and name the
+    # column at fault: low above the open here, high below the close on the next line
+    f = tmp_path / "b.csv"
+    f.write_text("ts,open,high,low,close,volume\n1770249600,10,12,10.5,11,1\n1770249660,10,12,9,11,1\n")
+    with pytest.raises(DataError, match="inconsistent candle") as e:
+        parse_file(f, "ohlcv")
+    assert e.value.column == "low" and f"{f}:2" in str(e.value)
+    f.write_text("ts,open,high,low,close,volume\n1770249600,10,12,9,11,1\n1770249660,10,10.5,9,11,1\n")
+    with pytest.raises(DataError, match="inconsistent candle") as e:
+        parse_file(f, "ohlcv")
+    assert e.value.column == "high" and f"{f}:3" in str(e.value)
+
+
 def test_csv_format_refuses_parquet(tmp_path):
     f = tmp_path / "k.parquet"
     _ohlcv_frame(2).write_parquet(f)

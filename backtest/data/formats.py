@@ -373,14 +373,14 @@ OHLCV = ("ts", "open", "high", "low", "close", "volume")
 
 def _bars(b: Batch, end: np.ndarray):
     """The checked OHLCV columns of a batch, stamped at `end`."""
+    from .validate import FIX_CANDLE, candle_problem  # the rule dataset validation applies too
+
     o, h, lo, c = (b.number(k, positive=True) for k in ("open", "high", "low", "close"))
     v = b.number("volume")
-    high_bad = h < np.maximum(o, c)
-    i = _first_bad(high_bad | (lo > np.minimum(o, c)))
-    if i >= 0:
-        raise b.error(i, f"inconsistent candle: open {o[i]} high {h[i]} low {lo[i]} close {c[i]} "
-                      "(need low <= open, close <= high)", "high" if high_bad[i] else "low",
-                      fix="check the column order (open, high, low, close), or drop the line")
+    bad = candle_problem(o, h, lo, c)
+    if bad:
+        i, col, problem = bad
+        raise b.error(i, problem, col, FIX_CANDLE)
     i = _first_bad(v < 0)
     if i >= 0:
         raise b.error(i, f"volume must be a finite number >= 0, got {v[i]}", "volume")

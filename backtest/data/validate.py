@@ -114,14 +114,24 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
             found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
                           "drop crossed quotes or swap the bid/ask columns"))
     if kind == "bars":
-        o, h, lo, cl = (np.asarray(columns[n]) for n in ("open", "high", "low", "close"))
-        with np.errstate(invalid="ignore"):
-            i = _first((h < np.maximum(o, cl)) | (lo > np.minimum(o, cl)))
-        if i >= 0:
-            found.append((i, "high", f"inconsistent candle: open {o[i]!r} high {h[i]!r} low {lo[i]!r} "
-                          f"close {cl[i]!r} (need low <= open, close <= high)",
-                          "check the column order (open, high, low, close) or drop the row"))
+        bad = candle_problem(*(np.asarray(columns[n]) for n in ("open", "high", "low", "close")))
+        if bad:
+            found.append((*bad, FIX_CANDLE))
     return found
+
+
+FIX_CANDLE = "check the column order (open, high, low, close), or drop the row"
+
+
+def candle_problem(o, h, lo, c) -> tuple[int, str, str] | None:
+    """(row, column, problem) of the first candle without low <= open, close <= high, or None."""
+    with np.errstate(invalid="ignore"):
+        high_bad = h < np.maximum(o, c)
+        i = _first(high_bad | (lo > np.minimum(o, c)))
+    if i < 0:
+        return None
+    return (i, "high" if high_bad[i] else "low", f"inconsistent candle: open {o[i]} high {h[i]} low {lo[i]} "
+            f"close {c[i]} (need low <= open, close <= high)")
 
 
 def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0) -> None:
