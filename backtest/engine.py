@@ -291,6 +291,11 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
+    candles = any(k == "bars" for k, _ in stream.files)
+    if candles and "on_bar" not in cls.hooks():
+        raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
+                            f"bars): add on_bar (bar matching is compiled only into strategies "
+                            f"that have it; docs/strategies.md)")
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
     if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
@@ -321,7 +326,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
     t1 = time.perf_counter()
     events = 0
     last_ts = None
-    bars = BarFiller(len(syms))
+    bars = BarFiller(len(syms), candles=candles)
     for chunk in stream:
         n = len(chunk["ts_ns"])
         if n == 0:
@@ -479,6 +484,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                                        if c.i_type[i] == int(InstrumentType.INVERSE_PERPETUAL)},
                      "rejects": int(c.n_rejects),
                      "refused_unrecorded": int(c.n_table_full), "liquidations": int(c.n_liquidations),
+                     "market_liquidations": int(c.n_market_liquidations),
                      "margin_calls": int(c.n_margin_calls),
                      "insurance_payout": float(c.insurance_payout),
                      "isolated_gap_cover": float(c.iso_gap_cover),

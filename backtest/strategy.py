@@ -32,6 +32,8 @@ Hooks (all optional; `c` is the run context, read it and trade through the SDK):
     on_liquidation(self, c, ts_ns, sym, qty, price)            a position of ours was liquidated
     on_margin_call(self, c, ts_ns, sym, margin_ratio)          maint/margin balance crossed the
                                                                warning level (sym -1: cross account)
+    on_bar(self, c, ts_ns, sym, open, high, low, close, volume)  a candle, at its close
+    on_market_liquidation(self, c, ts_ns, sym, price, qty, side)  another trader's forced order
 
 A method named `on_...` that is not one of these (a misspelt `on_ticks`) is refused with a
 suggestion; a hook that the run can never call (on_timer without a timer, on_quote without quotes
@@ -48,7 +50,7 @@ import numpy as np
 from .errors import ConfigError, StrategyError, shown
 
 HOOKS = ("on_tick", "on_quote", "on_mark", "on_fill", "on_funding", "on_timer", "on_liquidation",
-         "on_margin_call")
+         "on_margin_call", "on_bar", "on_market_liquidation")
 
 
 class Symbol:

@@ -5,8 +5,12 @@ the spec alone (it shares nothing with the compiled engine except the enum value
 backtest/core/schema.py). Every formula is evaluated in the exact order the doc writes it, with
 plain Python floats, because the engine is compared against it bit for bit.
 
+Candles (section 8, R8.1-R8.8) are walked by `_bar`: its own path points, per order, from the
+doc's rules; market liquidations change nothing (R8.8).
+
 Not modelled (out of scope for the oracle): samples/bars (R2.1), timer (R2.2), the split of
-a fill's cost into spread, impact and drift (R4.5; its benchmark and total are modelled), peak/drawdown (R6.1), liquidations, inverse contracts, interest.
+a fill's cost into spread, impact and drift (R4.5; its benchmark and total are modelled),
+peak/drawdown (R6.1), liquidations, inverse contracts, interest.
 
 Ambiguity decisions (the spec does not settle these; each is also marked "CHOICE" in the code):
   A1  Cancel (R3.12) is checked for every live order of the symbol (PENDING, OPEN and
@@ -90,6 +94,7 @@ MAX_ORDERS = schema.MAX_ORDERS
 
 TRADE, QUOTE, MARK, FUNDING = (int(EventKind.TRADE), int(EventKind.QUOTE), int(EventKind.MARK),
                                int(EventKind.FUNDING))
+BAR, MARKET_LIQUIDATION = int(EventKind.BAR), int(EventKind.MARKET_LIQUIDATION)
 PENDING, OPEN, WAITING_PARENT = int(OrderStatus.PENDING), int(OrderStatus.OPEN), int(
     OrderStatus.WAITING_PARENT)
 FILLED, CANCELED, REJECTED, EXPIRED = (int(OrderStatus.FILLED), int(OrderStatus.CANCELED),
@@ -633,6 +638,128 @@ class Simulator:
             if through:
                 self._fill(o, remaining, o.limit, MAKER, g, t)
 
+    # ------------------------------------------------------------------ candles (sec. 8)
+    @staticmethod
+    def _bar_point(o, k, bar):
+        # R8.2: open, adverse extreme, favourable extreme, close; a sell's adverse one is the low.
+        op, hi, lo, cl = bar
+        if k == 0:
+            return op
+        if k == 3:
+            return cl
+        adverse, favourable = (lo, hi) if o.side < 0 else (hi, lo)
+        return adverse if k == 1 else favourable
+
+    def _bar_arrive(self, o, g, t):
+        # R8.3 at P0: cancel, R3.1 eligibility, amends, arrival. Returns (work it, arriving).
+        m = self.mkt[o.sym]
+        if o.cancel_ts >= 0 and t >= o.cancel_ts:
+            self._finish(o, CANCELED, Reason.USER_CANCEL, t)
+            return False, False
+        if o.status == WAITING_PARENT or g <= o.decision_idx or t < o.arrive_ts:
+            return False, False
+        if o.amends:
+            keep = []
+            for (ts, qty, limit, stop) in o.amends:
+                if t >= ts:
+                    self._apply_amend(o, qty, limit, stop)
+                else:
+                    keep.append((ts, qty, limit, stop))
+            o.amends = keep
+        if o.status != PENDING:
+            return True, False
+        o.status = OPEN
+        if o.otype == LIMIT and o.tif == POST_ONLY and self._crosses(o):  # against the open
+            self._finish(o, REJECTED, Reason.POST_ONLY_WOULD_CROSS, t)
+            return False, False
+        if o.otype == TRAILING:  # R3.8 at arrival: the current trigger price (last = open)
+            if o.trigger == MARK_SRC:
+                if m.has_mark:
+                    o.trail_ref = m.mark
+            else:
+                o.trail_ref = m.last
+        return True, True
+
+    def _bar_work(self, o, g, t, k, px, arriving):
+        m = self.mkt[o.sym]
+        b = px  # R8.4: reach price
+        just_triggered = False
+        if o.otype in STOP_LIKE and not o.triggered:
+            if o.trigger == MARK_SRC:
+                return  # R8.4: mark-triggered orders wait for MARK events
+            if o.otype == TRAILING:
+                if o.trail_ref is None:
+                    o.trail_ref = px
+                elif o.side < 0:
+                    o.trail_ref = max(o.trail_ref, px)
+                else:
+                    o.trail_ref = min(o.trail_ref, px)
+                dist = o.trail if o.trail > 0 else o.trail_ref * o.trail_bps / 10000
+                o.stop = o.trail_ref - dist if o.side < 0 else o.trail_ref + dist
+            if o.otype in TP_TYPES:
+                hit = px <= o.stop if o.side > 0 else px >= o.stop
+            else:
+                hit = px >= o.stop if o.side > 0 else px <= o.stop
+            if not hit:
+                return
+            o.triggered = True
+            just_triggered = True
+            if k > 0:
+                b = o.stop  # crossed continuously on the way to this point
+        remaining = o.qty - o.filled
+        if o.otype in MARKET_LIKE:
+            m.last = b
+            self._fill(o, remaining, m.opp(o.side), TAKER, g, t)
+            m.last = px
+            return
+        if (arriving and o.otype == LIMIT) or just_triggered:
+            m.last = b
+            if just_triggered and o.tif == POST_ONLY and self._crosses(o):
+                self._finish(o, REJECTED, Reason.POST_ONLY_WOULD_CROSS, t)
+                m.last = px
+                return
+            if (b <= o.limit) if o.side > 0 else (b >= o.limit):  # R8.5
+                opp = m.opp(o.side)
+                price = min(opp, o.limit) if o.side > 0 else max(opp, o.limit)
+                self._fill(o, remaining, price, TAKER, g, t)
+                m.last = px
+                return
+            m.last = px
+            if o.tif == IOC:
+                self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
+                return
+            if o.tif == FOK:
+                self._finish(o, EXPIRED, Reason.FOK_UNFILLED, t)
+                return
+        # R8.6: strictly through (touch with touch_fills), at the limit, as maker.
+        if o.side > 0:
+            through = px <= o.limit if self.touch else px < o.limit
+        else:
+            through = px >= o.limit if self.touch else px > o.limit
+        if through:
+            self._fill(o, remaining, o.limit, MAKER, g, t)
+
+    def _bar(self, g, t, s, bar):
+        m = self.mkt[s]
+        m.has_trade = True
+        in_bar = set()  # oids that take part in this bar (R8.3): decided at P0
+        for k in range(4):
+            for o in list(self.orders):
+                if o.sym != s or o.status not in LIVE:
+                    continue
+                px = self._bar_point(o, k, bar)
+                m.last = px
+                arriving = False
+                if k == 0:
+                    work, arriving = self._bar_arrive(o, g, t)
+                    if not work:
+                        continue
+                    in_bar.add(o.oid)
+                elif o.oid not in in_bar or o.status != OPEN:
+                    continue
+                self._bar_work(o, g, t, k, px, arriving)
+        m.last = bar[3]
+
     # ------------------------------------------------------------------ main loop (sec. 2)
     def _run_action(self, a, g, t):
         name = a[1]
@@ -679,13 +806,16 @@ class Simulator:
                 m.mark = float(price_a[g])
                 m.index = float(qty_a[g])
                 m.has_mark = True
+            elif kind == BAR:  # R8.1: the bar's path, then last = close
+                self._bar(g, t, s, (float(bid_a[g]), float(ask_a[g]), float(bq_a[g]),
+                                    float(price_a[g])))
             # Step 4: orders of symbol s in ascending oid (TRADE, QUOTE, MARK).
-            if kind != FUNDING:
+            if kind in (TRADE, QUOTE, MARK):
                 trade_px = float(price_a[g]) if kind == TRADE else None
                 for o in list(self.orders):
                     if o.sym == s and o.status in LIVE:
                         self._process_order(o, g, t, kind, trade_px)
-            else:
+            elif kind == FUNDING:
                 # Step 5: R5.1 funding.
                 f = float(price_a[g])
                 pos = self.acct.pos[s]

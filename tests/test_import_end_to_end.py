@@ -103,12 +103,29 @@ SAMPLES = {  # every format's fixture files (published layouts, with and without
     "tardis-book-snapshot-25": ["tardis-book-snapshot-25.csv"],
     "tardis-derivative-ticker": ["tardis-derivative-ticker.csv"],
 }
+KIND_SAMPLES = {  # candles and others' liquidations: imported and validated alone (a run on them
+    # needs on_bar / on_market_liquidation: tests/test_bars_input.py, test_market_liquidations.py)
+    "binance-klines": ["binance-futures-klines-1m.csv", "binance-spot-klines-1m-us.csv"],
+    "ohlcv": ["ohlcv-1m.csv"],
+    "tardis-liquidations": ["tardis-liquidations.csv"],
+}
 
 
 def test_samples_cover_every_format():
     from backtest.data.formats import FORMATS
 
-    assert set(SAMPLES) == set(FORMATS)
+    assert set(SAMPLES) | set(KIND_SAMPLES) == set(FORMATS)
+
+
+def test_every_kind_sample_imports_and_validates(tmp_path):
+    r = CliRunner()
+    for fmt, names in KIND_SAMPLES.items():
+        for name in names:
+            res = r.invoke(data_cli, ["import", "--format", fmt, "--symbol", "BTCUSDT", "--venue",
+                                      "binance-usdm", "--out", str(tmp_path / name), "--quiet", str(FIX / name)])
+            assert res.exit_code == 0, (fmt, name, res.output)
+            res = r.invoke(data_cli, ["validate", str(tmp_path / name)])
+            assert res.exit_code == 0, (fmt, name, res.output)
 
 
 def test_every_sample_imports_validates_and_runs(tmp_path):

@@ -16,7 +16,7 @@ import click
 IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "binance-bookticker", "binance-mark-klines",
                   "binance-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
                   "tardis-quotes", "tardis-book-snapshot-5", "tardis-book-snapshot-25",
-                  "tardis-derivative-ticker")
+                  "tardis-derivative-ticker", "binance-klines", "ohlcv", "tardis-liquidations")
 VENUES = ("binance-coinm", "binance-usdm", "bybit-linear")
 
 
@@ -143,8 +143,10 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
     tardis-book-snapshot-5/-25 (level 0). Marks: binance-mark-klines (stamped
     at the kline's close; binance-index-klines then fills their index).
     Funding: binance-funding, bybit-funding.
-    Marks and funding: tardis-derivative-ticker. Layouts and download URLs:
-    data/README.md.
+    Marks and funding: tardis-derivative-ticker. Candles (bars, stamped at
+    the bar's end): binance-klines, ohlcv (CSV or Parquet: ts,open,high,low,
+    close,volume[,close_ts]). Other traders' liquidations: tardis-liquidations.
+    Layouts and download URLs: data/README.md.
 
     \b
     Example:

@@ -3,7 +3,7 @@ from .schema import (
     EventKind, InstrumentType, Liquidity, LoanHealth, OrderStatus, OrderType, Reason, TimeInForce,
 )
 
-K_TRADE, K_QUOTE, K_MARK, K_FUNDING = (int(k) for k in EventKind)
+K_TRADE, K_QUOTE, K_MARK, K_FUNDING, K_BAR, K_MARKET_LIQ = (int(k) for k in EventKind)
 
 T_SPOT = int(InstrumentType.SPOT)
 T_LINEAR = int(InstrumentType.LINEAR_PERPETUAL)

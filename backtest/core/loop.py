@@ -9,7 +9,8 @@ import numpy as np
 from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
-from .codes import K_FUNDING, K_MARK, K_QUOTE, K_TRADE
+from .bars_match import check_bar_extreme, match_bar
+from .codes import K_BAR, K_FUNDING, K_MARK, K_QUOTE, K_TRADE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -34,9 +35,9 @@ def _noop(*args):
 
 
 _on_tick = _on_quote = _on_mark = _on_fill = _on_funding = _on_timer = _noop
-_on_liquidation = _on_margin_call = _noop
+_on_liquidation = _on_margin_call = _on_bar = _on_market_liquidation = _noop
 HAS_ON_TICK = HAS_ON_QUOTE = HAS_ON_MARK = HAS_ON_FILL = HAS_ON_FUNDING = HAS_ON_TIMER = False
-HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = False
+HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = HAS_ON_BAR = HAS_ON_MARKET_LIQUIDATION = False
 
 
 def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
@@ -85,6 +86,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 c.next_funding_ts = t - t % iv + iv
                 wrote = True
             special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
+        f0 = c.n_fill_rows
+        l0 = c.n_liq_rows
         # 3. market state (R2.3)
         if k == K_TRADE:
             c.last_px[sy] = p
@@ -103,8 +106,18 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mark_px[sy] = p
             c.index_px[sy] = qty[u]
             c.has_mark[sy] = 1
-        # 4. orders of this symbol (section 3)
-        f0 = c.n_fill_rows
+        elif k == K_BAR:
+            # a candle at its close: orders walk its path (section 8), then last = close. Only
+            # strategies with on_bar compile this (engine.run refuses bars data without it).
+            if HAS_ON_BAR:
+                if c.n_open[sy] != 0:
+                    match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
+                if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
+                                                          equity_rows, liq_rows):
+                    wrote = True
+            c.last_px[sy] = p
+            c.has_trade[sy] = 1
+        # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
         if c.n_open[sy] != 0:
             process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
@@ -117,8 +130,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
         # the valuation price moved: at a mark, or at a trade when positions are valued at last;
         # the checks are skipped while the price guard shows they cannot change anything
-        l0 = c.n_liq_rows
-        if c.pos[sy] != 0.0 and (k == K_MARK or (k == K_TRADE and (
+        if c.pos[sy] != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 c.liq_use_last or not c.has_mark[sy]))):
             mark_to_market(c, sy)
             if not guard_holds(c, sy):
@@ -129,7 +141,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)
-        if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK):
+        if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True
         # 7. hooks (R2.4)
@@ -158,8 +170,16 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         elif k == K_MARK:
             if HAS_ON_MARK:
                 _on_mark(s, c, t, sy, p, qty[u])
-        elif HAS_ON_FUNDING:
-            _on_funding(s, c, t, sy, p, payment)
+        elif k == K_FUNDING:
+            if HAS_ON_FUNDING:
+                _on_funding(s, c, t, sy, p, payment)
+        elif k == K_BAR:
+            if HAS_ON_BAR:
+                _on_bar(s, c, t, sy, bid[u], ask[u], bid_qty[u], p, qty[u])
+        else:  # another trader's liquidation: information only (R8.8)
+            c.n_market_liquidations += 1
+            if HAS_ON_MARKET_LIQUIDATION:
+                _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
         if c.n_loan_ring > 0:
             flush_loan_ring(c, loan_rows)
             wrote = True

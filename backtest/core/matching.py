@@ -257,7 +257,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
 @kernel
 def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
-    if c.n_open[s] == 0 or kind == K_FUNDING:
+    if c.n_open[s] == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
         return
     for j in range(c.o_hwm):
         st = c.o_status[j]

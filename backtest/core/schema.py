@@ -21,12 +21,15 @@ DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it ca
 
 class EventKind(IntEnum):
     """Kinds of market event. The value is also the tie-break among events with equal ts_ns:
-    a trade is applied before the quote update it caused, then marks, then funding."""
+    a trade is applied before the quote update it caused, then marks, then funding, then candles
+    (data/README.md "bars") and other traders' liquidations (information only)."""
 
     TRADE = 0
     QUOTE = 1
     MARK = 2
     FUNDING = 3
+    BAR = 4
+    MARKET_LIQUIDATION = 5
 
 
 class Side(IntEnum):
@@ -164,6 +167,9 @@ class MarginMode(IntEnum):
 #   QUOTE   bid, ask, bid_qty, ask_qty
 #   MARK    price = mark price, qty = index price (NaN when the data has none)
 #   FUNDING price = funding rate applied at ts_ns (fraction, e.g. -0.0003)
+#   BAR     a candle at its close time: bid = open, ask = high, bid_qty = low, price = close,
+#           qty = volume (docs/fill-rules.md section 8)
+#   MARKET_LIQUIDATION  another trader's forced order: price, qty, side (+1 buy, -1 sell)
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ts_ns", "i8"),
     ("sym", "i4"),
@@ -392,6 +398,7 @@ def _ctx_fields() -> list:
         ("n_fills", i8),
         ("n_rejects", i8),
         ("n_liquidations", i8),
+        ("n_market_liquidations", i8),  # other traders' liquidations seen (kind liquidations)
         ("n_table_full", i8),  # refused orders that found no room in the done ring
         ("seq", i8),  # orders ever created (oid sequence)
         # market state per symbol

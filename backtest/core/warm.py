@@ -27,6 +27,7 @@ from .account import (
     apply_constant_funding, apply_funding, free_margin, liq_price_of, mark_to_market, record_bars,
     record_equity, update_drawdown,
 )
+from .bars_match import check_bar_extreme, match_bar
 from .execution import update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -60,6 +61,7 @@ def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_ro
     guard_holds(c, s)
     mark_to_market(c, s)
     update_drawdown(c)
+    check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
 
 
 def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
@@ -68,6 +70,7 @@ def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_r
 
 def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     process_orders(c, g, t, s, k, p, p, fills, equity_rows)
+    match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
     update_estimators(c, s, t, p, p)
     apply_constant_funding(c, t, funding_rows)
 

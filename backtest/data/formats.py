@@ -36,6 +36,7 @@ class Format:
     types: dict[str, str] | None = None
     # set for formats that fill one column of existing rows (matched on ts_ns) instead of adding rows
     fills: str | None = None
+    parquet: bool = False  # also reads .parquet files (columns named as a layout, any order)
 
 
 FORMATS: dict[str, Format] = {}
@@ -364,6 +365,107 @@ def _tardis_derivative_ticker(b: Batch):
 
 
 # ------------------------------------------------------------------------------------------------
+# Candles (`bars`) and other traders' liquidations (`liquidations`)
+# A bar is stamped with the end of its interval, when its OHLC is known (data/README.md, "Candles").
+
+OHLCV = ("ts", "open", "high", "low", "close", "volume")
+
+
+def _bars(b: Batch, end: np.ndarray):
+    """The checked OHLCV columns of a batch, stamped at `end`."""
+    from .validate import FIX_CANDLE, candle_problem  # the rule dataset validation applies too
+
+    o, h, lo, c = (b.number(k, positive=True) for k in ("open", "high", "low", "close"))
+    v = b.number("volume")
+    bad = candle_problem(o, h, lo, c)
+    if bad:
+        i, col, problem = bad
+        raise b.error(i, problem, col, FIX_CANDLE)
+    i = _first_bad(v < 0)
+    if i >= 0:
+        raise b.error(i, f"volume must be a finite number >= 0, got {v[i]}", "volume")
+    return {"bars": {"ts_ns": end, "open": o, "high": h, "low": lo, "close": c, "volume": v}}
+
+
+def _after(b: Batch, end: np.ndarray, start: np.ndarray, col: str, start_col: str) -> np.ndarray:
+    i = _first_bad(end <= start)
+    if i >= 0:
+        raise b.error(i, f"{col} {b.df[col][i]!r} is not after {start_col}", col)
+    return end
+
+
+def _binance_klines(b: Batch):
+    return _bars(b, _after(b, _kline_close_ns(b), b.epoch_ns("open_time"), "close_time", "open_time"))
+
+
+def _bar_time(b: Batch, col: str) -> np.ndarray:
+    """Epoch s/ms/µs/ns (Batch.epoch_ns), ISO-8601 text (UTC unless it carries an offset) or a
+    Parquet datetime, in ns; epoch or ISO is decided by the file's first value."""
+    import polars as pl
+
+    raw = b.df[col]
+    if raw.dtype.is_temporal():
+        if getattr(raw.dtype, "time_zone", None):
+            raw = raw.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        ns, text = raw.dt.cast_time_unit("ns").cast(pl.Int64), raw.cast(pl.String)
+    else:
+        key = "iso:" + col
+        if key not in b.state:
+            b.state[key] = not re.match(r"^\s*\d+(\.\d*)?\s*$", raw[0] or "")
+        if not b.state[key]:
+            return b.epoch_ns(col)
+        text = raw.str.strip_chars()
+        ns = text.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False) \
+            .dt.replace_time_zone(None).cast(pl.Int64)
+    i = _first_bad(ns.is_null().to_numpy())
+    if i >= 0:
+        raise b.error(i, f"not a time: {text[i]!r} (epoch s/ms/µs/ns or ISO-8601)", col)
+    out = ns.to_numpy()
+    i = _first_bad((out < TS_MIN_NS) | (out >= TS_MAX_NS))
+    if i >= 0:
+        raise b.error(i, f"time {text[i]!r} is outside 2009-01-01 .. 2100-01-01 UTC", col, FIX_UNIT)
+    return out
+
+
+def _bar_interval(b: Batch, start: np.ndarray) -> int:
+    """The smallest step between consecutive bar times of the file. Taken from the first batch
+    (thousands of bars); a later batch with a smaller step is refused, never stamped differently."""
+    prev = b.state.get("bar_last")
+    times = start if prev is None else np.concatenate(([prev], start))
+    steps = np.diff(np.unique(times))
+    step = int(steps.min()) if len(steps) else None
+    fix = "add a close_ts column (the end of each bar)"
+    known = b.state.setdefault("bar_step", step)
+    if known is None:
+        raise DataError("cannot tell the bar interval from a single bar time", file=b.name, column="ts", fix=fix)
+    if step is not None and step < known:
+        d = np.abs(np.diff(times))
+        k = _first_bad((d > 0) & (d < known))
+        problem = f"bars {step} ns apart, but the first bars of the file are {known} ns apart"
+        if k < 0:
+            raise DataError(problem, file=b.name, column="ts", fix=fix)
+        raise b.error(k + (prev is None), problem, "ts", fix)
+    if len(start):
+        b.state["bar_last"] = int(start[-1])
+    return known
+
+
+def _ohlcv(b: Batch):
+    start = _bar_time(b, "ts")
+    if "close_ts" in b.df.columns:
+        end = _after(b, _bar_time(b, "close_ts"), start, "close_ts", "ts")
+    else:
+        end = start + _bar_interval(b, start)
+    return _bars(b, end)
+
+
+def _tardis_liquidations(b: Batch):
+    b.single_symbol()
+    return {"liquidations": {"ts_ns": b.epoch_ns("timestamp"), "price": b.number("price", positive=True),
+                             "qty": b.number("amount", positive=True), "side": b.words("side", BUY_SELL)}}
+
+
+# ------------------------------------------------------------------------------------------------
 # The table (another module may add its own formats with one line each)
 
 FORMATS.update({
@@ -402,6 +504,10 @@ FORMATS.update({
     "tardis-book-snapshot-25": Format(("quotes",), (_snapshot_layout(25),), _tardis_snapshot, header=True),
     "tardis-derivative-ticker": Format(("marks", "funding"), (DERIVATIVE_TICKER,),
                                        _tardis_derivative_ticker, header=True),
+    "binance-klines": Format(("bars",), (KLINE,), _binance_klines),
+    "ohlcv": Format(("bars",), (OHLCV, (*OHLCV, "close_ts")), _ohlcv, header=True, parquet=True),
+    "tardis-liquidations": Format(("liquidations",), ((*TARDIS, "id", "side", "price", "amount"),),
+                                  _tardis_liquidations, header=True),
 })
 
 

@@ -66,6 +66,12 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
         raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
     state = {} if state is None else state
+    if Path(path).suffix.lower() == ".parquet":
+        if not spec.parquet:
+            raise DataError(f"--format {fmt} reads CSV files (.csv, .csv.gz, .zip), not Parquet", file=path,
+                            fix="pass the exchange's CSV file, or --format ohlcv for Parquet candles")
+        yield from _parquet_batches(Path(path), fmt, state)
+        return
     with Source(Path(path)) as src:
         first = src.first_line()
         if not first.strip():
@@ -119,6 +125,46 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
         if rows == 0:
             raise DataError("no data lines" + (" after the header" if skip else ""), file=src.name,
                             fix="download the file again")
+
+
+PARQUET_ROWS = 64 * 1024  # rows per batch read from a Parquet input
+
+
+def _parquet_batches(path: Path, fmt: str, state: dict) -> Iterator[dict[str, dict[str, np.ndarray]]]:
+    """A Parquet input read in batches of PARQUET_ROWS rows; columns are matched to a layout by
+    name (case-insensitive, longest layout first) and handed to the parser as text, except
+    datetimes. Errors name the 1-based row as file:row."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    spec = FORMATS[fmt]
+
+    def unreadable(e):
+        return DataError(f"cannot read Parquet file ({' '.join(str(e).split())})", file=path,
+                         fix="check that this is a Parquet file, or download it again")
+
+    try:
+        pf = pq.ParquetFile(path)
+        names = {n.strip().lower(): n for n in pf.schema_arrow.names}
+        layout = max((lay for lay in spec.layouts if set(lay) <= set(names)), key=len, default=None)
+        if layout is None:
+            missing = [c for c in spec.layouts[0] if c not in names]
+            raise DataError(f"missing column(s) {', '.join(missing)} (a {fmt} file needs "
+                            f"{' or '.join(','.join(lay) for lay in spec.layouts)})", file=path,
+                            column=missing[0], fix="rename the columns to these names")
+        row = 1
+        for rb in pf.iter_batches(batch_size=PARQUET_ROWS, columns=[names[c] for c in layout]):
+            df = pl.from_arrow(rb).rename({names[c]: c for c in layout})
+            df = df.with_columns(pl.col(c).cast(pl.String).fill_null("") for c in layout
+                                 if not df[c].dtype.is_temporal())
+            if df.height:
+                yield spec.parse(Batch(df, str(path), row, state))
+            row += df.height
+    except (OSError, pa.ArrowException) as e:
+        raise unreadable(e) from None
+    if row == 1:
+        raise DataError("no rows", file=path, fix="export the file again")
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

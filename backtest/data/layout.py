@@ -5,6 +5,7 @@ A dataset is a folder::
     DIR/instruments.json                     contract specs (or instruments.toml)
     DIR/kind=trades/symbol=BTCUSDT/date=2026-02-05/part-0000.parquet
     DIR/kind=quotes/...  DIR/kind=marks/...  DIR/kind=funding/...
+    DIR/kind=bars/...    DIR/kind=liquidations/...
 
 Hive-style partitions: the kind, symbol and UTC date live in the path, not in the files.
 Within one (kind, symbol) stream, rows are sorted by ts_ns (ties keep file order).
@@ -40,6 +41,23 @@ KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
         {"ts_ns": pa.int64(), "mark_price": pa.float64(), "index_price": pa.float64()},
     ),
     "funding": (EventKind.FUNDING, {"ts_ns": pa.int64(), "rate": pa.float64()}),
+    # candles, stamped at their close (the end of the interval: when their OHLC is known)
+    "bars": (
+        EventKind.BAR,
+        {
+            "ts_ns": pa.int64(),
+            "open": pa.float64(),
+            "high": pa.float64(),
+            "low": pa.float64(),
+            "close": pa.float64(),
+            "volume": pa.float64(),
+        },
+    ),
+    # other traders' forced orders (information only: they never fill ours)
+    "liquidations": (
+        EventKind.MARKET_LIQUIDATION,
+        {"ts_ns": pa.int64(), "price": pa.float64(), "qty": pa.float64(), "side": pa.int8()},
+    ),
 }
 
 INSTRUMENT_FILES = ("instruments.json", "instruments.toml")

@@ -6,7 +6,7 @@ emits every row whose time is below the smallest "last buffered time" of the str
 have data, so memory is bounded by the chunk size however long the dataset is.
 
 Order of the merged stream (documented in data/README.md): ts_ns, then kind (TRADE < QUOTE < MARK
-< FUNDING), then symbol index, then row order within the file. Chunks are views of that one order,
+< FUNDING < BAR < MARKET_LIQUIDATION), then symbol index, then row order within the file. Chunks are views of that one order,
 so where the stream is cut never changes a result.
 """
 from __future__ import annotations
@@ -34,6 +34,8 @@ _COLUMN_MAP = {
     "quotes": {"bid": "bid", "ask": "ask", "bid_qty": "bid_qty", "ask_qty": "ask_qty"},
     "marks": {"mark_price": "price", "index_price": "qty"},
     "funding": {"rate": "price"},
+    "bars": {"open": "bid", "high": "ask", "low": "bid_qty", "close": "price", "volume": "qty"},
+    "liquidations": {"price": "price", "qty": "qty", "side": "side"},
 }
 _EVENT_DTYPES = dict(EVENT_COLUMNS)
 

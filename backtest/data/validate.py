@@ -39,6 +39,8 @@ _RULES: dict[str, dict[str, str]] = {
     "quotes": {"bid": "pos", "ask": "pos", "bid_qty": "nonneg", "ask_qty": "nonneg"},
     "marks": {"mark_price": "pos", "index_price": "pos_or_nan"},
     "funding": {"rate": "finite"},
+    "bars": {"open": "pos", "high": "pos", "low": "pos", "close": "pos", "volume": "nonneg"},
+    "liquidations": {"price": "pos", "qty": "pos", "side": "side"},
 }
 _RULE_TEXT = {
     "pos": "must be a finite number > 0",
@@ -111,7 +113,25 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
         if i >= 0:
             found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
                           "drop crossed quotes or swap the bid/ask columns"))
+    if kind == "bars":
+        bad = candle_problem(*(np.asarray(columns[n]) for n in ("open", "high", "low", "close")))
+        if bad:
+            found.append((*bad, FIX_CANDLE))
     return found
+
+
+FIX_CANDLE = "check the column order (open, high, low, close), or drop the row"
+
+
+def candle_problem(o, h, lo, c) -> tuple[int, str, str] | None:
+    """(row, column, problem) of the first candle without low <= open, close <= high, or None."""
+    with np.errstate(invalid="ignore"):
+        high_bad = h < np.maximum(o, c)
+        i = _first(high_bad | (lo > np.minimum(o, c)))
+    if i < 0:
+        return None
+    return (i, "high" if high_bad[i] else "low", f"inconsistent candle: open {o[i]} high {h[i]} low {lo[i]} "
+            f"close {c[i]} (need low <= open, close <= high)")
 
 
 def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0) -> None:

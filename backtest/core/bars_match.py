@@ -1,0 +1,146 @@
+"""Orders against a candle (docs/fill-rules.md section 8, rules R8.1-R8.7).
+
+A bar's open, high, low and close are known only at its close, so the loop calls this at the
+bar's close time with the orders that were resting (or arrived) before it. The bar is walked as
+four path points, open -> adverse extreme -> favourable extreme -> close, where the adverse
+extreme is chosen per order: a sell meets the low first, a buy the high first. A long's stop and
+target (both sells) therefore see the stop first, and so do a short's (both buys): on candles the
+pessimistic outcome happens. Points are walked point by point over all orders of the symbol
+(ascending oid), so OCO siblings and brackets resolve in path order. No extra data is made: the
+path lives in this loop only.
+"""
+from .account import mark_to_market, update_drawdown
+from .codes import (
+    K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_STOP_MARKET, OT_TRAILING, R_FOK, R_IOC, R_POST_ONLY,
+    R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING,
+    TIF_FOK, TIF_IOC,
+)
+from .execution import taker_price
+from .guard import arm_guard, guard_holds
+from .jit import kernel
+from .liquidation import liquidate, margin_breached
+from .matching import _capped, _check_trigger, _init_trailing_ref, _is_market_like, try_fill
+from .orders import apply_amend, finish, post_only_crosses
+
+N_POINTS = 4  # open, adverse extreme, favourable extreme, close
+
+
+@kernel
+def path_price(d, k, o, h, lo, cl):
+    """R8.2: the k-th point of the bar's path as seen by an order on side d."""
+    if k == 0:
+        return o
+    if k == 3:
+        return cl
+    if (k == 1) == (d < 0):  # a sell's adverse extreme is the low, a buy's the high
+        return lo
+    return h
+
+
+@kernel
+def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
+    """One OPEN order at path point k (price px): trigger, then market or limit behaviour."""
+    otype = c.o_type[j]
+    d = c.o_side[j]
+    s = c.o_sym[j]
+    base = px  # R8.4: the price at which the order is reached on the path
+    if otype >= OT_STOP_MARKET and not c.o_triggered[j]:
+        if not _check_trigger(c, j, K_TRADE, px):
+            return
+        c.o_triggered[j] = 1
+        first = True
+        if k > 0:  # reached within a segment: the path crossed the trigger price itself
+            base = c.o_stop[j]
+    remaining = c.o_qty[j] - c.o_filled[j]
+    if _is_market_like(otype):
+        c.last_px[s] = base
+        p = taker_price(c, s, d, remaining)
+        if p == p:
+            try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
+        c.last_px[s] = px
+        return
+    limit = c.o_limit[j]
+    if first:
+        c.last_px[s] = base
+        if otype != OT_LIMIT and post_only_crosses(c, j):  # a triggered stop/take-profit limit
+            c.n_rejects += 1
+            finish(c, j, ST_REJECTED, R_POST_ONLY, t)
+            c.last_px[s] = px
+            return
+        if (d > 0 and base <= limit) or (d < 0 and base >= limit):  # R8.5: marketable
+            try_fill(c, j, remaining, _capped(d, taker_price(c, s, d, remaining), limit), LQ_TAKER,
+                     t, g, fills, equity_rows)
+            c.last_px[s] = px
+            return
+        c.last_px[s] = px
+        if c.o_tif[j] == TIF_IOC:
+            finish(c, j, ST_EXPIRED, R_IOC, t)
+            return
+        if c.o_tif[j] == TIF_FOK:
+            finish(c, j, ST_EXPIRED, R_FOK, t)
+            return
+    # R8.6: a resting limit fills when the path point is strictly through it, at the limit
+    if d > 0:
+        through = px < limit or (c.touch_fills and px == limit)
+    else:
+        through = px > limit or (c.touch_fills and px == limit)
+    if through:
+        try_fill(c, j, remaining, limit, LQ_MAKER, t, g, fills, equity_rows)
+
+
+@kernel
+def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
+    """Walk the live orders of symbol s through the bar closing at t (event g); last = close after."""
+    c.has_trade[s] = 1
+    for k in range(N_POINTS):
+        for j in range(c.o_hwm):
+            st = c.o_status[j]
+            if st == ST_FREE or c.o_sym[j] != s:
+                continue
+            px = path_price(c.o_side[j], k, o, h, lo, cl)
+            c.last_px[s] = px
+            first = False
+            if k == 0:  # cancels, arrivals and amends, as at any event (R3.12, R3.2, R3.13)
+                if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
+                    finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
+                    continue
+                if st == ST_WAITING or c.o_decision_idx[j] >= g:
+                    continue
+                if st == ST_PENDING:
+                    if t < c.o_arrive_ts[j]:
+                        continue
+                    c.o_status[j] = ST_OPEN
+                    first = True
+                    if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
+                        c.n_rejects += 1
+                        finish(c, j, ST_REJECTED, R_POST_ONLY, t)
+                        continue
+                    if c.o_type[j] == OT_TRAILING:
+                        _init_trailing_ref(c, j)
+                elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
+                    apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
+            elif st != ST_OPEN or c.o_decision_idx[j] >= g:
+                continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
+            _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)
+    c.last_px[s] = cl
+
+
+@kernel
+def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
+    """R8.7: value an open position at its adverse extreme of the bar (a long at the low, a short
+    at the high) and run the margin check there, as the loop does at a trade (docs/margin.md):
+    a liquidation inside the bar is never missed because the bar closed higher. Returns whether
+    a liquidation wrote rows."""
+    if c.pos[s] == 0.0 or not (c.liq_use_last or not c.has_mark[s]):
+        return False
+    c.last_px[s] = lo if c.pos[s] > 0.0 else h
+    mark_to_market(c, s)
+    wrote = False
+    if not guard_holds(c, s):
+        c.n_margin_checks += 1
+        update_drawdown(c)
+        if margin_breached(c, s, t):
+            liquidate(c, s, t, g, fills, equity_rows, liq_rows)
+            wrote = True
+        arm_guard(c, s)
+    return wrote
