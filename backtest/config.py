@@ -5,6 +5,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
+from .core.enums import SlippageModel, from_name, names_of
 from .errors import ConfigError, shown
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
@@ -46,8 +47,8 @@ def parse_time_ns(value, name: str) -> int | None:
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000
 
 
-SLIPPAGE_MODELS = ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth")
-QUOTE_MODELS = ("l1_depth",)  # models that need L1 quotes in the data
+SLIPPAGE_MODELS = names_of(SlippageModel)  # config spellings, in value order
+QUOTE_MODELS = tuple(n for n in SLIPPAGE_MODELS if from_name(SlippageModel, n).needs_quotes)
 
 
 @dataclass(frozen=True)

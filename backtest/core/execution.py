@@ -1,7 +1,7 @@
 """Execution realism: taker prices (slippage and impact), causal liquidity estimates, latency
 jitter, fee tiers. Formulas in docs/execution.md; every one has a hand-computed test.
 
-Taker price models (per symbol), for a taker on side d (+1 buy) of quantity q:
+Taker price models (per symbol; enums.SlippageModel), for a taker on side d (+1 buy) of quantity q:
   NONE        the mid (the last trade without quotes or once traded through): no spread, no
               impact ("ideal"); never worse than the touch, so no model beats it
   SPREAD      the opposite quote (the last trade without quotes)                     [default]
@@ -20,10 +20,8 @@ already traded through. Each fill's cost is split against its benchmark (R4.5, r
 """
 import numpy as np
 
-from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
+from .codes import LQ_LIQUIDATION, LQ_MAKER, M_FIXED_BPS, M_NONE, M_SPREAD, M_SQRT_IMPACT, T_INVERSE
 from .jit import kernel
-
-M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
 
 
