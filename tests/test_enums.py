@@ -60,3 +60,25 @@ def test_codes_has_no_hand_written_numbers():
                       and isinstance(n.value, int) and not isinstance(n.value, bool)]
             bad = [c.value for c in consts if c.value not in (1, 2)]  # 1 << t, 2 bits per kind
             assert not bad, ast.unparse(node)
+
+
+def test_result_tables_carry_readable_enum_columns(tmp_path):
+    import polars as pl
+
+    from backtest.core.enums import OrderStatus, Reason
+    from backtest.result import Result
+
+    orders = pl.DataFrame({
+        "oid": [1, 2], "order_type": pl.Series([int(OrderType.MARKET), int(OrderType.TRAILING_STOP)],
+                                               dtype=pl.Int8),
+        "status": pl.Series([int(OrderStatus.FILLED), int(OrderStatus.REJECTED)], dtype=pl.Int8),
+        "reason": pl.Series([int(Reason.NONE), int(Reason.INSUFFICIENT_MARGIN)], dtype=pl.Int16)})
+    res = Result(manifest={}, tables={"orders": orders})
+    o = res.orders
+    assert o.columns == ["oid", "order_type", "order_type_name", "status", "status_name", "reason",
+                         "reason_name"]
+    assert o["order_type_name"].to_list() == ["market", "trailing_stop"]
+    assert o.filter(pl.col("status_name") == "rejected")["reason_name"].to_list() == ["insufficient_margin"]
+    assert o.schema["reason_name"] == pl.Enum(list(enums.names_of(Reason)))
+    back = Result.load(res.save(tmp_path / "run"))  # the Enum survives Parquet, and nothing is added twice
+    assert back.orders.equals(o) and back.orders.schema == o.schema
