@@ -40,7 +40,9 @@ def test_slippage_models_have_one_spelling():
     assert config.SLIPPAGE_MODELS == ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth")
     assert [enums.from_name(SlippageModel, n) for n in config.SLIPPAGE_MODELS] == list(SlippageModel)
     assert config.QUOTE_MODELS == ("l1_depth",)
-    assert (codes.M_NONE, codes.M_SPREAD, codes.M_L1_DEPTH) == (0, 1, 4)
+    from backtest.core import execution
+
+    assert (execution.M_NONE, execution.M_SPREAD, execution.M_SQRT_IMPACT) == (0, 1, 3)
 
 
 def test_cli_choices_come_from_the_enum():

@@ -6,7 +6,7 @@ kernel is a shift and a mask of folded constants (ot_* below), never a Python ob
 """
 from .enums import (
     ORDER_TRAITS, EventKind, InstrumentType, Liquidity, LoanHealth, OrderStatus, OrderType, Reason,
-    RunStatus, SlippageModel, TimeInForce, TriggerKind, TriggerSource, is_market_like, needs_limit,
+    RunStatus, TimeInForce, TriggerKind, TriggerSource, is_market_like, needs_limit,
     trigger_kind,
 )
 from .jit import kernel
@@ -71,12 +71,6 @@ RS_BUFFER_FULL = int(RunStatus.BUFFER_FULL)
 
 TS_LAST = int(TriggerSource.LAST)
 TS_MARK = int(TriggerSource.MARK)
-
-M_NONE = int(SlippageModel.NONE)
-M_SPREAD = int(SlippageModel.SPREAD)
-M_FIXED_BPS = int(SlippageModel.FIXED_BPS)
-M_SQRT_IMPACT = int(SlippageModel.SQRT_IMPACT)
-M_L1_DEPTH = int(SlippageModel.L1_DEPTH)
 
 N_ORDER_TYPES = len(OrderType)
 TK_NONE = int(TriggerKind.NONE)

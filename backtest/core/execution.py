@@ -20,8 +20,15 @@ already traded through. Each fill's cost is split against its benchmark (R4.5, r
 """
 import numpy as np
 
-from .codes import LQ_LIQUIDATION, LQ_MAKER, M_FIXED_BPS, M_NONE, M_SPREAD, M_SQRT_IMPACT, T_INVERSE
+from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
+from .enums import SlippageModel
 from .jit import kernel
+
+# the model codes as folded ints (here, their only user: a new model touches enums.py and this file)
+M_NONE = int(SlippageModel.NONE)
+M_SPREAD = int(SlippageModel.SPREAD)
+M_FIXED_BPS = int(SlippageModel.FIXED_BPS)
+M_SQRT_IMPACT = int(SlippageModel.SQRT_IMPACT)
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
 
 
