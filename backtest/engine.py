@@ -24,7 +24,7 @@ from .config import QUOTE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
     ORDER_DTYPE, LoanEvent,
-    ORDER_FIELDS, InstrumentType, OrderStatus, Reason, RunStatus, SlippageModel, new_context,
+    ORDER_FIELDS, InstrumentType, MarginMode, OrderStatus, Reason, RunStatus, SlippageModel, new_context,
 )
 from .core.enums import from_name
 from .core.margin_math import morpho_lif
@@ -186,7 +186,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         if model.needs_estimators:
             c.need_estimators = 1
         c.leverage[i] = lev
-        c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
+        c.margin_mode[i] = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
         if ins.kind == InstrumentType.INVERSE_PERPETUAL:
             c.n_inverse += 1
             c.coin_bal[i] = float(cfg.coin_balances.get(sym, 0.0))

@@ -51,6 +51,8 @@ def test_cli_choices_come_from_the_enum():
     run = cli.commands["run"]
     opt = next(p for p in run.params if p.name == "slippage")
     assert tuple(opt.type.choices) == config.SLIPPAGE_MODELS
+    opt = next(p for p in run.params if p.name == "margin_mode")
+    assert tuple(opt.type.choices) == config.MARGIN_MODES == ("cross", "isolated")
 
 
 def test_codes_has_no_hand_written_numbers():

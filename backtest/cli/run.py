@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ..config import SLIPPAGE_MODELS
+from ..config import MARGIN_MODES, SLIPPAGE_MODELS
 from ..errors import ConfigError
 
 
@@ -46,7 +46,7 @@ def _run_options(f):
         click.option("--leverage", "leverage_items", multiple=True, metavar="KEY=X",
                      help="Leverage (repeatable): a symbol BTCUSDT=20, a type linear_perpetual=10, "
                           "perp=5 or '*=5' (every perpetual); the most specific wins."),
-        click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
+        click.option("--margin-mode", type=click.Choice(MARGIN_MODES), help="Default margin mode."),
         click.option("--timer", metavar="DURATION",
                      help="on_timer interval, e.g. 1h [default: the strategy's `timer`, else none]."),
         click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
