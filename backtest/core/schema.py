@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from .enums import (  # noqa: F401  (re-exported: schema is where the engine's types are imported from)
-    EventKind, InstrumentType, Liquidity, LoanEvent, LoanHealth, MarginMode, OrderStatus, OrderType,
-    Reason, RunStatus, Side, SlippageModel, TimeInForce, TriggerKind, TriggerSource,
+    ORDER_TRAITS, EventKind, InstrumentType, Liquidity, LoanEvent, LoanHealth, MarginMode, OrderStatus,
+    OrderType, Reason, RunStatus, Side, SlippageModel, TimeInForce, TriggerKind, TriggerSource,
+    is_market_like, is_stop_like, needs_limit, needs_stop, trigger_kind,
 )
 
 # Fixed capacities of the context record. They are compile-time constants so that every strategy

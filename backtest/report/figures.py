@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import metrics as M
-from ..core.enums import Liquidity, OrderType, TriggerKind, trigger_kind
+from ..core.schema import Liquidity, OrderType, TriggerKind, trigger_kind
 from ..trades import round_trips
 from . import decimate
 
