@@ -5,6 +5,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
+from .core.enums import MarginMode, SlippageModel, from_name, names_of
 from .errors import ConfigError, shown
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
@@ -46,8 +47,10 @@ def parse_time_ns(value, name: str) -> int | None:
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000
 
 
-SLIPPAGE_MODELS = ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth")
-QUOTE_MODELS = ("l1_depth",)  # models that need L1 quotes in the data
+SLIPPAGE_MODELS = names_of(SlippageModel)  # config spellings, in value order
+QUOTE_MODELS = tuple(n for n in SLIPPAGE_MODELS if from_name(SlippageModel, n).needs_quotes)
+MARGIN_MODES = names_of(MarginMode)  # "cross", "isolated"
+_MODES_TEXT = " or ".join(f"'{n}'" for n in MARGIN_MODES)
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,11 @@ class MarginConfig:
 
     def validate(self):
         check_field_types("margin", self)
-        if self.mode not in ("cross", "isolated"):
-            raise ConfigError(f"margin.mode: expected 'cross' or 'isolated', got {shown(self.mode)}")
+        if self.mode not in MARGIN_MODES:
+            raise ConfigError(f"margin.mode: expected {_MODES_TEXT}, got {shown(self.mode)}")
         for sym, m in self.modes.items():
-            if m not in ("cross", "isolated"):
-                raise ConfigError(f"margin.modes.{sym}: expected 'cross' or 'isolated', got {shown(m)}")
+            if m not in MARGIN_MODES:
+                raise ConfigError(f"margin.modes.{sym}: expected {_MODES_TEXT}, got {shown(m)}")
         if self.trigger not in ("mark", "last"):
             raise ConfigError(f"margin.trigger: expected 'mark' or 'last', got {shown(self.trigger)}")
         if self.settle not in ("bankruptcy", "market"):

@@ -20,12 +20,13 @@ import polars as pl
 
 from . import __version__
 from .bars import BarFiller
-from .config import QUOTE_MODELS, SLIPPAGE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
+from .config import QUOTE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
     ORDER_DTYPE, LoanEvent,
-    ORDER_FIELDS, InstrumentType, OrderStatus, Reason, new_context,
+    ORDER_FIELDS, InstrumentType, MarginMode, OrderStatus, Reason, RunStatus, SlippageModel, new_context,
 )
+from .core.enums import from_name
 from .core.margin_math import morpho_lif
 from .data.coverage import check_time_range, no_data_error
 from .data.instruments import Instrument
@@ -38,7 +39,6 @@ from .strategy import Strategy
 
 BUFFER_ROWS = 1 << 16
 NEVER = np.iinfo(np.int64).max
-_ST_BUFFER_FULL = 1
 
 
 class PyMirror:
@@ -179,14 +179,14 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
             raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
                               "(then it sets the leverage of short sales)")
-        model = SLIPPAGE_MODELS.index(x.model_of(sym))
-        c.slip_model[i] = model
+        model = from_name(SlippageModel, x.model_of(sym))
+        c.slip_model[i] = int(model)
         c.slip_bps[i] = x.slippage_bps
         c.impact_k[i] = x.impact_k
-        if model >= SLIPPAGE_MODELS.index("sqrt_impact"):
+        if model.needs_estimators:
             c.need_estimators = 1
         c.leverage[i] = lev
-        c.margin_mode[i] = 1 if m.modes.get(sym, m.mode) == "isolated" else 0
+        c.margin_mode[i] = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
         if ins.kind == InstrumentType.INVERSE_PERPETUAL:
             c.n_inverse += 1
             c.coin_bal[i] = float(cfg.coin_balances.get(sym, 0.0))
@@ -341,7 +341,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                 status, i = _call(loop, chunk, i, c, s, bufs)
             except Exception as e:  # an exception raised by a strategy hook
                 raise _hook_error(cls, e, c, chunk, syms) from e
-            if status == _ST_BUFFER_FULL:
+            if status == RunStatus.BUFFER_FULL:
                 bufs.drain(c)
                 continue
             break

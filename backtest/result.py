@@ -12,10 +12,36 @@ from pathlib import Path
 import polars as pl
 
 from .atomic import atomic_dir, write_text
+from .core.enums import (
+    Liquidity, OrderStatus, OrderType, Reason, TimeInForce, TriggerSource, names_of,
+)
 from .errors import CascadeError
 
 TABLES = ("fills", "orders", "equity", "bars", "funding", "liquidations", "trades", "loans")
 MANIFEST = "manifest.json"
+# int code column -> its enum: every table with the column also gets `<column>_name`, the member's
+# lowercase name as a polars Enum (categories in value order), right after the code. The int codes
+# stay: the oracle, the metrics and the figures compute with them.
+ENUM_COLUMNS = {"order_type": OrderType, "tif": TimeInForce, "status": OrderStatus, "reason": Reason,
+                "liquidity": Liquidity, "trigger_source": TriggerSource}
+
+
+def enum_dtype(enum) -> pl.Enum:
+    return pl.Enum(list(names_of(enum)))
+
+
+def with_enum_names(df: pl.DataFrame) -> pl.DataFrame:
+    """`df` with a readable `<column>_name` after each int code column of ENUM_COLUMNS (idempotent;
+    a code no member has gives null)."""
+    cols = list(df.columns)
+    add = []
+    for col, enum in ENUM_COLUMNS.items():
+        if col in cols and f"{col}_name" not in cols:
+            mapping = {int(m): m.name.lower() for m in enum}
+            add.append(pl.col(col).replace_strict(mapping, default=None, return_dtype=enum_dtype(enum))
+                       .alias(f"{col}_name"))
+            cols.insert(cols.index(col) + 1, f"{col}_name")
+    return df.with_columns(add).select(cols) if add else df
 
 
 @dataclass
@@ -29,6 +55,9 @@ class Result:
 
     manifest: dict
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.tables = {k: with_enum_names(v) for k, v in self.tables.items()}
 
     def __getattr__(self, name):
         tables = self.__dict__.get("tables", {})

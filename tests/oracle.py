@@ -71,15 +71,18 @@ Ambiguity decisions (the spec does not settle these; each is also marked "CHOICE
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 import os
+import sys
+import types
 
-# Load backtest/core/schema.py directly by path, so that no other backtest module is imported.
-_SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "backtest", "core", "schema.py")
-_spec = importlib.util.spec_from_file_location("_oracle_schema", _SCHEMA_PATH)
-schema = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(schema)
+# Load backtest/core/schema.py (and the enums.py it re-exports) directly by path, as modules of a
+# stand-in package: no other backtest module, not even backtest/core/__init__.py, is imported.
+_core = types.ModuleType("_oracle_core")
+_core.__path__ = [os.path.join(os.path.dirname(__file__), "..", "backtest", "core")]
+sys.modules.setdefault("_oracle_core", _core)
+schema = importlib.import_module("_oracle_core.schema")
 
 EventKind = schema.EventKind
 Side = schema.Side

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from ..config import MARGIN_MODES, SLIPPAGE_MODELS
 from ..errors import ConfigError
 
 
@@ -34,8 +35,7 @@ def _run_options(f):
         click.option("--start", metavar="ISO", help="First time, UTC (2026-02-05 or 2026-02-05T12:00)."),
         click.option("--end", metavar="ISO", help="End time, UTC, exclusive."),
         click.option("--latency", metavar="DURATION", help="Order entry latency, e.g. 5ms."),
-        click.option("--slippage", type=click.Choice(
-            ["none", "spread", "fixed_bps", "sqrt_impact", "l1_depth"]),
+        click.option("--slippage", type=click.Choice(SLIPPAGE_MODELS),
             help="Taker price model (docs/execution.md)."),
         click.option("--execution", "execution_preset", type=click.Choice(["configured", "ideal"]),
                      default="configured", show_default=True,
@@ -46,7 +46,7 @@ def _run_options(f):
         click.option("--leverage", "leverage_items", multiple=True, metavar="KEY=X",
                      help="Leverage (repeatable): a symbol BTCUSDT=20, a type linear_perpetual=10, "
                           "perp=5 or '*=5' (every perpetual); the most specific wins."),
-        click.option("--margin-mode", type=click.Choice(["cross", "isolated"]), help="Default margin mode."),
+        click.option("--margin-mode", type=click.Choice(MARGIN_MODES), help="Default margin mode."),
         click.option("--timer", metavar="DURATION",
                      help="on_timer interval, e.g. 1h [default: the strategy's `timer`, else none]."),
         click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",

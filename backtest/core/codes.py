@@ -1,7 +1,15 @@
-"""The enums of schema.py as plain module-level ints: numba folds them into constants."""
-from .schema import (
-    EventKind, InstrumentType, Liquidity, LoanHealth, OrderStatus, OrderType, Reason, TimeInForce,
+"""The enums of core/enums.py as plain module-level ints: numba folds them into constants.
+
+Only aliases, never hand-written numbers. The order-type traits are int bit masks (bit `otype`
+set when the type has the trait) and a packed trigger kind (2 bits per type), so a trait test in a
+kernel is a shift and a mask of folded constants (ot_* below), never a Python object.
+"""
+from .enums import (
+    ORDER_TRAITS, EventKind, InstrumentType, Liquidity, LoanHealth, OrderStatus, OrderType, Reason,
+    RunStatus, TimeInForce, TriggerKind, TriggerSource, is_market_like, needs_limit,
+    trigger_kind,
 )
+from .jit import kernel
 
 K_TRADE, K_QUOTE, K_MARK, K_FUNDING, K_BAR, K_MARKET_LIQ = (int(k) for k in EventKind)
 
@@ -57,3 +65,50 @@ R_NOTHING_TO_REDUCE = int(Reason.NOTHING_TO_REDUCE)
 R_END_OF_DATA = int(Reason.END_OF_DATA)
 R_INVALID_ORDER = int(Reason.INVALID_ORDER)
 R_LEVERAGE_TOO_HIGH = int(Reason.LEVERAGE_TOO_HIGH)
+
+RS_DONE = int(RunStatus.DONE)
+RS_BUFFER_FULL = int(RunStatus.BUFFER_FULL)
+
+TS_LAST = int(TriggerSource.LAST)
+TS_MARK = int(TriggerSource.MARK)
+
+N_ORDER_TYPES = len(OrderType)
+TK_NONE = int(TriggerKind.NONE)
+TK_STOP = int(TriggerKind.STOP)
+TK_TAKE_PROFIT = int(TriggerKind.TAKE_PROFIT)
+TK_TRAILING = int(TriggerKind.TRAILING)
+_MARKET_LIKE_MASK = sum(1 << int(t) for t in ORDER_TRAITS if is_market_like(t))
+_NEEDS_LIMIT_MASK = sum(1 << int(t) for t in ORDER_TRAITS if needs_limit(t))
+_TRIGGER_KINDS = sum(int(trigger_kind(t)) << (2 * int(t)) for t in ORDER_TRAITS)
+assert max(int(k) for k in TriggerKind) < 4 and N_ORDER_TYPES <= 31
+
+
+# The kernel accessors of the traits (the Python ones are in core/enums.py). `otype` must be a
+# valid order type (orders.validate checks the range first); int() keeps numpy int8 from overflowing.
+@kernel
+def ot_market_like(otype):
+    """Fills as a taker once working (R3.4)."""
+    return (_MARKET_LIKE_MASK >> int(otype)) & 1 != 0
+
+
+@kernel
+def ot_needs_limit(otype):
+    return (_NEEDS_LIMIT_MASK >> int(otype)) & 1 != 0
+
+
+@kernel
+def ot_trigger_kind(otype):
+    return (_TRIGGER_KINDS >> (2 * int(otype))) & 3
+
+
+@kernel
+def ot_stop_like(otype):
+    """Waits for a trigger (stop, take-profit or trailing)."""
+    return ot_trigger_kind(otype) != TK_NONE
+
+
+@kernel
+def ot_needs_stop(otype):
+    """Needs a stop price at submit (a trailing stop has a distance instead)."""
+    k = ot_trigger_kind(otype)
+    return k == TK_STOP or k == TK_TAKE_PROFIT

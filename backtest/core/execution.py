@@ -1,7 +1,7 @@
 """Execution realism: taker prices (slippage and impact), causal liquidity estimates, latency
 jitter, fee tiers. Formulas in docs/execution.md; every one has a hand-computed test.
 
-Taker price models (per symbol), for a taker on side d (+1 buy) of quantity q:
+Taker price models (per symbol; enums.SlippageModel), for a taker on side d (+1 buy) of quantity q:
   NONE        the mid (the last trade without quotes or once traded through): no spread, no
               impact ("ideal"); never worse than the touch, so no model beats it
   SPREAD      the opposite quote (the last trade without quotes)                     [default]
@@ -21,9 +21,14 @@ already traded through. Each fill's cost is split against its benchmark (R4.5, r
 import numpy as np
 
 from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
+from .enums import SlippageModel
 from .jit import kernel
 
-M_NONE, M_SPREAD, M_FIXED_BPS, M_SQRT_IMPACT, M_L1_DEPTH = 0, 1, 2, 3, 4
+# the model codes as folded ints (here, their only user: a new model touches enums.py and this file)
+M_NONE = int(SlippageModel.NONE)
+M_SPREAD = int(SlippageModel.SPREAD)
+M_FIXED_BPS = int(SlippageModel.FIXED_BPS)
+M_SQRT_IMPACT = int(SlippageModel.SQRT_IMPACT)
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
 
 

@@ -10,7 +10,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .bars_match import check_bar_extreme, match_bar
-from .codes import K_BAR, K_FUNDING, K_MARK, K_QUOTE, K_TRADE
+from .codes import K_BAR, K_FUNDING, K_MARK, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -18,8 +18,7 @@ from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
 from .schema import LOAN_RING, MAX_LOANS, MAX_ORDERS, MAX_SYMBOLS
 
-ST_DONE = 0
-ST_BUFFER_FULL = 1
+ST_DONE, ST_BUFFER_FULL = RS_DONE, RS_BUFFER_FULL  # what run returns (enums.RunStatus)
 
 # Headroom each output buffer keeps so that one event can never overflow it.
 FILL_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8

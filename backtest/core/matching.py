@@ -3,35 +3,27 @@ import numpy as np
 
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
-    K_FUNDING, K_MARK, K_QUOTE, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, OT_STOP_LIMIT,
-    OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
+    K_FUNDING, K_MARK, K_QUOTE, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
     R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
-    ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC,
+    ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC, TK_TAKE_PROFIT, TK_TRAILING, TS_LAST,
+    ot_market_like, ot_stop_like, ot_trigger_kind,
 )
 from .execution import opp_price, taker_price
 from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
-TRIGGER_LAST = 0
-
-
-@kernel
-def _is_market_like(otype):
-    return (otype == OT_MARKET or otype == OT_STOP_MARKET or otype == OT_TP_MARKET
-            or otype == OT_TRAILING)
-
-
 @kernel
 def _check_trigger(c, j, kind, px):
     """R3.7/R3.8: update a trailing reference and say whether the order triggers now."""
     otype = c.o_type[j]
-    if c.o_trigger_src[j] == TRIGGER_LAST:
+    if c.o_trigger_src[j] == TS_LAST:
         if kind != K_TRADE:
             return False
     elif kind != K_MARK:
         return False
     d = c.o_side[j]
-    if otype == OT_TRAILING:
+    tk = ot_trigger_kind(otype)
+    if tk == TK_TRAILING:
         ref = c.o_trail_ref[j]
         if ref != ref:
             ref = px
@@ -48,7 +40,7 @@ def _check_trigger(c, j, kind, px):
         c.o_stop[j] = stop
         return px >= stop if d > 0 else px <= stop
     stop = c.o_stop[j]
-    if otype == OT_TP_MARKET or otype == OT_TP_LIMIT:
+    if tk == TK_TAKE_PROFIT:
         return px <= stop if d > 0 else px >= stop
     return px >= stop if d > 0 else px <= stop
 
@@ -56,7 +48,7 @@ def _check_trigger(c, j, kind, px):
 @kernel
 def _init_trailing_ref(c, j):
     s = c.o_sym[j]
-    if c.o_trigger_src[j] == TRIGGER_LAST:
+    if c.o_trigger_src[j] == TS_LAST:
         if c.has_trade[s]:
             c.o_trail_ref[j] = c.last_px[s]
     elif c.has_mark[s]:
@@ -180,20 +172,20 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     otype = c.o_type[j]
     d = c.o_side[j]
     s = c.o_sym[j]
-    if otype >= OT_STOP_MARKET and not c.o_triggered[j]:
+    if ot_stop_like(otype) and not c.o_triggered[j]:
         if not _check_trigger(c, j, kind, px):
             return
         c.o_triggered[j] = 1
         first = True
     remaining = c.o_qty[j] - c.o_filled[j]
-    if _is_market_like(otype):
+    if ot_market_like(otype):
         p = taker_price(c, s, d, remaining)
         if p == p:
             try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
         return
     limit = c.o_limit[j]
     if first:
-        if otype != OT_LIMIT and post_only_crosses(c, j):  # a triggered stop/take-profit limit
+        if ot_stop_like(otype) and post_only_crosses(c, j):  # a triggered stop/take-profit limit
             c.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return
@@ -278,7 +270,7 @@ def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
                 c.n_rejects += 1
                 finish(c, j, ST_REJECTED, R_POST_ONLY, t)
                 continue
-            if c.o_type[j] == OT_TRAILING:
+            if ot_trigger_kind(c.o_type[j]) == TK_TRAILING:
                 _init_trailing_ref(c, j)
         elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
             apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])

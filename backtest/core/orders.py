@@ -11,11 +11,11 @@ from .execution import mid_or_last, opp_price, order_latency
 from .jit import kernel
 from .margin_math import bracket_max_leverage
 from .codes import (
-    OT_LIMIT, OT_MARKET, OT_STOP_LIMIT, OT_STOP_MARKET, OT_TP_LIMIT, OT_TP_MARKET, OT_TRAILING,
+    N_ORDER_TYPES, OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET, OT_TRAILING,
     R_BELOW_LOT, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_ORDER, R_INVALID_PRICE,
     R_INVALID_QTY, R_NONE, R_OFF_LOT, R_OFF_TICK, R_PARENT_CANCELED, R_REDUCE_ONLY, R_TOO_MANY,
     R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, R_LEVERAGE_TOO_HIGH, ST_CANCELED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED,
-    ST_WAITING, T_INVERSE, T_SPOT, TIF_POST_ONLY,
+    ST_WAITING, T_INVERSE, T_SPOT, TIF_POST_ONLY, ot_needs_limit, ot_needs_stop,
 )
 from .schema import DONE_CAPACITY, MAX_ORDERS
 
@@ -26,16 +26,6 @@ STEP_TOL = 1e-9  # relative tolerance of the lot/tick multiple checks
 def off_step(x, step):
     r = x / step
     return abs(r - np.round(r)) > STEP_TOL * max(1.0, abs(r))
-
-
-@kernel
-def is_stop_like(otype):
-    return otype >= OT_STOP_MARKET
-
-
-@kernel
-def needs_limit(otype):
-    return otype == OT_LIMIT or otype == OT_STOP_LIMIT or otype == OT_TP_LIMIT
 
 
 @kernel
@@ -164,7 +154,7 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     """R3.14: the first reason this order must be rejected at submit, or R_NONE."""
     if s < 0 or s >= c.nsym:
         return R_UNKNOWN_SYMBOL
-    if otype < OT_MARKET or otype > OT_TRAILING or (d != 1 and d != -1) or tif < 0 or tif > 3:
+    if otype < 0 or otype >= N_ORDER_TYPES or (d != 1 and d != -1) or tif < 0 or tif > TIF_POST_ONLY:
         return R_INVALID_ORDER
     if not (qty > 0.0) or not np.isfinite(qty):
         return R_INVALID_QTY
@@ -173,8 +163,8 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
         return R_BELOW_LOT
     if off_step(qty, lot):
         return R_OFF_LOT
-    has_limit = needs_limit(otype)
-    has_stop = is_stop_like(otype) and otype != OT_TRAILING
+    has_limit = ot_needs_limit(otype)
+    has_stop = ot_needs_stop(otype)
     if has_limit and (not (limit > 0.0) or not np.isfinite(limit)):
         return R_INVALID_PRICE
     if has_stop and (not (stop > 0.0) or not np.isfinite(stop)):

@@ -1,13 +1,16 @@
-"""Every enum and every record dtype of the engine, in one place.
+"""Every record dtype of the engine, in one place, and the enums (defined in core/enums.py).
 
-Enum values are stable integers: they are persisted in result tables, so never renumber them.
 Nobody else defines a dtype: the data layer, the engine, the result and the tests import them here.
 """
 from __future__ import annotations
 
-from enum import IntEnum
-
 import numpy as np
+
+from .enums import (  # noqa: F401  (re-exported: schema is where the engine's types are imported from)
+    ORDER_TRAITS, EventKind, InstrumentType, Liquidity, LoanEvent, LoanHealth, MarginMode, OrderStatus,
+    OrderType, Reason, RunStatus, Side, SlippageModel, TimeInForce, TriggerKind, TriggerSource,
+    is_market_like, is_stop_like, needs_limit, needs_stop, trigger_kind,
+)
 
 # Fixed capacities of the context record. They are compile-time constants so that every strategy
 # has exactly one compiled signature (a changing record layout would mean a new compile).
@@ -17,147 +20,6 @@ MAX_ORDERS = 4096  # open-order slots; a venue-like limit (submit rejects TOO_MA
 MAX_LOANS = 16
 LOAN_RING = 64  # loan rows strategy calls can write in one event
 DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it cannot hold every live order
-
-
-class EventKind(IntEnum):
-    """Kinds of market event. The value is also the tie-break among events with equal ts_ns:
-    a trade is applied before the quote update it caused, then marks, then funding, then candles
-    (data/README.md "bars") and other traders' liquidations (information only)."""
-
-    TRADE = 0
-    QUOTE = 1
-    MARK = 2
-    FUNDING = 3
-    BAR = 4
-    MARKET_LIQUIDATION = 5
-
-
-class Side(IntEnum):
-    """Order, fill and aggressor side: +1 buy, -1 sell."""
-
-    BUY = 1
-    SELL = -1
-
-
-class InstrumentType(IntEnum):
-    """Contract kind of an instrument (instruments.json `type`)."""
-
-    SPOT = 0
-    LINEAR_PERPETUAL = 1
-    INVERSE_PERPETUAL = 2
-
-
-class OrderType(IntEnum):
-    """Order types accepted by submit() (docs/fill-rules.md)."""
-
-    MARKET = 0
-    LIMIT = 1
-    STOP_MARKET = 2
-    STOP_LIMIT = 3
-    TAKE_PROFIT_MARKET = 4
-    TAKE_PROFIT_LIMIT = 5
-    TRAILING_STOP = 6
-
-
-class TimeInForce(IntEnum):
-    """How long a limit order lives: GTC, IOC, FOK, or POST_ONLY (maker only)."""
-
-    GTC = 0
-    IOC = 1
-    FOK = 2
-    POST_ONLY = 3
-
-
-class TriggerSource(IntEnum):
-    """The price a stop-like order watches: the last trade or the mark price."""
-
-    LAST = 0
-    MARK = 1
-
-
-class OrderStatus(IntEnum):
-    """Life cycle of an order (the `status` column of the orders table)."""
-
-    FREE = 0  # empty slot
-    PENDING = 1  # decided, travelling to the venue (arrives at arrive_ts)
-    OPEN = 2  # at the venue: resting, or waiting for its trigger
-    WAITING_PARENT = 3  # bracket child, activates when its parent fills
-    FILLED = 4
-    CANCELED = 5
-    REJECTED = 6
-    EXPIRED = 7  # IOC/FOK remainder, or a reduce-only order with nothing left to reduce
-
-
-class Reason(IntEnum):
-    """Why an order was rejected, cancelled or expired (0 = none). submit() returns -reason."""
-
-    NONE = 0
-    INSUFFICIENT_MARGIN = 1
-    REDUCE_ONLY_WOULD_INCREASE = 2
-    POST_ONLY_WOULD_CROSS = 3
-    BELOW_LOT_SIZE = 4
-    OFF_LOT_SIZE = 5
-    OFF_TICK_SIZE = 6
-    INVALID_QTY = 7
-    INVALID_PRICE = 8
-    TOO_MANY_OPEN_ORDERS = 9
-    UNKNOWN_SYMBOL = 10
-    UNKNOWN_ORDER = 11
-    INSUFFICIENT_BALANCE = 12  # spot: not enough coin to sell (no shorting without margin)
-    USER_CANCEL = 13
-    OCO_SIBLING_FILLED = 14
-    IOC_UNFILLED = 15
-    FOK_UNFILLED = 16
-    LIQUIDATION = 17
-    PARENT_CANCELED = 18
-    NOTHING_TO_REDUCE = 19
-    END_OF_DATA = 20  # still open when the data ran out (status stays OPEN in the table)
-    INVALID_ORDER = 21
-    LEVERAGE_TOO_HIGH = 22
-
-
-class Liquidity(IntEnum):
-    """How a fill happened (the `liquidity` column of fills): maker, taker or liquidation."""
-
-    MAKER = 0
-    TAKER = 1
-    LIQUIDATION = 2
-
-
-class RunStatus(IntEnum):
-    """What the kernel returns (it never raises for expected conditions)."""
-
-    DONE = 0  # reached the end of the chunk
-    BUFFER_FULL = 1  # an output buffer needs draining; resume at the returned index
-
-
-class LoanEvent(IntEnum):
-    """Events of a crypto-backed loan (the `event_code` column of the loans table)."""
-
-    OPEN = 0
-    BORROW = 1
-    REPAY = 2
-    ADD_COLLATERAL = 3
-    MARGIN_CALL = 4  # LTV entered the warning band
-    LIQUIDATION = 5
-    CLOSED = 6
-    INTEREST = 7  # interest accrued since the previous row (written with every other row)
-
-
-class LoanHealth(IntEnum):
-    """Coinbase's loan health bands, by LTV: GOOD below 60% of the LLTV (51.6% at LLTV 86%), FAIR
-    below the warning LTV (90% of the LLTV, 77.4%), DANGER from there."""
-
-    GOOD = 0
-    FAIR = 1
-    DANGER = 2
-
-
-class MarginMode(IntEnum):
-    """Margin mode of a perpetual position: cross (whole account) or isolated."""
-
-    CROSS = 0
-    ISOLATED = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,5 +413,5 @@ def new_context() -> np.recarray:
     c.o_amend_ts[0][:] = -1
     c.vol_day[0] = -1
     c.g_sym[0] = -1
-    c.slip_model[0][:] = 1  # SPREAD
+    c.slip_model[0][:] = int(SlippageModel.SPREAD)
     return c

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import metrics as M
-from ..core.schema import Liquidity, OrderType
+from ..core.schema import Liquidity, OrderType, TriggerKind, trigger_kind
 from ..trades import round_trips
 from . import decimate
 
@@ -317,8 +317,9 @@ def fig_drawdown(result) -> Figure:
     return fig
 
 
-_STOP_TYPES = (int(OrderType.STOP_MARKET), int(OrderType.STOP_LIMIT), int(OrderType.TRAILING_STOP))
-_TP_TYPES = (int(OrderType.TAKE_PROFIT_MARKET), int(OrderType.TAKE_PROFIT_LIMIT))
+# by trigger kind (core/enums.py ORDER_TRAITS): a trailing stop plots as a stop
+_STOP_TYPES = tuple(int(t) for t in OrderType if trigger_kind(t) in (TriggerKind.STOP, TriggerKind.TRAILING))
+_TP_TYPES = tuple(int(t) for t in OrderType if trigger_kind(t) is TriggerKind.TAKE_PROFIT)
 
 
 def classify_fills(fills: pl.DataFrame) -> pl.DataFrame:
