@@ -11,15 +11,15 @@ path lives in this loop only.
 """
 from .account import mark_to_market, update_drawdown
 from .codes import (
-    K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_STOP_MARKET, OT_TRAILING, R_FOK, R_IOC, R_POST_ONLY,
+    K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_TRAILING, R_FOK, R_IOC, R_POST_ONLY,
     R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING,
-    TIF_FOK, TIF_IOC,
+    TIF_FOK, TIF_IOC, ot_market_like, ot_stop_like,
 )
 from .execution import taker_price
 from .guard import arm_guard, guard_holds
 from .jit import kernel
 from .liquidation import liquidate, margin_breached
-from .matching import _capped, _check_trigger, _init_trailing_ref, _is_market_like, try_fill
+from .matching import _capped, _check_trigger, _init_trailing_ref, try_fill
 from .orders import apply_amend, finish, post_only_crosses
 
 N_POINTS = 4  # open, adverse extreme, favourable extreme, close
@@ -44,7 +44,7 @@ def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
     d = c.o_side[j]
     s = c.o_sym[j]
     base = px  # R8.4: the price at which the order is reached on the path
-    if otype >= OT_STOP_MARKET and not c.o_triggered[j]:
+    if ot_stop_like(otype) and not c.o_triggered[j]:
         if not _check_trigger(c, j, K_TRADE, px):
             return
         c.o_triggered[j] = 1
@@ -52,7 +52,7 @@ def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
         if k > 0:  # reached within a segment: the path crossed the trigger price itself
             base = c.o_stop[j]
     remaining = c.o_qty[j] - c.o_filled[j]
-    if _is_market_like(otype):
+    if ot_market_like(otype):
         c.last_px[s] = base
         p = taker_price(c, s, d, remaining)
         if p == p:
