@@ -31,7 +31,7 @@ from .core.margin_math import morpho_lif
 from .data.coverage import check_time_range, no_data_error
 from .data.instruments import Instrument
 from .data.reader import open_dataset
-from .errors import CascadeError, ConfigError, StrategyError
+from .errors import CascadeError, ConfigError, StrategyError, shown
 from .plugins.codegen import build_loop, source_sha256
 from .plugins.resolve import resolve_strategy
 from .result import Result

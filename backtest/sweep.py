@@ -327,10 +327,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
                 pending.append(t)
         if pending:
             done(pending[0], run_task(pending[0]))
-        try:
-            _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
-        except BrokenProcessPool:
-            raise CascadeError(_broken_pool_hint()) from None
+        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -359,7 +356,9 @@ def _exit_if_worker_bootstrap() -> None:
         raise SystemExit(1)
 
 
-def _broken_pool_hint() -> str:
+def _broken_pool_hint(task) -> str:
+    """One line for a worker that died: a script without a `__main__` guard (its workers exit at
+    start, see _exit_if_worker_bootstrap), else a native crash of the compiled strategy."""
     import sys
 
     main = sys.modules.get("__main__")
@@ -368,8 +367,9 @@ def _broken_pool_hint() -> str:
         return (f"sweep worker processes exited at start: {script} calls the sweep at import time; "
                 "put the call under `if __name__ == \"__main__\":` (workers are spawned and "
                 "re-import the script), or pass jobs=1")
-    return ("a sweep worker process died (out of memory, or a native crash): rerun with jobs=1 "
-            "(--jobs 1) to see which run fails")
+    return (f"a sweep worker died running {_strategy_of(task)} (a native crash such as an "
+            "out-of-bounds index in a hook, or out of memory); rerun with --boundscheck to find the "
+            "bad index, or --no-jit (or --jobs 1) to debug it")
 
 
 def _check_metric(metric: str, row: dict) -> None:
@@ -422,8 +422,6 @@ def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, work
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from concurrent.futures.process import BrokenProcessPool
-
     from .core.lifeline import die_with_parent
 
     # spawn: a fresh interpreter per worker (fork would copy numba/polars thread state). Workers
@@ -437,10 +435,8 @@ def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, work
         for f in as_completed(futures):
             try:
                 row = f.result()
-            except BrokenProcessPool:  # a worker died: a native crash of the compiled strategy
-                raise StrategyError(f"a worker died running {_strategy_of(futures[f])} (a native "
-                                    "crash such as an out-of-bounds index in a hook); rerun with "
-                                    "--boundscheck to find the bad index, or --no-jit to debug it") from None
+            except BrokenProcessPool:  # a worker died: see _broken_pool_hint
+                raise StrategyError(_broken_pool_hint(futures[f])) from None
             done(futures[f], row)
     except BaseException:
         # Ctrl-C or a failure: drop queued runs and stop the running ones now (their temporary

@@ -461,11 +461,11 @@ FIX_LINE = "1770249540000,62000,62050,61950,62000,1,1770249599999,0,0,0,0,0"
 
 
 # ------------------------------------------------------------------------------ end to end (CLI)
-BACKTEST = str(Path(sys.executable).with_name("backtest"))
+from cli_helpers import BACKTEST  # noqa: E402
 
 
 def cli(*args, timeout=900):
-    r = subprocess.run([BACKTEST, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+    r = subprocess.run([*BACKTEST, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, "PYTHONPATH": f"{ROOT}:{Path(__file__).parent}"})
     assert r.returncode == 0, r.stderr
     return r

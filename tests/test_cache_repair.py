@@ -15,6 +15,7 @@ import pytest
 
 import backtest.core.jit  # noqa: F401  (installs the repair)
 from backtest.core import cache_repair
+from cli_helpers import BACKTEST
 
 SOURCE = textwrap.dedent("""
     from numba import njit
@@ -122,7 +123,7 @@ def test_backtest_run_repairs_a_garbled_loop_cache(tmp_path):
     env = {**os.environ, "CASCADE_CACHE_DIR": os.environ.get("CASCADE_CACHE_DIR", str(repo / ".cache" / "test"))}
 
     def run(out):
-        return subprocess.run([str(repo / ".venv/bin/backtest"), "run", f"{f}:Counter", "--data", str(data),
+        return subprocess.run([*BACKTEST, "run", f"{f}:Counter", "--data", str(data),
                                "--out", str(tmp_path / out), "--quiet", "--json"],
                               capture_output=True, text=True, env=env, timeout=900)
 

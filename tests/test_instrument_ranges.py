@@ -92,8 +92,8 @@ def test_instrument_problems_lists_every_field():
         "taker_fee_rate", "taker_fee_rate", "brackets[0].mmr", "brackets[0].max_leverage", "brackets[0].mmr"]
 
 
-def test_swapped_fees_and_a_bracket_liquidated_on_opening_are_problems():
+def test_swapped_fees_are_a_problem():
     from backtest.data.instruments import Bracket, Instrument
     bad = Instrument("X", "linear_perpetual", "X", "USDT", "USDT", 0.1, 0.001, maker_fee_rate=0.0005,
-                     taker_fee_rate=0.0002, brackets=(Bracket(0, 1e6, 125.0, 0.01, 0.0),))
-    assert [p[0] for p in instrument_problems(bad)] == ["taker_fee_rate", "brackets[0].mmr"]
+                     taker_fee_rate=0.0002, brackets=(Bracket(0, 1e6, 125.0, 0.004, 0.0),))
+    assert [p[0] for p in instrument_problems(bad)] == ["taker_fee_rate"]

@@ -21,7 +21,7 @@ import pytest
 from engine_fixtures import make_market_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
+from cli_helpers import BACKTEST  # noqa: E402  ([sys.executable, "-m", "backtest"])
 BOUND = 60  # seconds allowed for the orphans to go (they go at once; this only bounds a failure)
 
 
@@ -54,7 +54,7 @@ def test_sigkill_of_a_sweep_ends_its_workers_and_its_stdout(dataset, tmp_path, v
     """`command`: the `backtest` process the caller started (the supervisor); `sweep process`: the
     process that runs the sweep and owns the worker pool."""
     grid = ",".join(str(61_000 + 100 * i) for i in range(12))
-    p = subprocess.Popen([BACKTEST, "sweep", "reference", "-p", "sym=S0", "--data", str(dataset),
+    p = subprocess.Popen([*BACKTEST, "sweep", "reference", "-p", "sym=S0", "--data", str(dataset),
                           "--out", str(tmp_path / "sw"), "--grid", f"entry={grid}", "--jobs", "2",
                           "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=_env(), start_new_session=True)

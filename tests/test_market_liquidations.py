@@ -18,14 +18,14 @@ from backtest.errors import DataError
 from bar_strategies import LiqLog
 
 FIX = Path(__file__).parent / "fixtures" / "exchange"
-BACKTEST = str(Path(sys.executable).with_name("backtest"))
+from cli_helpers import BACKTEST  # noqa: E402
 T0 = 1_770_249_600_000_000_000  # 2026-02-05 00:00 UTC
 WANT = [(1770249605123000000, -1, 61950.5, 0.512), (1770249607004000000, -1, 61940.1, 1.2),
         (1770249611250000000, 1, 62020.0, 0.03)]
 
 
 def cli_import(out: Path, fmt: str, fixture: str) -> None:
-    r = subprocess.run([BACKTEST, "data", "import", "--format", fmt, "--symbol", "BTCUSDT", "--out",
+    r = subprocess.run([*BACKTEST, "data", "import", "--format", fmt, "--symbol", "BTCUSDT", "--out",
                         str(out), "--instruments", str(FIX / "instruments.json"), "--quiet",
                         str(FIX / fixture)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

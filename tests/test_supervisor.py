@@ -27,7 +27,7 @@ from backtest.data.writer import write_stream
 from engine_fixtures import make_market_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-BACKTEST = str(REPO / ".venv" / "bin" / "backtest")
+from cli_helpers import BACKTEST  # noqa: E402  ([sys.executable, "-m", "backtest"])
 T0 = 1_770_249_600_000_000_000
 
 
@@ -105,7 +105,7 @@ def small_dataset(tmp_path_factory):
 def test_native_crash_is_reported_in_one_line_naming_the_strategy(tmp_path, small_dataset):
     f = tmp_path / "crash_strategy.py"
     f.write_text(textwrap.dedent(CRASH_SOURCE))
-    p = subprocess.run([BACKTEST, "run", f"{f}:Crash", "--data", str(small_dataset), "--out",
+    p = subprocess.run([*BACKTEST, "run", f"{f}:Crash", "--data", str(small_dataset), "--out",
                         str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, env=_env(),
                        timeout=900)
     print("\nnative crash:", p.returncode, p.stderr.strip())
@@ -142,7 +142,7 @@ def _wait_for_child(p: subprocess.Popen) -> None:
 def test_sigint_stops_a_run_with_130_and_one_line(tmp_path, long_dataset, to, ignored):
     """A --no-jit run (no compile, minutes of work) interrupted while it runs."""
     out = tmp_path / "run"
-    p = subprocess.Popen([BACKTEST, "run", "reference", "-p", "sym=S0", "--data", str(long_dataset),
+    p = subprocess.Popen([*BACKTEST, "run", "reference", "-p", "sym=S0", "--data", str(long_dataset),
                           "--out", str(out), "--quiet", "--no-jit"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=_env(), start_new_session=True,
                          preexec_fn=_ignore_sigint if ignored else None)
@@ -168,7 +168,7 @@ def test_sigint_stops_a_run_with_130_and_one_line(tmp_path, long_dataset, to, ig
 @pytest.mark.slow
 def test_sigint_stops_data_generate_with_130_and_one_line(tmp_path):
     out = tmp_path / "gen"
-    p = subprocess.Popen([BACKTEST, "data", "generate", "--out", str(out), "--scale", "20", "--quiet"],
+    p = subprocess.Popen([*BACKTEST, "data", "generate", "--out", str(out), "--scale", "20", "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
                          start_new_session=True)
     try:
@@ -210,7 +210,7 @@ def test_native_crash_of_a_sweep_worker_is_one_line(tmp_path, small_dataset):
     pool worker, which dies of SIGSEGV: one line naming the strategy, exit 1."""
     f = tmp_path / "boom_strategy.py"
     f.write_text(textwrap.dedent(BOOM_SOURCE))
-    p = subprocess.run([BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
+    p = subprocess.run([*BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
                         str(tmp_path / "sw"), "--grid", "boom=0,1", "--jobs", "2", "--quiet"],
                        capture_output=True, text=True, env=_env(), timeout=900)
     print("\nworker crash:", p.returncode, p.stderr.strip())
@@ -226,7 +226,7 @@ def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
     to the end of a cached run: exit 130 with the one line, or, when the run was already done,
     exit 0 with the saved run. Before: tracebacks, "Fatal Python error", exit 0 with the interrupt
     lost while the child was starting."""
-    args = [BACKTEST, "run", "reference", "-p", "sym=BTCUSDT", "--data", str(small_dataset), "--quiet"]
+    args = [*BACKTEST, "run", "reference", "-p", "sym=BTCUSDT", "--data", str(small_dataset), "--quiet"]
     subprocess.run([*args, "--out", str(tmp_path / "warm")], env=_env(), timeout=900, check=True)
     outcomes = []
     for k, offset in enumerate([0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2]):

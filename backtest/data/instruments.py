@@ -205,9 +205,6 @@ def instrument_problems(inst: Instrument) -> list[tuple[str, float, str]]:
         lo_mmr = 0.0 if prev is None else prev.mmr
         if not (b.mmr > 0.0 and b.mmr >= lo_mmr and b.mmr < 1.0):
             out.append((f + "mmr", b.mmr, f"[{lo_mmr:g}, 1)" if prev is not None else "(0, 1)"))
-        if b.mmr > 1.0 / b.max_leverage + 1e-12 and b.max_leverage >= 1.0:
-            # a position at full leverage would be liquidated as it opens
-            out.append((f + "mmr", b.mmr, f"<= 1/max_leverage ({1.0 / b.max_leverage:.6g})"))
         cum = 0.0 if prev is None else prev.maint_amount + b.notional_floor * (b.mmr - prev.mmr)
         if not abs(b.maint_amount - cum) <= CUM_REL_TOL * max(1.0, abs(cum)):
             out.append((f + "maint_amount", b.maint_amount,

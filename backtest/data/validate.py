@@ -380,9 +380,9 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
     missing = [dates[0] + dt.timedelta(days=i) for i in range((dates[-1] - dates[0]).days)
                if dates[0] + dt.timedelta(days=i) not in have] if dates else []
     if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        listed = ", ".join(str(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
         report.warnings.append(f"{kind}/{symbol}: {len(missing)} missing date partition(s) inside the "
-                               f"stream's range: {shown}")
+                               f"stream's range: {listed}")
     if gaps.count:
         a, b = gaps.largest
         report.warnings.append(f"{kind}/{symbol}: {gaps.count} gap(s) longer than {gap_s:g} s; the largest "
