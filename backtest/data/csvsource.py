@@ -173,7 +173,9 @@ class Source:
                                invalid_row_handler=on_bad_row)
         co = pcsv.ConvertOptions(column_types={c: (types or {}).get(c, pa.string()) for c in layout},
                                  include_columns=list(include) if include else None,
-                                 strings_can_be_null=False, check_utf8=True,
+                                 # only an empty field is null: pyarrow's default also reads
+                                 # "nan", "null", "N/A" ... in typed columns as null
+                                 null_values=[""], strings_can_be_null=False, check_utf8=True,
                                  true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"])
         try:
             reader = pcsv.open_csv(self.stream, read_options=ro, parse_options=po, convert_options=co)
