@@ -129,14 +129,20 @@ def test_examples_use_the_one_dataset_path():
     assert paths - {DATASET, "data/generated/feb-2026-crash-s0.2"} == set(), paths
 
 
+STRESS_PATHS = "3"
+
+
 def _small_cmd(cmd: str) -> list[str]:
-    """The command as argv for `python -m backtest`; dataset generation at a small scale."""
+    """The command as argv for `python -m backtest`; dataset generation at a small scale and a
+    stress test with a few paths (each path is a whole run)."""
     args = shlex.split(cmd)[1:]
     if args[:2] == ["data", "generate"]:
         if "--scale" in args:
             args[args.index("--scale") + 1] = SCALE
         else:
             args += ["--scale", SCALE]
+    if args[:1] == ["stress"] and "--paths" in args:
+        args[args.index("--paths") + 1] = STRESS_PATHS
     return [*BACKTEST, *args]
 
 

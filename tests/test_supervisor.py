@@ -239,10 +239,11 @@ def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
         _, err = p.communicate(timeout=300)
         err = err.decode(errors="replace")
         outcomes.append((offset, p.returncode))
+        lines = [ln for ln in _lines(err) if not ln.startswith("warning:")]  # data warnings (#14.6)
         if p.returncode == 0:
-            assert (out / "manifest.json").is_file() and not err.strip(), err[-2000:]
+            assert (out / "manifest.json").is_file() and not lines, err[-2000:]
         else:
-            assert p.returncode == 130 and _lines(err) == ["interrupted"], (offset, p.returncode, err[-2000:])
+            assert p.returncode == 130 and lines == ["interrupted"], (offset, p.returncode, err[-2000:])
             assert not out.exists()
     print("\nSIGINT offsets after the child started -> exit code:", outcomes)
     assert any(code == 130 for _, code in outcomes)
