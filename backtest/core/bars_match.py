@@ -11,16 +11,15 @@ path lives in this loop only.
 """
 from .account import mark_to_market, update_drawdown
 from .codes import (
-    K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_TRAILING, R_FOK, R_IOC, R_POST_ONLY,
-    R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING,
-    TIF_FOK, TIF_IOC, ot_market_like, ot_stop_like,
+    K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, R_FOK, R_IOC, R_POST_ONLY, ST_EXPIRED, ST_FREE, ST_OPEN,
+    ST_REJECTED, TIF_FOK, TIF_IOC, ot_market_like, ot_stop_like,
 )
 from .execution import taker_price
 from .guard import arm_guard, guard_holds
 from .jit import kernel
 from .liquidation import liquidate, margin_breached
-from .matching import _capped, _check_trigger, _init_trailing_ref, try_fill
-from .orders import apply_amend, finish, post_only_crosses
+from .matching import _capped, _check_trigger, arrive, try_fill
+from .orders import finish, post_only_crosses
 
 N_POINTS = 4  # open, adverse extreme, favourable extreme, close
 
@@ -101,24 +100,10 @@ def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
             c.last_px[s] = px
             first = False
             if k == 0:  # cancels, arrivals and amends, as at any event (R3.12, R3.2, R3.13)
-                if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
-                    finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
+                state = arrive(c, j, g, t)
+                if state < 0:
                     continue
-                if st == ST_WAITING or c.o_decision_idx[j] >= g:
-                    continue
-                if st == ST_PENDING:
-                    if t < c.o_arrive_ts[j]:
-                        continue
-                    c.o_status[j] = ST_OPEN
-                    first = True
-                    if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
-                        c.n_rejects += 1
-                        finish(c, j, ST_REJECTED, R_POST_ONLY, t)
-                        continue
-                    if c.o_type[j] == OT_TRAILING:
-                        _init_trailing_ref(c, j)
-                elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
-                    apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
+                first = state == 1
             elif st != ST_OPEN or c.o_decision_idx[j] >= g:
                 continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
             _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)

@@ -1,5 +1,4 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
-import numpy as np
 
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
@@ -247,6 +246,34 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
 
 
 @kernel
+def arrive(c, j, g, t):
+    """An order's bookkeeping at an event of its symbol, before it can fill: a due cancel
+    (R3.12), the arrival of a pending order (R3.2: post-only check, trailing reference) or a due
+    amend (R3.13). Returns -1 when the order does nothing at this event, 1 when it has just
+    arrived, 0 otherwise."""
+    st = c.o_status[j]
+    if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
+        finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
+        return -1
+    if st == ST_WAITING or c.o_decision_idx[j] >= g:
+        return -1
+    if st == ST_PENDING:
+        if t < c.o_arrive_ts[j]:
+            return -1
+        c.o_status[j] = ST_OPEN
+        if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
+            c.n_rejects += 1
+            finish(c, j, ST_REJECTED, R_POST_ONLY, t)
+            return -1
+        if ot_trigger_kind(c.o_type[j]) == TK_TRAILING:
+            _init_trailing_ref(c, j)
+        return 1
+    if c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
+        apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
+    return 0
+
+
+@kernel
 def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
     if c.n_open[s] == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
@@ -255,23 +282,6 @@ def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
         st = c.o_status[j]
         if st == ST_FREE or c.o_sym[j] != s:
             continue
-        if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
-            finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
-            continue
-        if st == ST_WAITING or c.o_decision_idx[j] >= g:
-            continue
-        first = False
-        if st == ST_PENDING:
-            if t < c.o_arrive_ts[j]:
-                continue
-            c.o_status[j] = ST_OPEN
-            first = True
-            if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
-                c.n_rejects += 1
-                finish(c, j, ST_REJECTED, R_POST_ONLY, t)
-                continue
-            if ot_trigger_kind(c.o_type[j]) == TK_TRAILING:
-                _init_trailing_ref(c, j)
-        elif c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
-            apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
-        _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows)
+        state = arrive(c, j, g, t)
+        if state >= 0:
+            _work_order(c, j, g, t, kind, px, ev_qty, state == 1, fills, equity_rows)
