@@ -494,6 +494,11 @@ def _map_ray(tasks: list, done, address: str | None, worker) -> None:
     # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck must
     # travel with the task.
     env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
+    # An s3:// dataset: workers read it from the bucket at the driver's endpoint and region
+    # (credentials: the workers' own AWS variables or instance role; each worker its own cache).
+    if tasks and str(getattr(tasks[0], "data", "")).startswith("s3://"):
+        env |= {k: os.environ[k] for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+                                           "AWS_DEFAULT_REGION") if k in os.environ}
     opts = {"runtime_env": {"env_vars": env}} if env else {}
     remote = ray.remote(worker).options(**opts) if opts else ray.remote(worker)
     refs: dict = {}

@@ -146,3 +146,16 @@ def test_missing_bucket_and_bad_credentials_are_one_line(s3, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")  # nothing listens there
     r = invoke("data", "validate", f"s3://{bucket}/x")
     assert r.exit_code == 1 and "cannot read the S3 dataset" in r.output and r.output.count("\n") == 1, r.output
+
+
+@pytest.mark.slow
+def test_sweep_workers_read_the_bucket(crash, s3, tmp_path):
+    """Process-pool workers get the s3:// URI (not a driver path) and read it through their cache."""
+    uri = upload(crash, s3)
+    r = invoke("sweep", "reference", "--data", uri, "--out", tmp_path / "sw", "--quiet", "--jobs", "2",
+               "--leverage", "BTCUSDT=5", "--grid", "entry=62000,63000")
+    assert r.exit_code == 0, r.output
+    import polars as pl
+
+    table = pl.read_parquet(tmp_path / "sw" / "results.parquet")
+    assert table.height == 2 and (table["status"] == "ran").all()

@@ -108,7 +108,7 @@ def local_dataset(path) -> Path:
         if manifest.get(rel) == stamp and target.is_file() and target.stat().st_size == i.size:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # parallel workers share the cache
         try:
             with s3.open_input_stream(i.path) as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -124,7 +124,9 @@ def local_dataset(path) -> Path:
         del manifest[rel]
         changed = True
     if changed:
-        manifest_path.write_text(json.dumps(manifest))
+        tmp = manifest_path.with_name(f"{manifest_path.name}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, manifest_path)
     return dest
 
 
