@@ -100,23 +100,32 @@ def local_dataset(path) -> Path:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         manifest = {}
-    changed = False
+    todo = []
     for i in files:
         rel = i.path[len(base) + 1:]
-        stamp = [i.size, i.mtime_ns]
         target = dest / rel
-        if manifest.get(rel) == stamp and target.is_file() and target.stat().st_size == i.size:
+        if manifest.get(rel) == [i.size, i.mtime_ns] and target.is_file() and target.stat().st_size == i.size:
             continue
+        todo.append((i, rel, target))
+
+    def fetch(item):
+        i, rel, target = item
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # parallel workers share the cache
-        try:
-            with s3.open_input_stream(i.path) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-        except OSError as e:
-            raise _fail(path, e) from None
+        with s3.open_input_stream(i.path) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, target)
-        manifest[rel] = stamp
-        changed = True
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(8) as pool:  # many small partition files: latency-bound
+            list(pool.map(fetch, todo))
+    except OSError as e:
+        raise _fail(path, e) from None
+    for i, rel, _ in todo:
+        manifest[rel] = [i.size, i.mtime_ns]
+    changed = bool(todo)
     # Drop local files the bucket no longer has (a re-import rewrote a date file).
     live = {i.path[len(base) + 1:] for i in files}
     for rel in [r for r in manifest if r not in live]:
