@@ -278,6 +278,9 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
 
 
 def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
+    from .data.storage import local_dataset
+
+    data = local_dataset(data)  # an s3:// dataset is read through the local read cache
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):

@@ -23,12 +23,13 @@ def estimate_events(data, symbols=None, start=None, end=None) -> int | None:
 
         from .config import parse_time_ns
         from .data.layout import date_of_file, list_streams, utc_date_of_ns
+        from .data.storage import local_dataset
 
         lo, hi = parse_time_ns(start, "start"), parse_time_ns(end, "end")
         lo_d = str(utc_date_of_ns(lo)) if lo is not None else None
         hi_d = str(utc_date_of_ns(hi)) if hi is not None else None
         total = 0
-        for (_, sym), files in list_streams(Path(data)).items():
+        for (_, sym), files in list_streams(local_dataset(data)).items():
             if symbols and sym not in symbols:
                 continue
             for f in files:

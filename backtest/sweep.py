@@ -264,7 +264,9 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
     base = {f.name: f.default for f in cls.params().values()}
     fixed = cls.resolve_params(params or {})
     cls.resolve_params({k: v[0] for k, v in grid.items()})  # unknown swept names fail before any run
-    fp = open_dataset(Path(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
+    from .data.storage import is_s3, local_dataset
+
+    fp = open_dataset(local_dataset(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
                       end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows).fingerprint()
     points = random_points(grid, random, seed) if random else grid_points(grid)
     cdict, ref = cfg.to_dict(), strategy_ref(cls)
@@ -272,7 +274,7 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
     for p in points:
         full = {**base, **fixed, **cls.resolve_params(p)}
         cid = config_id(cls, full, cdict, fp)
-        tasks.append(Task(ref, str(Path(data).resolve()), full, cdict, str(Path(out) / "runs" / cid), cid,
+        tasks.append(Task(ref, data if is_s3(data) else str(Path(data).resolve()), full, cdict, str(Path(out) / "runs" / cid), cid,
                           symbols, start, end))
     return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
 
@@ -488,6 +490,11 @@ def _map_ray(tasks: list, done, address: str | None, worker) -> None:
     # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck must
     # travel with the task.
     env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
+    # An s3:// dataset: workers read it from the bucket at the driver's endpoint and region
+    # (credentials: the workers' own AWS variables or instance role; each worker its own cache).
+    if tasks and str(getattr(tasks[0], "data", "")).startswith("s3://"):
+        env |= {k: os.environ[k] for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+                                           "AWS_DEFAULT_REGION") if k in os.environ}
     opts = {"runtime_env": {"env_vars": env}} if env else {}
     remote = ray.remote(worker).options(**opts) if opts else ray.remote(worker)
     refs: dict = {}

@@ -85,6 +85,10 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
     """Run a walk-forward; `progress(done, total, label)` is called after each window."""
     import polars as pl
 
+    from .data.storage import local_dataset
+
+    data = local_dataset(data)  # an s3:// dataset: every window reads the local read cache
+
     from .atomic import write_parquet
     from .engine import run
     from .plugins.resolve import resolve_strategy

@@ -132,8 +132,10 @@ def generate(scenario, out, seed, scale, quiet, as_json):
               help="Instruments file to copy in when the dataset has none yet.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--s3-endpoint", metavar="URL", help="S3 endpoint for s3:// paths [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL].")
+@click.option("--s3-cache", metavar="DIR", help="Read cache for s3:// datasets [default: $CASCADE_S3_CACHE, else a temp folder].")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
+def import_(fmt, symbol, out, venue, instruments, quiet, as_json, s3_endpoint, s3_cache, files):
     """Import exchange CSV files (.csv, .csv.gz, or .zip with one CSV) into a dataset.
 
     \b
@@ -158,11 +160,15 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
     an error or a kill leaves the dataset as it was. Re-importing a file adds nothing.
     """
     from ..data.importers import import_files
+    from ..data.storage import import_to_s3, is_s3, use_flags
 
+    use_flags(s3_endpoint, s3_cache)
     show = _show_progress(quiet or as_json) and len(files) > 1
     with _Bar(show, "importing") as bar:
-        res = import_files(list(files), fmt=fmt, symbol=symbol, out=out, instruments=instruments,
-                           venue=venue, progress=bar)
+        def do(target):
+            return import_files(list(files), fmt=fmt, symbol=symbol, out=target, instruments=instruments,
+                                venue=venue, progress=bar)
+        res = import_to_s3(out, do) if is_s3(out) else do(out)
     if as_json:
         _print_json(res.to_dict())
         return
@@ -179,8 +185,10 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, files):
               help="Warn about time gaps longer than this many seconds inside a trades/quotes/marks stream "
                    "(funding: 1.5 x its interval).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (gaps, missing days, no marks/funding).")
+@click.option("--s3-endpoint", metavar="URL", help="S3 endpoint for s3:// paths [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL].")
+@click.option("--s3-cache", metavar="DIR", help="Read cache for s3:// datasets [default: $CASCADE_S3_CACHE, else a temp folder].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(path, all_problems, max_gap_s, strict, as_json):
+def validate(path, all_problems, max_gap_s, strict, as_json, s3_endpoint, s3_cache):
     """Check a dataset: instruments, schemas, types, sort order, values and page checksums.
 
     Prints a one-line OK summary, or the first problem (file, column, row and fix) and exits 1.
@@ -191,8 +199,10 @@ def validate(path, all_problems, max_gap_s, strict, as_json):
     Example:
       backtest data validate data/generated/feb-2026-crash
     """
+    from ..data.storage import use_flags
     from ..data.validate import validate_dataset
 
+    use_flags(s3_endpoint, s3_cache)
     report = validate_dataset(path, all_problems=all_problems, max_gap_s=max_gap_s)
     if as_json:
         _print_json(report.to_dict())
@@ -212,8 +222,10 @@ def validate(path, all_problems, max_gap_s, strict, as_json):
 
 @data.command()
 @click.argument("path", type=click.Path())
+@click.option("--s3-endpoint", metavar="URL", help="S3 endpoint for s3:// paths [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL].")
+@click.option("--s3-cache", metavar="DIR", help="Read cache for s3:// datasets [default: $CASCADE_S3_CACHE, else a temp folder].")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def inspect(path, as_json):
+def inspect(path, as_json, s3_endpoint, s3_cache):
     """Summarise a dataset per symbol: time range, counts, prices, largest moves, funding.
 
     \b
@@ -222,6 +234,9 @@ def inspect(path, as_json):
       backtest data inspect data/generated/feb-2026-crash --json | jq '.[0].max_drop_pct'
     """
     from ..data.inspect import format_plain, inspect_dataset, table_rows
+    from ..data.storage import use_flags
+
+    use_flags(s3_endpoint, s3_cache)
 
     info = inspect_dataset(path)
     if as_json:

@@ -26,7 +26,9 @@ def _run_options(f):
     """Options shared by run, sweep and walk-forward (what to run and the RunConfig knobs)."""
     opts = [
         click.argument("strategy", required=False),
-        click.option("--data", metavar="DIR", help="Dataset folder."),
+        click.option("--data", metavar="DIR", help="Dataset folder or s3://BUCKET/PREFIX (data/README.md)."),
+        click.option("--s3-endpoint", metavar="URL", help="S3 endpoint [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL]."),
+        click.option("--s3-cache", metavar="DIR", help="Keep s3:// datasets in this read cache [default: $CASCADE_S3_CACHE, else a temp folder]."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="TOML run config; flags override its values."),
         click.option("--param", "-p", "param_items", multiple=True, metavar="K=V",
@@ -67,6 +69,9 @@ def _spec(o: dict, **extra):
     from ..runconfig import build_spec, parse_assignments
 
     _check_no_jit(o.get("no_jit"))
+    from ..data.storage import use_flags
+
+    use_flags(o.get("s3_endpoint"), o.get("s3_cache"))
     _one_line_warnings(json_only=bool(o.get("as_json")))
     over = {"strategy": o.get("strategy"), "data": o.get("data"), "symbols": o.get("symbols"),
             "start": o.get("start"), "end": o.get("end"), "out": o.get("out"), "timer": o.get("timer"),
@@ -245,7 +250,7 @@ def resolved_paths(d: dict) -> dict:
     """data, out and a strategy file as absolute paths, so the saved config reruns from anywhere."""
     d = dict(d)
     for key in ("data", "out"):
-        if d.get(key):
+        if d.get(key) and not str(d[key]).startswith("s3://"):
             d[key] = str(Path(d[key]).resolve())
     strategy = d.get("strategy")
     if strategy:

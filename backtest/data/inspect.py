@@ -61,7 +61,9 @@ def inspect_dataset(root: Path | str) -> list[dict]:
 
     from .commit import recover
 
-    root = Path(root)
+    from .storage import local_dataset
+
+    root = local_dataset(root)  # an s3:// URI reads through the local cache
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root, fix="check the path")
     recover(root)  # finish a committed import (or drop a dead one) before globbing the files

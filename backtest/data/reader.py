@@ -231,7 +231,9 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
                  end_ns: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  kinds: tuple[str, ...] | None = None) -> EventStream:
     """Open a dataset folder for streaming; checks symbols against the instruments file."""
-    root = Path(root)
+    from .storage import local_dataset
+
+    root = local_dataset(root)  # an s3:// URI reads through the local cache
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root,
                         fix="create one with `backtest data generate` or `backtest data import`")

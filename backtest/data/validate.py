@@ -302,7 +302,9 @@ def validate_dataset(root: Path, *, all_problems: bool = False,
     """
     from .commit import recover
 
-    root = Path(root)
+    from .storage import local_dataset
+
+    root = local_dataset(root)  # an s3:// URI reads through the local cache
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root,
                         fix="pass the folder made by `backtest data generate` or `backtest data import`")
