@@ -22,7 +22,7 @@ _LAZY = {
     "Symbol": "backtest.strategy",
     "resolve_strategy": "backtest.plugins.resolve",
     "list_strategies": "backtest.plugins.resolve",
-    "stress": "backtest.stress.run",
+    "stress": "backtest.scenarios.run",
 }
 for _name in ("EventKind", "Side", "InstrumentType", "OrderType", "TimeInForce", "TriggerSource",
               "OrderStatus", "Reason", "Liquidity", "MarginMode", "LoanEvent", "LoanHealth"):

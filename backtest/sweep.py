@@ -408,7 +408,7 @@ def _rank(rows: list[dict], metric: str):
 
 def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None) -> None:
     """Run `worker(task)` (default: run_task) for each task, locally or on Ray, calling
-    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.stress.run)."""
+    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.scenarios.run)."""
     worker = worker or run_task
     if not tasks:
         return

@@ -7,10 +7,10 @@ import polars as pl
 import pytest
 
 from backtest.errors import ConfigError
-from backtest.stress import transforms as T
-from backtest.stress.bootstrap import block_indices, bootstrap
-from backtest.stress.crowd import Crowd, _cascade, buckets, run_crowd, sigma_day
-from backtest.stress.table import expected_shortfall, summarize
+from backtest.scenarios import transforms as T
+from backtest.scenarios.bootstrap import block_indices, bootstrap
+from backtest.scenarios.crowd import Crowd, _cascade, buckets, run_crowd, sigma_day
+from backtest.scenarios.table import expected_shortfall, summarize
 
 S = 1_000_000_000
 
@@ -286,7 +286,7 @@ def test_expected_shortfall_and_summary_hand_computed():
 
 # --- stress plans ------------------------------------------------------------------------------
 def test_scenario_file_combinations_and_variants(tmp_path):
-    from backtest.stress.run import load_scenario_file, parse_scenarios, variants
+    from backtest.scenarios.run import load_scenario_file, parse_scenarios, variants
 
     f = tmp_path / "combos.toml"
     f.write_text('[[scenario]]\nname = "deeper and faster"\ntransforms = ["deepen:factor=1.4,start=2026-02-04,'

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import backtest as bt
 from backtest.data.generate import generate_dataset
-from backtest.stress.run import build_data
+from backtest.scenarios.run import build_data
 
 SYM = "BTCUSDT"
 CONFIG = {"initial_balance": 10_000.0, "leverage": {SYM: 10}, "margin": {"mode": "isolated"}}
@@ -48,7 +48,7 @@ def test_neutral_scenarios_and_empty_crowd_replay_bit_for_bit(crash, tmp_path):
 
 def test_deepen_reaches_the_target_low_in_the_engine(crash, tmp_path):
     # the replay's low times (target / low) ** ... : factor = log(55k / p0) / log(low / p0)
-    from backtest.stress.transforms import load_streams
+    from backtest.scenarios.transforms import load_streams
 
     px = load_streams(crash, [SYM])[("trades", SYM)]["price"]
     p0, low = px[0], px.min()
@@ -119,7 +119,7 @@ def test_same_seed_same_paths(crash, tmp_path):
               "crowd": {}}
     a = build_data(crash, recipe, tmp_path / "a", tmp_path / "a.parquet")
     b = build_data(crash, recipe, tmp_path / "b", tmp_path / "b.parquet")
-    from backtest.stress.transforms import load_streams
+    from backtest.scenarios.transforms import load_streams
 
     sa, sb = load_streams(a), load_streams(b)
     assert sa.keys() == sb.keys()
@@ -127,14 +127,14 @@ def test_same_seed_same_paths(crash, tmp_path):
     assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
 
 
-def test_bt_stress_is_callable_after_importing_a_submodule():
-    code = ("import backtest.stress.transforms, backtest as bt; "
-            "assert callable(bt.stress); import backtest.stress.run as r; print(bt.stress.__call__)")
+def test_bt_stress_is_the_function_after_importing_the_package():
+    code = ("import backtest.scenarios.transforms, backtest as bt; import backtest.scenarios.run as r; "
+            "assert bt.stress is r.stress")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_seed_paths_are_the_generator_with_the_next_seeds(crash, tmp_path):
-    from backtest.stress.transforms import load_streams
+    from backtest.scenarios.transforms import load_streams
 
     recipe = {"scenarios": [], "crowd": None,
               "path": {"n": 1, "method": "seeds", "seed": 6, "scale": 0.05, "scenario": "feb-2026-crash"}}

@@ -167,8 +167,8 @@ def run_cmd(**o):
 
     \b
     Examples:
-      backtest run reference --data data/generated/feb2026 --out runs/ref
-      backtest run reference --data data/generated/feb2026 --out runs/ref-20x \\
+      backtest run reference --data data/generated/feb-2026-crash --out runs/ref
+      backtest run reference --data data/generated/feb-2026-crash --out runs/ref-20x \\
           --param entry=61500 --leverage BTCUSDT=20 --latency 5ms --report
       backtest run --config examples/crash_long_20x.toml --margin-mode cross
       backtest run my_strats.py:Breakout --data data/btc --out runs/b --json | jq .headline
@@ -324,9 +324,9 @@ def sweep_cmd(**o):
 
     \b
     Examples:
-      backtest sweep reference --data data/generated/feb2026 --out sweeps/ref \\
+      backtest sweep reference --data data/generated/feb-2026-crash --out sweeps/ref \\
           --grid entry=61000,62000 --grid stop=59000:61000:500 --metric return
-      backtest sweep reference --data data/generated/feb2026 --out sweeps/rnd \\
+      backtest sweep reference --data data/generated/feb-2026-crash --out sweeps/rnd \\
           --grid entry=60000:63000:100 --grid target=64000:68000:250 --random 50 --seed 1
       backtest sweep --config examples/sweep_reference.toml --jobs 4
       backtest sweep reference ... --engine ray --address ray://head:10001
@@ -401,7 +401,7 @@ def walk_forward_cmd(**o):
 
     \b
     Example:
-      backtest walk-forward reference --data data/generated/feb2026 --out wf/ref \\
+      backtest walk-forward reference --data data/generated/feb-2026-crash --out wf/ref \\
           --grid entry=61000:63000:500 --grid stop=59000,60000 \\
           --train 1d --test 12h --metric sharpe
 

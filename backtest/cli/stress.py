@@ -56,13 +56,13 @@ def stress_cmd(**o):
 
     \b
     Examples:
-      backtest stress buy_and_hold --data data/generated/feb --symbols BTCUSDT \\
+      backtest stress buy_and_hold --data data/generated/feb-2026-crash --symbols BTCUSDT \\
           --param leverage=10 --leverage BTCUSDT=10 --margin-mode isolated --out runs/stress \\
           --scenario deepen:factor=1.4,start=2026-02-05,end=2026-02-05T21:00 \\
           --scenario thin:spread=3,depth=0.3 --paths 200 --crowd on --report
-      backtest stress buy_and_hold --data data/generated/feb --symbols BTCUSDT --out runs/lev \\
+      backtest stress buy_and_hold --data data/generated/feb-2026-crash --symbols BTCUSDT --out runs/lev \\
           --paths 100 --leverages 2,3,5,10,20
-      backtest stress reference --data data/generated/feb --scenario-file combos.toml --out runs/c
+      backtest stress reference --data data/generated/feb-2026-crash --scenario-file combos.toml --out runs/c
 
     Writes STRESS_DIR/table.parquet (one row per run: final equity, max drawdown, liquidated,
     time of liquidation, worst margin ratio) and summary.json (probability of liquidation,
@@ -71,7 +71,7 @@ def stress_cmd(**o):
     spec = _spec(o)
     spec.require("strategy", "data", "out")
     from .. import progress as prog
-    from ..stress.run import stress
+    from ..scenarios.run import stress
 
     leverages = None
     if o["leverages"]:

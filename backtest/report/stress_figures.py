@@ -1,4 +1,4 @@
-"""Figures of a stress folder (backtest/stress/run.py), drawn from its saved tables, never from the
+"""Figures of a stress folder (backtest/scenarios/run.py), drawn from its saved tables, never from the
 engine: a fan chart of equity across Monte Carlo paths with the replay on top, the probability
 of liquidation against leverage, the crowd's liquidation volume beside the price, and the
 scenario table. `write_stress_report(STRESS_DIR)` writes them to STRESS_DIR/report/.
