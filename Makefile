@@ -35,7 +35,7 @@ $(SAMPLE)/instruments.json: | $(VENV)/.installed
 demo: $(VENV)/.installed $(SAMPLE)/instruments.json
 	$(BIN)/backtest data validate $(SAMPLE)
 	$(BIN)/backtest data inspect $(SAMPLE)
-	$(BIN)/backtest run reference --data $(SAMPLE) --out $(RUN) --report
+	$(BIN)/backtest run reference --data $(SAMPLE) --out $(RUN) --overwrite --report
 
 # The whole test suite (what CI runs), slow tests included.
 test: $(VENV)/.installed-dev

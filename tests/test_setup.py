@@ -72,6 +72,15 @@ def test_make_silences_pip():
     assert "pip install" not in recipes.replace("$(PIP) install", "")
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_can_run_again():
+    """`backtest run` refuses to replace a finished run without --overwrite (#14.10), so the demo's
+    run passes it: `make demo` twice must work."""
+    p = subprocess.run(["make", "-n", "-W", "pyproject.toml", "demo"], cwd=REPO, capture_output=True, text=True)
+    runs = [ln for ln in p.stdout.splitlines() if "backtest run " in ln]
+    assert runs and all("--overwrite" in ln for ln in runs), p.stdout[-2000:]
+
+
 def test_no_test_hardcodes_an_interpreter_or_venv():
     """#14.19: tests start the CLI as [sys.executable, "-m", "backtest"] (tests/cli_helpers.py), so
     pytest from any environment works; a path into REPO/.venv failed 15 tests elsewhere."""
