@@ -100,7 +100,7 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
     """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop)."""
     from backtest import engine
     from backtest.config import RunConfig
-    from backtest.core.schema import new_context
+    from backtest.core.schema import RunStatus, new_context
     from backtest.plugins.codegen import build_loop
 
     cfg = RunConfig.from_dict(cfg_dict)
@@ -123,7 +123,7 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
             i = 0
             while True:
                 status, i = engine._call(loop, ch, i, c, s, bufs)
-                if status == engine._ST_BUFFER_FULL:
+                if status == RunStatus.BUFFER_FULL:
                     bufs.drain(c)
                     continue
                 break
