@@ -553,15 +553,7 @@ class Simulator:
         # R3.1: only at events g' > decision index with ts >= arrive.
         if g <= o.decision_idx or t < o.arrive_ts:
             return
-        # R3.13: queued amendments of an OPEN order that have reached the venue.
-        if o.amends:
-            keep = []
-            for (ts, qty, limit, stop) in o.amends:
-                if t >= ts:
-                    self._apply_amend(o, qty, limit, stop)
-                else:
-                    keep.append((ts, qty, limit, stop))
-            o.amends = keep
+        self._apply_due_amends(o, t)  # R3.13
         arriving = False
         if o.status == PENDING:
             # R3.2: arrival at the first eligible non-FUNDING event.
@@ -653,6 +645,16 @@ class Simulator:
         adverse, favourable = (lo, hi) if o.side < 0 else (hi, lo)
         return adverse if k == 1 else favourable
 
+    def _apply_due_amends(self, o, t):
+        # R3.13: queued amendments of an OPEN order that have reached the venue.
+        keep = []
+        for (ts, qty, limit, stop) in o.amends:
+            if t >= ts:
+                self._apply_amend(o, qty, limit, stop)
+            else:
+                keep.append((ts, qty, limit, stop))
+        o.amends = keep
+
     def _bar_arrive(self, o, g, t):
         # R8.3 at P0: cancel, R3.1 eligibility, amends, arrival. Returns (work it, arriving).
         m = self.mkt[o.sym]
@@ -661,14 +663,7 @@ class Simulator:
             return False, False
         if o.status == WAITING_PARENT or g <= o.decision_idx or t < o.arrive_ts:
             return False, False
-        if o.amends:
-            keep = []
-            for (ts, qty, limit, stop) in o.amends:
-                if t >= ts:
-                    self._apply_amend(o, qty, limit, stop)
-                else:
-                    keep.append((ts, qty, limit, stop))
-            o.amends = keep
+        self._apply_due_amends(o, t)
         if o.status != PENDING:
             return True, False
         o.status = OPEN
