@@ -11,7 +11,7 @@ from .enums import (
 )
 from .jit import kernel
 
-K_TRADE, K_QUOTE, K_MARK, K_FUNDING, K_BAR, K_MARKET_LIQ = (int(k) for k in EventKind)
+K_TRADE, K_QUOTE, K_MARK, K_FUNDING, K_BAR, K_MARKET_LIQ, K_BOOK = (int(k) for k in EventKind)
 
 T_SPOT = int(InstrumentType.SPOT)
 T_LINEAR = int(InstrumentType.LINEAR_PERPETUAL)

@@ -12,7 +12,7 @@ from enum import IntEnum
 class EventKind(IntEnum):
     """Kinds of market event. The value is also the tie-break among events with equal ts_ns:
     a trade is applied before the quote update it caused, then marks, then funding, then candles
-    (data/README.md "bars") and other traders' liquidations (information only)."""
+    (data/README.md "bars"), other traders' liquidations (information only) and L2 depth snapshots."""
 
     TRADE = 0
     QUOTE = 1
@@ -20,6 +20,7 @@ class EventKind(IntEnum):
     FUNDING = 3
     BAR = 4
     MARKET_LIQUIDATION = 5
+    BOOK = 6  # one level of an L2 depth snapshot (schema.EVENT_COLUMNS); a snapshot's rows share ts_ns
 
 
 class Side(IntEnum):

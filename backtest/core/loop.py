@@ -10,7 +10,7 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .bars_match import check_bar_extreme, match_bar
-from .codes import K_BAR, K_FUNDING, K_MARK, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
+from .codes import K_BAR, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -175,7 +175,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         elif k == K_BAR:
             if HAS_ON_BAR:
                 _on_bar(s, c, t, sy, bid[u], ask[u], bid_qty[u], p, qty[u])
-        else:  # another trader's liquidation: information only (R8.8)
+        elif k == K_MARKET_LIQ:  # another trader's liquidation: information only (R8.8)
             c.n_market_liquidations += 1
             if HAS_ON_MARKET_LIQUIDATION:
                 _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])

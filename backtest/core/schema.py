@@ -18,6 +18,7 @@ MAX_SYMBOLS = 64
 MAX_BRACKETS = 16
 MAX_ORDERS = 4096  # open-order slots; a venue-like limit (submit rejects TOO_MANY_OPEN_ORDERS)
 MAX_LOANS = 16
+MAX_BOOK_LEVELS = 25  # L2 depth kept per symbol and side (Tardis book_snapshot_25)
 LOAN_RING = 64  # loan rows strategy calls can write in one event
 DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it cannot hold every live order
 
@@ -32,6 +33,9 @@ DONE_CAPACITY = 2 * MAX_ORDERS  # finished-order ring; submit refuses when it ca
 #   BAR     a candle at its close time: bid = open, ask = high, bid_qty = low, price = close,
 #           qty = volume (docs/fill-rules.md section 8)
 #   MARKET_LIQUIDATION  another trader's forced order: price, qty, side (+1 buy, -1 sell)
+#   BOOK    one level of an L2 depth snapshot: side = level (0 = the touch), bid, bid_qty, ask,
+#           ask_qty = that level's prices and sizes (NaN/0 where a side has fewer levels). The rows
+#           of one snapshot share ts_ns and arrive in level order; level 0 starts a new snapshot
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ts_ns", "i8"),
     ("sym", "i4"),

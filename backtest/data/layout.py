@@ -5,7 +5,7 @@ A dataset is a folder::
     DIR/instruments.json                     contract specs (or instruments.toml)
     DIR/kind=trades/symbol=BTCUSDT/date=2026-02-05/part-0000.parquet
     DIR/kind=quotes/...  DIR/kind=marks/...  DIR/kind=funding/...
-    DIR/kind=bars/...    DIR/kind=liquidations/...
+    DIR/kind=bars/...    DIR/kind=liquidations/...    DIR/kind=book/...
 
 Hive-style partitions: the kind, symbol and UTC date live in the path, not in the files.
 Within one (kind, symbol) stream, rows are sorted by ts_ns (ties keep file order).
@@ -57,6 +57,19 @@ KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
     "liquidations": (
         EventKind.MARKET_LIQUIDATION,
         {"ts_ns": pa.int64(), "price": pa.float64(), "qty": pa.float64(), "side": pa.int8()},
+    ),
+    # L2 depth snapshots, one row per level (0 = best), the rows of a snapshot sharing ts_ns in
+    # level order; a side with fewer levels has NaN prices and 0 sizes in the rest
+    "book": (
+        EventKind.BOOK,
+        {
+            "ts_ns": pa.int64(),
+            "level": pa.int8(),
+            "bid": pa.float64(),
+            "bid_qty": pa.float64(),
+            "ask": pa.float64(),
+            "ask_qty": pa.float64(),
+        },
     ),
 }
 

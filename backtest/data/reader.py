@@ -6,7 +6,7 @@ emits every row whose time is below the smallest "last buffered time" of the str
 have data, so memory is bounded by the chunk size however long the dataset is.
 
 Order of the merged stream (documented in data/README.md): ts_ns, then kind (TRADE < QUOTE < MARK
-< FUNDING < BAR < MARKET_LIQUIDATION), then symbol index, then row order within the file. Chunks are views of that one order,
+< FUNDING < BAR < MARKET_LIQUIDATION < BOOK), then symbol index, then row order within the file. Chunks are views of that one order,
 so where the stream is cut never changes a result.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ _COLUMN_MAP = {
     "funding": {"rate": "price"},
     "bars": {"open": "bid", "high": "ask", "low": "bid_qty", "close": "price", "volume": "qty"},
     "liquidations": {"price": "price", "qty": "qty", "side": "side"},
+    "book": {"level": "side", "bid": "bid", "bid_qty": "bid_qty", "ask": "ask", "ask_qty": "ask_qty"},
 }
 _EVENT_DTYPES = dict(EVENT_COLUMNS)
 
