@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from .figures import _empty, _new_figure, _styled, _time_axis, _x
+from .style import empty_panel, new_figure, styled, time_axis, x_times
 
 TABLE = "table.parquet"
 MC_ROW = "monte carlo (median)"  # the scenario table's row of the paths: medians and P(liquidation)
@@ -47,11 +47,11 @@ def _at(table: pl.DataFrame, leverage) -> pl.DataFrame:
     return ok.filter(pl.col("leverage").is_null() if leverage is None else pl.col("leverage") == leverage)
 
 
-@_styled
+@styled
 def fig_fan(table: pl.DataFrame, leverage=None) -> Figure:
     """Equity across the Monte Carlo paths: median, 25-75 % and 5-95 % bands (on the replay's
     sampling times, each path carried forward), every path faint, the replay on top."""
-    fig, axes = _new_figure(4.2)
+    fig, axes = new_figure(4.2)
     ax = axes[0, 0]
     leverage = _pick_leverage(table, leverage)
     rows = _at(table, leverage)
@@ -60,20 +60,20 @@ def fig_fan(table: pl.DataFrame, leverage=None) -> Figure:
     ref = _equity(replay["run_dir"][0]) if replay.height else None
     curves = [c for c in (_equity(d) for d in paths["run_dir"]) if c is not None and c.height]
     if ref is None and not curves:
-        _empty(ax, "no equity to draw")
+        empty_panel(ax, "no equity to draw")
         return fig
     grid = (ref if ref is not None else curves[0])["ts_ns"].to_numpy()
     if curves:
         m = np.vstack([_carry(c, grid) for c in curves])
         for row in m:
-            ax.plot(_x(grid), row, color="#4c72b0", alpha=0.06, lw=0.6)
+            ax.plot(x_times(grid), row, color="#4c72b0", alpha=0.06, lw=0.6)
         q = np.nanquantile(m, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-        ax.fill_between(_x(grid), q[0], q[4], color="#4c72b0", alpha=0.18, lw=0, label="5–95 % of paths")
-        ax.fill_between(_x(grid), q[1], q[3], color="#4c72b0", alpha=0.30, lw=0, label="25–75 %")
-        ax.plot(_x(grid), q[2], color="#4c72b0", lw=1.2, label=f"median of {len(curves)} paths")
+        ax.fill_between(x_times(grid), q[0], q[4], color="#4c72b0", alpha=0.18, lw=0, label="5–95 % of paths")
+        ax.fill_between(x_times(grid), q[1], q[3], color="#4c72b0", alpha=0.30, lw=0, label="25–75 %")
+        ax.plot(x_times(grid), q[2], color="#4c72b0", lw=1.2, label=f"median of {len(curves)} paths")
     if ref is not None:
-        ax.plot(_x(grid), ref["equity"].to_numpy(), color="black", lw=1.6, label="replay")
-    _time_axis(ax)
+        ax.plot(x_times(grid), ref["equity"].to_numpy(), color="black", lw=1.6, label="replay")
+    time_axis(ax)
     ax.set_ylabel("equity")
     lev = "" if leverage is None else f" at {leverage:g}x"
     ax.set_title(f"Equity across Monte Carlo paths{lev}")
@@ -98,16 +98,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, mid - half), min(1.0, mid + half))
 
 
-@_styled
+@styled
 def fig_liquidation_vs_leverage(table: pl.DataFrame) -> Figure:
     """Probability of liquidation across the Monte Carlo paths at each leverage (Wilson 95 %
     interval), with the replay's outcome as a marker."""
-    fig, axes = _new_figure(3.8)
+    fig, axes = new_figure(3.8)
     ax = axes[0, 0]
     ok = table.filter((pl.col("status") != "failed") & pl.col("leverage").is_not_null())
     paths = ok.filter(pl.col("kind") == "path")
     if not paths.height:
-        _empty(ax, "no leverage sweep (run with --leverages 2,5,10,... and --paths N)")
+        empty_panel(ax, "no leverage sweep (run with --leverages 2,5,10,... and --paths N)")
         return fig
     g = paths.group_by("leverage").agg(pl.col("liquidated").sum().alias("k"), pl.len().alias("n")).sort("leverage")
     lev, k, n = g["leverage"].to_numpy(), g["k"].to_numpy(), g["n"].to_numpy()
@@ -132,17 +132,17 @@ def fig_liquidation_vs_leverage(table: pl.DataFrame) -> Figure:
     return fig
 
 
-@_styled
+@styled
 def fig_crowd(table: pl.DataFrame, symbol: str | None = None) -> Figure:
     """The crowd's liquidations per hour (longs below zero, shorts above) under the price of the
     crowd variant (the replay moved by the cascade) and the plain replay."""
-    fig, axes = _new_figure(5.2, 2, 1, sharex=True, height_ratios=[2, 1])
+    fig, axes = new_figure(5.2, 2, 1, sharex=True, height_ratios=[2, 1])
     ax_p, ax_v = axes[0, 0], axes[1, 0]
     ok = table.filter(pl.col("status") != "failed")
     crowd_row = ok.filter((pl.col("variant") == "crowd") & pl.col("crowd_table").is_not_null())
     if not crowd_row.height or not Path(crowd_row["crowd_table"][0]).is_file():
-        _empty(ax_p, "no crowd (run with --crowd on)")
-        _empty(ax_v, "")
+        empty_panel(ax_p, "no crowd (run with --crowd on)")
+        empty_panel(ax_v, "")
         return fig
     buckets = pl.read_parquet(crowd_row["crowd_table"][0])
     spec = _spec(crowd_row["run_dir"][0])
@@ -152,7 +152,7 @@ def fig_crowd(table: pl.DataFrame, symbol: str | None = None) -> Figure:
         if row.height:
             bars = _bars(row["run_dir"][0], symbol)
             if bars is not None:
-                ax_p.plot(_x(bars["ts_ns"].to_numpy()), bars["close"].to_numpy(), color=color, lw=1, label=label)
+                ax_p.plot(x_times(bars["ts_ns"].to_numpy()), bars["close"].to_numpy(), color=color, lw=1, label=label)
     ax_p.set_ylabel(f"{symbol} last trade")
     ax_p.legend(loc="best", fontsize=8)
     liq = buckets.filter(pl.col("ts_ns").is_not_null())
@@ -163,7 +163,7 @@ def fig_crowd(table: pl.DataFrame, symbol: str | None = None) -> Figure:
         for side, color, label in ((1, "#c44e52", "longs liquidated"), (-1, "#55a868", "shorts liquidated")):
             s = h.filter(pl.col("side") == side)
             if s.height:
-                ax_v.bar(_x(s["hour"].to_numpy() + hour // 2), -side * s["notional"].to_numpy() / 1e6,
+                ax_v.bar(x_times(s["hour"].to_numpy() + hour // 2), -side * s["notional"].to_numpy() / 1e6,
                          width=0.9 / 24, color=color, label=label)
         total, peak = liq["notional"].sum(), h.group_by("hour").agg(pl.col("notional").sum())["notional"].max()
         ax_v.set_title(f"crowd liquidations: {total / 1e9:,.2f} B USD in all, peak hour {peak / 1e6:,.0f} M",
@@ -173,7 +173,7 @@ def fig_crowd(table: pl.DataFrame, symbol: str | None = None) -> Figure:
         ax_v.set_title("the crowd was not liquidated", fontsize=9)
     ax_v.axhline(0, color="#777777", lw=0.6)
     ax_v.set_ylabel("M USD / hour")
-    _time_axis(ax_v)
+    time_axis(ax_v)
     ax_p.set_title("The crowd's liquidation cascade")
     return fig
 
@@ -210,10 +210,10 @@ def scenario_table(table: pl.DataFrame) -> pl.DataFrame:
     return rows
 
 
-@_styled
+@styled
 def fig_scenario_table(table: pl.DataFrame) -> Figure:
     rows = scenario_table(table)
-    fig, axes = _new_figure(0.7 + 0.26 * max(rows.height, 1))
+    fig, axes = new_figure(0.7 + 0.26 * max(rows.height, 1))
     ax = axes[0, 0]
     ax.axis("off")
     cells = []

@@ -303,7 +303,7 @@ def _fmt_cell(key: str, v) -> str:
         return f"{v:+.2%}" if key not in ("win_rate", "exposure", "time_under_water",
                                            "min_liq_distance", "annual_volatility") else f"{v:.2%}"
     if key.endswith("_s"):
-        return F._dur(v)
+        return F.duration(v)
     if key.startswith("n_"):
         return f"{int(v):,}"
     return f"{v:,.2f}"
