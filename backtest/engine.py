@@ -479,6 +479,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                     "margin_checks": int(c.n_margin_checks)},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
                      "max_drawdown": None,  # metrics.max_drawdown, set below (one definition)
+                     "max_drawdown_any_event": -float(c.max_drawdown_frac),
                      "trades": n_trades, "fills": int(c.n_fills), "fees": float(c.fees),
                      "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
                      "balance": float(c.balance),

@@ -195,6 +195,13 @@ def max_drawdown(eq: np.ndarray, start: float | None = None) -> float:
     return float(drawdown_series(eq, start).min()) if len(eq) else NAN
 
 
+def max_drawdown_any_event(manifest: dict) -> float | None:
+    """The deepest fall from the running equity peak at any event, as the kernel tracked it
+    (`headline.max_drawdown_any_event`, a negative fraction); None for runs saved without it."""
+    v = (manifest.get("headline") or {}).get("max_drawdown_any_event")
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
 def drawdown_info(ts: np.ndarray, eq: np.ndarray, start: float | None = None, *,
                   longest: bool = True, dd: np.ndarray | None = None) -> dict:
     """Peak, trough and recovery of the deepest drawdown, and the longest time under water.
@@ -583,7 +590,12 @@ def compute_metrics(result_like, *, freq: str = "auto", benchmark: str | None = 
              sharpe=sharpe(r, ppy), sortino=sortino(r, ppy),
              return_freq=freq, periods_per_year=ppy, n_returns=int(len(r)))
     m.update(dd)
-    m["calmar"] = calmar(ann, dd["max_drawdown"])
+    # the samples' drawdown, deepened by what the kernel saw between samples (R6.1)
+    m["max_drawdown_sampled"] = dd["max_drawdown"]
+    deepest = max_drawdown_any_event(manifest)
+    if deepest is not None and deepest < m["max_drawdown"]:
+        m["max_drawdown"] = deepest
+    m["calmar"] = calmar(ann, m["max_drawdown"])
     # too few returns or too short a run: the ratios would be noise, so they are not reported
     why = None
     if len(r) < min_periods:

@@ -246,6 +246,8 @@ class Simulator:
         self.next_oid = 1
         self.fills = []
         self.equity_after_fills = []
+        self.peak = float(config["initial_balance"])
+        self.max_dd_frac = 0.0
         self.funding_rows = []
         self.results = [None] * len(self.script)
 
@@ -265,6 +267,15 @@ class Simulator:
         for s in range(self.nsym):
             u += self.acct.pos[s] * (self.mkt[s].val() - self.acct.avg[s])
         return self.acct.balance + u
+
+    def _track_drawdown(self) -> None:
+        # R6.1: running peak of equity and the deepest (peak - equity) / peak, at every point
+        # where equity may have changed (here: after every fill and at the end of every event)
+        e = self.equity()
+        if e > self.peak:
+            self.peak = e
+        if self.peak > 0:
+            self.max_dd_frac = max(self.max_dd_frac, (self.peak - e) / self.peak)
 
     def free_margin(self) -> float:
         # R4.4: free margin = equity - sum of initial margins abs(pos) * val / leverage.
@@ -518,6 +529,7 @@ class Simulator:
                                avg_price_after=avg, bench_price=bench,
                                slippage=d * (price - bench) * q))
         self.equity_after_fills.append(self.equity())
+        self._track_drawdown()
         self._finish(o, FILLED, Reason.NONE, t)
         # R3.11: children become OPEN for the filled quantity, eligible from the next event.
         for c in o.children:
@@ -832,6 +844,7 @@ class Simulator:
             while ai < na and self.script[ai][0] == g:
                 self.results[ai] = self._run_action(self.script[ai], g, t)
                 ai += 1
+            self._track_drawdown()
         return self._output()
 
     def _output(self):
@@ -856,6 +869,7 @@ class Simulator:
             avg_prices=list(self.acct.avg),
             equity_after_fills=self.equity_after_fills,
             funding_rows=self.funding_rows,
+            max_drawdown_frac=self.max_dd_frac,
         )
 
 

@@ -23,9 +23,11 @@ def test_headline_drawdown_is_the_metrics_drawdown(tmp_path):
     res = run(dataset(tmp_path / "d", GAP, QUOTES), sample_interval="0")
     h, m = res.headline, res.manifest["metrics"]
     assert h["max_drawdown"] == m["max_drawdown"] < 0 and "max_drawdown_pct" not in h
-    # by hand: bought at 62,000.1 from 100,000; the trough is the fill-time equity at the trade
-    # 59,000 is not sampled (sample_interval 0): the final row at 59,500 is the lowest sample
-    assert h["max_drawdown"] == pytest.approx((1e5 + 59500.0 - 62000.1) / 1e5 - 1)
+    # by hand: bought at 62,000.1 from 100,000; the trade at 59,000 is not sampled
+    # (sample_interval 0): the final row at 59,500 is the lowest sample, but the kernel saw the
+    # equity at 59,000 (R6.1), so the one max drawdown is that deeper, unsampled trough
+    assert m["max_drawdown_sampled"] == pytest.approx((1e5 + 59500.0 - 62000.1) / 1e5 - 1)
+    assert h["max_drawdown"] == h["max_drawdown_any_event"] == pytest.approx((59000.0 - 62000.1) / 1e5)
     assert m["sharpe"] is None and "fewer than min_ratio_periods" in m["ratios_note"]
     assert m["benchmark_symbol"] == "X"  # the first (only) symbol traded
 

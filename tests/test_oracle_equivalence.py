@@ -179,6 +179,7 @@ def test_engine_equals_oracle(tmp_path, seed):
     assert h["realized_pnl"] == want["realized_pnl"]
     assert h["fees"] == want["fees"]
     assert h["funding"] == want["funding"]
+    assert h["max_drawdown_any_event"] == -want["max_drawdown_frac"]  # R6.1, at every event
     assert list(h["positions"].values()) == want["positions"]
     fund = res.funding.select(["ts_ns", "sym", "rate", "position", "mark_price", "payment"]).to_dicts()
     assert fund == [dict(r) for r in want["funding_rows"]]

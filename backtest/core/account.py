@@ -192,12 +192,20 @@ def margin_ok(c, s, d, q, px):
 
 @kernel
 def update_drawdown(c):
+    """R6.1: the running equity peak and the deepest fall from it, in currency and as a fraction
+    of the peak. Called wherever equity may have changed, so the fraction sees every event, not
+    only the equity samples. While the price guard holds neither can change: peak - e <= the
+    currency maximum implies (peak - e) / peak <= that maximum / its (lower or equal) peak."""
     e = equity(c)
     if e > c.peak_equity:
         c.peak_equity = e
     dd = c.peak_equity - e
     if dd > c.max_drawdown:
         c.max_drawdown = dd
+    if c.peak_equity > 0.0:
+        fr = dd / c.peak_equity
+        if fr > c.max_drawdown_frac:
+            c.max_drawdown_frac = fr
 
 
 @kernel

@@ -242,7 +242,8 @@ def _ctx_fields() -> list:
         ("fees", f8),
         ("funding", f8),
         ("peak_equity", f8),
-        ("max_drawdown", f8),
+        ("max_drawdown", f8),  # deepest peak - equity seen at any event (currency; the guard's)
+        ("max_drawdown_frac", f8),  # deepest (peak - equity) / peak seen at any event (R6.1)
         # the price guard (guard.py): on, symbol (-1: none), price interval, account when armed
         ("guard_on", "u1"),
         ("g_sym", i8),

@@ -81,6 +81,11 @@ def fig_drawdown(result) -> Figure:
                     textcoords="offset points", fontsize=8, color=COLORS["down"],
                     arrowprops={"arrowstyle": "-", "color": COLORS["down"], "lw": 0.6})
     lo = min(float(np.nanmin(y)), float(np.nanmin(by)) if len(bts) else 0.0)
+    deepest = M.max_drawdown_any_event(run.manifest)  # between samples, the kernel saw deeper
+    if deepest is not None and deepest < info["max_drawdown"]:
+        ax.axhline(deepest, color=COLORS["down"], lw=0.8, ls=(0, (2, 2)), gid="drawdown-any-event",
+                   label=f"Deepest at any event {deepest:.1%} (between samples)")
+        lo = min(lo, deepest)
     ax.set_ylim(min(lo * 1.15, -0.01), 0.005)
     ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     ax.set_ylabel("Drawdown (%)")
