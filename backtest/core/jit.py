@@ -25,7 +25,7 @@ from numba import typeof
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
-from . import NUMBA_CACHE, cache_repair, numba_speedups
+from . import NUMBA_CACHE, cache_repair, numba_patches, numba_speedups
 from .linkonly import LinkOnlyCompiler
 
 try:
@@ -33,7 +33,9 @@ try:
 except ImportError:  # Windows: no lock, a kernel may then compile in both processes
     fcntl = None
 
-numba_speedups.install()
+_PATCHES = numba_patches()
+if "speedups" in _PATCHES:
+    numba_speedups.install()
 cache_repair.install()  # a corrupt cache entry recompiles instead of failing every run
 
 
@@ -114,6 +116,6 @@ def kernel(fn=None, *, python=False, **options):
         return lambda f: kernel(f, python=python, **options)
     options.setdefault("no_cfunc_wrapper", True)
     options.setdefault("no_cpython_wrapper", not python)
-    if not python:
+    if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)
     return locked(widening(numba.njit(cache=True, **options)(fn)))
