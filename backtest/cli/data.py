@@ -77,9 +77,11 @@ def data():
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same data).")
 @click.option("--scale", default=1.0, show_default=True, type=float,
               help="Multiplies the number of ticks (0.1 for a quick small dataset).")
+@click.option("--book/--no-book", default=True, show_default=True,
+              help="Write L2 depth snapshots (the `book` kind, docs/crash-dataset.md); --no-book leaves them out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def generate(scenario, out, seed, scale, quiet, as_json):
+def generate(scenario, out, seed, scale, book, quiet, as_json):
     """Generate a synthetic tick dataset for a scenario.
 
     \b
@@ -97,7 +99,7 @@ def generate(scenario, out, seed, scale, quiet, as_json):
     if scale <= 0:
         raise ConfigError(f"--scale must be > 0, got {scale}")
     with _Bar(_show_progress(quiet or as_json), "generating") as bar:
-        summary = generate_dataset(scenario, out, seed=seed, scale=scale, progress=bar)
+        summary = generate_dataset(scenario, out, seed=seed, scale=scale, progress=bar, book=book)
     if as_json:
         _print_json(summary)
         return
