@@ -64,6 +64,7 @@ class _Stream:
         self.buf: dict[str, np.ndarray] | None = None
         self.exhausted = False
         self.last_ts = None  # last timestamp read (order is checked across batches and files)
+        self.carry: dict = {}  # the last book row, so a snapshot split across batches is checked whole
 
     def _row_groups(self, path: Path, pf: pq.ParquetFile) -> list[int]:
         md = pf.metadata
@@ -84,6 +85,8 @@ class _Stream:
                 pf = pq.ParquetFile(path, page_checksum_verification=True)
                 _check_schema(path, self.kind, pf.schema_arrow)
                 groups = self._row_groups(path, pf)
+                if not groups or groups[0] > 0:
+                    self.carry["resync"] = True  # rows skipped unread: a book snapshot may resume
                 if not groups:
                     continue
                 row0 = 0
@@ -93,7 +96,7 @@ class _Stream:
                     ts = cols["ts_ns"]
                     # values, order and dates, the same checks as `backtest data validate`
                     self.last_ts = check_batch(self.kind, path, cols, row0, self.last_ts,
-                                               date=date_of_file(path))
+                                               date=date_of_file(path), carry=self.carry)
                     row0 += len(ts)
                     lo = np.searchsorted(ts, self.start_ns, "left")
                     hi = np.searchsorted(ts, self.end_ns, "left")
