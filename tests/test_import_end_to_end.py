@@ -101,6 +101,7 @@ SAMPLES = {  # every format's fixture files (published layouts, with and without
     "tardis-quotes": ["tardis-quotes.csv"],
     "tardis-book-snapshot-5": ["tardis-book-snapshot-5.csv"],
     "tardis-book-snapshot-25": ["tardis-book-snapshot-25.csv"],
+    "tardis-incremental-book-l2": ["tardis-incremental-book-l2.csv"],
     "tardis-derivative-ticker": ["tardis-derivative-ticker.csv"],
 }
 KIND_SAMPLES = {  # candles and others' liquidations: imported and validated alone (a run on them
@@ -147,6 +148,6 @@ def test_every_sample_imports_validates_and_runs(tmp_path):
     import json
 
     rep = json.loads(res.stdout)
-    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding"}
+    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding", "book"}
     result = bt.run(LevLong, out, params={"entry": 1.0}, symbols=["BTCUSDT"])  # never enters: just runs
     assert len(result.fills) == 0 and len(result.funding) == 0  # flat all along: nothing to pay
