@@ -109,6 +109,8 @@ KIND_SAMPLES = {  # candles and others' liquidations: imported and validated alo
     "binance-klines": ["binance-futures-klines-1m.csv", "binance-spot-klines-1m-us.csv"],
     "ohlcv": ["ohlcv-1m.csv"],
     "tardis-liquidations": ["tardis-liquidations.csv"],
+    "binance-premium-index-klines": ["binance-premium-index-klines.csv",  # data only (tests/test_premium.py)
+                                     "binance-premium-index-klines-noheader.csv"],
 }
 
 

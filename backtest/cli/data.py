@@ -14,7 +14,7 @@ import click
 # Kept in step with backtest.data.formats.FORMATS and the catalogue files (tests check it) so that
 # --help needs no polars.
 IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "binance-bookticker", "binance-mark-klines",
-                  "binance-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
+                  "binance-index-klines", "binance-premium-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
                   "tardis-quotes", "tardis-book-snapshot-5", "tardis-book-snapshot-25",
                   "tardis-incremental-book-l2", "tardis-derivative-ticker", "binance-klines", "ohlcv",
                   "tardis-liquidations")
@@ -153,7 +153,8 @@ def import_(fmt, symbol, out, venue, instruments, levels, book_interval, quiet, 
     book snapshots (kind book): tardis-book-snapshot-5/-25,
     tardis-incremental-book-l2 (--levels, --book-interval). Marks: binance-mark-klines (stamped
     at the kline's close; binance-index-klines then fills their index).
-    Funding: binance-funding, bybit-funding.
+    Funding: binance-funding, bybit-funding. Premium index (data only, for
+    backtest.data.premium.funding_estimate): binance-premium-index-klines.
     Marks and funding: tardis-derivative-ticker. Candles (bars, stamped at
     the bar's end): binance-klines, ohlcv (CSV or Parquet: ts,open,high,low,
     close,volume[,close_ts]). Other traders' liquidations: tardis-liquidations.

@@ -257,6 +257,19 @@ def _binance_index_klines(b: Batch):
                       "index_price": price}}
 
 
+def _binance_premium_klines(b: Batch):
+    """premiumIndexKlines: the premium index (a fraction, may be <= 0) as OHLC, stamped at the
+    kline's close like the mark klines (its close is known only then)."""
+    o, h, lo, c = (b.number(k) for k in ("open", "high", "low", "close"))
+    from .validate import FIX_CANDLE, candle_problem
+
+    bad = candle_problem(o, h, lo, c)
+    if bad:
+        i, col, problem = bad
+        raise b.error(i, problem, col, FIX_CANDLE)
+    return {"premium": {"ts_ns": _kline_close_ns(b), "open": o, "high": h, "low": lo, "close": c}}
+
+
 def _binance_funding(b: Batch):
     return {"funding": {"ts_ns": b.epoch_ns("calc_time"), "rate": b.number("last_funding_rate")}}
 
@@ -573,6 +586,7 @@ FORMATS.update({
          "transaction_time", "event_time"),), _binance_book_ticker),
     "binance-mark-klines": Format(("marks",), (KLINE,), _binance_mark_klines),
     "binance-index-klines": Format(("marks",), (KLINE,), _binance_index_klines, fills="index_price"),
+    "binance-premium-index-klines": Format(("premium",), (KLINE,), _binance_premium_klines),
     "binance-funding": Format(("funding",), (
         ("calc_time", "funding_interval_hours", "last_funding_rate"),), _binance_funding),
     "bybit-trades": Format(("trades",), (BYBIT_TRADES, (*BYBIT_TRADES, "RPI")), _bybit_trades),

@@ -41,6 +41,7 @@ _RULES: dict[str, dict[str, str]] = {
     "funding": {"rate": "finite"},
     "bars": {"open": "pos", "high": "pos", "low": "pos", "close": "pos", "volume": "nonneg"},
     "liquidations": {"price": "pos", "qty": "pos", "side": "side"},
+    "premium": {"open": "finite", "high": "finite", "low": "finite", "close": "finite"},  # may be < 0
 }
 _RULE_TEXT = {
     "pos": "must be a finite number > 0",
@@ -178,7 +179,7 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray],
         if i >= 0:
             found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
                           "drop crossed quotes or swap the bid/ask columns"))
-    if kind == "bars":
+    if kind in ("bars", "premium"):
         bad = candle_problem(*(np.asarray(columns[n]) for n in ("open", "high", "low", "close")))
         if bad:
             found.append((*bad, FIX_CANDLE))

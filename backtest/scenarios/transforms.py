@@ -25,7 +25,7 @@ from ..data.layout import INSTRUMENT_FILES, KINDS, list_streams
 from ..errors import ConfigError
 
 PRICE_COLUMNS = {"trades": ("price",), "quotes": ("bid", "ask"), "marks": ("mark_price", "index_price"),
-                 "funding": (), "book": ("bid", "ask")}
+                 "funding": (), "book": ("bid", "ask"), "premium": ()}  # premium: a rate, not a price
 NEVER_LO, NEVER_HI = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 Streams = dict  # {(kind, symbol): {column: np.ndarray}}
