@@ -7,8 +7,9 @@ A snapshot at time T has BOOK_LEVELS levels per side, one row per level (layout.
 * deeper levels step away from it by whole ticks: 1 + Exp(1) x gap ticks each, with gap growing
   with the symbol's mean spread at that second (the book spreads out when the spread widens);
 * deeper sizes come from the generator's depth model (`depth`, which thins as 1/sqrt(activity)),
-  thinned further by activity^-0.3 (market makers pull the deep book harder than the touch in a
-  crash), times a profile rising with the level and lognormal noise; rounded to lots (>= 1 lot).
+  thinned once more by the same factor (activity^-1 in all: market makers pull the deep book
+  harder than the touch in a crash), times a profile rising with the level and lognormal noise;
+  rounded to lots (>= 1 lot).
 
 Cadence (docs/crash-dataset.md, "Book"): one snapshot per DENSE_INTERVAL_S in the cascade window
 DENSE_HOURS, one per CALM_INTERVAL_S elsewhere, both divided by the scale like the marks (never
@@ -24,7 +25,7 @@ BOOK_LEVELS = 10
 DENSE_HOURS = (42.0, 48.0)  # 4 Feb 18:00 .. 6 Feb 00:00 UTC, as the quote-after-every-trade window
 DENSE_INTERVAL_S = 1.0  # at scale 1: >= 1 snapshot per second per symbol around the cascade
 CALM_INTERVAL_S = 60.0
-DEEP_THIN_EXP = 0.6  # deep sizes x (depth / calm depth)^0.6: activity^-0.8 in all
+DEEP_THIN_EXP = 1.0  # deep sizes x (depth / calm depth)^1: activity^-1 in all
 _NS = 1_000_000_000
 
 
