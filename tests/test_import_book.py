@@ -159,7 +159,7 @@ def test_incremental_import_end_to_end(tmp_path):
     with pytest.raises(ConfigError, match="--levels"):
         import_files([FIX / "tardis-incremental-book-l2.csv"], fmt="tardis-incremental-book-l2",
                      symbol="BTCUSDT", out=tmp_path / "x", instruments=INSTR, options={"book_levels": 26})
-    with pytest.raises(ConfigError, match="takes no book-interval"):
+    with pytest.raises(ConfigError, match="takes no --book-interval"):
         import_files([FIX / "tardis-trades.csv"], fmt="tardis-trades", symbol="BTCUSDT",
                      out=tmp_path / "y", instruments=INSTR, options={"book_interval_ns": S})
 

@@ -524,11 +524,12 @@ def _check_options(fmt: str, options: dict) -> dict:
     """Format options, checked: unknown to the format or out of range -> ConfigError."""
     from ..core.schema import MAX_BOOK_LEVELS
 
+    flag = {"book_levels": "--levels", "book_interval_ns": "--book-interval"}
     allowed = FORMATS[fmt].options
-    for k, v in options.items():
+    for k in options:
         if k not in allowed:
-            raise ConfigError(f"--format {fmt} takes no {k.replace('_ns', '').replace('_', '-')} option"
-                              + (f" (it takes: {', '.join(allowed)})" if allowed else ""))
+            raise ConfigError(f"--format {fmt} takes no {flag.get(k, k)} option"
+                              + (f" (it takes {', '.join(flag.get(a, a) for a in allowed)})" if allowed else ""))
     lv = options.get("book_levels")
     if lv is not None and not (isinstance(lv, int) and 1 <= lv <= MAX_BOOK_LEVELS):
         raise ConfigError(f"--levels must be an integer in 1 .. {MAX_BOOK_LEVELS}, got {shown(lv)}")
