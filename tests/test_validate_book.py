@@ -112,3 +112,19 @@ def test_inspect_reports_book_coverage(tmp_path):
     assert row["counts"]["book"] == 20
     assert (row["book_snapshots"], row["book_levels"], row["book_interval_s"]) == (5, 4, 1.0)
     assert "5 x 4" in format_plain([row])
+
+
+def test_reader_resumes_mid_snapshot_after_skipped_row_groups(tmp_path, monkeypatch):
+    """Row groups of 4 rows split the 3-level snapshots; a start time that skips the first group
+    makes the reader begin at level 1 of a snapshot that started unread: not an error."""
+    from backtest.data import writer
+
+    monkeypatch.setattr(writer, "ROW_GROUP_ROWS", 4)
+    root = dataset(tmp_path / "ds", book(n_snap=4, levels=3))
+    f = partition_dir(root, "book", "BTCUSDT", "2026-02-05") / "part-0000.parquet"
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(f).metadata.num_row_groups == 3
+    ev = list(open_dataset(root, start_ns=T0 + 2 * 10**9))
+    assert np.concatenate([c["side"] for c in ev]).tolist() == [0, 1, 2, 0, 1, 2]
+    assert validate_dataset(root).ok  # and a full read checks the split snapshots whole
