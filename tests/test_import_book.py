@@ -74,6 +74,7 @@ def test_snapshot_with_missing_levels_and_levels_option(tmp_path):
     (["96990.2,1.5,96990.1,0.8", ",,96990.0,1.3", "96990.4,1,96989.9,1.8"] + [",,,"] * 2, "asks[2].price",
      "empty level"),
     (["96990.2,1.5,96990.1,0.8", "96990.3,,96990.0,1.3"] + [",,,"] * 3, "asks[1].amount", "no amount"),
+    (["96990.2,1.5,96990.1,0.8", "96990.3,1,abc,1.3"] + [",,,"] * 3, "bids[1].price", "not a number"),
 ])
 def test_snapshot_bad_rows_name_the_line(tmp_path, cells, column, words):
     p = _snapshot5(tmp_path, [ROW + ",".join(["96990.2,1.5,96990.1,0.8"] + [",,,"] * 4), ROW + ",".join(cells)])
