@@ -33,8 +33,9 @@ def funding_estimate(ts_ns, premium, times_ns=None, *, interval_h: float = 8.0, 
     """(funding times, rates) from premium samples (ts_ns sorted, the time each became known).
 
     `times_ns` defaults to every `interval_h` hours from 00:00 UTC that has a full interval of
-    samples behind it (counting the first sample as covering the step before it). An interval without samples gives NaN. `weighted=False` takes the plain
-    mean instead of Binance's 1..n weights."""
+    samples behind it (counting the first sample as covering the step before it). An interval
+    without samples gives NaN. `weighted=False` takes the plain mean instead of Binance's 1..n
+    weights."""
     ts = np.asarray(ts_ns, dtype=np.int64)
     p = np.asarray(premium, dtype=np.float64)
     if ts.shape != p.shape or ts.ndim != 1:

@@ -147,9 +147,11 @@ def _book_problems(columns: dict[str, np.ndarray], carry: dict | None) -> list[t
             worse = (px >= p_px) if word == "decreasing" else (px <= p_px)
             add(linked & have & np.isfinite(p_px) & worse, name,
                 lambda i, px=px, p_px=p_px, name=name, word=word:
-                f"{name} {px[i]!r} at level {lv[i]} after {p_px[i]!r}: {name} prices must be strictly {word} with the level")
+                f"{name} {px[i]!r} at level {lv[i]} after {p_px[i]!r}: {name} prices must be strictly "
+                f"{word} with the level")
             add(have & ~(np.isfinite(qty) & (qty > 0)), f"{name}_qty",
-                lambda i, qty=qty, name=name: f"{name}_qty must be a finite number > 0 where the level has a price, got {qty[i]!r}")
+                lambda i, qty=qty, name=name: f"{name}_qty must be a finite number > 0 where the level has a "
+                                              f"price, got {qty[i]!r}")
             add(~have & (qty != 0), f"{name}_qty",
                 lambda i, qty=qty, name=name: f"{name}_qty must be 0 on a missing level (NaN price), got {qty[i]!r}")
         add((lv == 0) & (bid >= ask), "bid", lambda i: f"crossed book: level-0 bid {bid[i]!r} >= ask {ask[i]!r}")
