@@ -149,7 +149,7 @@ def test_inspect_command(ds, tmp_path):
 def test_generate_command_with_fake_generator(monkeypatch, tmp_path):
     calls = []
 
-    def generate_dataset(scenario, out, *, seed, scale, progress):
+    def generate_dataset(scenario, out, *, seed, scale, progress, book):
         calls.append((scenario, out, seed, scale))
         progress(1, 2, "BTCUSDT")
         progress(2, 2, "done")

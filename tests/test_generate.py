@@ -77,6 +77,7 @@ def test_layout_and_summary(data):
     assert s["seconds"] > 0
     expected = {("trades", x) for x in s["symbols"]} | {("quotes", x) for x in s["symbols"]}
     expected |= {("marks", x) for x in PERPS} | {("funding", x) for x in PERPS}
+    expected |= {("book", x) for x in s["symbols"]}  # L2 snapshots (tests/test_generate_book.py)
     assert set(data.streams) == expected
     rows = {k: 0 for k in KINDS}
     for (kind, _), files in data.streams.items():
@@ -87,7 +88,8 @@ def test_layout_and_summary(data):
     assert s["trades"] == rows["trades"]
     assert s["ticks"] == sum(rows.values())
     assert 60_000 < s["trades"] < 64_000  # 620k trades per unit of scale
-    assert 1.15e5 < s["ticks"] < 1.4e5  # ~1.27M rows per unit of scale (quotes follow trades)
+    assert s["book_rows"] == rows["book"]
+    assert 1.15e5 < s["ticks"] - s["book_rows"] < 1.4e5  # ~1.27M rows per unit of scale (quotes follow trades)
     # No temporary siblings left behind by the atomic build.
     assert [p.name for p in data.root.parent.iterdir()] == ["feb"]
 

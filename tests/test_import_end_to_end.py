@@ -101,6 +101,7 @@ SAMPLES = {  # every format's fixture files (published layouts, with and without
     "tardis-quotes": ["tardis-quotes.csv"],
     "tardis-book-snapshot-5": ["tardis-book-snapshot-5.csv"],
     "tardis-book-snapshot-25": ["tardis-book-snapshot-25.csv"],
+    "tardis-incremental-book-l2": ["tardis-incremental-book-l2.csv"],
     "tardis-derivative-ticker": ["tardis-derivative-ticker.csv"],
 }
 KIND_SAMPLES = {  # candles and others' liquidations: imported and validated alone (a run on them
@@ -108,6 +109,8 @@ KIND_SAMPLES = {  # candles and others' liquidations: imported and validated alo
     "binance-klines": ["binance-futures-klines-1m.csv", "binance-spot-klines-1m-us.csv"],
     "ohlcv": ["ohlcv-1m.csv"],
     "tardis-liquidations": ["tardis-liquidations.csv"],
+    "binance-premium-index-klines": ["binance-premium-index-klines.csv",  # data only (tests/test_premium.py)
+                                     "binance-premium-index-klines-noheader.csv"],
 }
 
 
@@ -147,6 +150,6 @@ def test_every_sample_imports_validates_and_runs(tmp_path):
     import json
 
     rep = json.loads(res.stdout)
-    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding"}
+    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding", "book"}
     result = bt.run(LevLong, out, params={"entry": 1.0}, symbols=["BTCUSDT"])  # never enters: just runs
     assert len(result.fills) == 0 and len(result.funding) == 0  # flat all along: nothing to pay

@@ -14,9 +14,10 @@ import click
 # Kept in step with backtest.data.formats.FORMATS and the catalogue files (tests check it) so that
 # --help needs no polars.
 IMPORT_FORMATS = ("binance-trades", "binance-aggtrades", "binance-bookticker", "binance-mark-klines",
-                  "binance-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
+                  "binance-index-klines", "binance-premium-index-klines", "binance-funding", "bybit-trades", "bybit-spot-trades", "bybit-funding", "tardis-trades",
                   "tardis-quotes", "tardis-book-snapshot-5", "tardis-book-snapshot-25",
-                  "tardis-derivative-ticker", "binance-klines", "ohlcv", "tardis-liquidations")
+                  "tardis-incremental-book-l2", "tardis-derivative-ticker", "binance-klines", "ohlcv",
+                  "tardis-liquidations")
 VENUES = ("binance-coinm", "binance-usdm", "bybit-linear")
 
 
@@ -77,9 +78,11 @@ def data():
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same data).")
 @click.option("--scale", default=1.0, show_default=True, type=float,
               help="Multiplies the number of ticks (0.1 for a quick small dataset).")
+@click.option("--book/--no-book", default=True, show_default=True,
+              help="Write L2 depth snapshots (the `book` kind, docs/crash-dataset.md); --no-book leaves them out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def generate(scenario, out, seed, scale, quiet, as_json):
+def generate(scenario, out, seed, scale, book, quiet, as_json):
     """Generate a synthetic tick dataset for a scenario.
 
     \b
@@ -97,7 +100,7 @@ def generate(scenario, out, seed, scale, quiet, as_json):
     if scale <= 0:
         raise ConfigError(f"--scale must be > 0, got {scale}")
     with _Bar(_show_progress(quiet or as_json), "generating") as bar:
-        summary = generate_dataset(scenario, out, seed=seed, scale=scale, progress=bar)
+        summary = generate_dataset(scenario, out, seed=seed, scale=scale, progress=bar, book=book)
     if as_json:
         _print_json(summary)
         return
@@ -130,21 +133,28 @@ def generate(scenario, out, seed, scale, quiet, as_json):
               help="Take the symbol's contract spec from the bundled, dated instrument catalogue.")
 @click.option("--instruments", type=click.Path(exists=True, dir_okay=False),
               help="Instruments file to copy in when the dataset has none yet.")
+@click.option("--levels", type=int, default=None,
+              help="Order-book formats: levels kept per side in the book kind (1-25) [default: 25].")
+@click.option("--book-interval", metavar="DURATION", default=None,
+              help="tardis-incremental-book-l2: time between book snapshots, e.g. 1s, 250ms [default: 1s].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--s3-endpoint", metavar="URL", help="S3 endpoint for s3:// paths [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL].")
 @click.option("--s3-cache", metavar="DIR", help="Read cache for s3:// datasets [default: $CASCADE_S3_CACHE, else a temp folder].")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def import_(fmt, symbol, out, venue, instruments, quiet, as_json, s3_endpoint, s3_cache, files):
+def import_(fmt, symbol, out, venue, instruments, levels, book_interval, quiet, as_json, s3_endpoint,
+            s3_cache, files):
     """Import exchange CSV files (.csv, .csv.gz, or .zip with one CSV) into a dataset.
 
     \b
     Trades: binance-trades, binance-aggtrades (spot or futures, with or
     without header), bybit-trades (with or without RPI), bybit-spot-trades,
-    tardis-trades. Quotes: binance-bookticker, tardis-quotes,
-    tardis-book-snapshot-5/-25 (level 0). Marks: binance-mark-klines (stamped
+    tardis-trades. Quotes: binance-bookticker, tardis-quotes. Quotes and L2
+    book snapshots (kind book): tardis-book-snapshot-5/-25,
+    tardis-incremental-book-l2 (--levels, --book-interval). Marks: binance-mark-klines (stamped
     at the kline's close; binance-index-klines then fills their index).
-    Funding: binance-funding, bybit-funding.
+    Funding: binance-funding, bybit-funding. Premium index (data only, for
+    backtest.data.premium.funding_estimate): binance-premium-index-klines.
     Marks and funding: tardis-derivative-ticker. Candles (bars, stamped at
     the bar's end): binance-klines, ohlcv (CSV or Parquet: ts,open,high,low,
     close,volume[,close_ts]). Other traders' liquidations: tardis-liquidations.
@@ -159,15 +169,21 @@ def import_(fmt, symbol, out, venue, instruments, quiet, as_json, s3_endpoint, s
     Files are streamed in bounded memory; the import is committed all at once, so a bad line,
     an error or a kill leaves the dataset as it was. Re-importing a file adds nothing.
     """
+    from ..config import parse_duration_ns
     from ..data.importers import import_files
     from ..data.storage import import_to_s3, is_s3, use_flags
 
     use_flags(s3_endpoint, s3_cache)
+    options = {}
+    if levels is not None:
+        options["book_levels"] = levels
+    if book_interval is not None:
+        options["book_interval_ns"] = parse_duration_ns(book_interval, "--book-interval")
     show = _show_progress(quiet or as_json) and len(files) > 1
     with _Bar(show, "importing") as bar:
         def do(target):
             return import_files(list(files), fmt=fmt, symbol=symbol, out=target, instruments=instruments,
-                                venue=venue, progress=bar)
+                                venue=venue, progress=bar, options=options)
         res = import_to_s3(out, do) if is_s3(out) else do(out)
     if as_json:
         _print_json(res.to_dict())

@@ -37,6 +37,10 @@ class Format:
     # set for formats that fill one column of existing rows (matched on ts_ns) instead of adding rows
     fills: str | None = None
     parquet: bool = False  # also reads .parquet files (columns named as a layout, any order)
+    # called once at the end of each file with its state: the last rows a streaming parser held
+    # back (e.g. the quote of an order book's last message), as parse() returns them
+    finish: Callable[[dict], dict[str, dict[str, np.ndarray]]] | None = None
+    options: tuple[str, ...] = ()  # import options the parser reads from state (book_levels, ...)
 
 
 FORMATS: dict[str, Format] = {}
@@ -84,7 +88,10 @@ class Batch:
         import polars as pl
 
         raw, v = self._cast(col, pl.Float64)
-        empty = (raw == "").to_numpy() if optional else np.zeros(len(raw), bool)
+        if not optional:
+            empty = np.zeros(len(raw), bool)
+        else:  # a typed column (Format.types) reads an empty field as null
+            empty = (raw == "" if raw.dtype == pl.String else raw.is_null()).to_numpy()
         i = _first_bad(v.is_null().to_numpy() & ~empty)
         if i >= 0:
             problem = f"not a number: {shown(raw[i])}" if raw[i] else "empty value, expected a number"
@@ -253,6 +260,19 @@ def _binance_index_klines(b: Batch):
                       "index_price": price}}
 
 
+def _binance_premium_klines(b: Batch):
+    """premiumIndexKlines: the premium index (a fraction, may be <= 0) as OHLC, stamped at the
+    kline's close like the mark klines (its close is known only then)."""
+    o, h, lo, c = (b.number(k) for k in ("open", "high", "low", "close"))
+    from .validate import FIX_CANDLE, candle_problem
+
+    bad = candle_problem(o, h, lo, c)
+    if bad:
+        i, col, problem = bad
+        raise b.error(i, problem, col, FIX_CANDLE)
+    return {"premium": {"ts_ns": _kline_close_ns(b), "open": o, "high": h, "low": lo, "close": c}}
+
+
 def _binance_funding(b: Batch):
     return {"funding": {"ts_ns": b.epoch_ns("calc_time"), "rate": b.number("last_funding_rate")}}
 
@@ -313,12 +333,98 @@ def _snapshot_layout(levels: int) -> tuple[str, ...]:
     return tuple(cols)
 
 
-def _tardis_snapshot(b: Batch):
-    """Level 0 of a book snapshot is the best bid and ask."""
+BOOK_LEVELS_DEFAULT = 25  # --levels: the book kind keeps at most MAX_BOOK_LEVELS per side
+BOOK_INTERVAL_DEFAULT_NS = 10**9  # --book-interval of tardis-incremental-book-l2
+
+
+def _levels(b: Batch, available: int) -> int:
+    from ..core.schema import MAX_BOOK_LEVELS
+
+    return min(available, int(b.state.get("book_levels", BOOK_LEVELS_DEFAULT)), MAX_BOOK_LEVELS)
+
+
+def _snapshot_types(levels: int) -> dict[str, str]:
+    """Level columns parsed by pyarrow as floats (speed: 100 numbers per book_snapshot_25 row)."""
+    return {c: "f8" for c in _snapshot_layout(levels)[len(TARDIS):]}
+
+
+def _tardis_snapshot(levels: int):
+    """Level 0 of a book snapshot is the quote; every level present (up to --levels) is a `book`
+    row. An empty cell is a missing level; a side's levels must be contiguous from 0 and
+    strictly ordered (bids down, asks up)."""
+    def parse(b: Batch):
+        b.single_symbol()
+        ts = b.epoch_ns("timestamp")
+        n_lv = _levels(b, levels)
+        px, qty = {}, {}
+        for side in ("bids", "asks"):
+            px[side] = np.column_stack([b.number(f"{side}[{i}].price", positive=True, optional=i > 0)
+                                        for i in range(n_lv)])
+            qty[side] = np.column_stack([b.number(f"{side}[{i}].amount", positive=True, optional=i > 0)
+                                         for i in range(n_lv)])
+            have = ~np.isnan(px[side])
+            for what, bad in (("amount", have & np.isnan(qty[side])), ("price", ~have & ~np.isnan(qty[side]))):
+                r, c = np.nonzero(bad)
+                if len(r):
+                    k = int(np.argmin(r))
+                    raise b.error(int(r[k]), f"{side}[{c[k]}] has an amount but no price" if what == "price"
+                                  else f"{side}[{c[k]}] has a price but no amount", f"{side}[{c[k]}].{what}")
+            gap = have[:, 1:] & ~have[:, :-1]
+            step = np.diff(px[side], axis=1)
+            with np.errstate(invalid="ignore"):
+                wrong = have[:, 1:] & have[:, :-1] & ((step >= 0) if side == "bids" else (step <= 0))
+            for bad, problem in ((gap, "a level after an empty level"),
+                                 (wrong, "prices not strictly " + ("decreasing" if side == "bids" else "increasing"))):
+                r, c = np.nonzero(bad)
+                if len(r):
+                    k = int(np.argmin(r))
+                    raise b.error(int(r[k]), f"{side}[{c[k] + 1}]: {problem}", f"{side}[{c[k] + 1}].price")
+        out = _quotes(b, "bids[0].price", ts, px["bids"][:, 0], px["asks"][:, 0], qty["bids"][:, 0],
+                      qty["asks"][:, 0])
+        # rows: each snapshot's levels 0 .. deepest priced level of either side; a locked top
+        # (bid = ask) is a valid quote but not a valid book snapshot, so it gives no book rows
+        depth = np.maximum((~np.isnan(px["bids"])).sum(1), (~np.isnan(px["asks"])).sum(1))
+        depth[px["bids"][:, 0] >= px["asks"][:, 0]] = 0
+        keep = np.arange(n_lv)[None, :] < depth[:, None]
+        lv = np.broadcast_to(np.arange(n_lv, dtype=np.int8), keep.shape)
+        out["book"] = {"ts_ns": np.broadcast_to(ts[:, None], keep.shape)[keep], "level": lv[keep],
+                       "bid": px["bids"][keep], "bid_qty": np.nan_to_num(qty["bids"], nan=0.0)[keep],
+                       "ask": px["asks"][keep], "ask_qty": np.nan_to_num(qty["asks"], nan=0.0)[keep]}
+        return out
+    return parse
+
+
+INCREMENTAL_L2 = (*TARDIS, "is_snapshot", "side", "price", "amount")
+
+
+def _tardis_incremental(b: Batch):
+    """Rebuild the book from incremental L2 updates (backtest/data/l2book.py): book snapshots of
+    the top --levels at every --book-interval, quotes when the top changes."""
+    from .l2book import L2Book
+
     b.single_symbol()
-    return _quotes(b, "bids[0].price", b.epoch_ns("timestamp"), b.number("bids[0].price", positive=True),
-                   b.number("asks[0].price", positive=True), b.number("bids[0].amount", positive=True),
-                   b.number("asks[0].amount", positive=True))
+    book = b.state.get("l2")
+    if book is None:
+        book = b.state["l2"] = L2Book(_levels(b, 10**6), int(b.state.get("book_interval_ns",
+                                                                          BOOK_INTERVAL_DEFAULT_NS)))
+    ts = b.epoch_ns("timestamp")
+    snap = b.words("is_snapshot", {"true": 1, "false": 0})
+    is_bid = b.words("side", {"bid": 1, "ask": 0})
+    price = b.number("price", positive=True)
+    amount = b.number("amount")
+    i = _first_bad(amount < 0)
+    if i >= 0:
+        raise b.error(i, f"amount must be >= 0 (0 removes the level), got {amount[i]}", "amount")
+    book.apply(ts.tolist(), snap.tolist(), is_bid.tolist(), price.tolist(), amount.tolist())
+    return book.drain()
+
+
+def _tardis_incremental_finish(state: dict):
+    book = state.get("l2")
+    if book is None:
+        return {}
+    book.finish()
+    return book.drain()
 
 
 DERIVATIVE_TICKER = (*TARDIS, "funding_timestamp", "funding_rate", "predicted_funding_rate",
@@ -488,6 +594,7 @@ FORMATS.update({
          "transaction_time", "event_time"),), _binance_book_ticker),
     "binance-mark-klines": Format(("marks",), (KLINE,), _binance_mark_klines),
     "binance-index-klines": Format(("marks",), (KLINE,), _binance_index_klines, fills="index_price"),
+    "binance-premium-index-klines": Format(("premium",), (KLINE,), _binance_premium_klines),
     "binance-funding": Format(("funding",), (
         ("calc_time", "funding_interval_hours", "last_funding_rate"),), _binance_funding),
     "bybit-trades": Format(("trades",), (BYBIT_TRADES, (*BYBIT_TRADES, "RPI")), _bybit_trades),
@@ -500,8 +607,13 @@ FORMATS.update({
                             _tardis_trades, header=True),
     "tardis-quotes": Format(("quotes",), ((*TARDIS, "ask_amount", "ask_price", "bid_price", "bid_amount"),),
                             _tardis_quotes, header=True),
-    "tardis-book-snapshot-5": Format(("quotes",), (_snapshot_layout(5),), _tardis_snapshot, header=True),
-    "tardis-book-snapshot-25": Format(("quotes",), (_snapshot_layout(25),), _tardis_snapshot, header=True),
+    "tardis-book-snapshot-5": Format(("quotes", "book"), (_snapshot_layout(5),), _tardis_snapshot(5),
+                                     header=True, options=("book_levels",), types=_snapshot_types(5)),
+    "tardis-book-snapshot-25": Format(("quotes", "book"), (_snapshot_layout(25),), _tardis_snapshot(25),
+                                      header=True, options=("book_levels",), types=_snapshot_types(25)),
+    "tardis-incremental-book-l2": Format(("quotes", "book"), (INCREMENTAL_L2,), _tardis_incremental,
+                                         header=True, finish=_tardis_incremental_finish,
+                                         options=("book_levels", "book_interval_ns")),
     "tardis-derivative-ticker": Format(("marks", "funding"), (DERIVATIVE_TICKER,),
                                        _tardis_derivative_ticker, header=True),
     "binance-klines": Format(("bars",), (KLINE,), _binance_klines),

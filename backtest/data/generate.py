@@ -35,6 +35,7 @@ import numpy as np
 
 from ..atomic import atomic_dir
 from ..errors import ConfigError
+from . import gen_book
 from .instruments import Bracket, Instrument, write_instruments
 from .writer import write_stream
 
@@ -53,7 +54,7 @@ QUOTE_EVERY = 2  # one L1 update per two trades (the book update a trade caused,
 # ... plus one after every trade that printed outside the quote before it, and one after every
 # trade around the cascade: a trade never prints outside the quote it follows unless that quote
 # is then updated (docs/crash-dataset.md), so the quotes are never staler than the trades.
-QUOTE_ALL_HOURS = (42.0, 48.0)  # hours since 4 Feb 00:00 UTC with a quote after every trade
+QUOTE_ALL_HOURS = gen_book.DENSE_HOURS  # hours since 4 Feb 00:00 UTC with a quote after every trade
 MARK_INTERVAL_S = 30.0  # mark/index every 30 s at scale 1, denser with scale (>= 1 s, Binance's)
 BLOCK_TRADES = 1_000_000  # max expected trades per generated block (bounds memory)
 _CHUNK = 1 << 15  # per-tick work runs over chunks this size: temporaries stay in the CPU cache
@@ -464,11 +465,13 @@ def mark_interval_ns(scale: float) -> int:
     return int(round(min(3600.0, max(1.0, MARK_INTERVAL_S / scale)) * NS))
 
 
-def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 1.0, progress=None) -> dict:
+def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 1.0, progress=None,
+                     book: bool = True) -> dict:
     """Write a complete dataset folder (all kinds, all symbols, instruments.json) atomically:
     build it in a temp sibling folder and rename into place.
     `progress`, if given, is a callable progress(done_units, total_units, label) called now and then.
-    Returns {"symbols", "ticks" (rows over all kinds), "trades", "seconds", "path"}."""
+    `book=False` leaves out the L2 snapshots (`book` kind); every other file is the same either way.
+    Returns {"symbols", "ticks" (rows over all kinds), "trades", "book_rows", "seconds", "path"}."""
     _check(scenario, seed, scale)
     t_start = time.perf_counter()
     out = Path(out)
@@ -478,7 +481,7 @@ def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 
     mark_ns = mark_interval_ns(scale)
     total_units = len(SPECS) * DAYS
     done = 0
-    counts = {"trades": 0, "quotes": 0, "marks": 0, "funding": 0}
+    counts = {"trades": 0, "quotes": 0, "marks": 0, "funding": 0, "book": 0}
     paths: dict[str, np.ndarray] = {}  # asset -> log fundamental, shared by its perp and spot
     if progress:
         progress(0, total_units, "market path")
@@ -495,9 +498,11 @@ def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 
 
         write_instruments(tmp / "instruments.json", instruments())
         for spec, child in zip(SPECS, children[1:]):
-            path_ss, tick_ss = child.spawn(2)
+            path_ss, tick_ss, book_ss = child.spawn(3)  # the first two as without a book
             prng = np.random.Generator(np.random.PCG64(path_ss))
             trng = np.random.Generator(np.random.PCG64(tick_ss))
+            brng = np.random.Generator(np.random.PCG64(book_ss))
+            carry: dict = {}  # the last quote of the previous blocks (level 0 of the next book)
             if spec.asset not in paths:
                 paths[spec.asset] = _asset_path(mkt, spec, prng)
             tb = _tables(mkt, spec, paths[spec.asset], prng, TRADES_PER_SCALE * scale * spec.share)
@@ -518,6 +523,12 @@ def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 
                     if trades is not None:
                         submit("trades", spec.symbol, trades, name)
                         submit("quotes", spec.symbol, quotes, name)
+                    if book:
+                        rows = gen_book.book_block(gen_book.snapshot_times(s0, s1, scale), T0_NS, quotes, carry,
+                                                   tb.spread, tb.depth, spec.depth_usd, spec.tick, spec.lot,
+                                                   brng, _to_price)
+                        if rows is not None:
+                            submit("book", spec.symbol, rows, name)
                     if perp:
                         marks = _mark_block(spec, tb, s0, s1, mark_ns)
                         if marks is not None:
@@ -531,4 +542,4 @@ def generate_dataset(scenario: str, out: Path, *, seed: int = 7, scale: float = 
         for f in pending:
             f.result()
     return {"symbols": [s.symbol for s in SPECS], "ticks": sum(counts.values()), "trades": counts["trades"],
-            "seconds": time.perf_counter() - t_start, "path": str(out)}
+            "book_rows": counts["book"], "seconds": time.perf_counter() - t_start, "path": str(out)}

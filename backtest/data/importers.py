@@ -125,6 +125,8 @@ def iter_file(path: Path, fmt: str, state: dict | None = None, *,
         if rows == 0:
             raise DataError("no data lines" + (" after the header" if skip else ""), file=src.name,
                             fix="download the file again")
+        if spec.finish is not None:
+            yield spec.finish(state)
 
 
 PARQUET_ROWS = 64 * 1024  # rows per batch read from a Parquet input
@@ -441,8 +443,12 @@ def _finalize(sink: _Sink, out: Path, stage, symbol: str):
 
 def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Path | str,
                  instruments: Path | str | None = None, venue: str | None = None,
-                 progress: Progress | None = None) -> ImportResult:
+                 progress: Progress | None = None, options: dict | None = None) -> ImportResult:
     """Import exchange files into the dataset at `out` (created if needed).
+
+    `options` are format options seeded into each file's parser state, only those the format
+    lists in `Format.options`: `book_levels` (levels kept per side, default 25) and
+    `book_interval_ns` (snapshot interval of tardis-incremental-book-l2, default 1 s).
 
     Streams every input into a staging folder, merges the touched dates, then commits the whole
     import at once. A bad line (DataError naming file, line and column), an error or a kill
@@ -457,6 +463,7 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
     if fmt not in FORMATS:
         raise ConfigError(f"unknown import format {shown(fmt)}; use one of {', '.join(FORMATS)}")
     _check_symbol_name(symbol)
+    opts = _check_options(fmt, options or {})
     files = [Path(f) for f in files]
     if not files:
         raise ConfigError("no input files given")
@@ -478,7 +485,7 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
                 for j, f in enumerate(files):
                     if progress:
                         progress(j, len(files) + 1, f"reading {f.name}")
-                    state = {k: carry[k] for k in CARRY if k in carry}
+                    state = {**opts, **{k: carry[k] for k in CARRY if k in carry}}
                     for parsed in iter_file(f, fmt, state):
                         for kind, cols in parsed.items():
                             sink.add(j, str(f), kind, cols)
@@ -511,6 +518,25 @@ def import_files(files: Sequence[Path | str], *, fmt: str, symbol: str, out: Pat
                         files=len(files), rows_read=sum(sink.rows.values()), rows_added=added,
                         dates=dates, written=written, instruments_copied=to_write is not None,
                         rows=dict(sink.rows))
+
+
+def _check_options(fmt: str, options: dict) -> dict:
+    """Format options, checked: unknown to the format or out of range -> ConfigError."""
+    from ..core.schema import MAX_BOOK_LEVELS
+
+    flag = {"book_levels": "--levels", "book_interval_ns": "--book-interval"}
+    allowed = FORMATS[fmt].options
+    for k in options:
+        if k not in allowed:
+            raise ConfigError(f"--format {fmt} takes no {flag.get(k, k)} option"
+                              + (f" (it takes {', '.join(flag.get(a, a) for a in allowed)})" if allowed else ""))
+    lv = options.get("book_levels")
+    if lv is not None and not (isinstance(lv, int) and 1 <= lv <= MAX_BOOK_LEVELS):
+        raise ConfigError(f"--levels must be an integer in 1 .. {MAX_BOOK_LEVELS}, got {shown(lv)}")
+    iv = options.get("book_interval_ns")
+    if iv is not None and not (isinstance(iv, int) and iv >= 1_000_000):
+        raise ConfigError(f"--book-interval must be at least 1 ms, got {shown(iv)} ns")
+    return dict(options)
 
 
 def read_csv_bytes(path: Path) -> bytes:

@@ -4,7 +4,8 @@
 
 Per symbol: kinds present, UTC time range, row counts per kind, price min/max/last, the largest
 peak-to-trough drop and the largest absolute 1-minute return (both on 1-minute closes of the
-price series), and funding rate min/max. The price series is the trades' last price, else the
+price series), funding rate min/max, and the L2 book's coverage (snapshots, most levels per side,
+mean snapshot interval). The price series is the trades' last price, else the
 quotes' mid price, else the mark price (``price_source`` says which).
 """
 from __future__ import annotations
@@ -80,6 +81,8 @@ def inspect_dataset(root: Path | str) -> list[dict]:
                      pl.col("px").get(pl.col("__i").arg_max()).alias("plast")]
         if kind == "funding":
             aggs += [pl.col("rate").min().alias("fmin"), pl.col("rate").max().alias("fmax")]
+        if kind == "book":  # level 0 starts a snapshot
+            aggs += [(pl.col("level") == 0).sum().alias("snaps"), (pl.col("level").max() + 1).alias("levels")]
         df = _collect(_scan(root, kind).group_by("symbol").agg(aggs), root)
         for r in df.iter_rows(named=True):
             d = out.setdefault(r["symbol"], {"symbol": r["symbol"], "kinds": [], "counts": {},
@@ -92,6 +95,10 @@ def inspect_dataset(root: Path | str) -> list[dict]:
                 d["price_min"], d["price_max"], d["last_price"] = r["pmin"], r["pmax"], r["plast"]
             if kind == "funding":
                 d["funding_min"], d["funding_max"] = r["fmin"], r["fmax"]
+            if kind == "book":
+                snaps = int(r["snaps"])
+                d["book_snapshots"], d["book_levels"] = snaps, int(r["levels"])
+                d["book_interval_s"] = round((r["t1"] - r["t0"]) / 1e9 / (snaps - 1), 3) if snaps > 1 else None
     # 1-minute closes of each symbol's price series, then drop and move statistics
     for kind in ("trades", "quotes", "marks"):
         syms = [s for s, d in out.items() if d.get("price_source") == kind]
@@ -112,7 +119,7 @@ def inspect_dataset(root: Path | str) -> list[dict]:
                "start_ns": t0, "end_ns": t1, "counts": d["counts"]}
         for k in ("price_source", "price_min", "price_max", "last_price", "max_drop_pct",
                   "max_drop_peak", "max_drop_trough", "max_1m_move_pct", "max_1m_move_at",
-                  "funding_min", "funding_max"):
+                  "funding_min", "funding_max", "book_snapshots", "book_levels", "book_interval_s"):
             row[k] = d.get(k)
         result.append(row)
     return result
@@ -161,10 +168,13 @@ def table_rows(info: list[dict]) -> tuple[list[str], list[list[str]]]:
     Count columns appear only for kinds present in the dataset, funding columns only with funding."""
     present = [k for k in KINDS if any(k in d["counts"] for d in info)]
     funding = "funding" in present
+    book = "book" in present
     header = ["symbol", "kinds", "start (UTC)", "end (UTC)", *present,
               "price min", "price max", "last", "max drop %", "max 1m move %"]
     if funding:
         header += ["funding min", "funding max"]
+    if book:
+        header += ["book snapshots x levels", "book mean interval s"]
     rows = []
     for d in info:
         c = d["counts"]
@@ -174,6 +184,9 @@ def table_rows(info: list[dict]) -> tuple[list[str], list[list[str]]]:
                _num(d["max_drop_pct"], 4), _num(d["max_1m_move_pct"], 4)]
         if funding:
             row += [_num(d["funding_min"], 4), _num(d["funding_max"], 4)]
+        if book:
+            n = d.get("book_snapshots")
+            row += [f"{n:,} x {d['book_levels']}" if n else "-", _num(d.get("book_interval_s"), 4)]
         rows.append(row)
     return header, rows
 

@@ -6,6 +6,7 @@ A dataset is a folder::
     DIR/kind=trades/symbol=BTCUSDT/date=2026-02-05/part-0000.parquet
     DIR/kind=quotes/...  DIR/kind=marks/...  DIR/kind=funding/...
     DIR/kind=bars/...    DIR/kind=liquidations/...    DIR/kind=book/...
+    DIR/kind=premium/...   (data only: never replayed as events)
 
 Hive-style partitions: the kind, symbol and UTC date live in the path, not in the files.
 Within one (kind, symbol) stream, rows are sorted by ts_ns (ties keep file order).
@@ -20,8 +21,8 @@ import pyarrow as pa
 
 from ..core.schema import EventKind
 
-# kind folder name -> (EventKind, file columns with their exact Arrow types)
-KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
+# kind folder name -> (EventKind, or None for data-only kinds; file columns with exact Arrow types)
+KINDS: dict[str, tuple[EventKind | None, dict[str, pa.DataType]]] = {
     "trades": (
         EventKind.TRADE,
         {"ts_ns": pa.int64(), "price": pa.float64(), "qty": pa.float64(), "side": pa.int8()},
@@ -71,7 +72,18 @@ KINDS: dict[str, tuple[EventKind, dict[str, pa.DataType]]] = {
             "ask_qty": pa.float64(),
         },
     ),
+    # data only, never replayed: Binance premium index klines stamped at their close (the input
+    # of the funding formula; backtest.data.premium derives funding estimates from it)
+    "premium": (
+        None,
+        {"ts_ns": pa.int64(), "open": pa.float64(), "high": pa.float64(), "low": pa.float64(),
+         "close": pa.float64()},
+    ),
 }
+# The kinds the reader turns into engine events (in the merge's tie-break order) and those stored
+# for analysis only.
+EVENT_KINDS: tuple[str, ...] = tuple(k for k, (ev, _) in KINDS.items() if ev is not None)
+DATA_ONLY_KINDS: tuple[str, ...] = tuple(k for k, (ev, _) in KINDS.items() if ev is None)
 
 INSTRUMENT_FILES = ("instruments.json", "instruments.toml")
 

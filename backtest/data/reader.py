@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ..core.schema import EVENT_COLUMNS, MAX_SYMBOLS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
-from .layout import DATA_TS_MIN_NS, KINDS, TS_MAX_NS, date_of_file, list_streams
+from .layout import DATA_TS_MIN_NS, EVENT_KINDS, KINDS, TS_MAX_NS, date_of_file, list_streams
 from .validate import check_batch
 
 DEFAULT_CHUNK_ROWS = 1 << 20
@@ -64,6 +64,7 @@ class _Stream:
         self.buf: dict[str, np.ndarray] | None = None
         self.exhausted = False
         self.last_ts = None  # last timestamp read (order is checked across batches and files)
+        self.carry: dict = {}  # the last book row, so a snapshot split across batches is checked whole
 
     def _row_groups(self, path: Path, pf: pq.ParquetFile) -> list[int]:
         md = pf.metadata
@@ -84,6 +85,8 @@ class _Stream:
                 pf = pq.ParquetFile(path, page_checksum_verification=True)
                 _check_schema(path, self.kind, pf.schema_arrow)
                 groups = self._row_groups(path, pf)
+                if not groups or groups[0] > 0:
+                    self.carry["resync"] = True  # rows skipped unread: a book snapshot may resume
                 if not groups:
                     continue
                 row0 = 0
@@ -93,7 +96,7 @@ class _Stream:
                     ts = cols["ts_ns"]
                     # values, order and dates, the same checks as `backtest data validate`
                     self.last_ts = check_batch(self.kind, path, cols, row0, self.last_ts,
-                                               date=date_of_file(path))
+                                               date=date_of_file(path), carry=self.carry)
                     row0 += len(ts)
                     lo = np.searchsorted(ts, self.start_ns, "left")
                     hi = np.searchsorted(ts, self.end_ns, "left")
@@ -137,7 +140,7 @@ class EventStream:
     start_ns: int
     end_ns: int
     chunk_rows: int = DEFAULT_CHUNK_ROWS
-    kinds: tuple[str, ...] = tuple(KINDS)
+    kinds: tuple[str, ...] = EVENT_KINDS
     files: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -155,7 +158,7 @@ class EventStream:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         """Chunks: dicts of EVENT_COLUMNS arrays (exact dtypes, C-contiguous, writeable)."""
-        order = [(k, s) for k in KINDS for s in self.symbols if (k, s) in self.files and k in self.kinds]
+        order = [(k, s) for k in EVENT_KINDS for s in self.symbols if (k, s) in self.files and k in self.kinds]
         nstreams = max(1, len(order))
         batch_rows = max(4096, self.chunk_rows // nstreams)
         streams = [_Stream(k, self.symbols.index(s), self.files[(k, s)], self.start_ns, self.end_ns,
@@ -261,7 +264,7 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
         chosen = present
     if len(chosen) > MAX_SYMBOLS:
         raise DataError(f"{len(chosen)} symbols selected; at most {MAX_SYMBOLS} per run", file=root)
-    kinds = tuple(kinds or KINDS)
+    kinds = tuple(k for k in (kinds or EVENT_KINDS) if k in EVENT_KINDS)  # data-only kinds never replay
     files = {k: v for k, v in streams.items() if k[1] in chosen and k[0] in kinds}
     lo = np.iinfo(np.int64).min if start_ns is None else int(start_ns)
     hi = np.iinfo(np.int64).max if end_ns is None else int(end_ns)

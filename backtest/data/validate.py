@@ -41,6 +41,7 @@ _RULES: dict[str, dict[str, str]] = {
     "funding": {"rate": "finite"},
     "bars": {"open": "pos", "high": "pos", "low": "pos", "close": "pos", "volume": "nonneg"},
     "liquidations": {"price": "pos", "qty": "pos", "side": "side"},
+    "premium": {"open": "finite", "high": "finite", "low": "finite", "close": "finite"},  # may be < 0
 }
 _RULE_TEXT = {
     "pos": "must be a finite number > 0",
@@ -91,9 +92,76 @@ def _bad_mask(rule: str, v: np.ndarray) -> np.ndarray:
     raise AssertionError(rule)
 
 
-def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int, str, str, str]]:
+FIX_BOOK = ("write each snapshot as rows of levels 0, 1, 2, ... sharing one ts_ns, bids strictly "
+            "decreasing and asks strictly increasing with the level, bid < ask at level 0, sizes > 0 "
+            "(a side with fewer levels: NaN price and size 0 in the rest); re-import or regenerate it")
+
+
+def _book_problems(columns: dict[str, np.ndarray], carry: dict | None) -> list[tuple[int, str, str, str]]:
+    """(row, column, problem, fix) of the first broken book row per rule. Each row is compared with
+    the row before it (for the first row of a batch, `carry["book"]` = the last row of the previous
+    batch of the stream, if the caller carries it; it is updated here)."""
+    from ..core.schema import MAX_BOOK_LEVELS
+
+    ts = np.asarray(columns["ts_ns"])
+    lv = np.asarray(columns["level"]).astype(np.int64)
+    bid, ask = np.asarray(columns["bid"]), np.asarray(columns["ask"])
+    bq, aq = np.asarray(columns["bid_qty"]), np.asarray(columns["ask_qty"])
+    last = (carry or {}).get("book")  # (ts, level, bid, ask) of the row before this batch
+    # after rows were skipped unread (a reader starting mid-stream), the rows before the first
+    # level 0 continue a snapshot that began in them: their links to it are not checked
+    resync = bool(carry and carry.pop("resync", False))
+    p_ts = np.concatenate(([last[0] if last else ts[0]], ts[:-1]))
+    p_lv = np.concatenate(([last[1] if last else -1], lv[:-1]))
+    p_bid = np.concatenate(([last[2] if last else np.nan], bid[:-1]))
+    p_ask = np.concatenate(([last[3] if last else np.nan], ask[:-1]))
+    if carry is not None:
+        carry["book"] = (int(ts[-1]), int(lv[-1]), float(bid[-1]), float(ask[-1]))
+    found = []
+
+    def add(mask, col, problem_of):
+        i = _first(mask)
+        if i >= 0:
+            found.append((i, col, problem_of(i), FIX_BOOK))
+
+    add((lv < 0) | (lv >= MAX_BOOK_LEVELS), "level",
+        lambda i: f"level {lv[i]} is outside 0 .. {MAX_BOOK_LEVELS - 1}")
+    deeper = lv > 0
+    linked = deeper.copy()
+    if resync:
+        z = _first(lv == 0)
+        linked[:len(lv) if z < 0 else z] = False
+        if z < 0:
+            carry["resync"] = True
+    add(linked & ((lv != p_lv + 1) | (ts != p_ts)), "level",
+        lambda i: f"level {lv[i]} does not follow level {lv[i] - 1} of the same snapshot (ts_ns {int(ts[i])}); "
+                  "levels must be contiguous from 0")
+    with np.errstate(invalid="ignore"):
+        for name, px, qty, p_px, word in (("bid", bid, bq, p_bid, "decreasing"), ("ask", ask, aq, p_ask, "increasing")):
+            have = np.isfinite(px) & (px > 0)
+            add(~have & ~(deeper & np.isnan(px)), name,
+                lambda i, px=px, name=name: f"{name} {px[i]!r} at level {lv[i]}: must be a finite price > 0 "
+                                            "(NaN only for a missing level above 0)")
+            add(linked & have & ~np.isfinite(p_px), name,
+                lambda i, name=name: f"{name} level {lv[i]} follows an empty level")
+            worse = (px >= p_px) if word == "decreasing" else (px <= p_px)
+            add(linked & have & np.isfinite(p_px) & worse, name,
+                lambda i, px=px, p_px=p_px, name=name, word=word:
+                f"{name} {px[i]!r} at level {lv[i]} after {p_px[i]!r}: {name} prices must be strictly "
+                f"{word} with the level")
+            add(have & ~(np.isfinite(qty) & (qty > 0)), f"{name}_qty",
+                lambda i, qty=qty, name=name: f"{name}_qty must be a finite number > 0 where the level has a "
+                                              f"price, got {qty[i]!r}")
+            add(~have & (qty != 0), f"{name}_qty",
+                lambda i, qty=qty, name=name: f"{name}_qty must be 0 on a missing level (NaN price), got {qty[i]!r}")
+        add((lv == 0) & (bid >= ask), "bid", lambda i: f"crossed book: level-0 bid {bid[i]!r} >= ask {ask[i]!r}")
+    return found
+
+
+def _value_problems(kind: str, columns: dict[str, np.ndarray],
+                    carry: dict | None = None) -> list[tuple[int, str, str, str]]:
     """(row, column, problem, fix) of the first bad value per rule: time range, value rules,
-    crossed quotes."""
+    crossed quotes, book structure."""
     found = []
     ts = np.asarray(columns["ts_ns"])
     i = _first((ts < DATA_TS_MIN_NS) | (ts >= TS_MAX_NS))
@@ -113,10 +181,12 @@ def _value_problems(kind: str, columns: dict[str, np.ndarray]) -> list[tuple[int
         if i >= 0:
             found.append((i, "bid", f"crossed quote: bid {columns['bid'][i]!r} > ask {columns['ask'][i]!r}",
                           "drop crossed quotes or swap the bid/ask columns"))
-    if kind == "bars":
+    if kind in ("bars", "premium"):
         bad = candle_problem(*(np.asarray(columns[n]) for n in ("open", "high", "low", "close")))
         if bad:
             found.append((*bad, FIX_CANDLE))
+    if kind == "book" and len(ts):
+        found += _book_problems(columns, carry)
     return found
 
 
@@ -134,21 +204,25 @@ def candle_problem(o, h, lo, c) -> tuple[int, str, str] | None:
             f"close {c[i]} (need low <= open, close <= high)")
 
 
-def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0) -> None:
+def check_values(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0,
+                 carry: dict | None = None) -> None:
     """The value rules of check_batch alone (no order or date checks), for unsorted input."""
-    found = _value_problems(kind, columns)
+    found = _value_problems(kind, columns, carry)
     if found:
         i, col, problem, fix = min(found, key=lambda f: f[0])
         raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
 
 
 def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int = 0,
-                prev_ts: int | None = None, *, date: str | dt.date | None = None) -> int | None:
+                prev_ts: int | None = None, *, date: str | dt.date | None = None,
+                carry: dict | None = None) -> int | None:
     """Check one batch of rows of a (kind, symbol) stream; return the last ts_ns (for the next batch).
 
     ``columns`` maps the kind's column names to numpy arrays (extra keys are ignored).
     ``prev_ts`` is the last timestamp of the previous batch/file of the same stream (None at the
     start). With ``date`` (the file's date partition) every row must fall on that UTC date.
+    ``carry`` (a dict the caller keeps per stream) carries the last row of a book snapshot into
+    the next batch, so a snapshot split across batches is checked as one.
     Raises DataError for the first bad row (row = row_offset + index in the batch).
     """
     spec = _kind_columns(kind)
@@ -178,7 +252,7 @@ def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int
         if i >= 0:
             found.append((i, "ts_ns", f"timestamp {int(ts[i])} is not on the file's date partition "
                           f"{date} (UTC)", "write each row under the date=YYYY-MM-DD folder of its UTC day"))
-    found += _value_problems(kind, columns)
+    found += _value_problems(kind, columns, carry)
     if found:
         i, col, problem, fix = min(found, key=lambda f: f[0])
         raise DataError(problem, file=file, column=col, row=row_offset + i, fix=fix)
@@ -186,7 +260,7 @@ def check_batch(kind: str, file, columns: dict[str, np.ndarray], row_offset: int
 
 
 def check_arrow_batch(kind: str, file, batch: pa.RecordBatch | pa.Table, row_offset: int = 0,
-                      prev_ts: int | None = None, *, date=None) -> int | None:
+                      prev_ts: int | None = None, *, date=None, carry: dict | None = None) -> int | None:
     """Like check_batch, for an Arrow batch: also checks types and nulls."""
     check_schema(kind, file, batch.schema)
     cols = {}
@@ -200,22 +274,24 @@ def check_arrow_batch(kind: str, file, batch: pa.RecordBatch | pa.Table, row_off
             raise DataError("null value", file=file, column=name, row=row_offset + i,
                             fix="fill or drop the row, then " + FIX_REWRITE)
         cols[name] = arr.to_numpy()
-    return check_batch(kind, file, cols, row_offset, prev_ts, date=date)
+    return check_batch(kind, file, cols, row_offset, prev_ts, date=date, carry=carry)
 
 
 def check_file(kind: str, path: Path, prev_ts: int | None = None, *, date=None,
-               batch_rows: int = BATCH_ROWS, gaps: "Gaps | None" = None) -> tuple[int, int | None]:
+               batch_rows: int = BATCH_ROWS, gaps: "Gaps | None" = None,
+               carry: dict | None = None) -> tuple[int, int | None]:
     """Stream one Parquet file by batches; return (rows, last ts_ns). Corrupt files (including a
     page whose checksum does not match, as the reader checks) raise DataError. With `gaps`, time
     gaps longer than its threshold are recorded."""
     path = Path(path)
+    carry = {} if carry is None else carry
     try:
         pf = pq.ParquetFile(path, page_checksum_verification=True)
         check_schema(kind, path, pf.schema_arrow)
         rows = 0
         for batch in pf.iter_batches(batch_size=batch_rows, columns=list(KINDS[kind][1])):
             before = prev_ts
-            prev_ts = check_arrow_batch(kind, path, batch, rows, prev_ts, date=date)
+            prev_ts = check_arrow_batch(kind, path, batch, rows, prev_ts, date=date, carry=carry)
             if gaps is not None and batch.num_rows:
                 gaps.add(before, batch.column("ts_ns").to_numpy())
             rows += batch.num_rows
@@ -361,6 +437,7 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
     first_ts = None
     gap_s = 1.5 * 3600 * instruments[symbol].funding_interval_h if kind == "funding" else max_gap_s
     gaps = Gaps(int(gap_s * 1e9))
+    carry: dict = {}  # a book snapshot may continue into the next batch or file
     dates = []
     for f in files:
         date = date_of_file(f)
@@ -369,7 +446,7 @@ def _validate_stream(report: ValidationReport, kind: str, symbol: str, files: li
         except ValueError:
             raise DataError(f"bad date partition {shown(f.parent.name)}", file=f,
                             fix="name date folders date=YYYY-MM-DD") from None
-        n, prev_ts = check_file(kind, f, prev_ts, date=date, gaps=gaps)
+        n, prev_ts = check_file(kind, f, prev_ts, date=date, gaps=gaps, carry=carry)
         if first_ts is None and n:
             first_ts = _first_ts(f)
         rows += n

@@ -118,8 +118,9 @@ def build_data(source: Path, recipe: dict, out: Path, crowd_table: Path | None =
     if mc and mc["method"] == "seeds":
         from ..data.generate import generate_dataset
 
+        # a seed path has an L2 book when the source dataset has one (generated with --no-book: none)
         generate_dataset(mc["scenario"], out.with_name(out.name + "-gen"), seed=int(mc["seed"]) + int(mc["n"]),
-                         scale=float(mc["scale"]))
+                         scale=float(mc["scale"]), book=(Path(source) / "kind=book").is_dir())
         source = out.with_name(out.name + "-gen")
     try:
         streams = load_streams(source, symbols)

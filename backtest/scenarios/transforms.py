@@ -25,7 +25,7 @@ from ..data.layout import INSTRUMENT_FILES, KINDS, list_streams
 from ..errors import ConfigError
 
 PRICE_COLUMNS = {"trades": ("price",), "quotes": ("bid", "ask"), "marks": ("mark_price", "index_price"),
-                 "funding": ()}
+                 "funding": (), "book": ("bid", "ask"), "premium": ()}  # premium: a rate, not a price
 NEVER_LO, NEVER_HI = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 Streams = dict  # {(kind, symbol): {column: np.ndarray}}
@@ -243,7 +243,9 @@ def thin(streams: Streams, spread: float = 1.0, depth: float = 1.0, start=None, 
          symbols=None) -> Streams:
     """A thinner book in [start, end): the spread times `spread` around the same mid
     (bid' = bid - (spread - 1) * h, ask' = ask + (spread - 1) * h, h = (ask - bid) / 2), quote
-    sizes and trade sizes times `depth` (the sqrt-impact volume V follows the trade sizes)."""
+    sizes and trade sizes times `depth` (the sqrt-impact volume V follows the trade sizes). An L2
+    book snapshot moves every level of a side by its level-0 h (the levels keep their order and
+    level 0 stays the thinned quote) and scales every level's size by `depth`."""
     lo, hi = _window(start, end, "thin")
     if spread < 1.0 or not 0.0 < depth:
         raise ConfigError("thin: spread must be >= 1 and depth > 0")
@@ -260,6 +262,16 @@ def thin(streams: Streams, spread: float = 1.0, depth: float = 1.0, start=None, 
             t = streams[("trades", sym)]
             w = (t["ts_ns"] >= lo) & (t["ts_ns"] < hi)
             out[("trades", sym)] = {**t, "qty": t["qty"] * np.where(w, depth, 1.0)}
+        if ("book", sym) in streams and len(streams[("book", sym)]["ts_ns"]):
+            b = streams[("book", sym)]
+            w = (b["ts_ns"] >= lo) & (b["ts_ns"] < hi)
+            snap = np.maximum(np.cumsum(b["level"] == 0) - 1, 0)  # each row's snapshot (level 0 starts one)
+            top = np.flatnonzero(b["level"] == 0)
+            h0 = (spread - 1.0) * 0.5 * (b["ask"][top] - b["bid"][top]) if len(top) else np.zeros(1)
+            h = np.where(w, h0[np.minimum(snap, len(h0) - 1)], 0.0)
+            d = np.where(w, depth, 1.0)
+            out[("book", sym)] = {**b, "bid": b["bid"] - h, "ask": b["ask"] + h,
+                                  "bid_qty": b["bid_qty"] * d, "ask_qty": b["ask_qty"] * d}
     return out
 
 
