@@ -112,6 +112,8 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.touch_fills = x.touch_fills
     c.partial_fills = x.partial_fills
     c.queue_model = x.queue_model
+    c.book_half_life_ns = x.book_resilience_half_life * 1e9
+    c.book_beyond_frac = x.book_beyond_bps / 10000.0
     c.impact_horizon_ns = float(x.impact_horizon_ns)
     c.initial_volume_30d = x.initial_volume_30d
     c.n_fee_tiers = len(x.fee_tiers)

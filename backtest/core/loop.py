@@ -10,7 +10,8 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .bars_match import check_bar_extreme, match_bar
-from .codes import K_BAR, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
+from .book import apply_book_row, book_trade
+from .codes import K_BAR, K_BOOK, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -60,6 +61,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         g = base + i
         p = price[u]
         wrote = False  # did this event write rows that may need draining?
+        c.ev_ts = t  # the L2 book's refill clock (R9.3)
         if t >= special:
             # 1. samples at interval boundaries, with the state before this event (R2.1)
             if t >= c.next_sample_ts:
@@ -92,6 +94,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.last_px[sy] = p
             c.has_trade[sy] = 1
             trade_through(c, sy, p)  # the effective book (R2.3)
+            if c.has_book[sy]:
+                book_trade(c, sy, p)  # and the L2 levels it printed through (R9.2)
             if c.need_estimators:
                 update_estimators(c, sy, t, p, qty[u])
         elif k == K_QUOTE:
@@ -105,6 +109,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mark_px[sy] = p
             c.index_px[sy] = qty[u]
             c.has_mark[sy] = 1
+        elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
+            apply_book_row(c, sy, t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).

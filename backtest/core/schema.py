@@ -190,12 +190,14 @@ LOAN_DTYPE = np.dtype(
 # The context record: the whole mutable state of a run. Hooks receive it as `c`.
 def _ctx_fields() -> list:
     S, B, O, D, L, R = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS, DONE_CAPACITY, MAX_LOANS, LOAN_RING
+    K = MAX_BOOK_LEVELS
     f8, i8 = "f8", "i8"
     return [
         # clock and sequencing
         ("now_ts", i8),
         ("cur_idx", i8),  # global index of the event being processed (decision index of orders)
         ("idx_base", i8),  # global index of element 0 of the current chunk
+        ("ev_ts", i8),  # time of the event being processed (the book's refill clock, R9.3)
         ("nsym", i8),
         ("n_inverse", i8),  # inverse symbols in the run (their coin wallets count in equity)
         # configuration (execution)
@@ -280,6 +282,25 @@ def _ctx_fields() -> list:
         ("has_mark", "u1", (S,)),
         ("has_trade", "u1", (S,)),
         ("book_thru", "u1", (S,)),  # a trade printed through the quote since it was seen (R2.3)
+        # the L2 book per symbol (core/book.py, docs/fill-rules.md section 9): the latest snapshot
+        # (built in place, row by row: a level-0 row starts a new one), the depth takers consumed
+        # from it (refilling with the half-life) and the trades printed since it (R9.2)
+        ("book_half_life_ns", f8),  # execution.book_resilience_half_life (0: instant refill)
+        ("book_beyond_frac", f8),  # execution.book_beyond_bps / 10000: past the deepest level
+        ("has_book", "u1", (S,)),  # a snapshot has started for the symbol
+        ("bk_ts", i8, (S,)),  # time of the latest snapshot
+        ("bk_nb", i8, (S,)),  # bid levels in it
+        ("bk_na", i8, (S,)),  # ask levels in it
+        ("bk_bid_px", f8, (S, K)),
+        ("bk_bid_qty", f8, (S, K)),
+        ("bk_ask_px", f8, (S, K)),
+        ("bk_ask_qty", f8, (S, K)),
+        ("bk_bid_take", f8, (S, K)),  # depth consumed from each level, refilling (R9.3)
+        ("bk_ask_take", f8, (S, K)),
+        ("bk_dirty", "u1", (S,)),  # some depth was consumed since the snapshot
+        ("bk_take_ts", i8, (S,)),  # the consumption was refilled up to here
+        ("bk_lo", f8, (S,)),  # lowest trade since the snapshot (+inf: none): bids above are gone
+        ("bk_hi", f8, (S,)),  # highest trade since the snapshot (-inf: none): asks below are gone
         # instruments per symbol
         ("i_type", "i1", (S,)),
         ("i_contract_size", f8, (S,)),

@@ -1,0 +1,139 @@
+"""The L2 book and the l2_depth model (docs/fill-rules.md section 9) against hand-computed numbers:
+the walk, the penalty past the deepest level, trade-through, consumption and refill, marketable
+limits, the fallback without a book, snapshots split across chunks."""
+import numpy as np
+import pytest
+
+import backtest as bt
+from backtest.core.schema import OrderStatus, OrderType, TimeInForce
+from backtest.data.instruments import Instrument, write_instruments
+from backtest.data.writer import write_stream
+
+from scripted import Scripted, load_script
+
+T0 = 1_770_249_600_000_000_000
+MS = 1_000_000
+# bids 99 x 1, 98.5 x 2, 98 x 3; asks 101 x 1, 101.5 x 2, 102 x 3
+BOOK = [(0, 99.0, 1.0, 101.0, 1.0), (1, 98.5, 2.0, 101.5, 2.0), (2, 98.0, 3.0, 102.0, 3.0)]
+
+
+def book_rows(t_ms, levels=BOOK):
+    return [(t_ms, *lv) for lv in levels]
+
+
+def dataset(root, trades=(), books=(), quotes=()):
+    """trades: (t_ms, price, qty); books: (t_ms, level, bid, bid_qty, ask, ask_qty) rows;
+    quotes: (t_ms, bid, ask, bid_qty, ask_qty)."""
+    if trades:
+        t, p, q = map(np.array, zip(*trades))
+        write_stream(root, "trades", "X", dict(ts_ns=T0 + t * MS, price=p.astype(float),
+                                               qty=q.astype(float), side=np.ones(len(t), np.int8)))
+    if books:
+        t, lv, b, bq, a, aq = map(np.array, zip(*books))
+        write_stream(root, "book", "X", dict(ts_ns=T0 + t * MS, level=lv.astype(np.int8),
+                                             bid=b.astype(float), bid_qty=bq.astype(float),
+                                             ask=a.astype(float), ask_qty=aq.astype(float)))
+    if quotes:
+        t, b, a, bq, aq = map(np.array, zip(*quotes))
+        write_stream(root, "quotes", "X", dict(ts_ns=T0 + t * MS, bid=b.astype(float),
+                                               ask=a.astype(float), bid_qty=bq.astype(float),
+                                               ask_qty=aq.astype(float)))
+    write_instruments(root / "instruments.json", {"X": Instrument(
+        "X", "linear_perpetual", "X", "USDT", "USDT", 0.5, 0.25, maker_fee_rate=0.0,
+        taker_fee_rate=0.0)})
+    return root
+
+
+def submit(g, otype, side, qty, limit=0.0, tif=0):
+    return (g, "submit", 0, int(otype), side, qty, limit, 0.0, int(tif), False, 0, 0.0, 0.0, 0)
+
+
+def run(root, script, chunk_rows=1 << 20, **execution):
+    state = Scripted.new_state({}, ["X"])
+    load_script(state, script)
+    execution.setdefault("slippage", "l2_depth")
+    return bt.run(Scripted, root, state=state, config={
+        "initial_balance": 1e7, "sample_interval": "0", "execution": execution,
+        "chunk_rows": chunk_rows})
+
+
+# the book (g 0-2) at 0 ms, trades at 1 ms (g 3), 2 ms (g 4), 1002 ms (g 5)
+TR = [(1, 100.0, 1.0), (2, 100.0, 1.0), (1002, 100.0, 1.0)]
+
+
+def test_a_market_buy_walks_the_levels_at_their_vwap(tmp_path):
+    res = run(dataset(tmp_path / "d", TR, book_rows(0)), [submit(3, OrderType.MARKET, 1, 2.5)])
+    # 1 @ 101 + 1.5 @ 101.5
+    assert res.fills["price"].to_list() == [(1.0 * 101.0 + 1.5 * 101.5) / 2.5]
+    f = res.fills.row(0, named=True)
+    assert f["cost_impact"] == pytest.approx((f["price"] - 100.0) * 2.5)  # no quotes: opp = last
+
+
+def test_past_the_deepest_level_the_rest_pays_the_penalty(tmp_path):
+    res = run(dataset(tmp_path / "d", TR, book_rows(0)), [submit(3, OrderType.MARKET, -1, 10.0)],
+              book_beyond_bps=20.0)
+    # 1 @ 99 + 2 @ 98.5 + 3 @ 98 + 4 @ 98 * (1 - 0.002)
+    want = (((99.0 + 2.0 * 98.5) + 3.0 * 98.0) + 4.0 * (98.0 * (1.0 - 20.0 / 10000.0))) / 10.0
+    assert res.fills["price"].to_list() == [want]
+
+
+def test_consumed_depth_refills_with_the_half_life(tmp_path):
+    script = [submit(3, OrderType.MARKET, 1, 2.5), submit(4, OrderType.MARKET, 1, 2.0)]
+    res = run(dataset(tmp_path / "d", TR, book_rows(0)), script, book_resilience_half_life=1.0)
+    # first fill at 2 ms takes 1 @ 101 and 1.5 @ 101.5; 1000 ms later half of it is back:
+    # 0.5 @ 101, 2 - 0.75 = 1.25 @ 101.5, the last 0.25 @ 102
+    assert res.fills["price"].to_list() == [(101.0 + 1.5 * 101.5) / 2.5,
+                                            ((0.5 * 101.0 + 1.25 * 101.5) + 0.25 * 102.0) / 2.0]
+    # a half-life of 0 refills at once: the second buy walks the full book again
+    res0 = run(dataset(tmp_path / "d0", TR, book_rows(0)), script, book_resilience_half_life=0.0)
+    assert res0.fills["price"][1] == (101.0 + 101.5) / 2.0
+
+
+def test_a_new_snapshot_replaces_the_consumed_book(tmp_path):
+    script = [submit(3, OrderType.MARKET, 1, 2.5), submit(4, OrderType.MARKET, 1, 2.0)]
+    res = run(dataset(tmp_path / "d", TR, book_rows(0) + book_rows(500)), script,
+              book_resilience_half_life=1e6)
+    assert res.fills["price"][1] == (101.0 + 101.5) / 2.0
+
+
+def test_a_trade_through_the_book_removes_the_levels_it_crossed(tmp_path):
+    trades = [(1, 98.5, 1.0), (2, 98.5, 1.0)]
+    res = run(dataset(tmp_path / "d", trades, book_rows(0)), [submit(3, OrderType.MARKET, -1, 2.0)])
+    assert res.fills["price"].to_list() == [98.5]  # never the stale 99
+    # and a quote below the snapshot's touch is the effective touch (R2.3a)
+    res = run(dataset(tmp_path / "q", [(1, 100.0, 1.0), (2, 100.0, 1.0)], book_rows(0),
+                      quotes=[(1, 98.0, 102.0, 1.0, 1.0)]), [submit(3, OrderType.MARKET, -1, 2.0)])
+    assert res.fills["price"].to_list() == [98.0]
+
+
+@pytest.mark.parametrize("tif, status, filled", [(TimeInForce.GTC, OrderStatus.FILLED, 3.0),
+                                                 (TimeInForce.IOC, OrderStatus.EXPIRED, 3.0),
+                                                 (TimeInForce.FOK, OrderStatus.EXPIRED, 0.0)])
+def test_a_marketable_limit_takes_only_the_depth_within_its_limit(tmp_path, tif, status, filled):
+    res = run(dataset(tmp_path / "d", TR, book_rows(0)),
+              [submit(3, OrderType.LIMIT, 1, 5.0, limit=101.5, tif=tif)])
+    taker = res.fills.filter(res.fills["liquidity"] == 1)
+    assert taker["qty"].sum() == filled
+    if filled:  # 1 @ 101 + 2 @ 101.5; a GTC rest of 2 rests and the next trade (100) fills it (R3.6)
+        assert taker["price"].to_list() == [(101.0 + 2.0 * 101.5) / 3.0]
+    assert res.orders["status"][0] == int(status)
+    assert res.fills["qty"].sum() == (5.0 if tif == TimeInForce.GTC else filled)
+
+
+def test_without_a_book_l2_depth_is_l1_depth(tmp_path):
+    quotes = [(0, 99.0, 101.0, 3.0, 2.0)]
+    trades = [(1, 100.0, 1.0), (2, 101.0, 1.0), (1002, 100.0, 1.0)]
+    root = dataset(tmp_path / "d", trades, quotes=quotes)
+    a = run(root, [submit(2, OrderType.MARKET, 1, 4.0)], impact_k=0.5)  # g 0 quote, 1-3 trades
+    b = run(root, [submit(2, OrderType.MARKET, 1, 4.0)], impact_k=0.5, slippage="l1_depth")
+    assert a.fills["price"].to_list() == b.fills["price"].to_list()
+    assert a.fills["price"][0] > 101.0
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 4])
+def test_a_snapshot_split_across_chunks_is_the_same_book(tmp_path, chunk_rows):
+    root = dataset(tmp_path / "d", TR, book_rows(0))
+    script = [submit(3, OrderType.MARKET, 1, 2.5), submit(4, OrderType.MARKET, 1, 2.0)]
+    whole = run(root, script)
+    split = run(root, script, chunk_rows=chunk_rows)
+    assert split.fills.to_dicts() == whole.fills.to_dicts()
