@@ -137,3 +137,64 @@ def test_a_snapshot_split_across_chunks_is_the_same_book(tmp_path, chunk_rows):
     whole = run(root, script)
     split = run(root, script, chunk_rows=chunk_rows)
     assert split.fills.to_dicts() == whole.fills.to_dicts()
+
+
+def test_a_leveraged_long_liquidated_in_a_thin_book_walks_it(tmp_path):
+    """End to end: a 20x long, the book thins, the mark falls to the liquidation price and the
+    liquidation (settled at the market) walks four levels; its cost is attributed to impact."""
+    from backtest.data.instruments import Bracket
+
+    root = tmp_path / "d"
+    thin = [(0, 92.0, 30.0, 92.5, 10.0), (1, 91.5, 30.0, 93.0, 10.0), (2, 91.0, 30.0, 93.5, 10.0),
+            (3, 90.5, 50.0, 94.0, 10.0)]
+    dataset(root, [(1, 100.0, 1.0), (2, 100.0, 1.0), (2500, 92.0, 1.0)],
+            book_rows(0, [(0, 99.5, 500.0, 100.5, 500.0)]) + book_rows(2000, thin))
+    write_stream(root, "marks", "X", dict(ts_ns=np.array([T0 + 3000 * MS]), mark_price=np.array([90.5]),
+                                          index_price=np.array([90.5])))
+    write_instruments(root / "instruments.json", {"X": Instrument(
+        "X", "linear_perpetual", "X", "USDT", "USDT", 0.5, 0.25, maker_fee_rate=0.0,
+        taker_fee_rate=0.0, brackets=(Bracket(0.0, 1e9, 125.0, 0.005, 0.0),))})
+    state = Scripted.new_state({}, ["X"])
+    load_script(state, [submit(1, OrderType.MARKET, 1, 100.0)])  # fills at g 2 at 100.5
+    res = bt.run(Scripted, root, state=state, config={
+        "initial_balance": 1000.0, "sample_interval": "0", "leverage": {"X": 20.0},
+        "execution": {"slippage": "l2_depth"}, "margin": {"settle": "market"}})
+    assert res.fills["price"][0] == 100.5
+    liq = res.fills.filter(res.fills["liquidity"] == 2).row(0, named=True)
+    # 30 @ 92 + 30 @ 91.5 + 30 @ 91 + 10 @ 90.5: below the touch (92), at the VWAP of the levels
+    assert liq["qty"] == 100.0
+    assert liq["price"] == (((30.0 * 92.0 + 30.0 * 91.5) + 30.0 * 91.0) + 10.0 * 90.5) / 100.0
+    assert liq["price"] < 92.0
+    # the benchmark is the mark at the trigger; no quotes, so the touch is the last trade (92)
+    assert liq["bench_price"] == 90.5
+    assert liq["cost_impact"] == pytest.approx(-1.0 * (liq["price"] - 92.0) * 100.0)
+    assert liq["cost_impact"] > 0.0
+
+
+class BookReader(bt.Strategy):
+    """Reads the book at each trade (the SDK's book_level / book_depth)."""
+
+    px1: ("f8", 4)
+    qty1: ("f8", 4)
+    depth: ("f8", 4)
+    past: ("f8", 4)
+    n: int = 0
+
+    def on_tick(self, c, ts_ns, sym, price, qty, side):
+        if self.n < 4:
+            p, q = bt.book_level(c, sym, -1, 1)  # second-best ask
+            self.px1[self.n] = p
+            self.qty1[self.n] = q
+            self.depth[self.n] = bt.book_depth(c, sym, 1, 2)  # bids within 2 levels
+            self.past[self.n] = bt.book_level(c, sym, 1, 7)[0]
+            self.n += 1
+
+
+def test_strategies_read_the_effective_book(tmp_path):
+    root = dataset(tmp_path / "d", [(1, 100.0, 1.0), (2, 98.5, 1.0)], book_rows(0))
+    res = bt.run(BookReader, root, config={"sample_interval": "0"})
+    st = res.manifest["strategy"]["state"]
+    assert st["px1"][:2] == [101.5, 101.5] and st["qty1"][:2] == [2.0, 2.0]
+    # after the trade at 98.5 the bid at 99 is gone: 98.5 x 2 + 98 x 3
+    assert st["depth"][:2] == [3.0, 5.0]
+    assert np.isnan(st["past"][0])

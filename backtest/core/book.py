@@ -94,7 +94,8 @@ def _refill_factor(c, s, t):
         return 0.0
     if c.book_half_life_ns <= 0.0:
         return 0.0
-    return 0.5 ** ((t - c.bk_take_ts[s]) / c.book_half_life_ns)
+    dt = t - c.bk_take_ts[s]
+    return 0.5 ** (max(dt, 0) / c.book_half_life_ns)
 
 
 @kernel
@@ -201,3 +202,15 @@ def level_of(c, s, side, i, t):
             return p, max(0.0, shown - take * f)
         k += 1
     return np.nan, 0.0
+
+
+@kernel
+def depth_of(c, s, side, n, t):
+    """Available size within the first n levels of the effective book on `side` at time t."""
+    total = 0.0
+    for i in range(n):
+        p, q = level_of(c, s, side, i, t)
+        if p != p:
+            break
+        total += q
+    return total
