@@ -265,10 +265,11 @@ class Book:
         return self.has and len(self.side(d)) > 0
 
     def best(self, m, d):
-        # R9.2: the trades since the snapshot and the effective L1 touch bound the reachable levels
+        # R9.2: the trades since the snapshot and the effective touch bound the reachable levels
+        touch = m.opp(d)  # R3.3: the effective ask / bid, or the last trade without quotes
         if d > 0:
-            return max(self.hi, m.ask) if m.has_quote else self.hi
-        return min(self.lo, m.bid) if m.has_quote else self.lo
+            return self.hi if touch is None else max(self.hi, touch)
+        return self.lo if touch is None else min(self.lo, touch)
 
     def factor(self, t, half_life_ns):
         if not self.consumed or half_life_ns <= 0:

@@ -1,6 +1,12 @@
 """The L2 book and the l2_depth model (docs/fill-rules.md section 9) against hand-computed numbers:
 the walk, the penalty past the deepest level, trade-through, consumption and refill, marketable
 limits, the fallback without a book, snapshots split across chunks."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -198,3 +204,29 @@ def test_strategies_read_the_effective_book(tmp_path):
     # after the trade at 98.5 the bid at 99 is gone: 98.5 x 2 + 98 x 3
     assert st["depth"][:2] == [3.0, 5.0]
     assert np.isnan(st["past"][0])
+
+
+_NO_JIT = """
+import json, sys, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+sys.path.insert(0, sys.argv[2])
+import test_l2_book as t
+from backtest.core.schema import OrderType
+script = [t.submit(3, OrderType.MARKET, 1, 2.5), t.submit(4, OrderType.LIMIT, 1, 4.0, limit=101.5, tif=1),
+          t.submit(4, OrderType.MARKET, -1, 7.0)]
+res = t.run(t.dataset(Path(sys.argv[1]), t.TR, t.book_rows(0)), script, chunk_rows=2,
+            book_resilience_half_life=0.5)
+print(json.dumps(res.fills.select(["price", "qty"]).to_dicts()))
+"""
+
+
+def test_jit_off_walks_the_book_bit_for_bit(tmp_path):
+    script = [submit(3, OrderType.MARKET, 1, 2.5), submit(4, OrderType.LIMIT, 1, 4.0, limit=101.5, tif=1),
+              submit(4, OrderType.MARKET, -1, 7.0)]
+    res = run(dataset(tmp_path / "d", TR, book_rows(0)), script, book_resilience_half_life=0.5)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", _NO_JIT, str(tmp_path / "py"), str(Path(__file__).parent)],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == res.fills.select(["price", "qty"]).to_dicts()
+    assert res.fills.height == 3

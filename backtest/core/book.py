@@ -11,7 +11,7 @@ half-life `book_half_life_ns`, so the book refills towards the snapshot:
     a taker fill of x_i at level i at time t:  take_i = take_i * f(t) + x_i;  bk_take_ts = t
 
 Levels a trade has printed through since the snapshot (`bk_lo`, `bk_hi`) or that are better than
-the effective L1 touch (R2.3a) are gone (R9.2). These kernels run only for symbols whose model is
+the effective touch (R2.3a, R3.3) are out of reach (R9.2). These kernels run only for symbols whose model is
 l2_depth and which have a book, so runs without one never reach them.
 """
 import numpy as np
@@ -74,16 +74,20 @@ def has_side(c, s, d):
 @kernel
 def _best_allowed(c, s, d):
     """R9.2: the best price a taker on side d may still get from the book: a buy no ask below
-    the highest trade since the snapshot or the effective ask, a sell no bid above the lowest
-    trade or the effective bid."""
+    the highest trade since the snapshot or the effective touch (R3.3: the ask, or the last trade
+    without quotes), a sell no bid above the lowest trade or the effective bid (or last)."""
     if d > 0:
         b = c.bk_hi[s]
-        if c.has_quote[s] and c.ask[s] > b:
-            b = c.ask[s]
+        if c.has_quote[s]:
+            b = max(b, c.ask[s])
+        elif c.has_trade[s]:
+            b = max(b, c.last_px[s])
         return b
     b = c.bk_lo[s]
-    if c.has_quote[s] and c.bid[s] < b:
-        b = c.bid[s]
+    if c.has_quote[s]:
+        b = min(b, c.bid[s])
+    elif c.has_trade[s]:
+        b = min(b, c.last_px[s])
     return b
 
 
