@@ -303,6 +303,8 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                             f"that have it; docs/strategies.md)")
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
+    # trades also update the impact estimators or the L2 book: one flag the loop tests per trade
+    c_arr[0].trade_extras = c_arr[0].need_estimators or any(k == "book" for k, _ in stream.files)
     if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
         c_arr[0].timer_interval_ns = cls.timer_ns()
     notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))
