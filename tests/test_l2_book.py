@@ -230,3 +230,18 @@ def test_jit_off_walks_the_book_bit_for_bit(tmp_path):
                          env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == res.fills.select(["price", "qty"]).to_dicts()
     assert res.fills.height == 3
+
+
+def test_a_resting_limit_queues_behind_its_book_level(tmp_path):
+    """R9.8: a buy at 98.5 joins the 2.0 displayed at that level of the book (the L1 queue model
+    alone would not know it: it is behind the touch); trades at 98.5 eat the queue first."""
+    trades = [(1, 100.0, 1.0), (2, 98.5, 1.5), (3, 98.5, 1.0), (4, 98.5, 1.0)]
+    root = dataset(tmp_path / "d", trades, book_rows(0), quotes=[(0, 99.0, 101.0, 1.0, 1.0)])
+    script = [submit(4, OrderType.LIMIT, 1, 1.0, limit=98.5)]  # g 0 quote, 1-3 book, 4-7 trades
+    res = run(root, script, queue_model=True)
+    # arrives at g 5: queue 2.0, the trade of 1.5 leaves 0.5; g 6: 0.5 more eaten, 0.5 fills
+    assert res.fills.select(["event_idx", "qty", "price", "liquidity"]).rows() == [
+        (6, 0.5, 98.5, 0), (7, 0.5, 98.5, 0)]
+    l1 = run(root, script, queue_model=True, slippage="l1_depth")
+    # the L1 queue sees only the effective touch: the trade-through left 0 displayed at 98.5
+    assert l1.fills.select(["event_idx", "qty"]).rows() == [(5, 1.0)]

@@ -218,3 +218,22 @@ def depth_of(c, s, side, n, t):
             break
         total += q
     return total
+
+
+@kernel
+def queue_ahead(c, s, d, limit, t):
+    """R9.8: the size ahead of a new resting limit on side d at `limit`: the available size of the
+    book level at that price on its side (bids for a buy), 0 when the price improves on the
+    level it reaches (better than the best, or between two levels), NaN past the deepest level
+    (learned from the quotes later, as without a book)."""
+    side = 1 if d > 0 else -1
+    k = 0
+    while True:
+        p, q = level_of(c, s, side, k, t)
+        if p != p:
+            return np.nan
+        if p == limit:
+            return q
+        if (d > 0 and limit > p) or (d < 0 and limit < p):
+            return 0.0
+        k += 1

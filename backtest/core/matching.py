@@ -7,7 +7,7 @@ from .codes import (
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC, TK_TAKE_PROFIT, TK_TRAILING, TS_LAST,
     ot_market_like, ot_stop_like, ot_trigger_kind,
 )
-from .book import walk
+from .book import queue_ahead, walk
 from .execution import opp_price, taker_price, uses_book
 from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
@@ -135,9 +135,15 @@ def _capped(d, p, limit):
 
 @kernel
 def _init_queue(c, j):
-    """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch)."""
+    """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch, or
+    past the deepest level of the L2 book under l2_depth)."""
     s = c.o_sym[j]
-    if not c.queue_model or not c.has_quote[s]:
+    if not c.queue_model:
+        return
+    if uses_book(c, s, -c.o_side[j]):  # R9.8: the size displayed at its level of the L2 book
+        c.o_queue[j] = queue_ahead(c, s, c.o_side[j], c.o_limit[j], c.ev_ts)
+        return
+    if not c.has_quote[s]:
         return
     lim = c.o_limit[j]
     if c.o_side[j] > 0:
