@@ -32,7 +32,7 @@ _SDK = ("submit", "bracket", "cancel", "cancel_all", "amend", "close_position", 
         "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
         "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
         "loan_collateral", "loan_health", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
-        "leverage", "is_spot", "liquidation_price", "taker_fee")
+        "leverage", "is_spot", "liquidation_price", "taker_fee", "book_level", "book_depth")
 for _name in _SDK:
     _LAZY[_name] = "backtest.sdk"
 

@@ -63,13 +63,15 @@ class ExecutionConfig:
     feed_latency: str = "0ms"  # market data delay: adds to the time an order reaches the venue
     cancel_latency: str = "0ms"  # cancel/amend latency
     touch_fills: bool = False  # resting limits fill when the market touches (not only trades through)
-    slippage: str = "spread"  # taker price model: none | spread | fixed_bps | sqrt_impact | l1_depth
+    slippage: str = "spread"  # taker price model: none | spread | fixed_bps | sqrt_impact | l1_depth | l2_depth
     models: dict = field(default_factory=dict)  # symbol -> model (overrides `slippage`)
     slippage_bps: float = 0.0  # fixed_bps: distance from the mid (or last), in basis points
     impact_k: float = 1.0  # sqrt_impact / l1_depth: k in k * sigma * sqrt(q / V)
     impact_horizon: str = "5m"  # window of the causal sigma and V estimates
     partial_fills: bool = False  # a limit fills at most the traded (or displayed) volume
     queue_model: bool = False  # resting limits wait behind the displayed size (needs quotes)
+    book_resilience_half_life: float = 1.0  # l2_depth: seconds for consumed depth to half refill
+    book_beyond_bps: float = 10.0  # l2_depth: past the deepest level, that level's price worse by this
     fee_tiers: tuple = ()  # ({volume_30d, maker_fee_rate, taker_fee_rate}, ...) by 30-day USD volume
     initial_volume_30d: float = 0.0  # 30-day volume before the run (for the first tier)
 
@@ -113,7 +115,8 @@ class ExecutionConfig:
                 close = difflib.get_close_matches(str(m), SLIPPAGE_MODELS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise ConfigError(f"{where}: unknown model {shown(m)}{hint} (one of {', '.join(SLIPPAGE_MODELS)})")
-        for name in ("slippage_bps", "impact_k", "initial_volume_30d"):
+        for name in ("slippage_bps", "impact_k", "initial_volume_30d", "book_resilience_half_life",
+                     "book_beyond_bps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0):
                 raise ConfigError(f"execution.{name}: must be a number >= 0, got {shown(v)}")

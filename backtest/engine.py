@@ -112,6 +112,8 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
     c.touch_fills = x.touch_fills
     c.partial_fills = x.partial_fills
     c.queue_model = x.queue_model
+    c.book_half_life_ns = x.book_resilience_half_life * 1e9
+    c.book_beyond_frac = x.book_beyond_bps / 10000.0
     c.impact_horizon_ns = float(x.impact_horizon_ns)
     c.initial_volume_30d = x.initial_volume_30d
     c.n_fee_tiers = len(x.fee_tiers)
@@ -185,6 +187,7 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
         c.impact_k[i] = x.impact_k
         if model.needs_estimators:
             c.need_estimators = 1
+            c.trade_extras = 1  # the loop's one test per trade: estimators or an L2 book
         c.leverage[i] = lev
         c.margin_mode[i] = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
         if ins.kind == InstrumentType.INVERSE_PERPETUAL:
@@ -301,6 +304,8 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                             f"that have it; docs/strategies.md)")
     c_arr = new_context()
     _setup_context(c_arr[0], syms, stream.instruments, cfg)
+    if any(k == "book" for k, _ in stream.files):
+        c_arr[0].trade_extras = 1  # trades also update the L2 book (R9.2)
     if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
         c_arr[0].timer_interval_ns = cls.timer_ns()
     notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))

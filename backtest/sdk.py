@@ -16,9 +16,9 @@ Loans (USD borrowed against spot collateral; ids >= 1, or -reason):
 State:
     lot_size, tick_size, n_symbols, leverage, is_spot, taker_fee, liquidation_price,
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
-    last_price, mark_price, open_orders, now
+    last_price, mark_price, open_orders, now, book_level, book_depth (the L2 book)
 """
-from .core import account
+from .core import account, book
 from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
 from .core.jit import kernel
 from .core.loans import (
@@ -33,7 +33,7 @@ __all__ = [
     "unrealized_pnl", "best_bid", "best_ask", "last_price", "mark_price", "open_orders", "now",
     "loan_open", "loan_borrow", "loan_repay", "loan_add_collateral", "loan_ltv", "loan_debt",
     "loan_collateral", "loan_health", "stop_market", "take_profit", "lot_size", "tick_size", "n_symbols",
-    "leverage", "is_spot", "liquidation_price", "taker_fee",
+    "leverage", "is_spot", "liquidation_price", "taker_fee", "book_level", "book_depth",
 ]
 
 
@@ -185,3 +185,19 @@ def taker_fee(c, sym):
 def liquidation_price(c, sym):
     """The mark price at which the position of sym would be liquidated now (NaN: none)."""
     return account.liq_price_of(c, sym)
+
+
+@kernel
+def book_level(c, sym, side, i):
+    """Level i (0 = best) of the L2 book of sym on `side` (Side.BUY = +1: the bids, Side.SELL =
+    -1: the asks) as (price, size): the latest snapshot minus the levels traded through since and
+    the depth our taker fills consumed (refilling, docs/execution.md). (NaN, 0.0) past the last
+    level or without a book."""
+    return book.level_of(c, sym, side, i, c.now_ts)
+
+
+@kernel
+def book_depth(c, sym, side, n):
+    """Size available within the best n levels of the L2 book of sym on `side` (+1 bids, -1
+    asks), as book_level shows them (0.0 without a book)."""
+    return book.depth_of(c, sym, side, n, c.now_ts)

@@ -8,6 +8,10 @@ plain Python floats, because the engine is compared against it bit for bit.
 Candles (section 8, R8.1-R8.8) are walked by `_bar`: its own path points, per order, from the
 doc's rules; market liquidations change nothing (R8.8).
 
+The L2 book and the l2_depth model (section 9, R9.1-R9.6) are `Book` below, written from the
+rules; its l1_depth fallback (R9.6) is modelled with impact_k = 0 only (the causal estimators are
+not modelled), so the equivalence scenarios run l2_depth with impact_k = 0.
+
 Not modelled (out of scope for the oracle): samples/bars (R2.1), timer (R2.2), the split of
 a fill's cost into spread, impact and drift (R4.5; its benchmark and total are modelled),
 peak/drawdown (R6.1), liquidations, inverse contracts, interest.
@@ -98,6 +102,8 @@ MAX_ORDERS = schema.MAX_ORDERS
 TRADE, QUOTE, MARK, FUNDING = (int(EventKind.TRADE), int(EventKind.QUOTE), int(EventKind.MARK),
                                int(EventKind.FUNDING))
 BAR, MARKET_LIQUIDATION = int(EventKind.BAR), int(EventKind.MARKET_LIQUIDATION)
+BOOK = int(EventKind.BOOK)
+BOOK_LEVELS = schema.MAX_BOOK_LEVELS
 PENDING, OPEN, WAITING_PARENT = int(OrderStatus.PENDING), int(OrderStatus.OPEN), int(
     OrderStatus.WAITING_PARENT)
 FILLED, CANCELED, REJECTED, EXPIRED = (int(OrderStatus.FILLED), int(OrderStatus.CANCELED),
@@ -180,11 +186,14 @@ class Market:
         self.index = 0.0
         self.has_mark = False
         self.thru = False  # R2.3: a trade printed through the quote since it was seen
+        self.book = Book()
 
     def trade(self, p: float):
         # R2.3: last = p; a trade through the quote moves that side to p, with no size shown.
         self.last = p
         self.has_trade = True
+        if self.book.has:
+            self.book.trade(p)  # R9.2
         if self.has_quote:
             if p < self.bid:
                 self.bid = p
@@ -218,6 +227,107 @@ class Market:
         return None
 
 
+class Book:
+    """The L2 book of one symbol (section 9): the latest snapshot, consumption, trades since."""
+
+    def __init__(self):
+        self.has = False
+        self.bids = []  # [price, size, consumed]
+        self.asks = []
+        self.take_ts = 0
+        self.consumed = False  # R9.3: f = 0 until something is consumed after the snapshot
+        self.lo = math.inf  # lowest / highest trade since the snapshot (R9.2)
+        self.hi = -math.inf
+
+    def row(self, t, level, bid, bid_qty, ask, ask_qty):
+        # R9.1
+        if level == 0:
+            self.has = True
+            self.bids, self.asks = [], []
+            self.take_ts = t
+            self.consumed = False
+            self.lo, self.hi = math.inf, -math.inf
+        elif not self.has or level >= BOOK_LEVELS:
+            return
+        if level == len(self.bids) and not math.isnan(bid) and bid_qty > 0:
+            self.bids.append([bid, bid_qty, 0.0])
+        if level == len(self.asks) and not math.isnan(ask) and ask_qty > 0:
+            self.asks.append([ask, ask_qty, 0.0])
+
+    def trade(self, p):
+        self.lo = min(self.lo, p)
+        self.hi = max(self.hi, p)
+
+    def side(self, d):
+        return self.asks if d > 0 else self.bids
+
+    def usable(self, d):
+        return self.has and len(self.side(d)) > 0
+
+    def best(self, m, d):
+        # R9.2: the trades since the snapshot and the effective touch bound the reachable levels
+        touch = m.opp(d)  # R3.3: the effective ask / bid, or the last trade without quotes
+        if d > 0:
+            return self.hi if touch is None else max(self.hi, touch)
+        return self.lo if touch is None else min(self.lo, touch)
+
+    def factor(self, t, half_life_ns):
+        if not self.consumed or half_life_ns <= 0:
+            return 0.0
+        return 0.5 ** (max(t - self.take_ts, 0) / half_life_ns)
+
+    @staticmethod
+    def reachable(p, d, best):
+        return p >= best if d > 0 else p <= best
+
+    def walk(self, m, d, q, limit, t, half_life_ns, beyond):
+        """R9.4 / R9.5: (filled, notional) of a taker of q no worse than limit (None: none)."""
+        best = self.best(m, d)
+        f = self.factor(t, half_life_ns)
+        left = q
+        notional = 0.0
+        for p, size, used in self.side(d):
+            if not self.reachable(p, d, best):
+                continue
+            if limit is not None and (p > limit if d > 0 else p < limit):
+                return q - left, notional
+            a = size - used * f
+            if a > 0:
+                x = min(left, a)
+                notional += x * p
+                left -= x
+                if left <= 0:
+                    return q, notional
+        deep = self.side(d)[-1][0]
+        if (d > 0 and best > deep) or (d < 0 and best < deep):
+            deep = best
+        rest = deep * (1.0 + d * beyond)
+        if limit is not None and (rest > limit if d > 0 else rest < limit):
+            return q - left, notional
+        notional += left * rest
+        return q, notional
+
+    def take(self, m, d, q, t, half_life_ns):
+        """R9.3: refill both sides to t, then consume q from the reachable levels in order."""
+        f = self.factor(t, half_life_ns)
+        for lv in self.bids + self.asks:
+            lv[2] = lv[2] * f
+        self.take_ts = t
+        self.consumed = True
+        best = self.best(m, d)
+        left = q
+        for lv in self.side(d):
+            if not self.reachable(lv[0], d, best):
+                continue
+            a = lv[1] - lv[2]
+            if a > 0:
+                x = min(left, a)
+                lv[2] = lv[2] + x
+                left -= x
+                if left <= 0:
+                    return
+
+
 class Account:
     def __init__(self, nsym: int, initial_balance: float):
         self.balance = float(initial_balance)
@@ -237,6 +347,9 @@ class Simulator:
         self.latency = int(config.get("latency_ns", 0))
         self.cancel_latency = int(config.get("cancel_latency_ns", 0))
         self.touch = bool(config.get("touch_fills", False))
+        self.l2 = config.get("slippage", "spread") == "l2_depth"  # impact_k = 0 (module docstring)
+        self.half_life_ns = float(config.get("book_resilience_half_life", 1.0)) * 1e9
+        self.beyond = float(config.get("book_beyond_bps", 10.0)) / 10000.0
         self.initial_balance = float(config.get("initial_balance", 0.0))
         self.script = list(script)
         self.mkt = [Market() for _ in range(self.nsym)]
@@ -471,6 +584,27 @@ class Simulator:
         return self.submit(g, t, sym, MARKET, side, abs(pos), tif=GTC, reduce_only=True,
                            trigger=LAST_SRC)
 
+    # ------------------------------------------------------------------ taker prices
+    def _uses_book(self, s, d):
+        return self.l2 and self.mkt[s].book.usable(d)
+
+    def _taker_price(self, s, d, q, t):
+        """R3.3/R3.4 taker price: opp (spread); under l2_depth the walk's VWAP (R9.4), or the
+        l1_depth price with impact_k = 0 without a book (R9.6). None: no price yet."""
+        m = self.mkt[s]
+        opp = m.opp(d)
+        if not self.l2 or opp is None and not m.book.usable(d):
+            return opp
+        if m.book.usable(d):
+            filled, notional = m.book.walk(m, d, q, None, t, self.half_life_ns, self.beyond)
+            return notional / filled
+        shown = m.ask_qty if d > 0 else m.bid_qty
+        if not m.has_quote or q <= shown:
+            return opp
+        rest = q - shown
+        worse = opp * (1.0 + d * 0.0)
+        return (shown * opp + rest * worse) / q
+
     # ------------------------------------------------------------------ fills (R4.1)
     def _fill(self, o, q, price, liq, g, t):
         s = o.sym
@@ -484,6 +618,7 @@ class Simulator:
                 return
             if q > abs(pos):
                 q = abs(pos)
+                o.qty = o.filled + q  # the order is done once it has closed the position
         # R4.3: spot never goes short (CHOICE A11).
         if self._is_spot(s) and d < 0 and q > pos + FLAT_EPS:
             self._finish(o, REJECTED, Reason.INSUFFICIENT_BALANCE, t)
@@ -528,16 +663,22 @@ class Simulator:
                                realized_pnl=realized, position_after=new_pos,
                                avg_price_after=avg, bench_price=bench,
                                slippage=d * (price - bench) * q))
+        if self._uses_book(s, d) and liq == TAKER:
+            self.mkt[s].book.take(self.mkt[s], d, q, t, self.half_life_ns)  # R9.3
         self.equity_after_fills.append(self.equity())
         self._track_drawdown()
-        self._finish(o, FILLED, Reason.NONE, t)
-        # R3.11: children become OPEN for the filled quantity, eligible from the next event.
+        if o.filled >= o.qty * (1.0 - 1e-12):  # a partial fill (R9.5) leaves the order OPEN
+            self._finish(o, FILLED, Reason.NONE, t)
+        # R3.11: children become OPEN for the filled quantity, eligible from the next event, and
+        # grow with later partial fills of the entry.
         for c in o.children:
             if c.status == WAITING_PARENT:
                 c.status = OPEN
                 c.qty = o.filled
                 c.decision_idx = g
                 c.arrive_ts = t
+            elif c.status in (OPEN, PENDING):
+                c.qty = o.filled
         # R3.10: OCO siblings (also WAITING_PARENT ones) are cancelled at once.
         if o.oco != 0:
             for x in self.orders:
@@ -613,11 +754,11 @@ class Simulator:
             just_triggered = True
         remaining = o.qty - o.filled
         if o.otype in MARKET_LIKE:
-            # R3.4: whole remaining quantity at opp, as taker.
-            opp = m.opp(o.side)
-            if opp is None:
+            # R3.4: whole remaining quantity at opp (the model's price), as taker.
+            px = self._taker_price(o.sym, o.side, remaining, t)
+            if px is None:
                 return
-            self._fill(o, remaining, opp, TAKER, g, t)
+            self._fill(o, remaining, px, TAKER, g, t)
             return
         # Limit variants.
         if (arriving and o.otype == LIMIT) or just_triggered:
@@ -626,8 +767,24 @@ class Simulator:
                 return
             # R3.5
             opp = m.opp(o.side)
-            if opp is not None and (opp <= o.limit if o.side > 0 else opp >= o.limit):
-                self._fill(o, remaining, opp, TAKER, g, t)
+            if self._uses_book(o.sym, o.side):
+                # R9.5: the depth within the limit, at its VWAP (capped at the limit)
+                q, notional = m.book.walk(m, o.side, remaining, o.limit, t, self.half_life_ns,
+                                          self.beyond)
+                if q > 0:
+                    if o.tif == FOK and q < remaining:
+                        self._finish(o, EXPIRED, Reason.FOK_UNFILLED, t)
+                        return
+                    px = notional / q
+                    px = min(px, o.limit) if o.side > 0 else max(px, o.limit)
+                    self._fill(o, q, px, TAKER, g, t)
+                    if o.status == OPEN and o.tif == IOC:
+                        self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
+                    return
+            elif opp is not None and (opp <= o.limit if o.side > 0 else opp >= o.limit):
+                px = self._taker_price(o.sym, o.side, remaining, t)
+                px = min(px, o.limit) if o.side > 0 else max(px, o.limit)
+                self._fill(o, remaining, px, TAKER, g, t)
                 return
             if o.tif == IOC:
                 self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
@@ -816,6 +973,9 @@ class Simulator:
                 m.mark = float(price_a[g])
                 m.index = float(qty_a[g])
                 m.has_mark = True
+            elif kind == BOOK:  # R9.1: one level of a snapshot (`side` holds the level)
+                m.book.row(t, int(ev["side"][g]), float(bid_a[g]), float(bq_a[g]), float(ask_a[g]),
+                           float(aq_a[g]))
             elif kind == BAR:  # R8.1: the bar's path, then last = close
                 self._bar(g, t, s, (float(bid_a[g]), float(ask_a[g]), float(bq_a[g]),
                                     float(price_a[g])))

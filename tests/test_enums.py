@@ -37,7 +37,8 @@ def test_oracle_traits_written_independently_agree():
 
 
 def test_slippage_models_have_one_spelling():
-    assert config.SLIPPAGE_MODELS == ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth")
+    assert config.SLIPPAGE_MODELS == ("none", "spread", "fixed_bps", "sqrt_impact", "l1_depth",
+                                      "l2_depth")
     assert [enums.from_name(SlippageModel, n) for n in config.SLIPPAGE_MODELS] == list(SlippageModel)
     assert config.QUOTE_MODELS == ("l1_depth",)
     from backtest.core import execution

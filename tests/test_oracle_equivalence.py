@@ -1,7 +1,7 @@
 """The compiled engine equals the pure-Python oracle (tests/oracle.py) on random scenarios.
 
 Each scenario is a random multi-symbol tick stream (trades, quotes, marks, funding; equal
-timestamps included) written as a real dataset, plus a random script of orders, cancels, amends,
+timestamps included; L2 book snapshots in the l2_depth scenarios) written as a real dataset, plus a random script of orders, cancels, amends,
 brackets and closes replayed by tests/scripted.py inside the compiled hooks.
 """
 import numpy as np
@@ -17,6 +17,7 @@ from oracle import simulate
 from scripted import Scripted, load_script
 
 N_SCENARIOS = 120
+N_L2_SCENARIOS = 40
 T0 = 1_770_249_600_000_000_000  # 2026-02-05 00:00 UTC
 KIND_NAMES = {EventKind.TRADE: "trades", EventKind.QUOTE: "quotes", EventKind.MARK: "marks",
               EventKind.FUNDING: "funding"}
@@ -71,7 +72,7 @@ def write_dataset(root, rng, types):
 
 def make_script(rng, ev, nsym):
     """Random actions at TRADE/QUOTE/MARK events; mostly valid, some deliberately invalid."""
-    idx = np.flatnonzero(ev["kind"] != EventKind.FUNDING)
+    idx = np.flatnonzero(ev["kind"] <= EventKind.MARK)  # events with hooks (not funding, book)
     n_act = int(rng.integers(5, 60))
     gs = np.sort(rng.choice(idx, size=min(n_act, len(idx)), replace=True))
     last = {}
@@ -123,13 +124,40 @@ def make_script(rng, ev, nsym):
     return script
 
 
-def run_both(tmp_path, seed):
+def write_books(root, rng, symbols, ev):
+    """L2 snapshots (1-6 levels a side, sometimes fewer asks, thin sizes so that walks reach
+    past the deepest level) at some event times of each symbol, around its latest trade."""
+    for s, name in enumerate(symbols):
+        idx = np.flatnonzero((ev["sym"] == s) & (ev["kind"] == EventKind.TRADE))
+        if len(idx) == 0 or name == symbols[-1] and rng.random() < 0.3:
+            continue  # some symbols have no book: l2_depth prices them as l1_depth (R9.6)
+        at = np.unique(ev["ts_ns"][np.sort(rng.choice(idx, size=min(len(idx), int(rng.integers(1, 8)))))])
+        rows = {k: [] for k in ("ts_ns", "level", "bid", "bid_qty", "ask", "ask_qty")}
+        for t in at:
+            mid = float(ev["price"][idx][ev["ts_ns"][idx] <= t][-1]) + float(rng.integers(-2, 3)) * 0.5
+            nb, na = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+            for k in range(max(nb, na)):
+                rows["ts_ns"].append(int(t))
+                rows["level"].append(k)
+                rows["bid"].append(mid - 0.5 * (k + 1) if k < nb else np.nan)
+                rows["bid_qty"].append(float(rng.integers(1, 8)) * 0.25 if k < nb else 0.0)
+                rows["ask"].append(mid + 0.5 * (k + 1) if k < na else np.nan)
+                rows["ask_qty"].append(float(rng.integers(1, 8)) * 0.25 if k < na else 0.0)
+        cols = {k: np.array(v, dtype=np.int8 if k == "level" else None) for k, v in rows.items()}
+        write_stream(root, "book", name, cols)
+
+
+def run_both(tmp_path, seed, l2=False):
     rng = np.random.default_rng(seed)
     nsym = int(rng.integers(1, 4))
     types = [InstrumentType.LINEAR_PERPETUAL] + [
         InstrumentType(int(rng.choice([0, 1]))) for _ in range(nsym - 1)]
     root = tmp_path / f"ds{seed}"
     symbols = write_dataset(root, rng, types)
+    if l2:  # a separate generator: the spread scenarios stay what they were
+        lrng = np.random.default_rng(10_000 + seed)
+        chunks = list(open_dataset(root, symbols=symbols))
+        write_books(root, lrng, symbols, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     chunks = list(open_dataset(root, symbols=symbols))
     ev = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     script = make_script(rng, ev, nsym)
@@ -140,6 +168,10 @@ def run_both(tmp_path, seed):
                execution=dict(latency=f"{int(rng.choice([0, 0, 1, 3]))}ms",
                               cancel_latency=f"{int(rng.choice([0, 2]))}ms",
                               touch_fills=bool(rng.random() < 0.3)))
+    if l2:
+        cfg["execution"].update(slippage="l2_depth", impact_k=0.0,
+                                book_resilience_half_life=float(lrng.choice([0.0, 0.002, 1.0])),
+                                book_beyond_bps=float(lrng.choice([0.0, 10.0, 50.0])))
     state = Scripted.new_state({}, symbols)
     load_script(state, script)
     res = bt.run(Scripted, root, symbols=symbols, config=cfg, state=state)
@@ -150,6 +182,9 @@ def run_both(tmp_path, seed):
                 latency_ns=int(cfg["execution"]["latency"][:-2]) * 1_000_000,
                 cancel_latency_ns=int(cfg["execution"]["cancel_latency"][:-2]) * 1_000_000,
                 touch_fills=cfg["execution"]["touch_fills"])
+    if l2:
+        ocfg.update(slippage="l2_depth", book_resilience_half_life=cfg["execution"]["book_resilience_half_life"],
+                    book_beyond_bps=cfg["execution"]["book_beyond_bps"])
     want = simulate(ev, inst, ocfg, script)
     return res, state, want, script
 
@@ -162,7 +197,16 @@ ORDER_COLS = ["oid", "sym", "order_type", "side", "status", "reason", "filled_qt
 
 @pytest.mark.parametrize("seed", range(N_SCENARIOS))
 def test_engine_equals_oracle(tmp_path, seed):
-    res, state, want, script = run_both(tmp_path, seed)
+    check_equal(*run_both(tmp_path, seed))
+
+
+@pytest.mark.parametrize("seed", range(N_L2_SCENARIOS))
+def test_engine_equals_oracle_with_an_l2_book(tmp_path, seed):
+    """l2_depth (section 9): walks, consumption and refill, marketable limits' partial fills."""
+    check_equal(*run_both(tmp_path, seed, l2=True))
+
+
+def check_equal(res, state, want, script):
     got_results = [int(x) for x in state.result[0][: len(script)]]
     assert got_results == [int(x) for x in want["results"]], "action results differ"
     got_fills = res.fills.select(FILL_COLS).to_dicts()

@@ -29,7 +29,7 @@ from backtest.data.writer import write_stream
 from engine_fixtures import build_loop_memo, frame_diff
 from oracle import simulate
 from scripted import MAXA, Scripted, load_script
-from test_oracle_equivalence import FILL_COLS, ORDER_COLS, make_script
+from test_oracle_equivalence import FILL_COLS, ORDER_COLS, make_script, write_books
 
 MAX_EXAMPLES = 50
 SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -462,7 +462,8 @@ MARKET_LIKE = {int(OrderType.MARKET), int(OrderType.STOP_MARKET),
 @given(sc=scenario_st, c=config_st,
        model=st.sampled_from([{"slippage": "spread"}, {"slippage": "fixed_bps", "slippage_bps": 3.0},
                               {"slippage": "sqrt_impact", "impact_k": 1.0},
-                              {"slippage": "l1_depth", "impact_k": 1.0}]))
+                              {"slippage": "l1_depth", "impact_k": 1.0},
+                              {"slippage": "l2_depth", "impact_k": 1.0}]))
 def test_takers_never_beat_the_book_nor_ideal_property(sc, c, model):
     """A strategy that only takes liquidity: no fill is better than the effective touch at its
     event, and every realistic fill is at most as good as the same fill under slippage="none"
@@ -474,6 +475,8 @@ def test_takers_never_beat_the_book_nor_ideal_property(sc, c, model):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
         symbols = write_dataset(root, rng, types, sc["n_events"])
+        if model["slippage"] == "l2_depth":  # snapshots around the trades (R9), then the events
+            write_books(root, rng, symbols, read_events(root, symbols))
         ev = read_events(root, symbols)
         if model["slippage"] == "l1_depth" and not (ev["kind"] == 1).any():
             model = {"slippage": "sqrt_impact", "impact_k": 1.0}  # l1_depth needs quotes

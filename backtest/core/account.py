@@ -6,7 +6,7 @@ order written there, so the pure-Python oracle can match it bit for bit. No fast
 import numpy as np
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
-from .execution import add_volume, fee_rate, record_costs
+from .execution import add_volume, consume_depth, fee_rate, record_costs
 from .jit import kernel
 from .margin_math import inverse_liq_price, linear_liq_price
 
@@ -334,6 +334,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     fills[k].fee = fee
     fills[k].realized_pnl = realized
     record_costs(c, fills[k], s, d, q, price, liquidity, ref_px)
+    consume_depth(c, s, d, q, liquidity, t)
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg
     c.n_fill_rows = k + 1

@@ -153,18 +153,20 @@ class RunStatus(IntEnum):
 
 class SlippageModel(IntEnum):
     """Taker price model of a symbol (`execution.slippage`, `--slippage`; core/execution.py).
-    Config and CLI spell them in lowercase: none, spread, fixed_bps, sqrt_impact, l1_depth."""
+    Config and CLI spell them in lowercase: none, spread, fixed_bps, sqrt_impact, l1_depth,
+    l2_depth."""
 
     NONE = 0
     SPREAD = 1  # the default
     FIXED_BPS = 2
     SQRT_IMPACT = 3
     L1_DEPTH = 4
+    L2_DEPTH = 5  # walks the L2 book (core/book.py); l1_depth where a symbol has no book yet
 
     @property
     def needs_estimators(self) -> bool:
         """Uses the causal sigma / volume estimates (the square-root impact)."""
-        return self in (SlippageModel.SQRT_IMPACT, SlippageModel.L1_DEPTH)
+        return self in (SlippageModel.SQRT_IMPACT, SlippageModel.L1_DEPTH, SlippageModel.L2_DEPTH)
 
     @property
     def needs_quotes(self) -> bool:

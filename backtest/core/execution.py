@@ -10,6 +10,8 @@ Taker price models (per symbol; enums.SlippageModel), for a taker on side d (+1 
   SQRT_IMPACT the SPREAD price moved by k * sigma * sqrt(q / V)
   L1_DEPTH    up to the displayed size at the opposite quote, the rest at that quote moved by
               the square-root impact of the remainder; the fill is at the size-weighted price
+  L2_DEPTH    the VWAP of a walk through the L2 book (core/book.py, R9.4); L1_DEPTH where the
+              symbol has no book side yet (R9.6)
 sigma and V come from time-decayed sums over the impact horizon H, updated at every trade:
   decay = exp(-dt / H);  S2 = S2 * decay + r^2 (r = log return);  V = V * decay + qty
 so sigma = sqrt(S2) and V estimate the volatility and the traded volume of the last H.
@@ -20,6 +22,7 @@ already traded through. Each fill's cost is split against its benchmark (R4.5, r
 """
 import numpy as np
 
+from .book import consume, has_side, l2_price
 from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
 from .enums import SlippageModel
 from .jit import kernel
@@ -29,6 +32,7 @@ M_NONE = int(SlippageModel.NONE)
 M_SPREAD = int(SlippageModel.SPREAD)
 M_FIXED_BPS = int(SlippageModel.FIXED_BPS)
 M_SQRT_IMPACT = int(SlippageModel.SQRT_IMPACT)
+M_L2_DEPTH = int(SlippageModel.L2_DEPTH)
 RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64 and in Python
 
 
@@ -125,13 +129,32 @@ def taker_price(c, s, d, q):
         return max(x, opp) if d > 0 else min(x, opp)
     if m == M_SQRT_IMPACT:
         return opp * (1.0 + d * impact_frac(c, s, q))
-    # L1_DEPTH: the displayed size at the touch, the remainder with impact
+    if m == M_L2_DEPTH and has_side(c, s, d):
+        return l2_price(c, s, d, q, c.ev_ts)
+    # L1_DEPTH (and L2_DEPTH without a book, R9.6): the displayed size at the touch, the
+    # remainder with impact
     shown = c.ask_qty[s] if d > 0 else c.bid_qty[s]
     if not c.has_quote[s] or q <= shown:
         return opp
     rest = q - shown
     worse = opp * (1.0 + d * impact_frac(c, s, rest))
     return (shown * opp + rest * worse) / q
+
+
+@kernel
+def uses_book(c, s, d):
+    """The symbol's taker fills on side d walk its L2 book (l2_depth with a snapshot side)."""
+    return c.slip_model[s] == M_L2_DEPTH and has_side(c, s, d)
+
+
+@kernel
+def consume_depth(c, s, d, q, liquidity, t):
+    """R9.3: a taker fill (or a liquidation settled at the market) under l2_depth takes its
+    depth from the book."""
+    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.liq_settle_market):
+        return
+    if uses_book(c, s, d):
+        consume(c, s, d, q, t)
 
 
 @kernel

@@ -10,7 +10,8 @@ from numba import njit  # noqa: F401  (used by the generated module)
 
 from .account import apply_constant_funding, apply_funding, mark_to_market, record_bars, record_equity, update_drawdown
 from .bars_match import check_bar_extreme, match_bar
-from .codes import K_BAR, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
+from .book import apply_book_row, book_trade
+from .codes import K_BAR, K_BOOK, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
@@ -92,8 +93,11 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.last_px[sy] = p
             c.has_trade[sy] = 1
             trade_through(c, sy, p)  # the effective book (R2.3)
-            if c.need_estimators:
-                update_estimators(c, sy, t, p, qty[u])
+            if c.trade_extras:  # one test per trade when neither is in the run
+                if c.need_estimators:
+                    update_estimators(c, sy, t, p, qty[u])
+                if c.has_book[sy]:
+                    book_trade(c, sy, p)  # and the L2 levels it printed through (R9.2)
         elif k == K_QUOTE:
             c.bid[sy] = bid[u]
             c.ask[sy] = ask[u]
@@ -105,10 +109,13 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mark_px[sy] = p
             c.index_px[sy] = qty[u]
             c.has_mark[sy] = 1
+        elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
+            apply_book_row(c, sy, t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).
             if HAS_ON_BAR:
+                c.ev_ts = t
                 if c.n_open[sy] != 0:
                     match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
                 if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
@@ -118,6 +125,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.has_trade[sy] = 1
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
         if c.n_open[sy] != 0:
+            c.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
             process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
@@ -136,6 +144,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 c.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):
+                    c.ev_ts = t
                     record_equity(c, t, equity_rows)  # the state that triggered it (ratio >= 1)
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True

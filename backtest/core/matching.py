@@ -7,7 +7,8 @@ from .codes import (
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC, TK_TAKE_PROFIT, TK_TRAILING, TS_LAST,
     ot_market_like, ot_stop_like, ot_trigger_kind,
 )
-from .execution import opp_price, taker_price
+from .book import queue_ahead, walk
+from .execution import opp_price, taker_price, uses_book
 from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
@@ -134,9 +135,15 @@ def _capped(d, p, limit):
 
 @kernel
 def _init_queue(c, j):
-    """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch)."""
+    """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch, or
+    past the deepest level of the L2 book under l2_depth)."""
     s = c.o_sym[j]
-    if not c.queue_model or not c.has_quote[s]:
+    if not c.queue_model:
+        return
+    if uses_book(c, s, -c.o_side[j]):  # R9.8: the size displayed at its level of the L2 book
+        c.o_queue[j] = queue_ahead(c, s, c.o_side[j], c.o_limit[j], c.ev_ts)
+        return
+    if not c.has_quote[s]:
         return
     lim = c.o_limit[j]
     if c.o_side[j] > 0:
@@ -189,19 +196,26 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return
         opp = opp_price(c, s, d)
-        if opp == opp and ((d > 0 and opp <= limit) or (d < 0 and opp >= limit)):
+        l2 = uses_book(c, s, d)
+        notional = 0.0
+        if l2:  # R9.5: the depth within the limit; the rest rests (IOC: expires, FOK: all or none)
+            q, notional = walk(c, s, d, remaining, limit, t)
+            marketable = q > 0.0
+        else:
+            marketable = opp == opp and ((d > 0 and opp <= limit) or (d < 0 and opp >= limit))
             q = remaining
-            if c.partial_fills:  # at most what is shown at the touch (or this trade's size)
+        if marketable:
+            if c.partial_fills and not l2:  # at most what is shown at the touch (or this trade's size)
                 if c.has_quote[s]:
                     q = min(remaining, c.ask_qty[s] if d > 0 else c.bid_qty[s])
                 elif kind == K_TRADE:
                     q = min(remaining, ev_qty)
-                if c.o_tif[j] == TIF_FOK and q < remaining:
-                    finish(c, j, ST_EXPIRED, R_FOK, t)
-                    return
+            if (c.partial_fills or l2) and c.o_tif[j] == TIF_FOK and q < remaining:
+                finish(c, j, ST_EXPIRED, R_FOK, t)
+                return
             if q > 0.0:
-                try_fill(c, j, q, _capped(d, taker_price(c, s, d, q), limit), LQ_TAKER, t, g,
-                         fills, equity_rows)
+                p = notional / q if l2 else taker_price(c, s, d, q)
+                try_fill(c, j, q, _capped(d, p, limit), LQ_TAKER, t, g, fills, equity_rows)
             if c.o_status[j] != ST_OPEN:
                 return  # filled (or rejected at fill time)
             if c.o_tif[j] == TIF_IOC:

@@ -190,6 +190,7 @@ LOAN_DTYPE = np.dtype(
 # The context record: the whole mutable state of a run. Hooks receive it as `c`.
 def _ctx_fields() -> list:
     S, B, O, D, L, R = MAX_SYMBOLS, MAX_BRACKETS, MAX_ORDERS, DONE_CAPACITY, MAX_LOANS, LOAN_RING
+    K = MAX_BOOK_LEVELS
     f8, i8 = "f8", "i8"
     return [
         # clock and sequencing
@@ -208,6 +209,7 @@ def _ctx_fields() -> list:
         ("partial_fills", "u1"),  # limit fills capped by the traded / displayed volume
         ("queue_model", "u1"),  # resting limits wait behind the displayed size at their price
         ("need_estimators", "u1"),  # some symbol uses an impact model
+        ("trade_extras", "u1"),  # trades update the estimators or an L2 book (the loop's one test)
         ("impact_horizon_ns", f8),
         ("n_fee_tiers", i8),
         ("fee_tier", i8),
@@ -402,6 +404,27 @@ def _ctx_fields() -> list:
         ("n_funding_rows", i8),
         ("n_liq_rows", i8),
         ("n_loan_rows", i8),
+        # the L2 book per symbol (core/book.py, docs/fill-rules.md section 9): the latest snapshot
+        # (built in place, row by row: a level-0 row starts a new one), the depth takers consumed
+        # from it (refilling with the half-life) and the trades printed since it (R9.2)
+        # (last in the record: the fields every event reads keep their places and cache lines)
+        ("ev_ts", i8),  # time of the event whose orders or liquidations are being worked (R9.3)
+        ("book_half_life_ns", f8),  # execution.book_resilience_half_life (0: instant refill)
+        ("book_beyond_frac", f8),  # execution.book_beyond_bps / 10000: past the deepest level
+        ("has_book", "u1", (S,)),  # a snapshot has started for the symbol
+        ("bk_ts", i8, (S,)),  # time of the latest snapshot
+        ("bk_nb", i8, (S,)),  # bid levels in it
+        ("bk_na", i8, (S,)),  # ask levels in it
+        ("bk_bid_px", f8, (S, K)),
+        ("bk_bid_qty", f8, (S, K)),
+        ("bk_ask_px", f8, (S, K)),
+        ("bk_ask_qty", f8, (S, K)),
+        ("bk_bid_take", f8, (S, K)),  # depth consumed from each level, refilling (R9.3)
+        ("bk_ask_take", f8, (S, K)),
+        ("bk_dirty", "u1", (S,)),  # some depth was consumed since the snapshot
+        ("bk_take_ts", i8, (S,)),  # the consumption was refilled up to here
+        ("bk_lo", f8, (S,)),  # lowest trade since the snapshot (+inf: none): bids above are gone
+        ("bk_hi", f8, (S,)),  # highest trade since the snapshot (-inf: none): asks below are gone
     ]
 
 
