@@ -8,7 +8,9 @@ have data, so memory is bounded by the chunk size however long the dataset is.
 The data path copies as little as it can (the loop itself runs at 100+ M events/s):
 - a dataset of one stream needs no merge: its chunks are the decoded row groups themselves
   (numpy views of the Arrow buffers, sliced to at most `chunk_rows`);
-- the merge of several streams writes each event once, straight into its output chunk;
+- the merge of several streams gathers each event straight into its output chunk (per step and
+  column one concatenation and one gather: a few numpy calls whatever the number of streams),
+  and rows left at the merge's watermark stay where they are (no re-copy);
 - columns a kind does not have (sym, kind, and e.g. bid/ask of a trade) are never materialised
   per stream: they are slices of one shared constant array (the kernel never writes its input);
 - a background thread decodes the next row groups while the kernel runs (pyarrow releases the
@@ -74,7 +76,7 @@ class _Stream:
         self.start_ns, self.end_ns, self.batch_rows = start_ns, end_ns, batch_rows
         self.columns = list(KINDS[kind][1])
         self._it = self._batches()
-        self.buf: dict[str, np.ndarray] | None = None
+        self.segs: list[dict[str, np.ndarray]] = []  # buffered batches (merge of several streams)
         self.exhausted = False
         self.last_ts = None  # last timestamp read (order is checked across batches and files)
         self._pool = pool  # read-ahead: the next batch is decoded while the caller works
@@ -143,22 +145,30 @@ class _Stream:
         nxt = self.next_batch()
         if nxt is None:
             self.exhausted = True
-        elif self.buf is None or len(self.buf["ts_ns"]) == 0:
-            self.buf = nxt
-        else:  # rare: every buffered row sat at the merge's watermark
-            self.buf = {n: np.concatenate((self.buf[n], nxt[n])) for n in self.columns}
+        else:  # a list of batches: rows left at the merge's watermark are never re-copied
+            self.segs = [g for g in self.segs if len(g["ts_ns"])] + [nxt]
 
-    def take(self, upto_ns: int | None) -> dict[str, np.ndarray]:
-        """Remove and return the buffered rows with ts < upto_ns (all rows if None)."""
-        ts = self.buf["ts_ns"]
-        cut = len(ts) if upto_ns is None else int(np.searchsorted(ts, upto_ns, "left"))
-        out = {n: a[:cut] for n, a in self.buf.items()}
-        self.buf = {n: a[cut:] for n, a in self.buf.items()}
+    def take(self, upto_ns: int | None) -> list[dict[str, np.ndarray]]:
+        """Remove and return the buffered rows with ts < upto_ns (all rows if None), as views."""
+        out = []
+        for k, g in enumerate(self.segs):
+            ts = g["ts_ns"]
+            cut = len(ts) if upto_ns is None else int(np.searchsorted(ts, upto_ns, "left"))
+            if cut:
+                out.append({n: a[:cut] for n, a in g.items()})
+            if cut < len(ts):
+                self.segs = [{n: a[cut:] for n, a in g.items()}] + self.segs[k + 1:]
+                return out
+        self.segs = []
         return out
 
     @property
     def buffered(self) -> int:
-        return 0 if self.buf is None else len(self.buf["ts_ns"])
+        return sum(len(g["ts_ns"]) for g in self.segs)
+
+    @property
+    def last_buffered_ts(self) -> int:
+        return int(self.segs[-1]["ts_ns"][-1])
 
 
 @dataclass
@@ -288,34 +298,31 @@ class _ChunkWriter:
         self.out = {n: np.empty(self.cap, dt) for n, dt in EVENT_COLUMNS}
         self.fill = 0
 
-    def write(self, pieces) -> Iterator[dict[str, np.ndarray]]:
-        """Merge `pieces` [(stream, columns)] (in (kind, symbol) order) by time, ties in piece
-        order (a stable sort); yield every chunk that becomes full."""
+    def write(self, pieces, consts: _Constants) -> Iterator[dict[str, np.ndarray]]:
+        """Merge `pieces` [(stream, columns)] (in (kind, symbol) order, a stream's pieces in row
+        order) by time, ties in piece order (a stable sort); yield every chunk that becomes full.
+        Per column one concatenation and one gather into the chunk: a few numpy calls per step
+        whatever the number of streams (a call per piece and column cost more than the copies)."""
         sizes = [len(p["ts_ns"]) for _, p in pieces]
         m = sum(sizes)
-        if len(pieces) == 1:
-            pos = [None]  # one piece: its rows are already in order, written by slices
-        else:
-            perm = np.argsort(np.concatenate([p["ts_ns"] for _, p in pieces]), kind="stable")
-            where = np.empty(m, np.int64)
-            where[perm] = np.arange(m)
-            offs = np.cumsum([0] + sizes)
-            pos = [where[offs[k]:offs[k + 1]] for k in range(len(pieces))]  # increasing
+        cat = {}
+        for name, dt in EVENT_COLUMNS:
+            parts = [_source(st, cols, name, dt, n, consts) for (st, cols), n in zip(pieces, sizes)]
+            cat[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        perm = None if len(pieces) == 1 else np.argsort(cat["ts_ns"], kind="stable")
         w0 = 0
         while w0 < m:
             if self.fill == self.cap:
                 self._alloc()
             w1 = min(m, w0 + self.cap - self.fill)
-            for (st, cols), p in zip(pieces, pos):
-                if p is None:
-                    a, b = w0, w1
-                    dst = slice(self.fill, self.fill + b - a)
-                else:
-                    a, b = np.searchsorted(p, w0), np.searchsorted(p, w1)
-                    if a == b:
-                        continue
-                    dst = p[a:b] - (w0 - self.fill)
-                self._put(st, cols, a, b, dst)
+            dst = slice(self.fill, self.fill + w1 - w0)
+            if perm is None:
+                for name, a in cat.items():
+                    self.out[name][dst] = a[w0:w1]
+            else:
+                idx = perm[w0:w1]
+                for name, a in cat.items():
+                    np.take(a, idx, out=self.out[name][dst])
             self.fill += w1 - w0
             self.left -= w1 - w0
             w0 = w1
@@ -323,28 +330,29 @@ class _ChunkWriter:
                 yield self.out
                 self.out, self.fill, self.cap = {}, 0, 0
 
-    def _put(self, st: _Stream, cols, a, b, dst) -> None:
-        mapping = _COLUMN_MAP[st.kind]
-        out = self.out
-        out["ts_ns"][dst] = cols["ts_ns"][a:b]
-        out["sym"][dst] = st.sym
-        out["kind"][dst] = int(KINDS[st.kind][0])
-        done = {"ts_ns", "sym", "kind"}
-        for src, name in mapping.items():
-            out[name][dst] = cols[src][a:b]
-            done.add(name)
-        for name, _ in EVENT_COLUMNS:
-            if name not in done:
-                out[name][dst] = _fill_value(name)
-
     def rest(self) -> Iterator[dict[str, np.ndarray]]:
         if self.fill:
             yield {n: a[:self.fill] for n, a in self.out.items()}
 
 
+def _source(st: _Stream, cols, name: str, dtype: str, n: int, consts: _Constants) -> np.ndarray:
+    """The event column `name` of a stream's piece: its file column, or a shared constant."""
+    for src, dst in _COLUMN_MAP[st.kind].items():
+        if dst == name:
+            return cols[src]
+    if name == "ts_ns":
+        return cols["ts_ns"]
+    if name == "sym":
+        return consts.get(dtype, st.sym, n)
+    if name == "kind":
+        return consts.get(dtype, int(KINDS[st.kind][0]), n)
+    return consts.get(dtype, _fill_value(name), n)
+
+
 def _merged(streams: list[_Stream], chunk_rows: int, rows_bound: int):
     """k-way merge by time of several streams into chunks of exactly chunk_rows (the last short)."""
     writer = _ChunkWriter(chunk_rows, rows_bound)
+    consts = _Constants()
     while True:
         for st in streams:
             if st.buffered == 0 and not st.exhausted:
@@ -353,16 +361,15 @@ def _merged(streams: list[_Stream], chunk_rows: int, rows_bound: int):
         if not live:
             break
         open_ = [st for st in live if not st.exhausted]
-        upto = min(int(st.buf["ts_ns"][-1]) for st in open_) if open_ else None
-        pieces = [(st, st.take(upto)) for st in live]
-        pieces = [(st, p) for st, p in pieces if len(p["ts_ns"])]
+        upto = min(st.last_buffered_ts for st in open_) if open_ else None
+        pieces = [(st, p) for st in live for p in st.take(upto)]
         if not pieces:
             # every buffered row is at the watermark: read more of the streams holding it
             for st in open_:
-                if int(st.buf["ts_ns"][-1]) == upto:
+                if st.last_buffered_ts == upto:
                     st.fill()
             continue
-        yield from writer.write(pieces)
+        yield from writer.write(pieces, consts)
     yield from writer.rest()
 
 
