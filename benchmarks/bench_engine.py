@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_engine.py --ticks 10_000_000
     .venv/bin/python benchmarks/bench_engine.py --ticks 100_000_000 --skip busy,raw,start
+    .venv/bin/python benchmarks/bench_engine.py --skip kernel,e2e,start --crash DIR
 
 Data: synthetic BTCUSDT trades (a random walk pulled back to 62.5k that crosses 62k/60k/65k many
 times), plus a second dataset with 8 symbols for the busy strategy, written with `write_stream` in
@@ -280,7 +281,8 @@ import backtest as bt
 from strategies.reference import Reference
 # warm-up on the first second of data (loads the loop from cache, or compiles it if the live
 # framework changed since the parent's warm-up), then the timed full run
-bt.run(Reference, sys.argv[2], config=dict(sample_interval="1m"), end=1_770_249_601_000_000_000)
+bt.run(Reference, sys.argv[2], config=dict(sample_interval="1m"), start=1_770_249_600_000_000_000,
+       end=1_770_249_601_000_000_000, symbols=["BTCUSDT"])
 t = time.perf_counter()
 res = bt.run(Reference, sys.argv[2], config=dict(sample_interval="1m"), out=sys.argv[3])
 wall = time.perf_counter() - t
@@ -349,6 +351,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
     ap.add_argument("--skip", default="", help="comma list of: busy,raw,start,kernel,e2e")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold starts measured (median reported)")
+    ap.add_argument("--crash", type=Path, default=None,
+                    help="also time e2e on this dataset, all symbols (e.g. the crash scenario of "
+                         "`backtest data generate --scale 79`: ~100M trades, quotes, marks, funding)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     global SRC
@@ -434,6 +439,18 @@ def main() -> None:
             rows.append(("e2e subprocess (after warm-up): run() wall / compile_s / run_s (s)",
                          f"{r['wall']:.2f} / {r['timings']['compile_s']:.2f} / "
                          f"{r['timings']['run_s']:.2f}", "-", None))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if a.crash is not None:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_crash_"))
+        try:
+            e2e_subprocess(SRC, a.crash, tmp / "first")  # validates the files once (validated.py)
+            r = e2e_subprocess(SRC, a.crash, tmp / "run")
+            rows.append((f"e2e crash dataset, all symbols (s wall, {r['timings']['events'] / 1e6:.0f}M "
+                         f"events; new process after warm-up)", f"{r['wall']:.2f}", "<= 2",
+                         r["wall"] <= 2))
+            rows.append(("e2e crash dataset: peak RSS (GB) / CPU s of the process",
+                         f"{r['hwm'] / 2**30:.2f} / {r['cpu']:.1f}", "<= 1 GB", r["hwm"] <= 2**30))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if "start" not in skip:
