@@ -220,6 +220,10 @@ MEM_SCRIPT = textwrap.dedent("""
     import numpy as np
     import psutil
     from backtest.data.reader import open_dataset
+    from backtest.core.merge import gather_events  # the merge's kernel loaded, as in a run
+    from backtest.core.schema import EVENT_COLUMNS
+    cols = [np.zeros(1, dt) for _, dt in EVENT_COLUMNS]
+    gather_events(np.zeros(1, np.int64), *cols, 0, *[np.zeros(1, dt) for _, dt in EVENT_COLUMNS])
     st = open_dataset(sys.argv[1], chunk_rows=int(sys.argv[2]))
     proc = psutil.Process()
     base = proc.memory_info().rss

@@ -8,8 +8,8 @@ have data, so memory is bounded by the chunk size however long the dataset is.
 The data path copies as little as it can (the loop itself runs at 100+ M events/s):
 - a dataset of one stream needs no merge: its chunks are the decoded row groups themselves
   (numpy views of the Arrow buffers, sliced to at most `chunk_rows`);
-- the merge of several streams gathers each event straight into its output chunk (per step and
-  column one concatenation and one gather: a few numpy calls whatever the number of streams),
+- the merge of several streams gathers each event straight into its output chunk (per step one
+  concatenation per column, then one compiled pass over all columns, core/merge.py),
   and rows left at the merge's watermark stay where they are (no re-copy);
 - columns a kind does not have (sym, kind, and e.g. bid/ask of a trade) are never materialised
   per stream: they are slices of one shared constant array (the kernel never writes its input);
@@ -301,8 +301,9 @@ class _ChunkWriter:
     def write(self, pieces, consts: _Constants) -> Iterator[dict[str, np.ndarray]]:
         """Merge `pieces` [(stream, columns)] (in (kind, symbol) order, a stream's pieces in row
         order) by time, ties in piece order (a stable sort); yield every chunk that becomes full.
-        Per column one concatenation and one gather into the chunk: a few numpy calls per step
-        whatever the number of streams (a call per piece and column cost more than the copies)."""
+        Per column one concatenation, then one compiled gather of all columns into the chunk: a
+        few calls per step whatever the number of streams (a call per piece and column cost more
+        than the copies)."""
         sizes = [len(p["ts_ns"]) for _, p in pieces]
         m = sum(sizes)
         cat = {}
@@ -319,7 +320,11 @@ class _ChunkWriter:
             if perm is None:
                 for name, a in cat.items():
                     self.out[name][dst] = a[w0:w1]
-            else:
+            elif _jit():
+                from ..core.merge import gather_events
+
+                gather_events(perm[w0:w1], *cat.values(), self.fill, *self.out.values())
+            else:  # --no-jit: numpy, not a Python loop per event
                 idx = perm[w0:w1]
                 for name, a in cat.items():
                     np.take(a, idx, out=self.out[name][dst])
@@ -333,6 +338,12 @@ class _ChunkWriter:
     def rest(self) -> Iterator[dict[str, np.ndarray]]:
         if self.fill:
             yield {n: a[:self.fill] for n, a in self.out.items()}
+
+
+def _jit() -> bool:
+    from numba import config
+
+    return not config.DISABLE_JIT
 
 
 def _source(st: _Stream, cols, name: str, dtype: str, n: int, consts: _Constants) -> np.ndarray:
