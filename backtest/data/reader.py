@@ -108,7 +108,7 @@ class _Stream:
                 date = date_of_file(path)
                 row0 = 0
                 for rg in groups:
-                    table = pf.read_row_group(rg, columns=self.columns, use_threads=False)
+                    table = pf.read_row_group(rg, columns=self.columns, use_threads=True)
                     for batch in table.to_batches(max_chunksize=self.batch_rows):
                         cols = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in self.columns}
                         ts = cols["ts_ns"]
