@@ -13,9 +13,10 @@ as a whole: if it dies, the main process compiles what is left itself. The
 signatures are the same in both processes: kernels widen their argument types (jit.py) and the
 arguments here have the loop's types. The helper then compiles the rest of the SDK, and marks
 the cache complete (`READY`) so that later processes never start it again.
-CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when two cores are free
-(cpu count minus the 1-minute load average >= AUTO_IDLE_CORES): on a busy machine the helper only
-took CPU from the main process; `1` always (with >= 2 cores), `0` never.
+CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when a core is idle
+besides the one the main process takes (cpu count minus the 1-minute load average >=
+AUTO_IDLE_CORES): on a busy machine the helper only took CPU from the main process; `1` always
+(with >= 2 cores), `0` never.
 """
 import os
 import subprocess
@@ -112,11 +113,11 @@ def ready() -> bool:
 
 _started = False
 _helper = None  # kept referenced while it runs (it is never waited for)
-AUTO_IDLE_CORES = 2.0
+AUTO_IDLE_CORES = 1.0
 
 
 def wanted() -> bool:
-    """CASCADE_PARALLEL_COMPILE: 0 never, 1 always (>= 2 cores), auto when two cores are idle."""
+    """CASCADE_PARALLEL_COMPILE: 0 never, 1 always (>= 2 cores), auto when a core is idle."""
     mode = os.environ.get("CASCADE_PARALLEL_COMPILE", "auto").strip().lower()
     cores = os.cpu_count() or 1
     if mode == "0" or cores < 2:
