@@ -508,12 +508,12 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                         manifest["strategy"]["source_sha256"], manifest["strategy"]["params"],
                         manifest["data"]["fingerprint"], syms], sort_keys=True, default=str)
     manifest["run_id"] = hashlib.sha256(ident.encode()).hexdigest()[:12]
-    result = Result(manifest=manifest, tables=tables)
     from .metrics import compute_metrics, costs_by_symbol
 
-    manifest["metrics"] = _jsonable(compute_metrics(result))
+    manifest["metrics"] = _jsonable(compute_metrics(Result(manifest=manifest, tables=tables)))
     manifest["headline"]["max_drawdown"] = manifest["metrics"].get("max_drawdown")
     manifest["costs_by_symbol"] = costs_by_symbol(tables["fills"], tables["funding"]).to_dicts()
+    result = Result(manifest=manifest, tables=tables)
     if out is not None:
         result.save(Path(out))
     return result

@@ -5,6 +5,7 @@ sibling and renamed when complete, so a folder that exists is a finished run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,26 +45,92 @@ def with_enum_names(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(add).select(cols) if add else df
 
 
-@dataclass
+_READ_ONLY = ("a Result is read-only: build a changed copy with result.replace(manifest=..., tables=...) "
+              "(result.manifest_copy() gives a mutable copy of the manifest)")
+
+
+def _refuse(self, *args, **kwargs):
+    raise TypeError(_READ_ONLY)
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes (the manifest and the tables of a Result). A dict subclass, so
+    json, equality with plain dicts and `isinstance(x, dict)` keep working; pickles and deep-copies
+    as itself."""
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+
+class FrozenList(list):
+    """A list that refuses changes (lists inside a manifest); equal to the plain list it holds."""
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenList, (list(self),))
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+
+def frozen(v):
+    """`v` with every dict and list inside it made read-only."""
+    if isinstance(v, dict):
+        return FrozenDict({k: frozen(x) for k, x in v.items()})
+    if isinstance(v, (list, tuple)) and not isinstance(v, FrozenList):
+        return FrozenList(frozen(x) for x in v)
+    return v
+
+
+def thawed(v):
+    """A mutable deep copy of `v` (plain dicts and lists)."""
+    if isinstance(v, dict):
+        return {k: thawed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [thawed(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
 class Result:
     """Tables (polars DataFrames, see docs/results.md for their columns) and the manifest dict.
 
     The manifest carries: run_id, strategy {name, class, file, source_sha256, params}, symbols,
     instruments, config, data {path, fingerprint}, timings {compile_s, run_s, events,
-    events_per_s}, headline {final_equity, return, max_drawdown, trades, fees}, metrics, versions.
+    events_per_s}, headline {final_equity, return, max_drawdown, trades, fees}, metrics, versions
+    (every field is described in docs/results.md).
+
+    A Result cannot be changed by accident: its manifest and table mapping are read-only (polars
+    frames are immutable values already). `result.replace(manifest=...)` builds a changed copy.
     """
 
     manifest: dict
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tables = {k: with_enum_names(v) for k, v in self.tables.items()}
+        object.__setattr__(self, "manifest", frozen(self.manifest))
+        object.__setattr__(self, "tables", FrozenDict({k: with_enum_names(v) for k, v in self.tables.items()}))
 
     def __getattr__(self, name):
         tables = self.__dict__.get("tables", {})
         if name in tables:
             return tables[name]
         raise AttributeError(name)
+
+    def replace(self, **changes) -> "Result":
+        """A new Result with `manifest` and/or `tables` replaced (this one is unchanged)."""
+        return dataclasses.replace(self, **changes)
+
+    def manifest_copy(self) -> dict:
+        """A mutable deep copy of the manifest (plain dicts and lists)."""
+        return thawed(self.manifest)
 
     @property
     def symbols(self) -> list[str]:

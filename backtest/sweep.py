@@ -483,28 +483,37 @@ def _map_ray(tasks: list, done, address: str | None, worker) -> None:
         import ray
     except ImportError:
         raise ConfigError("--engine ray needs Ray: pip install 'cascade-backtest[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    # Workers of a cluster find the data and the run folders at the same paths (shared filesystem)
-    # and the numba cache in their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck must
-    # travel with the task.
+    from . import cluster
+
+    # Sweep runs happen in a node-local folder and come back to the driver (cluster.py: no shared
+    # filesystem needed). Stress variants also write the crowd's tables beside their runs, so
+    # they still need the stress folder at the same path on every node (a shared filesystem).
+    # Nodes compile into their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck travel.
+    shipped = worker is run_task
     env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
     # An s3:// dataset: workers read it from the bucket at the driver's endpoint and region
     # (credentials: the workers' own AWS variables or instance role; each worker its own cache).
     if tasks and str(getattr(tasks[0], "data", "")).startswith("s3://"):
         env |= {k: os.environ[k] for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
                                            "AWS_DEFAULT_REGION") if k in os.environ}
-    opts = {"runtime_env": {"env_vars": env}} if env else {}
-    remote = ray.remote(worker).options(**opts) if opts else ray.remote(worker)
+    renv = {"env_vars": env} if env else {}
+    started = not ray.is_initialized()
+    if started:
+        # a strategy file's folder ships with the job (Ray accepts a working_dir only here); a
+        # caller who started Ray itself passes its own runtime_env
+        job = renv | (cluster.runtime_env(tasks[0].strategy) if shipped else {})
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=job or None)
+    remote = ray.remote(cluster.run_on_node if shipped else worker)
+    remote = remote.options(runtime_env=renv) if renv and not started else remote
     refs: dict = {}
     try:
-        refs = {remote.remote(t): t for t in tasks}
+        refs = {(remote.remote(worker, t) if shipped else remote.remote(t)): t for t in tasks}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for r in ready:
-                done(refs[r], ray.get(r))
+                row = ray.get(r)
+                done(refs[r], cluster.land(refs[r], row) if shipped else row)
     except BaseException:
         for r in refs:
             ray.cancel(r, force=True)

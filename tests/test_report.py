@@ -572,11 +572,11 @@ def test_compare_runs(crash_dir, tmp_path):
     from backtest.report.tearsheet import compare_runs
 
     other = make_crash_result(hours=30, seed=11)
-    other.manifest["run_id"] = "shorter"
-    d2 = other.save(tmp_path / "shorter")
+    manifest = other.manifest_copy()
+    manifest["run_id"] = "shorter"
+    manifest["strategy"]["params"]["leverage"] = 5
+    d2 = other.replace(manifest=manifest).save(tmp_path / "shorter")
     d3 = make_empty_result().save(tmp_path / "flat")
-    other.manifest["strategy"]["params"]["leverage"] = 5
-    d2 = other.save(tmp_path / "shorter")
     res = compare_runs([crash_dir, d2, d3], tmp_path / "cmp")
     table = res["table"]
     assert isinstance(table, pl.DataFrame)

@@ -123,20 +123,6 @@ def test_ray_missing_is_one_line(ds, tmp_path, monkeypatch):
         run_sweep("reference", ds, {"entry": [61000, 62000]}, out=tmp_path / "r", engine="ray")
 
 
-@pytest.mark.slow  # starts a local Ray instance (~10 s)
-def test_ray_engine(ds, tmp_path):
-    ray = pytest.importorskip("ray", reason="ray not installed (pip install 'cascade-backtest[ray]')")
-    t0 = time.perf_counter()
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        res = run_sweep("reference", ds, {"entry": [61000, 62000]}, out=tmp_path / "ray", engine="ray")
-    finally:
-        ray.shutdown()
-    assert (res.ran, res.failed) == (2, 0)
-    assert all((tmp_path / "ray" / "runs" / cid / "manifest.json").is_file() for cid in res.table["config_id"])
-    print(f"ray test: {time.perf_counter() - t0:.1f} s")
-
-
 @pytest.mark.slow
 def test_subprocess_sweep_process_pool(ds, tmp_path):
     r = sh("sweep", "reference", "--data", ds, "--out", tmp_path / "sw", *GRID, "--jobs", "2", "--json")

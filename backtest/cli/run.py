@@ -283,7 +283,8 @@ def _sweep_options(f):
                                       "[default: return]"),
         click.option("--jobs", "-j", type=click.IntRange(min=0), help="Parallel runs [default: all CPUs]."),
         click.option("--engine", type=click.Choice(["local", "ray"]), help="Where runs execute [default: local]."),
-        click.option("--address", help="Ray cluster address (--engine ray), e.g. ray://head:10001."),
+        click.option("--address", help="Ray cluster address, e.g. ray://head:10001 (implies --engine ray; "
+                                        "docs/cluster.md)."),
     ]
     return functools.reduce(lambda g, o: o(g), reversed(opts), f)
 
@@ -293,7 +294,8 @@ def _sweep_spec(o: dict, **extra):
 
     grid = dict(parse_grid_arg(g) for g in o["grid_items"])
     sweep = {"grid": grid, "random": o["n_random"], "seed": o["seed"], "metric": o["metric"],
-             "jobs": o["jobs"], "engine": o["engine"], "address": o["address"]}
+             "jobs": o["jobs"], "engine": o["engine"] or ("ray" if o["address"] else None),
+             "address": o["address"]}
     spec = _spec(o, sweep=sweep, **extra)
     spec.require("strategy", "data", "out")
     if not spec.sweep["grid"]:

@@ -28,7 +28,29 @@ def numba_cache_dir() -> Path:
     # bounds-checked kernels (NUMBA_BOUNDSCHECK, `--boundscheck`) are cached apart: numba's cache
     # key does not tell them from unchecked ones
     checked = os.environ.get("NUMBA_BOUNDSCHECK", "0") not in ("", "0")
-    return base / "numba" / (framework_hash() + ("-boundscheck" if checked else ""))
+    # so are kernels compiled without one of our numba patches (a diagnostic: numba_patches())
+    patches = numba_patches()
+    off = "".join(f"-no-{name}" for name in NUMBA_PATCHES if name not in patches)
+    return base / "numba" / (framework_hash() + ("-boundscheck" if checked else "") + off)
+
+
+NUMBA_PATCHES = ("speedups", "linkonly")  # numba_speedups.py, linkonly.py
+NUMBA_TESTED = "0.68."  # the numba minor version both patches were written and verified against
+
+
+def numba_patches() -> tuple[str, ...]:
+    """The numba patches in force: all of NUMBA_PATCHES on the numba minor version they were written
+    for, none on another (numba's plain, slower compile; tests/test_numba_speedups.py fails there
+    so that they are re-verified). `CASCADE_NUMBA_PATCHES=speedups` (a comma-separated subset,
+    empty for none) switches some off to measure what each saves (benchmarks/bench_compile.py)."""
+    from importlib.metadata import version
+
+    if not version("numba").startswith(NUMBA_TESTED):
+        return ()
+    chosen = os.environ.get("CASCADE_NUMBA_PATCHES")
+    if chosen is None:
+        return NUMBA_PATCHES
+    return tuple(name for name in NUMBA_PATCHES if name in chosen.split(","))
 
 
 def _point_numba_cache() -> Path:

@@ -17,8 +17,9 @@ to the numba cache, so that when two processes reach the same kernel, one compil
 and the other then loads it from the cache instead of compiling it a second time. Locks are taken
 in call order on an acyclic call graph (kernels never recurse), so two processes cannot deadlock.
 The main process waits for its own cold-start helper at most HELPER_WAIT_S (once: after that it
-never waits for the helper again), then compiles the kernel itself: the helper runs at a lower priority and may be descheduled on a busy
-machine, and waiting for it made cold starts slower than one process alone. Two ordinary
+never waits for the helper again), then compiles the kernel itself: the helper runs at a lower
+priority and may be descheduled on a busy machine, and waiting for it made cold starts slower
+than one process alone. Two ordinary
 processes (e.g. two runs started together) still wait for each other, so nothing compiles twice.
 """
 import contextlib
@@ -30,7 +31,7 @@ from numba import typeof
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
-from . import NUMBA_CACHE, cache_repair, numba_speedups
+from . import NUMBA_CACHE, cache_repair, numba_patches, numba_speedups
 from .linkonly import LinkOnlyCompiler
 
 try:
@@ -38,7 +39,9 @@ try:
 except ImportError:  # Windows: no lock, a kernel may then compile in both processes
     fcntl = None
 
-numba_speedups.install()
+_PATCHES = numba_patches()
+if "speedups" in _PATCHES:
+    numba_speedups.install()
 cache_repair.install()  # a corrupt cache entry recompiles instead of failing every run
 
 
@@ -150,6 +153,6 @@ def kernel(fn=None, *, python=False, **options):
         return lambda f: kernel(f, python=python, **options)
     options.setdefault("no_cfunc_wrapper", True)
     options.setdefault("no_cpython_wrapper", not python)
-    if not python:
+    if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)
     return locked(widening(numba.njit(cache=True, **options)(fn)))

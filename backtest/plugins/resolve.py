@@ -25,10 +25,17 @@ from ..strategy import Strategy
 ENTRY_POINT_GROUP = "backtest.strategies"
 
 
-def load_module_from_file(path: str | Path):
-    """Import a .py file under a stable module name derived from its absolute path."""
+def user_module_name(path: str | Path) -> str:
+    """The stable module name a strategy file is imported under (from its absolute path)."""
     path = Path(path).resolve()
-    name = f"_cascade_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
+    return f"_cascade_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
+
+
+def load_module_from_file(path: str | Path, name: str | None = None):
+    """Import a .py file under a stable module name derived from its absolute path (or `name`: a
+    cluster node loads the driver's file under the driver's name, so runs are identical)."""
+    path = Path(path).resolve()
+    name = name or user_module_name(path)
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

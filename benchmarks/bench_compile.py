@@ -1,0 +1,71 @@
+"""Cold compile with and without Cascade's numba patches (backtest/core/numba_speedups.py and
+linkonly.py): what each one still saves, in a new process on an empty cache.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 3
+
+Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES` = both, speedups only,
+linkonly only, none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
+rotating order so that a slow phase of the machine is spread over the variants. Reported: median
+wall and CPU seconds from process start to the first loop call returning (the cold start of
+bench_engine.py), and the CPU ratio of each variant to "both" measured in the same rounds. A patch
+is kept while it saves >= 1 s of cold-compile CPU (issue #15 item 4).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import START_CHILD, snapshot_source  # noqa: E402
+
+VARIANTS = {"both": "speedups,linkonly", "speedups only": "speedups", "linkonly only": "linkonly",
+            "none": ""}
+
+
+def cold_start(src: Path, cache: Path, patches: str) -> tuple[float, float]:
+    shutil.rmtree(cache, ignore_errors=True)
+    env = dict(os.environ, CASCADE_CACHE_DIR=str(cache / "cascade"), NUMBA_CACHE_DIR=str(cache / "numba"),
+               CASCADE_PARALLEL_COMPILE="0", CASCADE_NUMBA_PATCHES=patches)
+    t = time.time()
+    p = subprocess.run([sys.executable, "-c", START_CHILD, "x", str(src)], env=env, capture_output=True,
+                       text=True, cwd=str(src))
+    if p.returncode:
+        raise RuntimeError(p.stderr[-2000:])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return r["t"] - t, r["cpu"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="rounds (one cold start per variant each)")
+    a = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_compile_"))
+    try:
+        src = snapshot_source(root / "src")
+        names = list(VARIANTS)
+        got = {n: [] for n in names}
+        for r in range(a.runs):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                wall, cpu = cold_start(src, root / "cache", VARIANTS[n])
+                got[n].append((wall, cpu))
+                print(f"# round {r + 1}: {n}: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    base = statistics.median(c for _, c in got["both"])
+    print(f"\n| patches in force | cold wall (s, median of {a.runs}) | cold CPU (s) | CPU vs both | "
+          "CPU saved by the missing patch(es) (s) |")
+    print("|---|---|---|---|---|")
+    for n in names:
+        wall = statistics.median(w for w, _ in got[n])
+        cpu = statistics.median(c for _, c in got[n])
+        print(f"| {n} | {wall:.2f} | {cpu:.2f} | {cpu / base:.2f} | {cpu - base:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
