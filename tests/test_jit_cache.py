@@ -372,3 +372,47 @@ def test_each_framework_kernel_compiles_once(fw, tmp_path):
     compiled = {k: v for k, v in r["sigs"].items() if v}
     assert len(compiled) >= 60, sorted(compiled)
     assert {k: v for k, v in compiled.items() if len(v) > 1} == {}
+
+
+# ------------------------------------------------------------------------------ helper policy
+def test_parallel_compile_policy(monkeypatch):
+    """CASCADE_PARALLEL_COMPILE: 0 never, 1 always (2+ cores), auto only with half a core idle."""
+    from backtest.core import warm
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for mode, load, want in (("0", 0.0, False), ("1", 5.0, True), ("auto", 0.0, True),
+                             ("auto", 1.2, True), ("auto", 1.7, False), ("auto", 3.0, False)):
+        monkeypatch.setenv("CASCADE_PARALLEL_COMPILE", mode)
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert warm.wanted() is want, (mode, load)
+    monkeypatch.delenv("CASCADE_PARALLEL_COMPILE")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert warm.wanted()  # auto is the default
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setenv("CASCADE_PARALLEL_COMPILE", "1")
+    assert not warm.wanted()
+
+
+def test_main_process_waits_for_its_helper_only_briefly(tmp_path, monkeypatch):
+    """A kernel lock held by our own cold-start helper is waited for at most HELPER_WAIT_S (then
+    the main process compiles the kernel itself); without a helper the wait has no bound."""
+    import fcntl
+    import time
+
+    from backtest.core import jit
+
+    path = tmp_path / "k.lock"
+    held = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # the helper compiling the kernel
+    mine = os.open(path, os.O_RDWR)
+    monkeypatch.setattr(jit, "helper_running", lambda: True)
+    monkeypatch.setattr(jit, "_helper_slow", False)
+    t = time.monotonic()
+    assert jit._acquire(mine) is False
+    assert jit.HELPER_WAIT_S <= time.monotonic() - t < jit.HELPER_WAIT_S + 2
+    t = time.monotonic()
+    assert jit._acquire(mine) is False  # once slow, never waited for again
+    assert time.monotonic() - t < jit.HELPER_WAIT_S
+    os.close(held)
+    assert jit._acquire(mine) is True  # free: taken at once
+    os.close(mine)

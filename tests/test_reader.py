@@ -220,6 +220,10 @@ MEM_SCRIPT = textwrap.dedent("""
     import numpy as np
     import psutil
     from backtest.data.reader import open_dataset
+    from backtest.core.merge import gather_events  # the merge's kernel loaded, as in a run
+    from backtest.core.schema import EVENT_COLUMNS
+    cols = [np.zeros(1, dt) for _, dt in EVENT_COLUMNS]
+    gather_events(np.zeros(1, np.int64), *cols, 0, *[np.zeros(1, dt) for _, dt in EVENT_COLUMNS])
     st = open_dataset(sys.argv[1], chunk_rows=int(sys.argv[2]))
     proc = psutil.Process()
     base = proc.memory_info().rss
@@ -266,3 +270,44 @@ def test_bounded_memory_streaming(tmp_path):
     in_memory = n_rows * sum(np.dtype(dt).itemsize for _, dt in EVENT_COLUMNS)  # ~310 MB
     extra = max(r["peak_sampled"], r["hwm"]) - r["base"]
     assert extra < in_memory / 3, (r, extra / 2**20, in_memory / 2**20)
+
+
+# ------------------------------------------------------------------------------ validated once
+def test_files_are_validated_once_and_rechecked_when_changed(tmp_path, monkeypatch):
+    """A file that passed the row checks is remembered by its fingerprint; a changed file (here
+    rewritten with a row going back in time) is checked again and refused with the one-line error."""
+    import backtest.data.reader as reader
+
+    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "ds"
+    path = _write_small_groups(root, "S0", T0 + np.arange(20, dtype=np.int64), rows_per_group=5)
+    (root / "instruments.json").write_text(json.dumps({"version": 1, "instruments": {"S0": dict(
+        type="linear_perpetual", base="S0", quote="USDT", settle="USDT", tick_size=0.1,
+        lot_size=0.001)}}))
+    first, _ = read_all(root, chunk_rows=7)
+    calls = []
+    real = reader.check_batch
+    monkeypatch.setattr(reader, "check_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again, _ = read_all(root, chunk_rows=7)
+    assert calls == [] and all(first[k].tobytes() == again[k].tobytes() for k in first)
+    ts = T0 + np.arange(20, dtype=np.int64)
+    ts[13] = T0 + 2
+    _write_small_groups(root, "S0", ts, rows_per_group=5)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    with pytest.raises(DataError) as e:
+        read_all(root)
+    assert Path(e.value.file) == path and e.value.column == "ts_ns" and e.value.row == 13
+    assert calls
+
+
+def test_read_ahead_keeps_order_and_errors(tmp_path):
+    """The background decode changes nothing: same chunks with and without it, same error."""
+    root = tmp_path / "ds"
+    make_market_dataset(root, 5_000, nsym=2, seed=3)
+    st = open_dataset(root, chunk_rows=333)
+    with_thread = list(st)
+    st.read_ahead = False
+    without = list(st)
+    assert len(with_thread) == len(without)
+    for a, b in zip(with_thread, without):
+        assert all(a[k].tobytes() == b[k].tobytes() for k in a)

@@ -16,9 +16,15 @@ A cold start is also split across processes (warm.py): a kernel compiles under a
 to the numba cache, so that when two processes reach the same kernel, one compiles and saves it
 and the other then loads it from the cache instead of compiling it a second time. Locks are taken
 in call order on an acyclic call graph (kernels never recurse), so two processes cannot deadlock.
+The main process waits for its own cold-start helper at most HELPER_WAIT_S (once: after that it
+never waits for the helper again), then compiles the kernel itself: the helper runs at a lower
+priority and may be descheduled on a busy machine, and waiting for it made cold starts slower
+than one process alone. Two ordinary
+processes (e.g. two runs started together) still wait for each other, so nothing compiles twice.
 """
 import contextlib
 import os
+import time
 
 import numba
 from numba import typeof
@@ -68,6 +74,36 @@ def widening(dispatcher):
     return dispatcher
 
 
+HELPER_WAIT_S = 0.5
+
+
+def helper_running() -> bool:
+    """True while this process's cold-start helper (warm.py) runs; warm.start() replaces it."""
+    return False
+
+
+_helper_slow = False  # our helper once kept us waiting HELPER_WAIT_S: never wait for it again
+
+
+def _acquire(fd: int) -> bool:
+    """Take the lock; while our own helper runs, give up after HELPER_WAIT_S (False), once per
+    process: afterwards a kernel the helper holds is compiled here at once (no wait adds up)."""
+    global _helper_slow
+    if not helper_running():
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + (0.0 if _helper_slow else HELPER_WAIT_S)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                _helper_slow = True
+                return False
+            time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def _compile_lock(dispatcher):
     fd = None
@@ -80,8 +116,9 @@ def _compile_lock(dispatcher):
         except OSError:  # a read-only cache folder: compile unlocked (numba will not cache either)
             fd = None
     try:
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if fd is not None and not _acquire(fd):  # released when the file closes, or the process dies
+            os.close(fd)
+            fd = None  # the helper is slow on this kernel: compile it here too
         yield
     finally:
         if fd is not None:
