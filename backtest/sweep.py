@@ -7,10 +7,15 @@ Layout of a sweep folder::
     SWEEP_DIR/heatmap.png         when exactly two parameters vary
 
 The config id hashes the strategy (class and source), the full parameters, the RunConfig and the
-data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes. The
-first pending run happens in the parent: it compiles the strategy into the numba cache, and the
-workers (spawned, so nothing but a small Task is pickled) only load it; parameters are record
-fields, so no parameter set recompiles. Each worker reads the Parquet files itself (OS page cache).
+data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes.
+
+Pending runs are split into batches (`BatchTask`), each run by one process in one pass over the
+data (backtest/batch.py: one compiled loop, one context and strategy record per parameter set):
+as many batches as processes (--jobs), more when the memory budget caps a batch (--batch-size, or
+batch.batch_size from CASCADE_BATCH_MEMORY_MB). The parent compiles the strategy into the numba
+cache first, then runs the first batch itself while spawned workers (nothing but small Tasks is
+pickled) load the loop and run the others; parameters are record fields, so no set recompiles.
+Ray runs the batches on a cluster the same way.
 """
 from __future__ import annotations
 
@@ -225,6 +230,101 @@ def run_task(task: Task) -> dict:
     return _row(res.manifest, "ran")
 
 
+@dataclass(frozen=True)
+class BatchTask:
+    """Runs of one sweep that one process runs together in one pass over the data."""
+
+    tasks: tuple
+
+    @property
+    def strategy(self) -> str:
+        return self.tasks[0].strategy
+
+
+def run_batch_task(batch: BatchTask, on_row=None) -> list[dict]:
+    """Worker entry: run (or load, when their folders exist) the runs of a batch in one pass;
+    returns their metrics rows in order. A failed set is a "failed" row, as in run_task; an error
+    that every set shares (data, config, compiling) fails them all. `on_row(task, row)` is called
+    as each row is ready (in the parent: progress, and the metric check of the first good run)."""
+    rows: dict[int, dict] = {}
+
+    def put(k: int, row: dict) -> None:
+        rows[k] = row
+        if on_row is not None:
+            on_row(batch.tasks[k], row)
+
+    todo = []
+    for k, t in enumerate(batch.tasks):
+        manifest_path = Path(t.run_dir) / "manifest.json"
+        if manifest_path.is_file():
+            put(k, _row(json.loads(manifest_path.read_text()), "skipped"))
+        else:
+            todo.append(k)
+    if todo:
+        import multiprocessing
+        import warnings
+
+        from .batch import iter_batch
+        from .errors import CascadeWarning
+
+        t0 = batch.tasks[todo[0]]
+        with warnings.catch_warnings():
+            if multiprocessing.parent_process() is not None:  # the parent's batch said it once
+                warnings.simplefilter("ignore", CascadeWarning)
+            it = iter_batch(t0.strategy, t0.data, [batch.tasks[k].params for k in todo],
+                            symbols=t0.symbols, start=t0.start, end=t0.end,
+                            config=RunConfig.from_dict(t0.config),
+                            outs=[batch.tasks[k].run_dir for k in todo])
+            try:
+                while True:
+                    try:
+                        j, res = next(it)
+                    except StopIteration:
+                        break
+                    except CascadeError as e:  # shared by every set of the batch
+                        for k in todo:
+                            if k not in rows:
+                                put(k, {"status": "failed", "error": str(e)})
+                        break
+                    # outside the try: an error of on_row (e.g. an unknown --metric) stops the sweep
+                    put(todo[j], {"status": "failed", "error": str(res)} if isinstance(res, CascadeError)
+                        else _row(res.manifest, "ran"))
+            finally:
+                it.close()  # releases the run folders' locks
+    return [rows[k] for k in range(len(batch.tasks))]
+
+
+def make_batches(tasks: list, parts: int, cap: int) -> list[BatchTask]:
+    """Split `tasks` in order into at least `parts` batches of at most `cap` runs, sizes within
+    one of each other."""
+    if not tasks:
+        return []
+    n = max(1, min(len(tasks), max(parts, math.ceil(len(tasks) / max(cap, 1)))))
+    size, extra = divmod(len(tasks), n)
+    out, at = [], 0
+    for i in range(n):
+        m = size + (i < extra)
+        out.append(BatchTask(tuple(tasks[at:at + m])))
+        at += m
+    return out
+
+
+def _batch_cap(cls, cfg: RunConfig, data, symbols, start, end, n: int) -> int:
+    """Sets per batch that fit the memory budget (backtest/batch.py), from the data's time span."""
+    from .batch import batch_size, estimate_set_bytes
+    from .config import parse_time_ns
+    from .data.coverage import data_time_range
+    from .data.reader import open_dataset
+    from .data.storage import local_dataset
+
+    root = local_dataset(data)
+    lo, hi = data_time_range(root, symbols)
+    s, e = parse_time_ns(start, "start"), parse_time_ns(end, "end")
+    lo, hi = max(lo, s) if s is not None else lo, min(hi, e) if e is not None else hi
+    nsym = len(open_dataset(Path(root), symbols=symbols, start_ns=s, end_ns=e).symbols)
+    return batch_size(n, estimate_set_bytes(cls, cfg, max(hi - lo, 0), nsym))
+
+
 def _row(manifest: dict, status: str) -> dict:
     names = set(TABLE_METRICS) | set(known_metrics(manifest))
     t = manifest.get("timings") or {}
@@ -292,14 +392,17 @@ def run_sweep(*args, **kwargs):
 
 def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
               jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
-              start=None, end=None, config=None, progress=None, heatmap: bool = True) -> SweepResult:
+              start=None, end=None, config=None, progress=None, heatmap: bool = True,
+              batch_size: int = 0) -> SweepResult:
     """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
 
     `grid`: {name: [values] | 'a,b' | 'start:stop:step'}. `progress(done, total, best)` is called
     after each run. KeyboardInterrupt keeps the finished runs (and writes their results table).
+    `batch_size`: most sets run in one pass over the data (0: as many as the memory budget allows;
+    1: one pass per set).
     """
     out = Path(out)
-    _, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
+    cls, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
                            symbols=symbols, start=start, end=end, config=config)
     rows: dict[str, dict] = {}
     state = {"best": None, "checked": False}
@@ -319,8 +422,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     if progress is not None:
         progress(0, len(tasks), "")
     try:
-        # Finished runs first (cheap), then the first pending one in this process: it compiles
-        # the strategy once into the cache that the workers load from.
+        # Finished runs first (cheap), then the pending ones in batches, one pass over the data each
         pending = []
         for t in tasks:
             if (Path(t.run_dir) / "manifest.json").is_file():
@@ -328,8 +430,9 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
             else:
                 pending.append(t)
         if pending:
-            done(pending[0], run_task(pending[0]))
-        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+            _run_batches(cls, pending, done, jobs=jobs, engine=engine, address=address,
+                         batch_size=batch_size, data=data, symbols=symbols, start=start, end=end,
+                         config=config)
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -346,6 +449,46 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
         hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", column_of(metric))
     return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+
+
+def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, batch_size: int, data,
+                 symbols, start, end, config) -> None:
+    """Run the pending tasks in batches: the first in this process (it compiles the loop into
+    the cache first, prints the run's warnings once and checks the metric on its first good
+    run), the others meanwhile in worker processes or on Ray."""
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
+    cap = batch_size or _batch_cap(cls, cfg, data, symbols, start, end, len(pending))
+    procs = jobs or _cpus()  # local: processes at once; Ray: batches (at least)
+    batches = make_batches(pending, procs, cap)
+
+    def done_batch(batch: BatchTask, rows: list[dict]) -> None:
+        for t, row in zip(batch.tasks, rows):
+            done(t, row)
+
+    def first() -> None:
+        run_batch_task(batches[0], on_row=done)
+
+    if len(batches) == 1 or (engine == "local" and procs <= 1):
+        for b in batches:
+            run_batch_task(b, on_row=done)
+        return
+    _compile_first(cls, cfg)
+    if engine == "local":  # this process runs one batch while procs - 1 workers run the rest
+        _map(batches[1:], done_batch, jobs=procs - 1, engine=engine, address=address,
+             worker=run_batch_task, in_parent=first)
+    else:
+        first()
+        _map(batches[1:], done_batch, jobs=jobs, engine=engine, address=address, worker=run_batch_task)
+
+
+def _compile_first(cls, cfg: RunConfig) -> None:
+    """Compile (or load) the loop here, so that workers started next only load it from the cache."""
+    from .batch import compile_loop
+
+    try:
+        compile_loop(cls)
+    except CascadeError:
+        pass  # every batch then reports it as its sets' error, as a run would
 
 
 def _exit_if_worker_bootstrap() -> None:
@@ -406,18 +549,22 @@ def _rank(rows: list[dict], metric: str):
         "rank", *[c for c in df.columns])
 
 
-def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None) -> None:
+def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None,
+         in_parent=None) -> None:
     """Run `worker(task)` (default: run_task) for each task, locally or on Ray, calling
-    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.scenarios.run)."""
+    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.scenarios.run).
+    `in_parent()`, when given, runs in this process once the workers have their tasks."""
     worker = worker or run_task
     if not tasks:
+        if in_parent is not None:
+            in_parent()
         return
     if engine == "ray":
         return _map_ray(tasks, done, address, worker)
     if engine != "local":
         raise ConfigError(f"--engine: expected 'local' or 'ray', got {shown(engine)}")
     jobs = jobs or _cpus()
-    if jobs <= 1:
+    if jobs <= 1 and in_parent is None:
         for t in tasks:
             done(t, worker(t))
         return
@@ -434,6 +581,8 @@ def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, work
     try:
         with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
             futures = {ex.submit(worker, t): t for t in tasks}
+        if in_parent is not None:
+            in_parent()
         for f in as_completed(futures):
             try:
                 row = f.result()
