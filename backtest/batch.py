@@ -103,28 +103,31 @@ class _Set:
 
 
 def run_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
-              config=None, outs: list | None = None, progress=None) -> list:
+              config=None, outs: list | None = None, progress=None, threads: int = 1) -> list:
     """Run every parameter set of `params_list` in one pass over `data`.
 
     Returns, in order, a Result (saved to `outs[k]` when given) or the CascadeError that set
-    failed with. Errors that every set would share raise, as engine.run raises them."""
+    failed with. Errors that every set would share raise, as engine.run raises them. `threads`:
+    the sets of each chunk are shared among this many threads (the compiled loop releases the
+    GIL; each thread has its own output buffers); the results do not depend on it."""
     out = [None] * len(params_list)
     for k, r in iter_batch(strategy, data, params_list, symbols=symbols, start=start, end=end,
-                           config=config, outs=outs, progress=progress):
+                           config=config, outs=outs, progress=progress, threads=threads):
         out[k] = r
     return out
 
 
 def iter_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
-               config=None, outs: list | None = None, progress=None) -> Iterator[tuple[int, object]]:
+               config=None, outs: list | None = None, progress=None,
+               threads: int = 1) -> Iterator[tuple[int, object]]:
     """Like run_batch, yielding (k, Result or CascadeError) as each set's Result is built, so that
     a caller can keep one set's tables in memory at a time."""
     with contextlib.ExitStack() as locks:
         yield from _iter_batch(strategy, data, params_list, symbols, start, end, config, outs,
-                               progress, locks)
+                               progress, threads, locks)
 
 
-def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, locks):
+def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, threads, locks):
     import numba
 
     from . import engine as E
@@ -203,6 +206,45 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     compile_s = time.perf_counter() - t0
 
     # --- one pass over the data ---------------------------------------------------------------
+    def step(st: _Set, chunk: dict, events: int, first: bool) -> int:
+        """Run one set over a chunk (engine._run's chunk step); returns where its bar rows start."""
+        t = time.perf_counter()
+        if first:
+            E._align_first(st.c, int(chunk["ts_ns"][0]))
+        st.c.idx_base = events
+        n_bars = len(st.bufs.out["bars"])
+        i = 0
+        try:
+            while True:
+                status, i = E._call(loop, chunk, i, st.c, st.s, st.bufs)
+                if status == RunStatus.BUFFER_FULL:
+                    st.bufs.drain(st.c)
+                    continue
+                break
+        except Exception as e:  # an exception raised by this set's strategy hook
+            st.error = E._hook_error(cls, e, st.c, chunk, syms)
+            st.error.__cause__ = e
+        else:
+            st.bufs.drain(st.c)
+        st.own_s += time.perf_counter() - t
+        return n_bars
+
+    def group_step(group: list[_Set], chunk: dict, events: int, first: bool) -> list[int]:
+        return [step(st, chunk, events, first) for st in group]
+
+    threads = max(1, min(threads, len(live))) if jit else 1  # the loop releases the GIL
+    groups = [live[g::threads] for g in range(threads)]
+    for g, group in enumerate(groups[1:], 1):  # each thread its own output buffers
+        own = E._Buffers.new(E.BUFFER_ROWS, jit)
+        for st in group:
+            st.bufs.fills, st.bufs.equity, st.bufs.bars = own.fills, own.equity, own.bars
+            st.bufs.funding, st.bufs.liqs, st.bufs.loans = own.funding, own.liqs, own.loans
+    pool = None
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = locks.enter_context(ThreadPoolExecutor(threads - 1, thread_name_prefix="cascade-batch"))
+
     t1 = time.perf_counter()
     events, last_ts = 0, None
     for chunk in stream:
@@ -211,27 +253,19 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             break
         if n == 0:
             continue
+        first = last_ts is None
+        groups = [[st for st in group if st.error is None] for group in groups]
+        futures = [pool.submit(group_step, g, chunk, events, first) for g in groups[1:]] if pool else []
+        starts = group_step(groups[0], chunk, events, first)
+        starts = dict(zip((id(st) for st in groups[0]), starts))
+        for g, f in zip(groups[1:], futures):
+            starts.update(zip((id(st) for st in g), f.result()))
         leader = None  # the first synced set of this chunk computes the bar aggregates
-        for st in live:
-            ts_set = time.perf_counter()
-            if last_ts is None:
-                E._align_first(st.c, int(chunk["ts_ns"][0]))
-            st.c.idx_base = events
-            n_bars = len(st.bufs.out["bars"])
-            i = 0
-            try:
-                while True:
-                    status, i = E._call(loop, chunk, i, st.c, st.s, st.bufs)
-                    if status == RunStatus.BUFFER_FULL:
-                        st.bufs.drain(st.c)
-                        continue
-                    break
-            except Exception as e:  # an exception raised by this set's strategy hook
-                st.error = E._hook_error(cls, e, st.c, chunk, syms)
-                st.error.__cause__ = e
+        for st in live:  # in set order, whichever thread ran it
+            if st.error is not None:
                 continue
-            st.bufs.drain(st.c)
-            rows = st.bufs.out["bars"][n_bars:]
+            t = time.perf_counter()
+            rows = st.bufs.out["bars"][starts[id(st)]:]
             if st.synced and leader is not None and _same_keys(leader[1], rows):
                 _copy_ohlv(leader[1], rows)
                 st.bars.carry = leader[0].bars.carry
@@ -241,7 +275,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
                 st.bars.chunk(chunk, rows)
                 if st.synced and leader is None:
                     leader = (st, rows)
-            st.own_s += time.perf_counter() - ts_set
+            st.own_s += time.perf_counter() - t
         live = [st for st in live if st.error is None]
         events += n
         last_ts = int(chunk["ts_ns"][-1])

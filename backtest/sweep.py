@@ -10,16 +10,19 @@ The config id hashes the strategy (class and source), the full parameters, the R
 data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes.
 
 Pending runs are split into batches (`BatchTask`), each run by one process in one pass over the
-data (backtest/batch.py: one compiled loop, one context and strategy record per parameter set):
-as many batches as processes (--jobs), more when the memory budget caps a batch (--batch-size, or
-batch.batch_size from CASCADE_BATCH_MEMORY_MB). The parent compiles the strategy into the numba
-cache first, then runs the first batch itself while spawned workers (nothing but small Tasks is
-pickled) load the loop and run the others; parameters are record fields, so no set recompiles.
-Ray runs the batches on a cluster the same way.
+data (backtest/batch.py: one compiled loop, one context and strategy record per parameter set).
+Locally there are as few batches as the memory budget allows (--batch-size, or batch.batch_size
+from CASCADE_BATCH_MEMORY_MB), run by up to --jobs processes; a process with cores to spare shares
+its sets among threads (the loop releases the GIL), which beats a second process re-reading the
+data (benchmarks/README.md). With several batches the parent compiles the strategy into the
+numba cache first, then runs the first batch itself while spawned workers (nothing but small
+Tasks is pickled) load the loop and run the others; parameters are record fields, so no set
+recompiles. Ray gets at least --jobs (default: CPUs) batches.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -235,6 +238,7 @@ class BatchTask:
     """Runs of one sweep that one process runs together in one pass over the data."""
 
     tasks: tuple
+    threads: int = 1  # threads sharing the sets of each chunk (backtest/batch.py)
 
     @property
     def strategy(self) -> str:
@@ -274,7 +278,7 @@ def run_batch_task(batch: BatchTask, on_row=None) -> list[dict]:
             it = iter_batch(t0.strategy, t0.data, [batch.tasks[k].params for k in todo],
                             symbols=t0.symbols, start=t0.start, end=t0.end,
                             config=RunConfig.from_dict(t0.config),
-                            outs=[batch.tasks[k].run_dir for k in todo])
+                            outs=[batch.tasks[k].run_dir for k in todo], threads=batch.threads)
             try:
                 while True:
                     try:
@@ -458,8 +462,15 @@ def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, b
     run), the others meanwhile in worker processes or on Ray."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cap = batch_size or _batch_cap(cls, cfg, data, symbols, start, end, len(pending))
-    procs = jobs or _cpus()  # local: processes at once; Ray: batches (at least)
-    batches = make_batches(pending, procs, cap)
+    procs = jobs or _cpus()
+    if engine == "local":
+        # as few batches as memory allows (each pays one pass over the data), run by up to
+        # `procs` processes; a process with cores to spare shares its batch among threads
+        batches = make_batches(pending, 1, cap)
+        threads = max(1, procs // min(procs, len(batches)))
+        batches = [dataclasses.replace(b, threads=threads) for b in batches]
+    else:  # Ray: at least `procs` batches, spread over the cluster
+        batches = make_batches(pending, procs, cap)
 
     def done_batch(batch: BatchTask, rows: list[dict]) -> None:
         for t, row in zip(batch.tasks, rows):

@@ -63,8 +63,9 @@ def assert_same_run(a, b) -> None:
     assert core(a.manifest) == core(b.manifest)
 
 
-@pytest.mark.parametrize("seed, chunk_rows, buffer_rows", [(1, 4_999, 8_192), (2, 1 << 20, 1 << 16)])
-def test_batch_equals_each_set_alone(dataset, monkeypatch, seed, chunk_rows, buffer_rows):
+@pytest.mark.parametrize("seed, chunk_rows, buffer_rows, threads",
+                         [(1, 4_999, 8_192, 2), (2, 1 << 20, 1 << 16, 1)])
+def test_batch_equals_each_set_alone(dataset, monkeypatch, seed, chunk_rows, buffer_rows, threads):
     root, symbols = dataset
     grid = random_grid(seed, 5)
     alone = [bt.run(Reference, root, params=p, symbols=symbols, config=CFG) for p in grid]
@@ -72,7 +73,8 @@ def test_batch_equals_each_set_alone(dataset, monkeypatch, seed, chunk_rows, buf
     assert sum(r.fills.height for r in alone) > 10
     # other chunk and buffer boundaries than the runs alone: buffers drain mid-chunk
     monkeypatch.setattr(engine, "BUFFER_ROWS", buffer_rows)
-    batch = run_batch(Reference, root, grid, symbols=symbols, config={**CFG, "chunk_rows": chunk_rows})
+    batch = run_batch(Reference, root, grid, symbols=symbols, config={**CFG, "chunk_rows": chunk_rows},
+                      threads=threads)
     for a, b in zip(alone, batch):
         assert_same_run(a, b)
     assert all(r.bars.height > 8_192 for r in batch)  # more rows than the small buffer holds
@@ -169,12 +171,14 @@ def test_batch_equals_alone_without_jit(tmp_path):
 
 @pytest.mark.slow  # spawns a worker process
 def test_sweep_batches_across_processes_equal_one_process(dataset, tmp_path):
+    """jobs=2 with two batches: one in this process, one in a worker; the same table and runs as
+    one process running one batch."""
     root, symbols = dataset
     grid = {"entry": [61000.0, 62000.0, 63000.0], "stop": [59500.0, 60500.0]}
     one = run_sweep(Reference, root, grid, out=tmp_path / "one", jobs=1, symbols=symbols,
                     params={"sym": "S0"}, config=CFG)
     two = run_sweep(Reference, root, grid, out=tmp_path / "two", jobs=2, symbols=symbols,
-                    params={"sym": "S0"}, config=CFG)
+                    params={"sym": "S0"}, config=CFG, batch_size=3)  # two batches: two processes
     assert (two.ran, two.failed) == (6, 0)
     cols = ["config_id", "rank", "return_pct", "final_equity", "trades"]
     assert one.table.select(cols).equals(two.table.select(cols))
