@@ -7,9 +7,9 @@ engine.run's, so each set's Result is bit-identical to running it alone (tests/t
 results never depend on where chunks or output buffers end (tests/test_determinism.py).
 
 What the sets share instead of repeating it N times:
-- reading, decoding and merging the data (the bulk of a run: the loop is a few % of it);
+- reading, decoding and merging the data (most of a run alone: the loop is a small part of it);
 - compiling (or loading) the loop, and the checks and warnings of the run;
-- the output buffers: one set of them, drained into the set's own lists after every call;
+- the output buffers: one set per thread, drained into the set's own lists after every call;
 - the open/high/low/volume of the bar rows (backtest/bars.py): they depend only on the chunk's
   trades and the row times, which are the sample times of the shared config, so one set computes
   them and the others copy them while their row keys (time, symbol) match; a set whose rows ever
@@ -18,9 +18,13 @@ What the sets share instead of repeating it N times:
 A set that fails (bad parameters, a hook that raises, a locked output folder) is reported as its
 error and the others carry on; a failure every set would share (data, config, compiling) raises.
 
+Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
+(fixed groups, each with its own output buffers); the bar step then runs in set order.
+
 Memory: one set costs its context record (~1.5 MB), its strategy record and its output rows
 (equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
 (CASCADE_BATCH_MEMORY_MB, default 1024 MB per process) so that many sets never exhaust memory.
+Apart from it: one data chunk, and one set of output buffers (~34 MB) per thread.
 """
 from __future__ import annotations
 
@@ -67,20 +71,26 @@ def compile_loop(cls) -> None:
     import numba
 
     from . import engine as E
-    from .core.schema import EVENT_COLUMNS, new_context
+    from .core.schema import new_context
     from .plugins.codegen import build_loop
 
-    jit = not numba.config.DISABLE_JIT
-    if not jit:
+    if numba.config.DISABLE_JIT:
         return  # nothing to compile
-    loop = build_loop(cls)
-    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
     c, s = new_context(), np.zeros(1, dtype=cls.dtype).view(np.recarray)
+    _first_call(cls, build_loop(cls), c[0], s[0], E._Buffers.new(E.BUFFER_ROWS, True))
+
+
+def _first_call(cls, loop, c, s, bufs) -> None:
+    """engine.run's first call: compiles (or loads from cache) without running an event."""
+    from . import engine as E
+    from .core.schema import EVENT_COLUMNS
+
+    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
     try:
-        E._call(loop, empty, 0, c[0], s[0], E._Buffers.new(E.BUFFER_ROWS, jit))
+        E._call(loop, empty, 0, c, s, bufs)
     except CascadeError:
         raise
-    except Exception as e:  # numba's typing/lowering errors
+    except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
         raise E._compile_error(cls, e) from None
 
 
@@ -134,7 +144,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .atomic import output_lock
     from .bars import BarFiller
     from .config import RunConfig, parse_time_ns
-    from .core.schema import EVENT_COLUMNS, RunStatus, new_context
+    from .core.schema import RunStatus, new_context
     from .data.coverage import check_time_range, no_data_error
     from .data.reader import open_dataset
     from .data.storage import local_dataset
@@ -195,14 +205,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     t0 = time.perf_counter()
     loop = build_loop(cls)
     if live:
-        empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
-        probe = live[0]
-        try:
-            E._call(loop, empty, 0, probe.c, probe.s, probe.bufs)  # compiles or loads, runs no event
-        except CascadeError:
-            raise
-        except Exception as e:  # numba's typing/lowering errors
-            raise E._compile_error(cls, e) from None
+        _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs)
     compile_s = time.perf_counter() - t0
 
     # --- one pass over the data ---------------------------------------------------------------

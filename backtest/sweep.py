@@ -483,13 +483,15 @@ def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, b
         for b in batches:
             run_batch_task(b, on_row=done)
         return
-    _compile_first(cls, cfg)
-    if engine == "local":  # this process runs one batch while procs - 1 workers run the rest
+    if engine == "local" and len(batches) <= procs:
+        # this process runs one batch while procs - 1 workers run the others
+        _compile_first(cls, cfg)
         _map(batches[1:], done_batch, jobs=procs - 1, engine=engine, address=address,
              worker=run_batch_task, in_parent=first)
-    else:
+    else:  # the first batch here (it compiles), then the others on all processes or on Ray
         first()
-        _map(batches[1:], done_batch, jobs=jobs, engine=engine, address=address, worker=run_batch_task)
+        _map(batches[1:], done_batch, jobs=procs if engine == "local" else jobs, engine=engine,
+             address=address, worker=run_batch_task)
 
 
 def _compile_first(cls, cfg: RunConfig) -> None:
