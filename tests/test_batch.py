@@ -85,7 +85,8 @@ def test_failing_set_keeps_the_others(dataset, tmp_path):
     grid = [{"every": 400}, {"every": 300, "fail_at": 2_000}, {"every": 700}, {"evry": 3},
             {"every": 250}]
     outs = [tmp_path / f"r{k}" for k in range(len(grid))]
-    batch = run_batch(FRAGILE, root, grid, symbols=symbols, config={**CFG, "chunk_rows": 7_000}, outs=outs)
+    batch = run_batch(FRAGILE, root, grid, symbols=symbols, config={**CFG, "chunk_rows": 7_000}, outs=outs,
+                      threads=2)  # the hook raises in a thread that runs other sets too
     assert isinstance(batch[1], StrategyError) and "fails on purpose" in str(batch[1])
     assert "batch_strategies.py" in str(batch[1]) and "event" in str(batch[1])
     assert isinstance(batch[3], ConfigError) and "every" in str(batch[3])  # did you mean
