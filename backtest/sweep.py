@@ -245,11 +245,12 @@ class BatchTask:
         return self.tasks[0].strategy
 
 
-def run_batch_task(batch: BatchTask, on_row=None) -> list[dict]:
+def run_batch_task(batch: BatchTask, on_row=None, on_events=None) -> list[dict]:
     """Worker entry: run (or load, when their folders exist) the runs of a batch in one pass;
     returns their metrics rows in order. A failed set is a "failed" row, as in run_task; an error
     that every set shares (data, config, compiling) fails them all. `on_row(task, row)` is called
-    as each row is ready (in the parent: progress, and the metric check of the first good run)."""
+    as each row is ready (in the parent: progress, and the metric check of the first good run);
+    `on_events(events_done, label)` after each chunk of the pass."""
     rows: dict[int, dict] = {}
 
     def put(k: int, row: dict) -> None:
@@ -278,7 +279,8 @@ def run_batch_task(batch: BatchTask, on_row=None) -> list[dict]:
             it = iter_batch(t0.strategy, t0.data, [batch.tasks[k].params for k in todo],
                             symbols=t0.symbols, start=t0.start, end=t0.end,
                             config=RunConfig.from_dict(t0.config),
-                            outs=[batch.tasks[k].run_dir for k in todo], threads=batch.threads)
+                            outs=[batch.tasks[k].run_dir for k in todo], threads=batch.threads,
+                            progress=on_events)
             try:
                 while True:
                     try:
@@ -409,7 +411,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     cls, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
                            symbols=symbols, start=start, end=end, config=config)
     rows: dict[str, dict] = {}
-    state = {"best": None, "checked": False}
+    state = {"best": None, "checked": False, "shown": 0.0}  # shown: never move the bar back
 
     def done(task: Task, row: dict) -> None:
         if not state["checked"] and row["status"] != "failed":  # the first good run lists the metrics
@@ -421,7 +423,12 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
             state["best"] = (s, f"{column_of(metric)}={rows[task.config_id][column_of(metric)]:.4g} "
                                 + " ".join(f"{k}={task.params[k]}" for k in swept))
         if progress is not None:
-            progress(len(rows), len(tasks), state["best"][1] if state["best"] else "")
+            state["shown"] = max(state["shown"], len(rows))
+            progress(state["shown"], len(tasks), state["best"][1] if state["best"] else "")
+
+    def partial(runs: float) -> None:  # a batch in this process, part of the way through its pass
+        state["shown"] = max(state["shown"], len(rows) + runs)
+        progress(state["shown"], len(tasks), state["best"][1] if state["best"] else "")
 
     if progress is not None:
         progress(0, len(tasks), "")
@@ -436,7 +443,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
         if pending:
             _run_batches(cls, pending, done, jobs=jobs, engine=engine, address=address,
                          batch_size=batch_size, data=data, symbols=symbols, start=start, end=end,
-                         config=config)
+                         config=config, partial=partial if progress is not None else None)
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -456,10 +463,11 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
 
 
 def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, batch_size: int, data,
-                 symbols, start, end, config) -> None:
+                 symbols, start, end, config, partial=None) -> None:
     """Run the pending tasks in batches: the first in this process (it compiles the loop into
     the cache first, prints the run's warnings once and checks the metric on its first good
-    run), the others meanwhile in worker processes or on Ray."""
+    run), the others meanwhile in worker processes or on Ray. `partial(runs)` shows how far a
+    batch in this process is through its pass, in runs (its sets finish together at the end)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cap = batch_size or _batch_cap(cls, cfg, data, symbols, start, end, len(pending))
     procs = jobs or _cpus()
@@ -476,12 +484,24 @@ def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, b
         for t, row in zip(batch.tasks, rows):
             done(t, row)
 
+    total = None
+    if partial is not None:
+        from .progress import estimate_events
+
+        total = estimate_events(data, symbols, start, end)
+
+    def here(batch: BatchTask) -> None:
+        def on_events(events: int, _label: str = "") -> None:
+            partial(0.99 * len(batch.tasks) * min(events / total, 1.0))
+
+        run_batch_task(batch, on_row=done, on_events=on_events if total else None)
+
     def first() -> None:
-        run_batch_task(batches[0], on_row=done)
+        here(batches[0])
 
     if len(batches) == 1 or (engine == "local" and procs <= 1):
         for b in batches:
-            run_batch_task(b, on_row=done)
+            here(b)
         return
     if engine == "local" and len(batches) <= procs:
         # this process runs one batch while procs - 1 workers run the others

@@ -56,7 +56,7 @@ def test_sigkill_of_a_sweep_ends_its_workers_and_its_stdout(dataset, tmp_path, v
     grid = ",".join(str(61_000 + 100 * i) for i in range(12))
     p = subprocess.Popen([*BACKTEST, "sweep", "reference", "-p", "sym=S0", "--data", str(dataset),
                           "--out", str(tmp_path / "sw"), "--grid", f"entry={grid}", "--jobs", "2",
-                          "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "--batch-size", "6", "--quiet", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=_env(), start_new_session=True)
     root = psutil.Process(p.pid)
     try:
