@@ -126,16 +126,20 @@ def test_sweep_in_batches_reports_a_failed_set(dataset, tmp_path):
     """A sweep whose second set raises: that row is 'failed' with the hook's error, the others ran
     and equal their runs alone; the batch (batch_size 3) ran 3 sets in one pass."""
     root, symbols = dataset
+    shown, cfg = [], {**CFG, "chunk_rows": 5_000}
     res = run_sweep(FRAGILE, root, {"every": [300, 400], "fail_at": [0, 1_500]}, out=tmp_path / "sw",
-                    jobs=1, symbols=symbols, config=CFG, batch_size=3)
+                    jobs=1, symbols=symbols, config=cfg, batch_size=3,
+                    progress=lambda done, total, best: shown.append(done))
     assert (res.ran, res.failed) == (2, 2)
+    # the bar moves during a batch's pass (chunk by chunk), never backwards, and ends full
+    assert shown == sorted(shown) and shown[-1] == 4 and any(0 < x < 1 for x in shown)
     failed = res.table.filter(pl.col("status") == "failed")
     assert all("fails on purpose" in e for e in failed["error"])
     for row in res.table.filter(pl.col("status") == "ran").iter_rows(named=True):
         alone = bt.run(FRAGILE, root, params=json.loads(row["params"]), symbols=symbols, config=CFG)
         assert_same_run(alone, bt.Result.load(row["run_dir"]))
     again = run_sweep(FRAGILE, root, {"every": [300, 400], "fail_at": [0, 1_500]}, out=tmp_path / "sw",
-                      jobs=1, symbols=symbols, config=CFG)
+                      jobs=1, symbols=symbols, config=cfg)
     assert (again.ran, again.skipped, again.failed) == (0, 2, 2)  # failed sets are retried, fail again
 
 
