@@ -7,7 +7,7 @@ folder only ever exists on the driver, and a run folder appears whole or not at 
 
 What the nodes need, and where they get it:
 - **data**: an ``s3://`` dataset, which each node reads from the bucket into its own read cache
-  (`data/storage.py`; the driver passes its endpoint and region). A local dataset path works only
+  (`backtest/data/storage.py`; the driver passes its endpoint and region). A local dataset path works only
   when every node sees it at the same path (a shared filesystem).
 - **the strategy**: bundled and installed strategies (`name`, `module:Class`) are imported on the
   node. A strategy file is shipped by Ray with the job (`runtime_env` working_dir = the file's
@@ -39,17 +39,25 @@ def runtime_env(spec: str) -> dict:
     return {"working_dir": str(f.resolve().parent)} if f is not None else {}
 
 
-def run_on_node(worker, task) -> dict:
-    """`worker(task)` on a cluster node: into a node-local folder; the run's files come back in the
-    row (under RUN_FILES) for `land` to write on the driver."""
+def run_on_node(worker, task):
+    """`worker(task)` on a cluster node, for a sweep Task or a BatchTask (several runs in one pass):
+    each run into a node-local folder; the runs' files come back in their rows (under RUN_FILES)
+    for `land` to write on the driver."""
+    batch = hasattr(task, "tasks")
+    runs = task.tasks if batch else (task,)
     with tempfile.TemporaryDirectory(prefix="cascade-node-") as tmp:
-        run_dir = Path(tmp) / "run"
-        local = dataclasses.replace(task, run_dir=str(run_dir), strategy=_node_spec(task.strategy))
-        row = worker(local)
-        if (run_dir / "manifest.json").is_file():
-            row = {**row, RUN_FILES: {p.relative_to(run_dir).as_posix(): p.read_bytes()
-                                      for p in sorted(run_dir.rglob("*")) if p.is_file()}}
-    return row
+        local = tuple(dataclasses.replace(t, run_dir=str(Path(tmp) / f"run{k}"), strategy=_node_spec(t.strategy))
+                      for k, t in enumerate(runs))
+        out = worker(dataclasses.replace(task, tasks=local) if batch else local[0])
+        rows = [_with_files(row, Path(t.run_dir)) for t, row in zip(local, out if batch else [out])]
+    return rows if batch else rows[0]
+
+
+def _with_files(row: dict, run_dir: Path) -> dict:
+    if not (run_dir / "manifest.json").is_file():
+        return row
+    return {**row, RUN_FILES: {p.relative_to(run_dir).as_posix(): p.read_bytes()
+                               for p in sorted(run_dir.rglob("*")) if p.is_file()}}
 
 
 def _node_spec(spec: str) -> str:
@@ -65,8 +73,15 @@ def _node_spec(spec: str) -> str:
     return f"{name}:{spec.partition(':')[2]}"
 
 
-def land(task, row: dict) -> dict:
-    """Write a run folder a node sent back to `task.run_dir` (atomically); the row without it."""
+def land(task, result):
+    """Write the run folders a node sent back (for a Task its row, for a BatchTask its rows) to
+    their `run_dir` on the driver, atomically; returns the row(s) without the files."""
+    if hasattr(task, "tasks"):
+        return [_land(t, row) for t, row in zip(task.tasks, result)]
+    return _land(task, result)
+
+
+def _land(task, row: dict) -> dict:
     files = row.get(RUN_FILES)
     if files is None:
         return row

@@ -10,7 +10,7 @@
     [params]        entry = 62000
     [execution]     latency = "5ms"
     [margin]        mode = "isolated"
-    [sweep]         metric = "return", random = 0, seed = 0, jobs = 2, engine = "local"
+    [sweep]         metric = "return", random = 0, seed = 0, jobs = 2, engine = "local", batch_size = 0
     [sweep.grid]    entry = [61000, 62000], stop = "59000:61000:500"
     [walk_forward]  train = "1d", test = "12h", step = "12h"
 
@@ -30,7 +30,7 @@ from .errors import ConfigError, shown
 # Top-level keys that say *what* to run; everything else belongs to RunConfig.
 SPEC_KEYS = ("strategy", "data", "symbols", "start", "end", "out", "params", "sweep", "walk_forward")
 SWEEP_KEYS = {"grid": {}, "random": 0, "seed": 0, "metric": "return", "jobs": 0, "engine": "local",
-              "address": None}
+              "address": None, "batch_size": 0}
 WALK_FORWARD_KEYS = {"train": None, "test": None, "step": None}
 
 
@@ -173,7 +173,7 @@ def _section(name: str, raw, defaults: dict) -> dict:
 def _check_sweep(s: dict) -> None:
     if not isinstance(s["grid"], dict):
         raise ConfigError(f"sweep.grid: expected a table of parameter values, got {shown(s['grid'])}")
-    for k in ("random", "seed", "jobs"):
+    for k in ("random", "seed", "jobs", "batch_size"):
         if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 0:
             raise ConfigError(f"sweep.{k}: expected an integer >= 0, got {shown(s[k])}")
     if s["engine"] not in ("local", "ray"):

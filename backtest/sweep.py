@@ -7,14 +7,22 @@ Layout of a sweep folder::
     SWEEP_DIR/heatmap.png         when exactly two parameters vary
 
 The config id hashes the strategy (class and source), the full parameters, the RunConfig and the
-data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes. The
-first pending run happens in the parent: it compiles the strategy into the numba cache, and the
-workers (spawned, so nothing but a small Task is pickled) only load it; parameters are record
-fields, so no parameter set recompiles. Each worker reads the Parquet files itself (OS page cache).
+data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes.
+
+Pending runs are split into batches (`BatchTask`), each run by one process in one pass over the
+data (backtest/batch.py: one compiled loop, one context and strategy record per parameter set).
+Locally there are as few batches as the memory budget allows (--batch-size, or batch.batch_size
+from CASCADE_BATCH_MEMORY_MB), run by up to --jobs processes; a process with cores to spare shares
+its sets among threads (the loop releases the GIL), which beats a second process re-reading the
+data (benchmarks/README.md). With several batches the parent compiles the strategy into the
+numba cache first, then runs the first batch itself while spawned workers (nothing but small
+Tasks is pickled) load the loop and run the others; parameters are record fields, so no set
+recompiles. Ray gets at least --jobs (default: CPUs) batches.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -225,6 +233,104 @@ def run_task(task: Task) -> dict:
     return _row(res.manifest, "ran")
 
 
+@dataclass(frozen=True)
+class BatchTask:
+    """Runs of one sweep that one process runs together in one pass over the data."""
+
+    tasks: tuple
+    threads: int = 1  # threads sharing the sets of each chunk (backtest/batch.py)
+
+    @property
+    def strategy(self) -> str:
+        return self.tasks[0].strategy
+
+
+def run_batch_task(batch: BatchTask, on_row=None, on_events=None) -> list[dict]:
+    """Worker entry: run (or load, when their folders exist) the runs of a batch in one pass;
+    returns their metrics rows in order. A failed set is a "failed" row, as in run_task; an error
+    that every set shares (data, config, compiling) fails them all. `on_row(task, row)` is called
+    as each row is ready (in the parent: progress, and the metric check of the first good run);
+    `on_events(events_done, label)` after each chunk of the pass."""
+    rows: dict[int, dict] = {}
+
+    def put(k: int, row: dict) -> None:
+        rows[k] = row
+        if on_row is not None:
+            on_row(batch.tasks[k], row)
+
+    todo = []
+    for k, t in enumerate(batch.tasks):
+        manifest_path = Path(t.run_dir) / "manifest.json"
+        if manifest_path.is_file():
+            put(k, _row(json.loads(manifest_path.read_text()), "skipped"))
+        else:
+            todo.append(k)
+    if todo:
+        import multiprocessing
+        import warnings
+
+        from .batch import iter_batch
+        from .errors import CascadeWarning
+
+        t0 = batch.tasks[todo[0]]
+        with warnings.catch_warnings():
+            if multiprocessing.parent_process() is not None:  # the parent's batch said it once
+                warnings.simplefilter("ignore", CascadeWarning)
+            it = iter_batch(t0.strategy, t0.data, [batch.tasks[k].params for k in todo],
+                            symbols=t0.symbols, start=t0.start, end=t0.end,
+                            config=RunConfig.from_dict(t0.config),
+                            outs=[batch.tasks[k].run_dir for k in todo], threads=batch.threads,
+                            progress=on_events)
+            try:
+                while True:
+                    try:
+                        j, res = next(it)
+                    except StopIteration:
+                        break
+                    except CascadeError as e:  # shared by every set of the batch
+                        for k in todo:
+                            if k not in rows:
+                                put(k, {"status": "failed", "error": str(e)})
+                        break
+                    # outside the try: an error of on_row (e.g. an unknown --metric) stops the sweep
+                    put(todo[j], {"status": "failed", "error": str(res)} if isinstance(res, CascadeError)
+                        else _row(res.manifest, "ran"))
+            finally:
+                it.close()  # releases the run folders' locks
+    return [rows[k] for k in range(len(batch.tasks))]
+
+
+def make_batches(tasks: list, parts: int, cap: int) -> list[BatchTask]:
+    """Split `tasks` in order into at least `parts` batches of at most `cap` runs, sizes within
+    one of each other."""
+    if not tasks:
+        return []
+    n = max(1, min(len(tasks), max(parts, math.ceil(len(tasks) / max(cap, 1)))))
+    size, extra = divmod(len(tasks), n)
+    out, at = [], 0
+    for i in range(n):
+        m = size + (i < extra)
+        out.append(BatchTask(tuple(tasks[at:at + m])))
+        at += m
+    return out
+
+
+def _batch_cap(cls, cfg: RunConfig, data, symbols, start, end, n: int) -> int:
+    """Sets per batch that fit the memory budget (backtest/batch.py), from the data's time span."""
+    from .batch import batch_size, estimate_set_bytes
+    from .config import parse_time_ns
+    from .data.coverage import data_time_range
+    from .data.reader import open_dataset
+    from .data.storage import local_dataset
+
+    root = local_dataset(data)
+    lo, hi = data_time_range(root, symbols)
+    s, e = parse_time_ns(start, "start"), parse_time_ns(end, "end")
+    lo, hi = max(lo, s) if s is not None else lo, min(hi, e) if e is not None else hi
+    nsym = len(open_dataset(Path(root), symbols=symbols, start_ns=s, end_ns=e).symbols)
+    return batch_size(n, estimate_set_bytes(cls, cfg, max(hi - lo, 0), nsym))
+
+
 def _row(manifest: dict, status: str) -> dict:
     names = set(TABLE_METRICS) | set(known_metrics(manifest))
     t = manifest.get("timings") or {}
@@ -292,17 +398,20 @@ def run_sweep(*args, **kwargs):
 
 def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
               jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
-              start=None, end=None, config=None, progress=None, heatmap: bool = True) -> SweepResult:
+              start=None, end=None, config=None, progress=None, heatmap: bool = True,
+              batch_size: int = 0) -> SweepResult:
     """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
 
     `grid`: {name: [values] | 'a,b' | 'start:stop:step'}. `progress(done, total, best)` is called
     after each run. KeyboardInterrupt keeps the finished runs (and writes their results table).
+    `batch_size`: most sets run in one pass over the data (0: as many as the memory budget allows;
+    1: one pass per set).
     """
     out = Path(out)
-    _, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
+    cls, tasks, swept = plan(strategy, data, grid, out=out, random=random, seed=seed, params=params,
                            symbols=symbols, start=start, end=end, config=config)
     rows: dict[str, dict] = {}
-    state = {"best": None, "checked": False}
+    state = {"best": None, "checked": False, "shown": 0.0}  # shown: never move the bar back
 
     def done(task: Task, row: dict) -> None:
         if not state["checked"] and row["status"] != "failed":  # the first good run lists the metrics
@@ -314,13 +423,17 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
             state["best"] = (s, f"{column_of(metric)}={rows[task.config_id][column_of(metric)]:.4g} "
                                 + " ".join(f"{k}={task.params[k]}" for k in swept))
         if progress is not None:
-            progress(len(rows), len(tasks), state["best"][1] if state["best"] else "")
+            state["shown"] = max(state["shown"], len(rows))
+            progress(state["shown"], len(tasks), state["best"][1] if state["best"] else "")
+
+    def partial(runs: float) -> None:  # a batch in this process, part of the way through its pass
+        state["shown"] = max(state["shown"], len(rows) + runs)
+        progress(state["shown"], len(tasks), state["best"][1] if state["best"] else "")
 
     if progress is not None:
         progress(0, len(tasks), "")
     try:
-        # Finished runs first (cheap), then the first pending one in this process: it compiles
-        # the strategy once into the cache that the workers load from.
+        # Finished runs first (cheap), then the pending ones in batches, one pass over the data each
         pending = []
         for t in tasks:
             if (Path(t.run_dir) / "manifest.json").is_file():
@@ -328,8 +441,9 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
             else:
                 pending.append(t)
         if pending:
-            done(pending[0], run_task(pending[0]))
-        _map(pending[1:], done, jobs=jobs, engine=engine, address=address)
+            _run_batches(cls, pending, done, jobs=jobs, engine=engine, address=address,
+                         batch_size=batch_size, data=data, symbols=symbols, start=start, end=end,
+                         config=config, partial=partial if progress is not None else None)
     except KeyboardInterrupt:
         for tmp in (out / "runs").glob(".*.tmp-*"):  # runs cut short by the interrupt
             shutil.rmtree(tmp, ignore_errors=True)
@@ -346,6 +460,68 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
     if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
         hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", column_of(metric))
     return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+
+
+def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, batch_size: int, data,
+                 symbols, start, end, config, partial=None) -> None:
+    """Run the pending tasks in batches: the first in this process (it compiles the loop into
+    the cache first, prints the run's warnings once and checks the metric on its first good
+    run), the others meanwhile in worker processes or on Ray. `partial(runs)` shows how far a
+    batch in this process is through its pass, in runs (its sets finish together at the end)."""
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
+    cap = batch_size or _batch_cap(cls, cfg, data, symbols, start, end, len(pending))
+    procs = jobs or _cpus()
+    if engine == "local":
+        # as few batches as memory allows (each pays one pass over the data), run by up to
+        # `procs` processes; a process with cores to spare shares its batch among threads
+        batches = make_batches(pending, 1, cap)
+        threads = max(1, procs // min(procs, len(batches)))
+        batches = [dataclasses.replace(b, threads=threads) for b in batches]
+    else:  # Ray: at least `procs` batches, spread over the cluster
+        batches = make_batches(pending, procs, cap)
+
+    def done_batch(batch: BatchTask, rows: list[dict]) -> None:
+        for t, row in zip(batch.tasks, rows):
+            done(t, row)
+
+    total = None
+    if partial is not None:
+        from .progress import estimate_events
+
+        total = estimate_events(data, symbols, start, end)
+
+    def here(batch: BatchTask) -> None:
+        def on_events(events: int, _label: str = "") -> None:
+            partial(0.99 * len(batch.tasks) * min(events / total, 1.0))
+
+        run_batch_task(batch, on_row=done, on_events=on_events if total else None)
+
+    def first() -> None:
+        here(batches[0])
+
+    if len(batches) == 1 or (engine == "local" and procs <= 1):
+        for b in batches:
+            here(b)
+        return
+    if engine == "local" and len(batches) <= procs:
+        # this process runs one batch while procs - 1 workers run the others
+        _compile_first(cls, cfg)
+        _map(batches[1:], done_batch, jobs=procs - 1, engine=engine, address=address,
+             worker=run_batch_task, in_parent=first)
+    else:  # the first batch here (it compiles), then the others on all processes or on Ray
+        first()
+        _map(batches[1:], done_batch, jobs=procs if engine == "local" else jobs, engine=engine,
+             address=address, worker=run_batch_task)
+
+
+def _compile_first(cls, cfg: RunConfig) -> None:
+    """Compile (or load) the loop here, so that workers started next only load it from the cache."""
+    from .batch import compile_loop
+
+    try:
+        compile_loop(cls)
+    except CascadeError:
+        pass  # every batch then reports it as its sets' error, as a run would
 
 
 def _exit_if_worker_bootstrap() -> None:
@@ -406,18 +582,22 @@ def _rank(rows: list[dict], metric: str):
         "rank", *[c for c in df.columns])
 
 
-def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None) -> None:
+def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, worker=None,
+         in_parent=None) -> None:
     """Run `worker(task)` (default: run_task) for each task, locally or on Ray, calling
-    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.scenarios.run)."""
+    `done(task, row)` as each finishes. Also the runner of stress paths (backtest.scenarios.run).
+    `in_parent()`, when given, runs in this process once the workers have their tasks."""
     worker = worker or run_task
     if not tasks:
+        if in_parent is not None:
+            in_parent()
         return
     if engine == "ray":
         return _map_ray(tasks, done, address, worker)
     if engine != "local":
         raise ConfigError(f"--engine: expected 'local' or 'ray', got {shown(engine)}")
     jobs = jobs or _cpus()
-    if jobs <= 1:
+    if jobs <= 1 and in_parent is None:
         for t in tasks:
             done(t, worker(t))
         return
@@ -434,6 +614,8 @@ def _map(tasks: list, done, *, jobs: int, engine: str, address: str | None, work
     try:
         with _sigint_ignored():  # workers start (inside submit) ignoring Ctrl-C: the parent handles it
             futures = {ex.submit(worker, t): t for t in tasks}
+        if in_parent is not None:
+            in_parent()
         for f in as_completed(futures):
             try:
                 row = f.result()
@@ -489,7 +671,7 @@ def _map_ray(tasks: list, done, address: str | None, worker) -> None:
     # filesystem needed). Stress variants also write the crowd's tables beside their runs, so
     # they still need the stress folder at the same path on every node (a shared filesystem).
     # Nodes compile into their own CASCADE_CACHE_DIR; only --no-jit and --boundscheck travel.
-    shipped = worker is run_task
+    shipped = worker in (run_task, run_batch_task)
     env = {k: "1" for k in ("NUMBA_DISABLE_JIT", "NUMBA_BOUNDSCHECK") if os.environ.get(k) == "1"}
     # An s3:// dataset: workers read it from the bucket at the driver's endpoint and region
     # (credentials: the workers' own AWS variables or instance role; each worker its own cache).

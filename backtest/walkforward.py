@@ -81,8 +81,10 @@ def run_walk_forward(*args, **kwargs):
 def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None, metric: str = "return",
                      random: int = 0, seed: int = 0, jobs: int = 0, engine: str = "local", address=None,
                      params=None, symbols=None, start=None, end=None, config=None,
-                     progress=None) -> WalkForwardResult:
-    """Run a walk-forward; `progress(done, total, label)` is called after each window."""
+                     progress=None, batch_size: int = 0) -> WalkForwardResult:
+    """Run a walk-forward; `progress(done, total, label)` is called after each window. Each
+    window's in-sample sweep runs its parameter sets in batches (one pass over the window's data
+    per batch, backtest/batch.py); `batch_size` caps a batch as in run_sweep."""
     import polars as pl
 
     from .data.storage import local_dataset
@@ -113,7 +115,7 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
     for k, (a, b, c) in enumerate(wins):
         sw = run_sweep(cls, data, grid, out=out / "is" / f"{k:03d}", random=random, seed=seed, metric=metric,
                        jobs=jobs, engine=engine, address=address, params=fixed, symbols=symbols, start=a,
-                       end=b, config=cfg, heatmap=False)
+                       end=b, config=cfg, heatmap=False, batch_size=batch_size)
         best = sw.best
         if best is None:
             raise ConfigError(f"walk-forward window {k}: every in-sample run failed "

@@ -153,7 +153,7 @@ def test_sweep_workers_read_the_bucket(crash, s3, tmp_path):
     """Process-pool workers get the s3:// URI (not a driver path) and read it through their cache."""
     uri = upload(crash, s3)
     r = invoke("sweep", "reference", "--data", uri, "--out", tmp_path / "sw", "--quiet", "--jobs", "2",
-               "--leverage", "BTCUSDT=5", "--grid", "entry=62000,63000")
+               "--batch-size", "1", "--leverage", "BTCUSDT=5", "--grid", "entry=62000,63000")  # a worker
     assert r.exit_code == 0, r.output
     import polars as pl
 

@@ -206,18 +206,22 @@ class Boom(Strategy):
 
 @pytest.mark.slow
 def test_native_crash_of_a_sweep_worker_is_one_line(tmp_path, small_dataset):
-    """The first parameter set runs in the sweep's own process (boom=0: fine), the second in a
-    pool worker, which dies of SIGSEGV: one line naming the strategy, exit 1."""
+    """--batch-size 1: the first parameter set runs in the sweep's own process (boom=0: fine), the
+    second in a pool worker, which dies of SIGSEGV: one line naming the strategy, exit 1. By
+    default both sets share one batch in the sweep's process (backtest/batch.py), which the crash
+    ends: the supervisor's one line, naming the strategy, exit 1."""
     f = tmp_path / "boom_strategy.py"
     f.write_text(textwrap.dedent(BOOM_SOURCE))
-    p = subprocess.run([*BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
-                        str(tmp_path / "sw"), "--grid", "boom=0,1", "--jobs", "2", "--quiet"],
-                       capture_output=True, text=True, env=_env(), timeout=900)
-    print("\nworker crash:", p.returncode, p.stderr.strip())
-    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
-    lines = _lines(p.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: a sweep worker died running "), p.stderr
-    assert "Boom" in lines[0] and "--boundscheck" in lines[0]
+    for extra, start in ((["--batch-size", "1"], "error: a sweep worker died running "),
+                         ([], "error: strategy Boom")):
+        p = subprocess.run([*BACKTEST, "sweep", f"{f}:Boom", "--data", str(small_dataset), "--out",
+                            str(tmp_path / f"sw{len(extra)}"), "--grid", "boom=0,1", "--jobs", "2",
+                            "--quiet", *extra], capture_output=True, text=True, env=_env(), timeout=900)
+        print("\nworker crash:", p.returncode, p.stderr.strip())
+        assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+        lines = _lines(p.stderr)
+        assert len(lines) == 1 and lines[0].startswith(start), p.stderr
+        assert "Boom" in lines[0] and "--boundscheck" in lines[0]
 
 
 @pytest.mark.slow

@@ -343,10 +343,12 @@ def test_sweep_from_a_script_without_main_guard_says_what_to_do(ds, tmp_path):
     import subprocess
     import sys
 
+    # batch_size=1: one batch per set, so worker processes are spawned (one batch of all three
+    # would run in the script's own process, which needs no guard)
     script = tmp_path / "sweep_script.py"
     script.write_text("from backtest.sweep import run_sweep\n"
                       f"run_sweep('reference', {str(ds)!r}, {{'entry': [61000, 61500, 62000]}}, "
-                      f"out={str(tmp_path / 'sw')!r}, jobs=2)\n")
+                      f"out={str(tmp_path / 'sw')!r}, jobs=2, batch_size=1)\n")
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert p.returncode != 0

@@ -285,6 +285,9 @@ def _sweep_options(f):
         click.option("--engine", type=click.Choice(["local", "ray"]), help="Where runs execute [default: local]."),
         click.option("--address", help="Ray cluster address, e.g. ray://head:10001 (implies --engine ray; "
                                         "docs/cluster.md)."),
+        click.option("--batch-size", type=click.IntRange(min=0),
+                     help="Most parameter sets one process runs in one pass over the data "
+                          "[default: as many as $CASCADE_BATCH_MEMORY_MB (1024) allows; 1: a pass per set]."),
     ]
     return functools.reduce(lambda g, o: o(g), reversed(opts), f)
 
@@ -295,7 +298,7 @@ def _sweep_spec(o: dict, **extra):
     grid = dict(parse_grid_arg(g) for g in o["grid_items"])
     sweep = {"grid": grid, "random": o["n_random"], "seed": o["seed"], "metric": o["metric"],
              "jobs": o["jobs"], "engine": o["engine"] or ("ray" if o["address"] else None),
-             "address": o["address"]}
+             "address": o["address"], "batch_size": o["batch_size"]}
     spec = _spec(o, sweep=sweep, **extra)
     spec.require("strategy", "data", "out")
     if not spec.sweep["grid"]:
@@ -306,7 +309,8 @@ def _sweep_spec(o: dict, **extra):
 def _sweep_kwargs(spec) -> dict:
     s = spec.sweep
     return dict(grid=s["grid"], random=s["random"], seed=s["seed"], metric=s["metric"], jobs=s["jobs"],
-                engine=s["engine"], address=s["address"], params=spec.params, symbols=spec.symbols,
+                engine=s["engine"], address=s["address"], batch_size=s["batch_size"],
+                params=spec.params, symbols=spec.symbols,
                 start=spec.start, end=spec.end, config=spec.config)
 
 

@@ -1,0 +1,337 @@
+"""Batched runs: many parameter sets of one strategy in one pass over the data.
+
+The dataset is opened, read and merged once. Every parameter set has its own context record
+(account, positions, orders: `CTX_DTYPE`) and its own strategy record; for each chunk the one
+compiled loop runs over the chunk once per set, in turn. The loop and the per-chunk steps are
+engine.run's, so each set's Result is bit-identical to running it alone (tests/test_batch.py):
+results never depend on where chunks or output buffers end (tests/test_determinism.py).
+
+What the sets share instead of repeating it N times:
+- reading, decoding and merging the data (most of a run alone: the loop is a small part of it);
+- compiling (or loading) the loop, and the checks and warnings of the run;
+- the output buffers: one set per thread, drained into the set's own lists after every call;
+- the open/high/low/volume of the bar rows (backtest/bars.py): they depend only on the chunk's
+  trades and the row times, which are the sample times of the shared config, so one set computes
+  them and the others copy them while their row keys (time, symbol) match; a set whose rows ever
+  differ keeps its own BarFiller from then on (exact either way).
+
+A set that fails (bad parameters, a hook that raises, a locked output folder) is reported as its
+error and the others carry on; a failure every set would share (data, config, compiling) raises.
+
+Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
+(fixed groups, each with its own output buffers); the bar step then runs in set order.
+
+Memory: one set costs its context record (~1.5 MB), its strategy record and its output rows
+(equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
+(CASCADE_BATCH_MEMORY_MB, default 1024 MB per process) so that many sets never exhaust memory.
+Apart from it: one data chunk, and one set of output buffers (~34 MB) per thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import CascadeError
+
+# Per-process budget for the sets' own state and output rows (the shared data chunk is apart).
+DEFAULT_BUDGET_MB = 1024
+
+
+def set_bytes(ctx_bytes: int, state_bytes: int, samples: int, nsym: int) -> int:
+    """Estimated memory of one set: its records plus an equity row and one bar row per symbol at
+    each sample time (their dtypes are ~90 bytes), doubled for the tables built at the end."""
+    return ctx_bytes + state_bytes + 2 * samples * 96 * (1 + nsym)
+
+
+def batch_size(n_sets: int, per_set: int, budget_bytes: int | None = None) -> int:
+    """How many sets one process runs in one pass: all of them, unless the budget says fewer."""
+    if budget_bytes is None:
+        budget_bytes = int(float(os.environ.get("CASCADE_BATCH_MEMORY_MB", DEFAULT_BUDGET_MB)) * 2**20)
+    return max(1, min(n_sets, budget_bytes // max(per_set, 1)))
+
+
+def estimate_set_bytes(cls, config, span_ns: int, nsym: int) -> int:
+    """`set_bytes` for a strategy class and RunConfig over a time span of the data."""
+    from .core.schema import CTX_DTYPE
+
+    iv = config.sample_interval_ns
+    samples = span_ns // iv + 1 if iv > 0 else 1
+    return set_bytes(CTX_DTYPE.itemsize, cls.dtype.itemsize, int(samples), nsym)
+
+
+def compile_loop(cls) -> None:
+    """Compile the strategy's loop (or load it from the cache) without running an event, as the
+    first call of engine.run does, so that processes started next only load it."""
+    import numba
+
+    from . import engine as E
+    from .core.schema import new_context
+    from .plugins.codegen import build_loop
+
+    if numba.config.DISABLE_JIT:
+        return  # nothing to compile
+    c, s = new_context(), np.zeros(1, dtype=cls.dtype).view(np.recarray)
+    _first_call(cls, build_loop(cls), c[0], s[0], E._Buffers.new(E.BUFFER_ROWS, True))
+
+
+def _first_call(cls, loop, c, s, bufs) -> None:
+    """engine.run's first call: compiles (or loads from cache) without running an event."""
+    from . import engine as E
+    from .core.schema import EVENT_COLUMNS
+
+    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
+    try:
+        E._call(loop, empty, 0, c, s, bufs)
+    except CascadeError:
+        raise
+    except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
+        raise E._compile_error(cls, e) from None
+
+
+@dataclass
+class _Set:
+    """One parameter set's run: its records, its output lists (sharing the buffers), its time."""
+
+    k: int
+    params: dict
+    out: Path | None
+    c_arr: np.ndarray = None
+    s_arr: np.ndarray = None
+    c: object = None
+    s: object = None
+    bufs: object = None
+    bars: object = None
+    synced: bool = True  # its bar rows have matched the leader's in every chunk so far
+    own_s: float = 0.0  # seconds spent on this set alone
+    error: CascadeError | None = None
+
+
+def run_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
+              config=None, outs: list | None = None, progress=None, threads: int = 1) -> list:
+    """Run every parameter set of `params_list` in one pass over `data`.
+
+    Returns, in order, a Result (saved to `outs[k]` when given) or the CascadeError that set
+    failed with. Errors that every set would share raise, as engine.run raises them. `threads`:
+    the sets of each chunk are shared among this many threads (the compiled loop releases the
+    GIL; each thread has its own output buffers); the results do not depend on it."""
+    out = [None] * len(params_list)
+    for k, r in iter_batch(strategy, data, params_list, symbols=symbols, start=start, end=end,
+                           config=config, outs=outs, progress=progress, threads=threads):
+        out[k] = r
+    return out
+
+
+def iter_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
+               config=None, outs: list | None = None, progress=None,
+               threads: int = 1) -> Iterator[tuple[int, object]]:
+    """Like run_batch, yielding (k, Result or CascadeError) as each set's Result is built, so that
+    a caller can keep one set's tables in memory at a time."""
+    with contextlib.ExitStack() as locks:
+        yield from _iter_batch(strategy, data, params_list, symbols, start, end, config, outs,
+                               progress, threads, locks)
+
+
+def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, threads, locks):
+    import numba
+
+    from . import engine as E
+    from .atomic import output_lock
+    from .bars import BarFiller
+    from .config import RunConfig, parse_time_ns
+    from .core.schema import RunStatus, new_context
+    from .data.coverage import check_time_range, no_data_error
+    from .data.reader import open_dataset
+    from .data.storage import local_dataset
+    from .errors import StrategyError
+    from .plugins.codegen import build_loop
+    from .plugins.resolve import resolve_strategy
+    from .strategy import Strategy
+
+    # --- what every set shares: engine._run's checks, in its order -------------------------------
+    data = local_dataset(data)
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
+    cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise StrategyError(f"{strategy!r} is not a Strategy subclass")
+    jit = not numba.config.DISABLE_JIT
+    start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
+    stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
+                          chunk_rows=cfg.chunk_rows)
+    syms = stream.symbols
+    check_time_range(stream.root, syms, start_ns, end_ns)
+    outs = list(outs) if outs is not None else [None] * len(params_list)
+    sets = [_Set(k, p, Path(o) if o is not None else None) for k, (p, o) in enumerate(zip(params_list, outs))]
+    for st in sets:
+        try:
+            st.params = cls.resolve_params(st.params)
+        except CascadeError as e:
+            st.error = e
+    E._check_quote_needs(cfg, stream)
+    candles = any(k == "bars" for k, _ in stream.files)
+    if candles and "on_bar" not in cls.hooks():
+        raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
+                            f"bars): add on_bar (bar matching is compiled only into strategies "
+                            f"that have it; docs/strategies.md)")
+    template = new_context()
+    E._setup_context(template[0], syms, stream.instruments, cfg)
+    if template[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
+        template[0].timer_interval_ns = cls.timer_ns()
+    notes = E._run_warnings(cls, cfg, stream, int(template[0].timer_interval_ns))
+
+    shared = E._Buffers.new(E.BUFFER_ROWS, jit)  # one set of buffers, drained after every call
+    for st in sets:
+        if st.error is not None:
+            continue
+        try:
+            if st.out is not None:
+                locks.enter_context(output_lock(st.out))
+            st.s_arr = cls.new_state(st.params, syms)
+        except CascadeError as e:
+            st.error = e
+            continue
+        st.c_arr = template.copy()
+        st.bufs = E._Buffers(shared.fills, shared.equity, shared.bars, shared.funding, shared.liqs,
+                             shared.loans)
+        st.bars = BarFiller(len(syms), candles=candles)
+        st.c, st.s = (st.c_arr[0], st.s_arr[0]) if jit else (E.PyMirror(st.c_arr[0]), E.PyMirror(st.s_arr[0]))
+    live = [st for st in sets if st.error is None]
+
+    t0 = time.perf_counter()
+    loop = build_loop(cls)
+    if live:
+        _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs)
+    compile_s = time.perf_counter() - t0
+
+    # --- one pass over the data ---------------------------------------------------------------
+    def step(st: _Set, chunk: dict, events: int, first: bool) -> int:
+        """Run one set over a chunk (engine._run's chunk step); returns where its bar rows start."""
+        t = time.perf_counter()
+        if first:
+            E._align_first(st.c, int(chunk["ts_ns"][0]))
+        st.c.idx_base = events
+        n_bars = len(st.bufs.out["bars"])
+        i = 0
+        try:
+            while True:
+                status, i = E._call(loop, chunk, i, st.c, st.s, st.bufs)
+                if status == RunStatus.BUFFER_FULL:
+                    st.bufs.drain(st.c)
+                    continue
+                break
+        except Exception as e:  # an exception raised by this set's strategy hook
+            st.error = E._hook_error(cls, e, st.c, chunk, syms)
+            st.error.__cause__ = e
+        else:
+            st.bufs.drain(st.c)
+        st.own_s += time.perf_counter() - t
+        return n_bars
+
+    def group_step(group: list[_Set], chunk: dict, events: int, first: bool) -> list[int]:
+        return [step(st, chunk, events, first) for st in group]
+
+    threads = max(1, min(threads, len(live))) if jit else 1  # the loop releases the GIL
+    groups = [live[g::threads] for g in range(threads)]
+    for g, group in enumerate(groups[1:], 1):  # each thread its own output buffers
+        own = E._Buffers.new(E.BUFFER_ROWS, jit)
+        for st in group:
+            st.bufs.fills, st.bufs.equity, st.bufs.bars = own.fills, own.equity, own.bars
+            st.bufs.funding, st.bufs.liqs, st.bufs.loans = own.funding, own.liqs, own.loans
+    pool = None
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = locks.enter_context(ThreadPoolExecutor(threads - 1, thread_name_prefix="cascade-batch"))
+
+    t1 = time.perf_counter()
+    events, last_ts = 0, None
+    for chunk in stream:
+        n = len(chunk["ts_ns"])
+        if not live:
+            break
+        if n == 0:
+            continue
+        first = last_ts is None
+        groups = [[st for st in group if st.error is None] for group in groups]
+        futures = [pool.submit(group_step, g, chunk, events, first) for g in groups[1:]] if pool else []
+        starts = group_step(groups[0], chunk, events, first)
+        starts = dict(zip((id(st) for st in groups[0]), starts))
+        for g, f in zip(groups[1:], futures):
+            starts.update(zip((id(st) for st in g), f.result()))
+        leader = None  # the first synced set of this chunk computes the bar aggregates
+        for st in live:  # in set order, whichever thread ran it
+            if st.error is not None:
+                continue
+            t = time.perf_counter()
+            rows = st.bufs.out["bars"][starts[id(st)]:]
+            if st.synced and leader is not None and _same_keys(leader[1], rows):
+                _copy_ohlv(leader[1], rows)
+                st.bars.carry = leader[0].bars.carry
+            else:
+                if st.synced and leader is not None:
+                    st.synced = False  # its bar rows differ: its own aggregates from now on
+                st.bars.chunk(chunk, rows)
+                if st.synced and leader is None:
+                    leader = (st, rows)
+            st.own_s += time.perf_counter() - t
+        live = [st for st in live if st.error is None]
+        events += n
+        last_ts = int(chunk["ts_ns"][-1])
+        if progress is not None:
+            progress(events, "events")
+    pass_s = time.perf_counter() - t1
+    if events == 0 and live:  # a gap in the data: never a "successful" run of nothing
+        raise no_data_error(stream.root, start_ns, end_ns)
+
+    # --- each set's Result ----------------------------------------------------------------------
+    shared_s = (pass_s - sum(st.own_s for st in sets)) / max(len(sets), 1)
+    for st in sets:
+        if st.error is not None:
+            yield st.k, st.error
+            continue
+        t2 = time.perf_counter()
+        E._finalize(st.c, st.bufs, st.bars, last_ts)
+        if not jit:
+            st.c.sync()
+            st.s.sync()
+        # run_s: the set's own loop time plus its share of the pass (reading, merging)
+        run_s = st.own_s + time.perf_counter() - t2 + shared_s
+        try:
+            res = E._result(cls, st.params, cfg, stream, st.c_arr[0], st.s_arr, st.bufs, syms,
+                            compile_s, run_s, events, jit, st.out, notes)
+        except CascadeError as e:
+            res = e
+        st.c_arr = st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
+        yield st.k, res
+
+
+def _same_keys(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Do two sets' bar rows of a chunk have the same (time, symbol) sequence?"""
+    na, nb = sum(len(r) for r in a), sum(len(r) for r in b)
+    if na != nb:
+        return False
+    if na == 0:
+        return True
+    for col in ("ts_ns", "sym"):
+        if not np.array_equal(np.concatenate([r[col] for r in a]), np.concatenate([r[col] for r in b])):
+            return False
+    return True
+
+
+def _copy_ohlv(src: list[np.ndarray], dst: list[np.ndarray]) -> None:
+    """Copy the filled open/high/low/volume of `src` rows into `dst` rows (same keys, possibly
+    drained in different pieces)."""
+    if not dst:
+        return
+    cols = {c: np.concatenate([r[c] for r in src]) for c in ("open", "high", "low", "volume")}
+    at = 0
+    for r in dst:
+        m = len(r)
+        for c, v in cols.items():
+            r[c] = v[at:at + m]
+        at += m
