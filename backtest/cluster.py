@@ -7,8 +7,8 @@ folder only ever exists on the driver, and a run folder appears whole or not at 
 
 What the nodes need, and where they get it:
 - **data**: an ``s3://`` dataset, which each node reads from the bucket into its own read cache
-  (`backtest/data/storage.py`; the driver passes its endpoint and region). A local dataset path works only
-  when every node sees it at the same path (a shared filesystem).
+  (`backtest/data/storage.py`; the driver passes its endpoint and region). A local dataset path
+  works only when every node sees it at the same path (a shared filesystem).
 - **the strategy**: bundled and installed strategies (`name`, `module:Class`) are imported on the
   node. A strategy file is shipped by Ray with the job (`runtime_env` working_dir = the file's
   folder, sibling modules included) and loaded on the node under the driver's module name, so its

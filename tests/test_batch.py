@@ -154,7 +154,7 @@ cfg = dict(sample_interval="10ms", leverage={"S0": 5.0})
 alone = [bt.run(Reference, root, params=p, symbols=syms, config=cfg) for p in grid]
 batch = run_batch(Reference, root, grid, symbols=syms, config={**cfg, "chunk_rows": 333})
 def core(r):
-    m = {k: v for k, v in r.manifest.items() if k != "timings"}
+    m = {k: v for k, v in r.manifest_copy().items() if k != "timings"}
     m["config"].pop("chunk_rows")
     return json.dumps([m, {k: t.to_dicts() for k, t in r.tables.items()}], sort_keys=True, default=str)
 print(json.dumps({"same": [core(a) == core(b) for a, b in zip(alone, batch)],
