@@ -162,7 +162,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     jit = not numba.config.DISABLE_JIT
     start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
     stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
-                          chunk_rows=cfg.chunk_rows)
+                          chunk_rows=cfg.chunk_rows, kinds=E.replayed_kinds(cls, cfg))
     syms = stream.symbols
     check_time_range(stream.root, syms, start_ns, end_ns)
     outs = list(outs) if outs is not None else [None] * len(params_list)

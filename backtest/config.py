@@ -72,6 +72,7 @@ class ExecutionConfig:
     queue_model: bool = False  # resting limits wait behind the displayed size (needs quotes)
     book_resilience_half_life: float = 1.0  # l2_depth: seconds for consumed depth to half refill
     book_beyond_bps: float = 10.0  # l2_depth: past the deepest level, that level's price worse by this
+    replay_book: str = "auto"  # L2 book rows replayed: auto (when l2_depth or the strategy reads it) | on | off
     fee_tiers: tuple = ()  # ({volume_30d, maker_fee_rate, taker_fee_rate}, ...) by 30-day USD volume
     initial_volume_30d: float = 0.0  # 30-day volume before the run (for the first tier)
 
@@ -115,6 +116,8 @@ class ExecutionConfig:
                 close = difflib.get_close_matches(str(m), SLIPPAGE_MODELS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise ConfigError(f"{where}: unknown model {shown(m)}{hint} (one of {', '.join(SLIPPAGE_MODELS)})")
+        if self.replay_book not in ("auto", "on", "off"):
+            raise ConfigError(f"execution.replay_book: one of auto, on, off; got {shown(self.replay_book)}")
         for name in ("slippage_bps", "impact_k", "initial_volume_30d", "book_resilience_half_life",
                      "book_beyond_bps"):
             v = getattr(self, name)

@@ -198,6 +198,32 @@ def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cf
                               f"{ins.brackets[0].max_leverage:g}x")
 
 
+def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
+    """The kinds a run replays: all (None), or all but the L2 book when nothing uses it. The book
+    is several rows per snapshot (the crash sample: 2.7 M of its 4 M rows), so replaying it for a
+    run that never reads it would double the run's time. It is used by the l2_depth model (any
+    symbol) and by strategies that read it (`book_level`, `book_depth` in their module's source;
+    a source that cannot be read counts as using it). `execution.replay_book` = on / off decides
+    instead (e.g. to compare models on the same event indices)."""
+    import inspect
+    import sys
+
+    from .data.layout import EVENT_KINDS
+
+    without = tuple(k for k in EVENT_KINDS if k != "book")
+    if cfg.execution.replay_book != "auto":
+        return None if cfg.execution.replay_book == "on" else without
+    if "l2_depth" in (cfg.execution.slippage, *cfg.execution.models.values()):
+        return None
+    try:
+        source = inspect.getsource(sys.modules[cls.__module__])
+    except (OSError, TypeError, KeyError):
+        return None
+    if "book_level" in source or "book_depth" in source:
+        return None
+    return without
+
+
 def _check_quote_needs(cfg: RunConfig, stream) -> None:
     """Quote-based execution models need quotes in the data: say so before the run starts."""
     x = cfg.execution
@@ -291,7 +317,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
     jit = not numba.config.DISABLE_JIT
     start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
     stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
-                          chunk_rows=cfg.chunk_rows)
+                          chunk_rows=cfg.chunk_rows, kinds=replayed_kinds(cls, cfg))
     syms = stream.symbols
     check_time_range(stream.root, syms, start_ns, end_ns)
     params = cls.resolve_params(params)

@@ -338,7 +338,7 @@ KNOWN = {
     "execution": ["latency", "latency_jitter", "feed_latency", "cancel_latency", "touch_fills",
                   "slippage", "models", "slippage_bps", "impact_k", "impact_horizon", "partial_fills",
                   "queue_model", "fee_tiers", "initial_volume_30d", "book_resilience_half_life",
-                  "book_beyond_bps"],
+                  "book_beyond_bps", "replay_book"],
     "margin": ["mode", "modes", "trigger", "settle", "cancel_orders", "liquidation_fee_rate",
                "insurance_fund", "margin_call_ratio", "funding", "spot_margin", "borrow_rate_hourly",
                "spot_margin_maintenance"],

@@ -242,6 +242,18 @@ def test_a_resting_limit_queues_behind_its_book_level(tmp_path):
     # arrives at g 5: queue 2.0, the trade of 1.5 leaves 0.5; g 6: 0.5 more eaten, 0.5 fills
     assert res.fills.select(["event_idx", "qty", "price", "liquidity"]).rows() == [
         (6, 0.5, 98.5, 0), (7, 0.5, 98.5, 0)]
-    l1 = run(root, script, queue_model=True, slippage="l1_depth")
+    # l1_depth does not replay the book (engine.replayed_kinds): the same order is g 1 there
+    l1 = run(root, [submit(1, OrderType.LIMIT, 1, 1.0, limit=98.5)], queue_model=True, slippage="l1_depth")
     # the L1 queue sees only the effective touch: the trade-through left 0 displayed at 98.5
-    assert l1.fills.select(["event_idx", "qty"]).rows() == [(5, 1.0)]
+    assert l1.fills.select(["event_idx", "qty"]).rows() == [(2, 1.0)]
+
+
+def test_the_book_is_replayed_only_when_something_reads_it(tmp_path):
+    """engine.replayed_kinds: the l2_depth model or a strategy that reads the book gets it; any
+    other run skips the book's rows (they would only cost time)."""
+    root = dataset(tmp_path / "d", TR, book_rows(0) + book_rows(1000))
+    events = lambda res: res.manifest["timings"]["events"]  # noqa: E731
+    assert events(run(root, [])) == 3 + 6
+    assert events(run(root, [], slippage="spread")) == 3
+    assert events(run(root, [], slippage="spread", models={"X": "l2_depth"})) == 3 + 6
+    assert events(bt.run(BookReader, root, config={"sample_interval": "0"})) == 3 + 6

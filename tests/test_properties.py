@@ -484,7 +484,7 @@ def test_takers_never_beat_the_book_nor_ideal_property(sc, c, model):
                   if (a[1] == "submit" and a[3] in MARKET_LIKE) or a[1] == "close"][:MAXA]
         real, _ = _run_scripted(root, symbols, script, _engine_cfg(c, symbols, types, execution=model))
         ideal, _ = _run_scripted(root, symbols, script,
-                                 _engine_cfg(c, symbols, types, execution={"slippage": "none"}))
+                                 _engine_cfg(c, symbols, types, execution={"slippage": "none", "replay_book": "on"}))
     book = effective_book_at_events(ev)
     for f in real.fills.iter_rows(named=True):
         assert f["liquidity"] == TAKER
