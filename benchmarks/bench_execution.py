@@ -94,14 +94,22 @@ def crash(data: Path, symbol: str | None) -> None:
     import backtest as bt
     from taker_strategy import LevLong
 
+    import polars as pl
+
     raw = json.loads((data / "instruments.json").read_text())
     symbol = symbol or sorted(raw.get("instruments", raw))[0]
-    print(f"{data} {symbol}: LevLong, 100 units at 20x, margin.settle = market, trigger = last")
+    # sized to use 95 % of the balance at 20x at the first trade's price (100 units on `tiny`)
+    files = sorted((data / "kind=trades").glob(f"symbol={symbol}/**/*.parquet"))
+    first = pl.read_parquet(files[0], columns=["price"])["price"][0] if files else 3_200.0
+    balance = 320_000.0
+    size = round(0.95 * balance * 20.0 / first, 3)
+    print(f"{data} {symbol}: LevLong, {size} units at 20x (first price {first:,.1f}), "
+          "margin.settle = market, trigger = last")
     cols = ["price", "qty", "bench_price", "cost_drift", "cost_spread", "cost_impact", "fee"]
     for model in ("l1_depth", "l2_depth"):
-        cfg = {"sample_interval": "0", "initial_balance": 320_000.0, "leverage": {symbol: 20.0},
+        cfg = {"sample_interval": "0", "initial_balance": balance, "leverage": {symbol: 20.0},
                "execution": {"slippage": model}, "margin": {"settle": "market", "trigger": "last"}}
-        res = bt.run(LevLong, data, symbols=[symbol], config=cfg)
+        res = bt.run(LevLong, data, symbols=[symbol], params={"size": size}, config=cfg)
         liq = res.fills.filter(res.fills["liquidity"] == 2)
         print(f"{model}: {liq.height} liquidation fill(s)")
         for r in liq.select(cols).iter_rows(named=True):

@@ -99,3 +99,24 @@ def test_tiered_partial_liquidation_reduces_to_the_lower_bracket_first(tmp_path)
     kept = part.fills["qty"][0] - first["qty"]
     assert 0 < kept * first["mark_price"] < 50_000  # reduced to just below the lower bracket
     assert first["mark_price"] == full.liquidations["mark_price"][0]  # at the same trigger
+
+
+def test_l2_liquidation_walks_the_crash_book_with_its_cost_attributed(crash):
+    """#16: under l2_depth a 20x long of ~70 BTC, liquidated and sold at the market, walks the
+    generated crash book below its best bid, and the fill records its benchmark (the mark at the
+    trigger) and the cost below it."""
+    res = bt.run(LevLong, crash, params={"leverage": 20.0}, symbols=["BTCUSDT"],
+                 config={"leverage": {"BTCUSDT": 20.0}, "initial_balance": 250_000.0,
+                         "execution": {"slippage": "l2_depth"},
+                         "margin": {"mode": "isolated", "settle": "market"}})
+    liq = res.fills.filter(pl.col("liquidity") == 2)
+    assert liq.height == 1
+    f = liq.row(0, named=True)
+    book = pl.read_parquet(crash / "kind=book" / "symbol=BTCUSDT").filter(pl.col("ts_ns") <= f["ts_ns"])
+    snap = book.filter(pl.col("ts_ns") == book["ts_ns"].max()).sort("level")
+    assert f["price"] < snap["bid"][0]  # past the touch: the sale took several levels
+    quotes = pl.read_parquet(crash / "kind=quotes" / "symbol=BTCUSDT").filter(pl.col("ts_ns") <= f["ts_ns"])
+    assert f["price"] < quotes["bid"][-1]  # and below the best bid quoted when it was sold
+    assert f["bench_price"] > f["price"] and f["cost_impact"] > 0.0
+    assert f["cost_impact"] + f["cost_spread"] + f["cost_drift"] == pytest.approx(
+        (f["bench_price"] - f["price"]) * f["qty"], rel=1e-9)
