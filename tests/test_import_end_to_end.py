@@ -150,6 +150,6 @@ def test_every_sample_imports_validates_and_runs(tmp_path):
     import json
 
     rep = json.loads(res.stdout)
-    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding", "book"}
+    assert set(rep["rows"]) == {"trades", "quotes", "marks", "funding", "book", "open_interest"}
     result = bt.run(LevLong, out, params={"entry": 1.0}, symbols=["BTCUSDT"])  # never enters: just runs
     assert len(result.fills) == 0 and len(result.funding) == 0  # flat all along: nothing to pay

@@ -98,6 +98,10 @@ def test_tardis_derivative_ticker_marks_and_funding():
     # settlement at 08:00 with the last rate quoted before 08:00 (0.00012, not the later 0.00013);
     # the 16:00 period has not passed in this file, so it is not emitted (no look-ahead)
     assert f["ts_ns"].tolist() == [t8] and f["rate"].tolist() == [0.00012]
+    # open interest, stored as reported (data only: never replayed)
+    oi = out["open_interest"]
+    assert oi["open_interest"][:3].tolist() == [81234.512, 81234.512, 81240.001]
+    assert oi["ts_ns"][:3].tolist() == [t8 - 2 * S, t8 - S, t8 - S // 2]
 
 
 def test_derivative_ticker_funding_carries_across_batches_and_files(tmp_path):

@@ -432,7 +432,8 @@ DERIVATIVE_TICKER = (*TARDIS, "funding_timestamp", "funding_rate", "predicted_fu
 
 
 def _tardis_derivative_ticker(b: Batch):
-    """Marks from every row with a mark price. Funding: the rate for the settlement at
+    """Marks from every row with a mark price; open interest (data only) from every row with it.
+    Funding: the rate for the settlement at
     funding_timestamp T is the last funding_rate quoted for T strictly before T; the event is
     stamped at T and emitted only once the file has passed T (a row at or after T, or a row for a
     later T), so funding is never applied early and never from a later quote."""
@@ -442,6 +443,9 @@ def _tardis_derivative_ticker(b: Batch):
     index = b.number("index_price", positive=True, optional=True)
     has = ~np.isnan(mark)
     out = {"marks": {"ts_ns": ts[has], "mark_price": mark[has], "index_price": index[has]}}
+    oi = b.number("open_interest", optional=True)
+    known = np.isfinite(oi) & (oi >= 0)  # a partial message without it is skipped
+    out["open_interest"] = {"ts_ns": ts[known], "open_interest": oi[known]}
     ft = b.epoch_ns("funding_timestamp", optional=True)
     rate = b.number("funding_rate", optional=True)
     st = b.state.setdefault("funding", {"T": None, "rate": np.nan, "done": False})
@@ -614,7 +618,7 @@ FORMATS.update({
     "tardis-incremental-book-l2": Format(("quotes", "book"), (INCREMENTAL_L2,), _tardis_incremental,
                                          header=True, finish=_tardis_incremental_finish,
                                          options=("book_levels", "book_interval_ns")),
-    "tardis-derivative-ticker": Format(("marks", "funding"), (DERIVATIVE_TICKER,),
+    "tardis-derivative-ticker": Format(("marks", "funding", "open_interest"), (DERIVATIVE_TICKER,),
                                        _tardis_derivative_ticker, header=True),
     "binance-klines": Format(("bars",), (KLINE,), _binance_klines),
     "ohlcv": Format(("bars",), (OHLCV, (*OHLCV, "close_ts")), _ohlcv, header=True, parquet=True),

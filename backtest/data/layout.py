@@ -79,6 +79,9 @@ KINDS: dict[str, tuple[EventKind | None, dict[str, pa.DataType]]] = {
         {"ts_ns": pa.int64(), "open": pa.float64(), "high": pa.float64(), "low": pa.float64(),
          "close": pa.float64()},
     ),
+    # data only, never replayed: open interest (contracts outstanding, in the instrument's
+    # quantity unit) as the exchange reported it (Tardis derivative_ticker)
+    "open_interest": (None, {"ts_ns": pa.int64(), "open_interest": pa.float64()}),
 }
 # The kinds the reader turns into engine events (in the merge's tie-break order) and those stored
 # for analysis only.

@@ -42,6 +42,7 @@ _RULES: dict[str, dict[str, str]] = {
     "bars": {"open": "pos", "high": "pos", "low": "pos", "close": "pos", "volume": "nonneg"},
     "liquidations": {"price": "pos", "qty": "pos", "side": "side"},
     "premium": {"open": "finite", "high": "finite", "low": "finite", "close": "finite"},  # may be < 0
+    "open_interest": {"open_interest": "nonneg"},
 }
 _RULE_TEXT = {
     "pos": "must be a finite number > 0",
