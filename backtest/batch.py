@@ -143,28 +143,15 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from . import engine as E
     from .atomic import output_lock
     from .bars import BarFiller
-    from .config import RunConfig, parse_time_ns
     from .core.schema import RunStatus, new_context
-    from .data.coverage import check_time_range, no_data_error
-    from .data.reader import open_dataset
-    from .data.storage import local_dataset
+    from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop
-    from .plugins.resolve import resolve_strategy
-    from .strategy import Strategy
 
     # --- what every set shares: engine._run's checks, in its order -------------------------------
-    data = local_dataset(data)
-    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
-    cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise StrategyError(f"{strategy!r} is not a Strategy subclass")
+    cls, cfg, stream, start_ns, end_ns = E.open_run(strategy, data, symbols, start, end, config)
     jit = not numba.config.DISABLE_JIT
-    start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
-    stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
-                          chunk_rows=cfg.chunk_rows, kinds=E.replayed_kinds(cls, cfg))
     syms = stream.symbols
-    check_time_range(stream.root, syms, start_ns, end_ns)
     outs = list(outs) if outs is not None else [None] * len(params_list)
     sets = [_Set(k, p, Path(o) if o is not None else None) for k, (p, o) in enumerate(zip(params_list, outs))]
     for st in sets:

@@ -306,20 +306,28 @@ def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None
         return _run(strategy, data, params, symbols, start, end, config, Path(out), progress, state)
 
 
-def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
+def open_run(strategy, data, symbols, start, end, config):
+    """What a run (or a batch of runs, batch.py) checks and opens first, in this order: the
+    dataset (an s3:// one through the local read cache), the config, the strategy class, the
+    time range and the event stream. Returns (cls, cfg, stream, start_ns, end_ns)."""
     from .data.storage import local_dataset
 
-    data = local_dataset(data)  # an s3:// dataset is read through the local read cache
+    data = local_dataset(data)
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError(f"{strategy!r} is not a Strategy subclass")
-    jit = not numba.config.DISABLE_JIT
     start_ns, end_ns = parse_time_ns(start, "start"), parse_time_ns(end, "end")
     stream = open_dataset(Path(data), symbols=symbols, start_ns=start_ns, end_ns=end_ns,
                           chunk_rows=cfg.chunk_rows, kinds=replayed_kinds(cls, cfg))
+    check_time_range(stream.root, stream.symbols, start_ns, end_ns)
+    return cls, cfg, stream, start_ns, end_ns
+
+
+def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
+    cls, cfg, stream, start_ns, end_ns = open_run(strategy, data, symbols, start, end, config)
+    jit = not numba.config.DISABLE_JIT
     syms = stream.symbols
-    check_time_range(stream.root, syms, start_ns, end_ns)
     params = cls.resolve_params(params)
 
     _check_quote_needs(cfg, stream)
