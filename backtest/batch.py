@@ -143,7 +143,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from . import engine as E
     from .atomic import output_lock
     from .bars import BarFiller
-    from .core.schema import RunStatus, new_context
+    from .core.schema import RunStatus
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop
@@ -165,10 +165,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    template = new_context()
-    E._setup_context(template[0], syms, stream.instruments, cfg)
-    if template[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
-        template[0].timer_interval_ns = cls.timer_ns()
+    template = E.new_run_context(cls, stream, cfg)  # the same context a run alone starts from
     notes = E._run_warnings(cls, cfg, stream, int(template[0].timer_interval_ns))
 
     shared = E._Buffers.new(E.BUFFER_ROWS, jit)  # one set of buffers, drained after every call

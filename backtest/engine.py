@@ -324,6 +324,19 @@ def open_run(strategy, data, symbols, start, end, config):
     return cls, cfg, stream, start_ns, end_ns
 
 
+def new_run_context(cls, stream, cfg: RunConfig) -> np.ndarray:
+    """A run's context record (1 element) for this strategy, stream and config: settings and
+    instruments (_setup_context), the L2 book flag when the stream replays a book, and the
+    strategy's own timer when the config sets none. A batch copies it for each of its sets."""
+    c_arr = new_context()
+    _setup_context(c_arr[0], stream.symbols, stream.instruments, cfg)
+    if any(k == "book" for k, _ in stream.files):
+        c_arr[0].trade_extras = 1  # trades also update the L2 book (R9.2)
+    if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
+        c_arr[0].timer_interval_ns = cls.timer_ns()
+    return c_arr
+
+
 def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cls, cfg, stream, start_ns, end_ns = open_run(strategy, data, symbols, start, end, config)
     jit = not numba.config.DISABLE_JIT
@@ -336,12 +349,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    c_arr = new_context()
-    _setup_context(c_arr[0], syms, stream.instruments, cfg)
-    if any(k == "book" for k, _ in stream.files):
-        c_arr[0].trade_extras = 1  # trades also update the L2 book (R9.2)
-    if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
-        c_arr[0].timer_interval_ns = cls.timer_ns()
+    c_arr = new_run_context(cls, stream, cfg)
     notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))
     s_arr = cls.new_state(params, syms)
     if state is not None:

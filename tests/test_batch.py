@@ -189,3 +189,19 @@ def test_sweep_batches_across_processes_equal_one_process(dataset, tmp_path):
     assert one.table.select(cols).equals(two.table.select(cols))
     for cid in one.table["config_id"]:
         assert_same_run(bt.Result.load(tmp_path / "one" / "runs" / cid), bt.Result.load(tmp_path / "two" / "runs" / cid))
+
+
+def test_batch_with_an_l2_book_equals_each_set_alone(tmp_path):
+    """A batch starts from the context a run alone starts from (engine.new_run_context): when a
+    strategy reads the book (here under the default model), trades also move the book (R9.2) in
+    every set of the batch."""
+    from test_l2_book import BookReader, book_rows, dataset
+
+    # a quote after the trade at 98.5 shows the 99 bid again; the book still lacks it (R9.2)
+    root = dataset(tmp_path / "d", [(1, 100.0, 1.0), (2, 98.5, 1.0), (4, 100.0, 1.0)], book_rows(0),
+                   quotes=[(0, 99.0, 101.0, 1.0, 1.0), (3, 99.0, 101.0, 1.0, 1.0)])
+    cfg = {"sample_interval": "0"}
+    alone = bt.run(BookReader, root, config=cfg)
+    assert alone.manifest["strategy"]["state"]["depth"][:3] == [3.0, 5.0, 5.0]
+    for b in run_batch(BookReader, root, [{}, {}], config={**cfg, "chunk_rows": 2}):
+        assert_same_run(alone, b)
