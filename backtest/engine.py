@@ -32,7 +32,7 @@ from .data.coverage import check_time_range, no_data_error
 from .data.instruments import Instrument
 from .data.reader import open_dataset
 from .errors import CascadeError, ConfigError, StrategyError, shown
-from .plugins.codegen import build_loop, source_sha256
+from .plugins.codegen import build_loop, dependency_files, source_sha256
 from .plugins.resolve import resolve_strategy
 from .result import Result
 from .strategy import Strategy
@@ -202,12 +202,10 @@ def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
     """The kinds a run replays: all (None), or all but the L2 book when nothing uses it. The book
     is several rows per snapshot (the crash sample: 2.7 M of its 4 M rows), so replaying it for a
     run that never reads it would double the run's time. It is used by the l2_depth model (any
-    symbol) and by strategies that read it (`book_level`, `book_depth` in their module's source;
-    a source that cannot be read counts as using it). `execution.replay_book` = on / off decides
-    instead (e.g. to compare models on the same event indices)."""
-    import inspect
-    import sys
-
+    symbol) and by strategies that read it (`book_level`, `book_depth` in the source of the
+    strategy's file or the user modules it uses, codegen.dependency_files; a source that cannot be
+    read counts as using it). `execution.replay_book` = on / off decides instead (e.g. to compare
+    models on the same event indices)."""
     from .data.layout import EVENT_KINDS
 
     without = tuple(k for k in EVENT_KINDS if k != "book")
@@ -216,10 +214,10 @@ def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
     if "l2_depth" in (cfg.execution.slippage, *cfg.execution.models.values()):
         return None
     try:
-        source = inspect.getsource(sys.modules[cls.__module__])
-    except (OSError, TypeError, KeyError):
+        sources = [f.read_text() for f in dependency_files(cls)]
+    except (OSError, KeyError):
         return None
-    if "book_level" in source or "book_depth" in source:
+    if not sources or any("book_level" in t or "book_depth" in t for t in sources):
         return None
     return without
 
