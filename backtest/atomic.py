@@ -92,7 +92,10 @@ def output_lock(path: Path):
         try:
             yield
         finally:
-            _held[key] -= 1
+            # a Ctrl-C can leave this inner generator to the garbage collector, which closes it
+            # after the outer lock was released: then there is nothing left to count down
+            if key in _held:
+                _held[key] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(f".{path.name}.lock")
