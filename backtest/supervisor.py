@@ -22,6 +22,7 @@ from pathlib import Path
 
 SUPERVISOR = "CASCADE_SUPERVISOR"  # in the child: the supervising process's pid
 NOTE = "CASCADE_CRASH_NOTE"  # in the child: file to write the running strategy's name to
+TOOK_INTERRUPT = "(interrupted)"  # a line of the note: the child took a SIGINT and said so
 COMMANDS = ("run", "sweep", "walk-forward")
 EXIT_INTERRUPTED = 130
 _CRASHES = {"SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGSYS", "SIGTRAP"}
@@ -39,10 +40,20 @@ def wanted(argv: list[str]) -> bool:
 
 def note_strategy(text: str) -> None:
     """In a supervised child: the strategy whose compiled code now runs (for the crash line)."""
+    _write_note(text + "\n", "w")
+
+
+def note_interrupted() -> None:
+    """In a supervised child: it took a SIGINT and has said "interrupted"; the supervisor stops
+    sending it again and does not say it twice, even if the child then dies of a late one."""
+    _write_note(TOOK_INTERRUPT + "\n", "a")
+
+
+def _write_note(text: str, mode: str) -> None:
     path = os.environ.get(NOTE)
     if path:
         try:
-            with open(path, "w") as f:
+            with open(path, mode) as f:
                 f.write(text)
         except OSError:
             pass
@@ -86,14 +97,15 @@ def supervise(argv: list[str]) -> int:
         child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env,
                                  preexec_fn=_ignore_sigint if os.name == "posix" else None)
         while True:
-            if forwarded["SIGINT"]:
+            if forwarded["SIGINT"] and TOOK_INTERRUPT not in _read(note):
                 child.send_signal(signal.SIGINT)
             try:
                 code = child.wait(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
                 continue
-        strategy = _read(note)
+        lines = _read(note).splitlines()
+        strategy = next((ln for ln in lines if ln != TOOK_INTERRUPT), "")
     finally:
         for name, handler in old.items():
             signal.signal(getattr(signal, name), handler)
@@ -101,7 +113,7 @@ def supervise(argv: list[str]) -> int:
             os.unlink(note)
         except OSError:
             pass
-    return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0)
+    return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0, said=TOOK_INTERRUPT in lines)
 
 
 def _ignore_sigint():
@@ -116,7 +128,9 @@ def _read(path: str) -> str:
         return ""
 
 
-def _outcome(code: int, strategy: str, interrupted: bool) -> int:
+def _outcome(code: int, strategy: str, interrupted: bool, said: bool = False) -> int:
+    """The exit code for this process, saying in one line how the child ended unless it has
+    said so itself (`said`: it took an interrupt and reported it)."""
     who = f"strategy {strategy}" if strategy else "the command"
     if os.name == "nt" and (code & 0xFFFFFFFF) in _WINDOWS_CRASHES:  # an NTSTATUS, not a signal
         _say(_crash_line(who, _WINDOWS_CRASHES[code & 0xFFFFFFFF]))
@@ -128,7 +142,8 @@ def _outcome(code: int, strategy: str, interrupted: bool) -> int:
     except ValueError:
         name = f"signal {-code}"
     if name == "SIGINT" or (interrupted and name == "SIGKILL"):
-        _say("interrupted")
+        if not said:
+            _say("interrupted")
         return EXIT_INTERRUPTED
     if name in _CRASHES:
         _say(_crash_line(who, name))

@@ -253,6 +253,50 @@ def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
     assert any(code == 130 for _, code in outcomes)
 
 
+CALLBACK_SCRIPT = """
+import ctypes, ctypes.util, os, signal, sys, time
+from backtest.cli import _on_sigint
+signal.signal(signal.SIGINT, _on_sigint)
+# a comparator that native code (libc's qsort) calls back, defined in a file named like
+# llvmlite's binding, as numba's object-cache hooks are: the Ctrl-C arrives while it runs
+src = "def compare(a, b):\\n    os.kill(os.getpid(), signal.SIGINT)\\n    for _ in range(1000):\\n        pass\\n    return 0\\n"
+scope = {"os": os, "signal": signal}
+exec(compile(src, os.path.join("site-packages", "llvmlite", "binding", "executionengine.py"), "exec"), scope)
+CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(scope["compare"])
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+items = (ctypes.c_int * 2)(2, 1)
+try:
+    libc.qsort(items, 2, ctypes.sizeof(ctypes.c_int), CMP)
+    time.sleep(3)
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted after the callback")
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="libc's qsort through ctypes")
+def test_sigint_inside_a_native_callback_is_delivered_after_it(tmp_path):
+    """A Ctrl-C that lands while llvmlite calls Python back (numba compiling or loading its cache)
+    used to raise inside the callback, where ctypes prints "Exception ignored" and drops it: the run
+    went on. It is now sent again once the callback has returned."""
+    import sys
+
+    script = tmp_path / "callback.py"
+    script.write_text(CALLBACK_SCRIPT)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "interrupted after the callback", (p.stdout, p.stderr[-2000:])
+    assert "Exception ignored" not in p.stderr, p.stderr[-2000:]
+
+
+def test_a_child_that_said_interrupted_is_not_echoed(capsys):
+    """A child that took the SIGINT and said "interrupted" but was then ended by a late SIGINT
+    while exiting (seen under load): one line, not two."""
+    from backtest import supervisor
+
+    assert supervisor._outcome(-2, "", interrupted=True, said=True) == 130
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("code, platform, expected", [
     (-11, "posix", (1, "crashed the process (SIGSEGV")), (-7, "posix", (1, "crashed the process (SIGBUS")),
     (-6, "posix", (1, "crashed the process (SIGABRT")), (-2, "posix", (130, "interrupted")),

@@ -62,13 +62,35 @@ def _short(text: str) -> str:
 
 def _interrupted():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing interrupts the exit itself
+    supervisor.note_interrupted()
     click.echo("interrupted", err=True)
     sys.exit(supervisor.EXIT_INTERRUPTED)
 
 
+# Python code that native code calls back through ctypes while numba compiles or loads from its
+# cache (llvmlite's object-cache hooks): an exception raised there is printed as "Exception
+# ignored" and dropped, so a Ctrl-C landing in it would be lost.
+FOREIGN_CALLBACKS = (os.sep + os.path.join("llvmlite", "binding") + os.sep,)
+REDELIVER_S = 0.02
+
+
+def _in_foreign_callback(frame) -> bool:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in FOREIGN_CALLBACKS):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_sigint(signum, frame):
     """One KeyboardInterrupt per Ctrl-C: the terminal and a supervising parent may both deliver
-    it, and a second one would cut short the cleanup that the first one started."""
+    it, and a second one would cut short the cleanup that the first one started. Inside a foreign
+    callback the signal is sent again a moment later, once the callback has returned."""
+    if _in_foreign_callback(frame):
+        timer = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
