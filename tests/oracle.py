@@ -8,7 +8,9 @@ plain Python floats, because the engine is compared against it bit for bit.
 Candles (section 8, R8.1-R8.8) are walked by `_bar`: its own path points, per order, from the
 doc's rules; market liquidations change nothing (R8.8).
 
-The L2 book and the l2_depth model (section 9, R9.1-R9.6) are `Book` below, written from the
+Partial fills (R3.15) and the queue model (R3.16, and R9.8 in an L2 book) are modelled.
+
+The L2 book and the l2_depth model (section 9, R9.1-R9.8) are `Book` below, written from the
 rules; its l1_depth fallback (R9.6) is modelled with impact_k = 0 only (the causal estimators are
 not modelled), so the equivalence scenarios run l2_depth with impact_k = 0.
 
@@ -169,6 +171,7 @@ class Order:
         self.trail_ref = None  # R3.8 reference (None until a trigger price exists)
         self.children = []  # bracket children (R3.11)
         self.arrival_mid = None  # R4.5: the mid (or last) at decision time
+        self.queue = None  # R3.16: displayed size ahead of it while it rests (None: not known)
 
 
 class Market:
@@ -347,6 +350,8 @@ class Simulator:
         self.latency = int(config.get("latency_ns", 0))
         self.cancel_latency = int(config.get("cancel_latency_ns", 0))
         self.touch = bool(config.get("touch_fills", False))
+        self.partial = bool(config.get("partial_fills", False))  # R3.15
+        self.queue = bool(config.get("queue_model", False))  # R3.16, R9.8
         self.l2 = config.get("slippage", "spread") == "l2_depth"  # impact_k = 0 (module docstring)
         self.half_life_ns = float(config.get("book_resilience_half_life", 1.0)) * 1e9
         self.beyond = float(config.get("book_beyond_bps", 10.0)) / 10000.0
@@ -560,6 +565,18 @@ class Simulator:
         o = self._lookup(k)
         if o is None:
             return -int(Reason.UNKNOWN_ORDER)
+        # R3.13: a new quantity on the lot and above what has filled, prices on the tick
+        def off(x, step):
+            n = x / step
+            return abs(n - round(n)) > LOT_TOL * max(1.0, abs(n))
+        if qty > 0:
+            if off(qty, float(self.inst[o.sym]["lot_size"])):
+                return -int(Reason.OFF_LOT_SIZE)
+            if qty <= o.filled:
+                return -int(Reason.INVALID_QTY)
+        for p in (limit, stop):
+            if p > 0 and off(p, float(self.inst[o.sym]["tick_size"])):
+                return -int(Reason.OFF_TICK_SIZE)
         if o.status in (PENDING, WAITING_PARENT):
             self._apply_amend(o, qty, limit, stop)  # R3.13: immediate while PENDING
         else:
@@ -695,7 +712,7 @@ class Simulator:
             return o.limit >= m.last if o.side > 0 else o.limit <= m.last
         return False
 
-    def _process_order(self, o, g, t, kind, trade_px):
+    def _process_order(self, o, g, t, kind, trade_px, trade_qty):
         m = self.mkt[o.sym]
         # R3.12 (CHOICE A1): a cancel that has arrived is applied before any fill check.
         if o.cancel_ts >= 0 and t >= o.cancel_ts:
@@ -778,13 +795,24 @@ class Simulator:
                     px = notional / q
                     px = min(px, o.limit) if o.side > 0 else max(px, o.limit)
                     self._fill(o, q, px, TAKER, g, t)
-                    if o.status == OPEN and o.tif == IOC:
-                        self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
+                    self._rest_after_taking(o, t)
                     return
             elif opp is not None and (opp <= o.limit if o.side > 0 else opp >= o.limit):
-                px = self._taker_price(o.sym, o.side, remaining, t)
-                px = min(px, o.limit) if o.side > 0 else max(px, o.limit)
-                self._fill(o, remaining, px, TAKER, g, t)
+                q = remaining
+                if self.partial:
+                    # R3.15: at most the size shown at the touch, else this trade's size
+                    if m.has_quote:
+                        q = min(remaining, m.ask_qty if o.side > 0 else m.bid_qty)
+                    elif kind == TRADE:
+                        q = min(remaining, trade_qty)
+                    if o.tif == FOK and q < remaining:
+                        self._finish(o, EXPIRED, Reason.FOK_UNFILLED, t)
+                        return
+                if q > 0:
+                    px = self._taker_price(o.sym, o.side, q, t)
+                    px = min(px, o.limit) if o.side > 0 else max(px, o.limit)
+                    self._fill(o, q, px, TAKER, g, t)
+                self._rest_after_taking(o, t)
                 return
             if o.tif == IOC:
                 self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
@@ -793,6 +821,10 @@ class Simulator:
                 self._finish(o, EXPIRED, Reason.FOK_UNFILLED, t)
                 return
             # otherwise it rests; CHOICE A4: R3.6 applies at this same event too.
+            self._join_queue(o, t)
+        if self.queue:
+            self._queue_step(o, g, t, kind, trade_px, trade_qty, remaining)
+            return
         # R3.6: resting limits fill only at TRADE events that trade through, at limit, as maker.
         if kind == TRADE:
             if o.side > 0:
@@ -800,7 +832,78 @@ class Simulator:
             else:
                 through = trade_px >= o.limit if self.touch else trade_px > o.limit
             if through:
-                self._fill(o, remaining, o.limit, MAKER, g, t)
+                q = min(remaining, trade_qty) if self.partial else remaining  # R3.15
+                self._fill(o, q, o.limit, MAKER, g, t)
+
+    # ------------------------------------------------------------------ partial fills, queue
+    def _rest_after_taking(self, o, t):
+        # R3.15: what a marketable limit did not fill at arrival expires (IOC) or rests.
+        if o.status != OPEN:
+            return
+        if o.tif == IOC:
+            self._finish(o, EXPIRED, Reason.IOC_UNFILLED, t)
+        else:
+            self._join_queue(o, t)
+
+    def _touch(self, o):
+        m = self.mkt[o.sym]
+        if o.side > 0:
+            return m.bid, m.bid_qty, o.limit > m.bid
+        return m.ask, m.ask_qty, o.limit < m.ask
+
+    def _join_queue(self, o, t):
+        # R3.16 / R9.8: the size ahead of a limit that starts resting.
+        if not self.queue:
+            return
+        m = self.mkt[o.sym]
+        if self.l2 and m.book.usable(-o.side):
+            o.queue = self._book_queue(m, o, t)
+            return
+        if not m.has_quote:
+            return
+        touch, shown, better = self._touch(o)
+        if better:
+            o.queue = 0.0
+        elif o.limit == touch:
+            o.queue = shown
+
+    def _book_queue(self, m, o, t):
+        # R9.8: the available size of its level on the side it joins (bids for a buy) in the
+        # effective book; 0 when its price improves on the level it reaches; None past them all.
+        d = -o.side  # the takers that would meet it
+        book = m.book
+        best = book.best(m, d)
+        f = book.factor(t, self.half_life_ns)
+        for p, size, used in book.side(d):
+            if not book.reachable(p, d, best):
+                continue
+            if p == o.limit:
+                return max(0.0, size - used * f)
+            if (o.side > 0 and o.limit > p) or (o.side < 0 and o.limit < p):
+                return 0.0
+        return None
+
+    def _queue_step(self, o, g, t, kind, trade_px, trade_qty, remaining):
+        # R3.16: quotes tell the queue at the touch; trades at its price eat the queue first.
+        if kind == QUOTE:
+            touch, shown, better = self._touch(o)
+            if better:
+                o.queue = 0.0
+            elif o.limit == touch:
+                o.queue = shown if o.queue is None else min(o.queue, shown)
+            return
+        if kind != TRADE:
+            return
+        through = trade_px < o.limit if o.side > 0 else trade_px > o.limit
+        q = 0.0
+        if through:
+            q = min(remaining, trade_qty)
+        elif trade_px == o.limit and o.queue is not None:
+            ahead = o.queue
+            o.queue = max(0.0, ahead - trade_qty)
+            q = min(remaining, max(0.0, trade_qty - ahead))
+        if q > 0:
+            self._fill(o, q, o.limit, MAKER, g, t)
 
     # ------------------------------------------------------------------ candles (sec. 8)
     @staticmethod
@@ -982,9 +1085,10 @@ class Simulator:
             # Step 4: orders of symbol s in ascending oid (TRADE, QUOTE, MARK).
             if kind in (TRADE, QUOTE, MARK):
                 trade_px = float(price_a[g]) if kind == TRADE else None
+                trade_qty = float(qty_a[g]) if kind == TRADE else None
                 for o in list(self.orders):
                     if o.sym == s and o.status in LIVE:
-                        self._process_order(o, g, t, kind, trade_px)
+                        self._process_order(o, g, t, kind, trade_px, trade_qty)
             elif kind == FUNDING:
                 # Step 5: R5.1 funding.
                 f = float(price_a[g])

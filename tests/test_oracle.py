@@ -67,9 +67,10 @@ def sub(g, otype, side, qty, limit=0.0, stop=0.0, tif=GTC, ro=False, trig=LAST_S
     return (g, "submit", sym, otype, side, qty, limit, stop, tif, ro, trig, trail, bps, oco)
 
 
-def run(rows, script, inst=(PERP,), balance=10000.0, latency=0, cancel_latency=0, touch=False):
+def run(rows, script, inst=(PERP,), balance=10000.0, latency=0, cancel_latency=0, touch=False,
+        **execution):
     cfg = dict(initial_balance=balance, latency_ns=latency, cancel_latency_ns=cancel_latency,
-               touch_fills=touch)
+               touch_fills=touch, **execution)
     return simulate(events(*rows), [dict(i) for i in inst], cfg, list(script))
 
 
@@ -637,3 +638,72 @@ def test_equity_identity_and_fill_ledger(seed):
     assert len(res["results"]) == len(script)
     assert all(isinstance(x, int) for x in res["results"])
     assert not any(math.isnan(x) for x in res["equity_after_fills"])
+
+
+# ------------------------------------------------------------------------------ R3.13 validation
+def test_amend_validates_quantity_and_prices_like_a_submit():
+    rows = [Q(0, 99.0, 101.0), T(1, 100.0)]
+    amend = lambda qty, limit=0.0, stop=0.0: (0, "amend", 0, qty, limit, stop)  # noqa: E731
+    res = run(rows, [sub(0, LMT, BUY, 1.0, limit=90.0), amend(0.0005), amend(0.0, limit=90.05),
+                     amend(0.0, stop=80.01), amend(2.0, limit=91.0)])
+    assert res["results"] == [1, -int(R.OFF_LOT_SIZE), -int(R.OFF_TICK_SIZE), -int(R.OFF_TICK_SIZE), 0]
+
+
+def test_amend_to_no_more_than_filled_is_refused():
+    # partial fills: 0.4 of 1.0 fills at t=1 (the trade's size); amending to 0.4 leaves nothing
+    res = run([Q(0, 99.0, 101.0), T(1, 99.5, qty=0.4), T(2, 99.6)],
+              [sub(0, LMT, BUY, 1.0, limit=100.0), (1, "amend", 0, 0.4, 0.0, 0.0),
+               (1, "amend", 0, 0.5, 0.0, 0.0)], partial_fills=True)
+    assert res["results"] == [1, -int(R.INVALID_QTY), 0]
+
+
+# ------------------------------------------------------------------------------ R3.15 partial fills
+def test_partial_fills_marketable_limit_takes_the_shown_size_and_rests():
+    # buy 3 @ 101 limit arrives at a quote showing 1 at 101: 1 fills at 101 as taker, 2 rest;
+    # a trade at 100.5 (through the limit) of size 1.5 fills 1.5 at the limit as maker
+    res = run([Q(0, 99.0, 101.0, aq=1.0), Q(1, 99.0, 101.0, aq=1.0), T(2, 100.5, qty=1.5)],
+              [sub(0, LMT, BUY, 3.0, limit=101.0)], partial_fills=True)
+    f1, f2 = res["fills"]
+    check(f1, event_idx=1, qty=1.0, price=101.0, liquidity=TAKER)
+    check(f2, event_idx=2, qty=1.5, price=101.0, liquidity=MAKER)
+    check(order(res, 1), status=S.OPEN, filled_qty=2.5)
+
+
+def test_partial_fills_ioc_and_fok_at_arrival():
+    rows = [Q(0, 99.0, 101.0, aq=1.0), T(1, 100.0)]
+    res = run(rows, [sub(0, LMT, BUY, 3.0, limit=101.0, tif=IOC)], partial_fills=True)
+    (f,) = res["fills"]
+    check(f, qty=1.0, price=101.0)
+    check(order(res, 1), status=S.EXPIRED, reason=R.IOC_UNFILLED, filled_qty=1.0)
+    res = run(rows, [sub(0, LMT, BUY, 3.0, limit=101.0, tif=FOK)], partial_fills=True)
+    assert res["fills"] == []
+    check(order(res, 1), status=S.EXPIRED, reason=R.FOK_UNFILLED, filled_qty=0.0)
+
+
+# ------------------------------------------------------------------------------ R3.16 the queue
+def test_queue_at_the_touch_is_eaten_by_trades_at_the_price_first():
+    # buy 1 @ 99 joins a bid of 99 showing 2: queue 2; a sell trade of 1.5 at 99 leaves 0.5 ahead;
+    # a quote showing 0.2 at 99 shrinks it to 0.2 (cancels ahead); a trade of 1 at 99 eats the 0.2
+    # and fills 0.8 as maker; a trade at 98.5 (through) fills the last 0.2
+    res = run([Q(0, 99.0, 101.0, bq=2.0), T(1, 99.0, qty=1.5, side=-1), Q(2, 99.0, 101.0, bq=0.2),
+               T(3, 99.0, qty=1.0, side=-1), T(4, 98.5, qty=5.0, side=-1)],
+              [sub(0, LMT, BUY, 1.0, limit=99.0)], queue_model=True)
+    f1, f2 = res["fills"]
+    check(f1, event_idx=3, qty=0.8, price=99.0, liquidity=MAKER)
+    assert abs(f2["qty"] - 0.2) < 1e-12 and f2["event_idx"] == 4
+    check(order(res, 1), status=S.FILLED)
+
+
+def test_queue_better_than_the_touch_is_first_and_behind_it_is_learned_later():
+    # buy @ 99.5 above the 99 bid: nothing ahead, a trade at 99.5 fills it (up to its size)
+    res = run([Q(0, 99.0, 101.0), T(1, 99.5, qty=0.3, side=-1)],
+              [sub(0, LMT, BUY, 1.0, limit=99.5)], queue_model=True)
+    (f,) = res["fills"]
+    check(f, qty=0.3, price=99.5)
+    # buy @ 98 behind the touch: no queue known, trades at 98 do not fill it; once the bid is 98
+    # showing 1.0 the queue is 1.0, and a trade of 1.5 at 98 fills 0.5
+    res = run([Q(0, 99.0, 101.0), Q(1, 99.0, 101.0), T(2, 98.0, qty=3.0, side=-1),
+               Q(3, 98.0, 101.0, bq=1.0), T(4, 98.0, qty=1.5, side=-1)],
+              [sub(0, LMT, BUY, 1.0, limit=98.0)], queue_model=True)
+    (f,) = res["fills"]
+    check(f, event_idx=4, qty=0.5, price=98.0)

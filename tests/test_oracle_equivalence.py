@@ -18,6 +18,7 @@ from scripted import Scripted, load_script
 
 N_SCENARIOS = 120
 N_L2_SCENARIOS = 40
+N_QUEUE_SCENARIOS = 60  # partial fills and the queue model (R3.15, R3.16, R9.8), half with a book
 T0 = 1_770_249_600_000_000_000  # 2026-02-05 00:00 UTC
 KIND_NAMES = {EventKind.TRADE: "trades", EventKind.QUOTE: "quotes", EventKind.MARK: "marks",
               EventKind.FUNDING: "funding"}
@@ -147,7 +148,7 @@ def write_books(root, rng, symbols, ev):
         write_stream(root, "book", name, cols)
 
 
-def run_both(tmp_path, seed, l2=False):
+def run_both(tmp_path, seed, l2=False, queue=False):
     rng = np.random.default_rng(seed)
     nsym = int(rng.integers(1, 4))
     types = [InstrumentType.LINEAR_PERPETUAL] + [
@@ -168,6 +169,10 @@ def run_both(tmp_path, seed, l2=False):
                execution=dict(latency=f"{int(rng.choice([0, 0, 1, 3]))}ms",
                               cancel_latency=f"{int(rng.choice([0, 2]))}ms",
                               touch_fills=bool(rng.random() < 0.3)))
+    if queue:  # a separate generator again: the other scenarios stay what they were
+        qrng = np.random.default_rng(20_000 + seed)
+        partial, queue_model = [(True, False), (False, True), (True, True)][int(qrng.integers(0, 3))]
+        cfg["execution"].update(partial_fills=partial, queue_model=queue_model)
     if l2:
         cfg["execution"].update(slippage="l2_depth", impact_k=0.0,
                                 book_resilience_half_life=float(lrng.choice([0.0, 0.002, 1.0])),
@@ -182,6 +187,8 @@ def run_both(tmp_path, seed, l2=False):
                 latency_ns=int(cfg["execution"]["latency"][:-2]) * 1_000_000,
                 cancel_latency_ns=int(cfg["execution"]["cancel_latency"][:-2]) * 1_000_000,
                 touch_fills=cfg["execution"]["touch_fills"])
+    if queue:
+        ocfg.update(partial_fills=partial, queue_model=queue_model)
     if l2:
         ocfg.update(slippage="l2_depth", book_resilience_half_life=cfg["execution"]["book_resilience_half_life"],
                     book_beyond_bps=cfg["execution"]["book_beyond_bps"])
@@ -204,6 +211,12 @@ def test_engine_equals_oracle(tmp_path, seed):
 def test_engine_equals_oracle_with_an_l2_book(tmp_path, seed):
     """l2_depth (section 9): walks, consumption and refill, marketable limits' partial fills."""
     check_equal(*run_both(tmp_path, seed, l2=True))
+
+
+@pytest.mark.parametrize("seed", range(N_QUEUE_SCENARIOS))
+def test_engine_equals_oracle_with_partial_fills_and_queues(tmp_path, seed):
+    """partial_fills and queue_model (R3.15, R3.16), and the queue in an L2 book (R9.8)."""
+    check_equal(*run_both(tmp_path, 30_000 + seed, l2=seed % 2 == 1, queue=True))
 
 
 def check_equal(res, state, want, script):
