@@ -4,7 +4,8 @@ Layout of a sweep folder::
 
     SWEEP_DIR/runs/<config-id>/   one full saved run per parameter set (written atomically)
     SWEEP_DIR/results.parquet     one row per run, ranked by the metric (rank 1 = best)
-    SWEEP_DIR/heatmap.png         when exactly two parameters vary
+    SWEEP_DIR/heatmap.png         when exactly two parameters vary: drawn by `backtest sweep`
+                                  (report/sweep_figures.py) from the table; the library draws nothing
 
 The config id hashes the strategy (class and source), the full parameters, the RunConfig and the
 data fingerprint, so rerunning a sweep skips finished runs and an interrupted sweep resumes.
@@ -39,7 +40,6 @@ from .config import RunConfig
 from .errors import CascadeError, ConfigError, StrategyError, shown
 
 RESULTS = "results.parquet"
-HEATMAP = "heatmap.png"
 # Columns of results.parquet besides the parameters; the ranking metric is added when missing.
 TABLE_METRICS = ("return", "sharpe", "sortino", "calmar", "max_drawdown", "final_equity",
                  "trades", "win_rate", "profit_factor", "fees", "liquidations")
@@ -347,12 +347,20 @@ class SweepResult:
     ran: int
     skipped: int
     failed: int
-    heatmap: Path | None = None
+    swept: tuple = ()  # the parameters that vary, in grid order
 
     @property
     def best(self) -> dict | None:
         ok = self.table.filter(self.table["status"] != "failed")
         return ok.row(0, named=True) if ok.height else None
+
+    @property
+    def heatmap_axes(self) -> tuple[str, str, str] | None:
+        """(x, y, metric) columns of the table for a heatmap: exactly two swept parameters and
+        more than one run that did not fail; else None. The report layer draws it."""
+        if len(self.swept) != 2 or self.ran + self.skipped <= 1:
+            return None
+        return f"param.{self.swept[0]}", f"param.{self.swept[1]}", column_of(self.metric)
 
 
 def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, params=None,
@@ -398,7 +406,7 @@ def run_sweep(*args, **kwargs):
 
 def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, metric: str = "return",
               jobs: int = 0, engine: str = "local", address: str | None = None, params=None, symbols=None,
-              start=None, end=None, config=None, progress=None, heatmap: bool = True,
+              start=None, end=None, config=None, progress=None,
               batch_size: int = 0) -> SweepResult:
     """Run every parameter set of `grid` (or `random` of them) and rank them by `metric`.
 
@@ -456,10 +464,7 @@ def _run_sweep(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 
             out.mkdir(parents=True, exist_ok=True)
             write_parquet(table.to_arrow(), out / RESULTS)
     counts = {s: sum(r["status"] == s for r in rows.values()) for s in ("ran", "skipped", "failed")}
-    hm = None
-    if heatmap and len(swept) == 2 and counts["ran"] + counts["skipped"] > 1:
-        hm = write_heatmap(table, out / HEATMAP, f"param.{swept[0]}", f"param.{swept[1]}", column_of(metric))
-    return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], hm)
+    return SweepResult(table, out, metric, counts["ran"], counts["skipped"], counts["failed"], tuple(swept))
 
 
 def _run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, batch_size: int, data,
@@ -703,20 +708,6 @@ def _map_ray(tasks: list, done, address: str | None, worker) -> None:
     finally:
         if started:
             ray.shutdown()
-
-
-def write_heatmap(table, path: Path, x: str, y: str, metric: str) -> Path:
-    from .atomic import tmp_name
-    from .report.sweep_figures import fig_sweep_heatmap
-
-    fig = fig_sweep_heatmap(table.filter(table["status"] != "failed"), x, y, metric)
-    tmp = tmp_name(path).with_suffix(".png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 functools.update_wrapper(run_sweep, _run_sweep)  # its signature and docs
