@@ -19,7 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STDLIB = set(sys.stdlib_module_names)
-ENGINE = ("backtest.engine", "backtest.batch", "backtest.plugins", "backtest.sweep", "backtest.walkforward")
+ENGINE = ("backtest.engine", "backtest.batch", "backtest.plugins", "backtest.sweep", "backtest.sweep_dispatch",
+          "backtest.walkforward")
 
 
 def imports_of(source: str, module: str) -> list[tuple[str, int]]:
