@@ -345,7 +345,6 @@ def sweep_cmd(**o):
     spec = _sweep_spec(o)
     from .. import progress as prog
     from ..atomic import output_lock
-    from ..report.sweep_figures import write_sweep_heatmap
     from ..sweep import run_sweep
 
     out, t0 = Path(spec.out), time.perf_counter()
@@ -354,7 +353,11 @@ def sweep_cmd(**o):
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
                                 **_sweep_kwargs(spec))
-            heatmap = write_sweep_heatmap(res)
+            heatmap = None
+            if res.heatmap_axes is not None:  # matplotlib is imported only to draw
+                from ..report.sweep_figures import write_sweep_heatmap
+
+                heatmap = write_sweep_heatmap(res)
     except KeyboardInterrupt:
         _interrupted(out, "sweep")
     secs = time.perf_counter() - t0
