@@ -12,6 +12,9 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_
              "h": 3_600_000_000_000, "d": 86_400_000_000_000}
 
 
+MAX_DURATION_NS = 36_500 * _UNITS_NS["d"]
+
+
 def parse_duration_ns(value, name: str) -> int:
     """'250ms', '1m', '8h', '0' or an int of nanoseconds -> int nanoseconds (>= 0)."""
     if isinstance(value, bool):
@@ -27,6 +30,8 @@ def parse_duration_ns(value, name: str) -> int:
         ns = int(round(float(m.group(1)) * _UNITS_NS[m.group(2) or "ns"]))
     if ns < 0:
         raise ConfigError(f"{name}: must not be negative, got {shown(value)}")
+    if ns > MAX_DURATION_NS:  # added to int64 event times in the kernel: keep far from overflow
+        raise ConfigError(f"{name}: at most 100 years ('36500d'), got {shown(value)}")
     return ns
 
 
@@ -130,6 +135,11 @@ class ExecutionConfig:
             if not isinstance(t, dict) or set(t) != {"volume_30d", "maker_fee_rate", "taker_fee_rate"}:
                 raise ConfigError(f"execution.fee_tiers[{i}]: needs exactly volume_30d, maker_fee_rate, "
                                   "taker_fee_rate")
+            for key in ("volume_30d", "maker_fee_rate", "taker_fee_rate"):  # TOML allows any type
+                v = t[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ConfigError(f"execution.fee_tiers[{i}].{key}: expected a finite number such as "
+                                      f"{'1000000' if key == 'volume_30d' else '0.0004'}, got {shown(v)}")
             if not t["volume_30d"] > last:
                 raise ConfigError(f"execution.fee_tiers[{i}]: volume_30d must increase from tier to tier")
             if t["taker_fee_rate"] < 0:

@@ -11,7 +11,8 @@ Layout::
     WF_DIR/oos/<nnn>-<id>/    the out-of-sample run of window nnn (a run folder)
     WF_DIR/windows.parquet    one row per window: times, chosen params, IS and OOS metrics
     WF_DIR/oos_equity.parquet the stitched out-of-sample equity (ts_ns, equity, window)
-    WF_DIR/oos_equity.png
+    WF_DIR/oos_equity.png     drawn by `backtest walk-forward` (report/sweep_figures.py); the
+                              library returns data only
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ class WalkForwardResult:
     windows: object  # polars DataFrame
     equity: object  # polars DataFrame
     out: Path
-    figure: Path | None = None
 
 
 def make_windows(lo: int, hi: int, train_ns: int, test_ns: int, step_ns: int) -> list[tuple[int, int, int]]:
@@ -115,7 +115,7 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
     for k, (a, b, c) in enumerate(wins):
         sw = run_sweep(cls, data, grid, out=out / "is" / f"{k:03d}", random=random, seed=seed, metric=metric,
                        jobs=jobs, engine=engine, address=address, params=fixed, symbols=symbols, start=a,
-                       end=b, config=cfg, heatmap=False, batch_size=batch_size)
+                       end=b, config=cfg, batch_size=batch_size)
         best = sw.best
         if best is None:
             raise ConfigError(f"walk-forward window {k}: every in-sample run failed "
@@ -143,22 +143,7 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
     equity = stitch(curves, cfg.initial_balance)
     write_parquet(windows.to_arrow(), out / "windows.parquet")
     write_parquet(equity.to_arrow(), out / "oos_equity.parquet")
-    return WalkForwardResult(windows, equity, out, _figure(equity, windows, out / "oos_equity.png"))
-
-
-def _figure(equity, windows, path: Path) -> Path:
-    import os
-
-    from .atomic import tmp_name
-    from .report.sweep_figures import fig_walk_forward
-
-    tmp = tmp_name(path)
-    try:
-        fig_walk_forward(equity, windows).savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return WalkForwardResult(windows, equity, out)
 
 
 functools.update_wrapper(run_walk_forward, _run_walk_forward)  # its signature and docs

@@ -18,7 +18,8 @@ import backtest as bt
 import backtest.engine as engine
 from backtest.batch import batch_size, run_batch, set_bytes
 from backtest.errors import CascadeError, ConfigError, StrategyError
-from backtest.sweep import make_batches, run_sweep
+from backtest.sweep import run_sweep
+from backtest.sweep_dispatch import make_batches
 from engine_fixtures import frame_diff, make_market_dataset
 from strategies.reference import Reference
 

@@ -421,7 +421,7 @@ def _check_applied(cfg: dict, manifest_cfg: dict, path=""):
 def test_random_toml_configs(base, tmp_path):
     pytest.importorskip("tomli_w")
     root, _ = base
-    rnd = random.Random(99)
+    rnd = random.Random(int(os.environ.get("CASCADE_FUZZ_SEED", "99")))  # other seeds: try them locally
     ok = refused = 0
     problems = []
     for it in range(N_TOML):
@@ -459,11 +459,7 @@ def test_random_toml_configs(base, tmp_path):
     print(f"\nTOML configs: {ok} ran, {refused} refused, {len(problems)} problems")
     for p in problems[:40]:
         print("  ", p)
-    hard = [p for p in problems if " traceback " not in p and " silently changed" not in p]
-    assert not hard, "\n".join(hard[:20])
-    if problems:
-        pytest.xfail(f"engine: {len(problems)} of {N_TOML} random configs give a traceback or are "
-                     f"silently changed, e.g. {problems[0]}")
+    assert not problems, "\n".join(problems[:20])
 
 
 # ------------------------------------------------------------------- real subprocesses (stderr)

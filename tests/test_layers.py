@@ -6,6 +6,8 @@
 * `backtest/report` never imports the engine: a saved run alone is enough to draw it again
   (from `core` only the enums of `core.schema`).
 * only `backtest/cli` imports click; only `backtest/report` imports matplotlib.
+* the library (everything but `backtest/report` and `backtest/cli`) never imports the report: it
+  returns data, and the CLI asks the report layer to draw (sweep heatmaps, walk-forward curves).
 * strategies (`strategies/`) import only the public `backtest` API, never `backtest.<module>`.
 
 Every import statement counts, including those inside functions (lazy imports)."""
@@ -17,7 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STDLIB = set(sys.stdlib_module_names)
-ENGINE = ("backtest.engine", "backtest.batch", "backtest.plugins", "backtest.sweep", "backtest.walkforward")
+ENGINE = ("backtest.engine", "backtest.batch", "backtest.plugins", "backtest.sweep", "backtest.sweep_dispatch",
+          "backtest.walkforward")
 
 
 def imports_of(source: str, module: str) -> list[tuple[str, int]]:
@@ -63,6 +66,9 @@ def violations(rel: str, source: str) -> list[str]:
             bad.append(f"{where} (only cli imports click)")
         if top == "matplotlib" and not rel.startswith("backtest/report/"):
             bad.append(f"{where} (only report imports matplotlib)")
+        if (rel.startswith("backtest/") and _under(name, "backtest.report")
+                and not rel.startswith(("backtest/report/", "backtest/cli/"))):
+            bad.append(f"{where} (library code returns data; only report and cli draw)")
         if rel.startswith("strategies/") and top == "backtest" and name != "backtest":
             bad.append(f"{where} (strategies import only the public `backtest` API)")
     return bad
@@ -82,6 +88,10 @@ def test_the_checker_catches_each_rule():
         "backtest/data/x.py": "def f():\n    from ..engine import run",
         "backtest/report/x.py": "from ..core.loop import make_loop",
         "backtest/sweep.py": "import matplotlib.pyplot as plt",
+        "backtest/walkforward.py": "def f():\n    from .report.sweep_figures import fig_walk_forward",
+        "backtest/scenarios/x.py": "from ..report import stress_figures",
+        "backtest/data/y.py": "import backtest.report.style",
+        "backtest/z.py": "from matplotlib.figure import Figure",
         "backtest/engine.py": "import click",
         "strategies/x.py": "from backtest.core.orders import submit",
     }
@@ -92,6 +102,8 @@ def test_the_checker_catches_each_rule():
         "backtest/report/x.py": "from ..core.schema import Liquidity\nimport matplotlib",
         "strategies/x.py": "from backtest import buy\nfrom ._lib import floor_lot",
         "backtest/cli/x.py": "import click",
+        "backtest/cli/y.py": "from ..report.sweep_figures import write_sweep_heatmap",
+        "backtest/report/y.py": "from .sweep_figures import fig_walk_forward\nfrom ..atomic import tmp_name",
     }
     for rel, src in fine.items():
         assert not violations(rel, src), (rel, src)

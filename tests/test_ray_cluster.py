@@ -22,7 +22,8 @@ import pytest
 
 from backtest.cluster import RUN_FILES, land
 from backtest.result import Result
-from backtest.sweep import Task, run_sweep, run_task
+from backtest.sweep import run_sweep
+from backtest.sweep_dispatch import Task, run_task
 from test_cli_run import build_dataset
 from test_s3 import _free_port, s3, s3_server, upload  # noqa: F401  (fixtures)
 
@@ -61,7 +62,7 @@ def _same_run(a: Path, b: Path) -> None:
 NODE = r"""
 import pickle, sys
 from backtest.cluster import run_on_node
-from backtest.sweep import run_task
+from backtest.sweep_dispatch import run_task
 task = pickle.load(open(sys.argv[1], "rb"))
 pickle.dump(run_on_node(run_task, task), open(sys.argv[2], "wb"))
 """

@@ -69,12 +69,28 @@ def test_load_and_flag_overrides(tmp_path):
     ('[walk_forward]\ntrain = "a day"', "walk_forward.train"),
     ('[sweep]\nengine = "dask"', "sweep.engine"),
     ('symbols = 3', "symbols"),
+    # TOML gives any type to any key: a tier's rate that is not a number (was a TypeError traceback)
+    ('[[execution.fee_tiers]]\nvolume_30d = 4748\nmaker_fee_rate = 0.0001\ntaker_fee_rate = "spread"',
+     "execution.fee_tiers[0].taker_fee_rate: expected a finite number such as 0.0004, got 'spread'"),
+    ('[[execution.fee_tiers]]\nvolume_30d = [1]\nmaker_fee_rate = 0.0001\ntaker_fee_rate = 0.0004',
+     "execution.fee_tiers[0].volume_30d: expected a finite number"),
+    ('[[execution.fee_tiers]]\nvolume_30d = 0\nmaker_fee_rate = nan\ntaker_fee_rate = 0.0004',
+     "execution.fee_tiers[0].maker_fee_rate"),
+    # a duration past int64 event times (was an OverflowError traceback in the engine)
+    ('timer = 1e308', "timer: at most 100 years ('36500d')"),
+    ('[execution]\nlatency = "36501d"', "execution.latency: at most 100 years"),
 ])
 def test_bad_keys_and_values(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         build_spec(write(tmp_path, text))
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_longest_duration_is_accepted():
+    from backtest.config import RunConfig
+
+    assert RunConfig.from_dict({"timer": "36500d"}).timer_ns == 36_500 * 86_400 * 10**9
 
 
 def test_bad_toml_and_missing_file(tmp_path):

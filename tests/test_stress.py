@@ -124,6 +124,59 @@ def test_transforms_keep_streams_consistent(spec, seed):
                                data[("marks", "X")]["mark_price"] / data[("trades", "X")]["price"][k0], rtol=1e-12)
 
 
+def test_every_dataset_kind_has_its_price_columns():
+    from backtest.data.layout import KINDS
+
+    assert set(T.PRICE_COLUMNS) == set(KINDS)  # a kind missing here was a KeyError in multiply
+    for kind, cols in T.PRICE_COLUMNS.items():
+        assert set(cols) <= set(KINDS[kind][1]), kind
+
+
+def bars_and_liquidations():
+    """Candles (stamped at their close) and other traders' liquidations, no trades or marks."""
+    ts = np.array([10, 20, 30], np.int64) * S
+    return {("bars", "X"): {"ts_ns": ts, "open": np.array([100.0, 98.0, 80.0]), "high": np.array([101.0, 99.0, 92.0]),
+                            "low": np.array([97.0, 79.0, 78.0]), "close": np.array([98.0, 80.0, 90.0]),
+                            "volume": np.array([5.0, 7.0, 2.0])},
+            ("liquidations", "X"): {"ts_ns": np.array([15, 25], np.int64) * S, "price": np.array([97.5, 79.5]),
+                                    "qty": np.array([0.5, 1.5]), "side": np.array([-1, 1], np.int8)}}
+
+
+def test_price_transforms_move_bars_and_liquidations():
+    """`backtest stress` on a dataset of bars or liquidations raised KeyError: 'bars'."""
+    data = bars_and_liquidations()
+    # gap -10 % at t = 20: the bar stamped at 20 (its close) and everything after move whole
+    out = T.gap(data, pct=-10.0, at=20 * S)
+    b, q = out[("bars", "X")], out[("liquidations", "X")]
+    assert b["open"].tolist() == [100.0, 98.0 * 0.9, 80.0 * 0.9]
+    assert b["high"].tolist() == [101.0, 99.0 * 0.9, 92.0 * 0.9]
+    assert b["low"].tolist() == [97.0, 79.0 * 0.9, 78.0 * 0.9]
+    assert b["close"].tolist() == [98.0, 80.0 * 0.9, 90.0 * 0.9]
+    assert q["price"].tolist() == [97.5, 79.5 * 0.9]
+    # quantities and times are untouched by a price transform
+    assert b["volume"] is data[("bars", "X")]["volume"] and q["qty"] is data[("liquidations", "X")]["qty"]
+    assert q["ts_ns"] is data[("liquidations", "X")]["ts_ns"]
+    # deepen on candles only: the reference is the bars' closes (98 at 10, 80 at 20, 90 at 30);
+    # window [10, 25], factor 1.5: m(20) = (80/98) ** 0.5, which persists after the window
+    out = T.deepen(data, factor=1.5, start=10 * S, end=25 * S)
+    m = (80 / 98) ** 0.5
+    b, q = out[("bars", "X")], out[("liquidations", "X")]
+    assert b["close"][0] == 98.0 and b["close"][1] == pytest.approx(98 * (80 / 98) ** 1.5, rel=1e-12)
+    assert b["low"][1] == pytest.approx(79 * m, rel=1e-12) and b["high"][2] == pytest.approx(92 * m, rel=1e-12)
+    assert q["price"][0] == pytest.approx(97.5, rel=1e-15)  # at 15 the factor of t = 10: 1
+    assert q["price"][1] == pytest.approx(79.5 * m, rel=1e-12)
+    assert np.all(b["low"] <= np.minimum(b["open"], b["close"])) and np.all(b["high"] >= np.maximum(b["open"], b["close"]))
+    # thin scales traded volume (bar volumes) by depth in its window, not liquidated sizes
+    out = T.thin(data, spread=2.0, depth=0.5, start=15 * S, end=35 * S)
+    assert out[("bars", "X")]["volume"].tolist() == [5.0, 3.5, 1.0]
+    assert out[("liquidations", "X")]["qty"] is data[("liquidations", "X")]["qty"]
+    for spec in NEUTRAL:
+        assert same(T.apply(data, [parsed(spec)]), data)
+    # times in integer nanoseconds from the command line (were refused as not ISO)
+    assert T.parse_scenario("gap:pct=-10,at=20000000000").params["at"] == 20 * S
+    assert same(T.apply(data, [T.parse_scenario("gap:pct=-10,at=20000000000")]), T.gap(data, pct=-10.0, at=20 * S))
+
+
 def test_scenario_parsing_errors():
     with pytest.raises(ConfigError, match="unknown kind 'deeper'"):
         T.parse_scenario("deeper:factor=2")

@@ -143,3 +143,48 @@ def test_seed_paths_are_the_generator_with_the_next_seeds(crash, tmp_path):
     assert path.keys() == ref.keys()
     assert all(np.array_equal(path[k][c], ref[k][c]) for k in ref for c in ref[k])
     assert not any(p.name.startswith(".data-x") for p in tmp_path.iterdir() if p.name != ".data-x")
+
+
+def test_stress_on_bars_and_liquidations(tmp_path):
+    """`backtest stress` on a dataset of candles and other traders' liquidations (was KeyError:
+    'bars' in the price transform). The gap at minute 2 moves the bars stamped at or after it, as
+    the strategy's on_bar sees them, and the liquidation prices; volumes stay."""
+    from pathlib import Path
+
+    from backtest.cli import cli
+    from backtest.scenarios.transforms import load_streams, write_streams
+
+    here = Path(__file__).parent
+    t0, minute = 1_770_249_600_000_000_000, 60_000_000_000  # 2026-02-05 00:00 UTC
+    ts = t0 + minute * np.arange(1, 5, dtype=np.int64)
+    ohlcv = np.array([[62000.0, 62050.0, 61950.0, 62000.0, 120.5], [62010.0, 62100.0, 61990.0, 62050.0, 98.0],
+                      [62050.0, 62400.0, 61700.0, 62100.0, 310.25], [62100.0, 62200.0, 62000.0, 62150.0, 50.0]])
+    streams = {("bars", SYM): {"ts_ns": ts, **{c: ohlcv[:, k] for k, c in enumerate(("open", "high", "low", "close",
+                                                                                    "volume"))}},
+               ("liquidations", SYM): {"ts_ns": ts - minute // 2, "price": np.array([61990.0, 62020.0, 62080.0, 62120.0]),
+                                       "qty": np.full(4, 0.25), "side": np.array([1, -1, 1, -1], np.int8)}}
+    src = tmp_path / "src"
+    (tmp_path / "i").mkdir()
+    (tmp_path / "i" / "instruments.json").write_bytes((here / "fixtures" / "exchange" / "instruments.json").read_bytes())
+    write_streams(streams, tmp_path / "i", src)
+    out = tmp_path / "st"
+    r = CliRunner().invoke(cli, ["stress", f"{here / 'bar_strategies.py'}:BarBracket", "--data", str(src),
+                                 "--symbols", SYM, "--out", str(out), "--jobs", "1", "--json",
+                                 "--scenario", f"gap:pct=-10,at={int(ts[1])}"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert (doc["ran"], doc["failed"]) == (2, 0), pl.read_parquet(out / "table.parquet")["error"].to_list()
+    table = pl.read_parquet(out / "table.parquet")
+    state = {v: bt.Result.load(d).manifest["strategy"]["state"]
+             for v, d in zip(table["variant"], table["run_dir"])}
+    seen = {v: np.array(s["ohlcv"])[:4] for v, s in state.items()}
+    assert seen["replay"].tolist() == ohlcv.tolist()
+    gapped = ohlcv.copy()
+    gapped[1:, :4] *= 0.9  # the bars stamped at or after the gap; volumes unchanged
+    assert seen[next(v for v in seen if v != "replay")].tolist() == gapped.tolist()
+    # the derived dataset is transient; the same transform on the source shows the liquidations
+    from backtest.scenarios.transforms import apply, parse_scenario
+
+    moved = apply(load_streams(src), [parse_scenario(f"gap:pct=-10,at={int(ts[1])}")])[("liquidations", SYM)]
+    assert moved["price"].tolist() == [61990.0, 62020.0, 62080.0 * 0.9, 62120.0 * 0.9]
+    assert moved["qty"].tolist() == [0.25] * 4

@@ -1,4 +1,5 @@
-"""Sweeps: grid parsing, seeded random search, ranking, skip-on-rerun, heatmap, Ray."""
+"""Sweeps: grid parsing, seeded random search, ranking, skip-on-rerun, heatmap (drawn by the CLI
+through the report layer, never by the library), Ray."""
 from __future__ import annotations
 
 import json
@@ -82,6 +83,15 @@ def test_sweep_ranks_skips_on_rerun_and_draws_heatmap(ds, tmp_path):
                   "--json")
     doc = json.loads(again.output)
     assert (doc["ran"], doc["skipped"]) == (0, 4) and doc["best"]["config_id"] == df["config_id"][0]
+    # the library returns data only; the report layer draws the CLI's heatmap from it
+    (out / "heatmap.png").unlink()
+    res = run_sweep("reference", ds, {"entry": [61000, 62000], "stop": [59000, 60000]}, out=out, jobs=1,
+                    config={"leverage": {"BTCUSDT": 3}})
+    assert (res.skipped, res.swept) == (4, ("entry", "stop")) and not (out / "heatmap.png").exists()
+    assert res.heatmap_axes == ("param.entry", "param.stop", "return_pct")
+    from backtest.report.sweep_figures import write_sweep_heatmap
+
+    assert write_sweep_heatmap(res) == out / "heatmap.png" and (out / "heatmap.png").stat().st_size > 1000
     # a different config is a different run id: nothing skipped
     third = sweep("reference", "--data", ds, "--out", out, "--grid", "entry=61000", "--jobs", "1", "--json")
     assert json.loads(third.output)["ran"] == 1

@@ -1,6 +1,7 @@
 """Walk-forward: window arithmetic, stitched out-of-sample curve continuity, the command."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import polars as pl
@@ -63,11 +64,18 @@ def test_walk_forward_command(ds, tmp_path):
     assert eq["ts_ns"].is_sorted()
     final = win["oos_final_equity"].to_list()
     assert eq["equity"][-1] == pytest.approx(final[0] * final[1] / 100_000.0)
-    assert (out / "oos_equity.png").stat().st_size > 1000
+    assert (out / "oos_equity.png").stat().st_size > 1000  # drawn by the CLI (report layer)
     # a rerun reuses every in-sample and out-of-sample run
     again = CliRunner().invoke(cli, ["walk-forward", "reference", "--data", str(ds), "--out", str(out), *WF,
                                      "--json"])
     assert json.loads(again.output)["windows"] == json.loads(json.dumps(win.to_dicts()))
+    # the library returns the tables only: no figure field, no PNG written
+    from backtest.walkforward import WalkForwardResult, run_walk_forward
+
+    assert [f.name for f in dataclasses.fields(WalkForwardResult)] == ["windows", "equity", "out"]
+    (out / "oos_equity.png").unlink()
+    res = run_walk_forward("reference", ds, {"entry": [61000, 62000]}, out=out, train="1d", test="12h", jobs=1)
+    assert res.windows.equals(win) and not (out / "oos_equity.png").exists()
 
 
 def test_walk_forward_needs_windows(ds, tmp_path):

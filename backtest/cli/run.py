@@ -344,20 +344,27 @@ def sweep_cmd(**o):
     """
     spec = _sweep_spec(o)
     from .. import progress as prog
+    from ..atomic import output_lock
     from ..sweep import run_sweep
 
     out, t0 = Path(spec.out), time.perf_counter()
     try:
-        with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
-            res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
-                            **_sweep_kwargs(spec))
+        with output_lock(out):  # the figure belongs to the sweep folder: drawn under its lock
+            with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
+                res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
+                                **_sweep_kwargs(spec))
+            heatmap = None
+            if res.heatmap_axes is not None:  # matplotlib is imported only to draw
+                from ..report.sweep_figures import write_sweep_heatmap
+
+                heatmap = write_sweep_heatmap(res)
     except KeyboardInterrupt:
         _interrupted(out, "sweep")
     secs = time.perf_counter() - t0
     metric, df = res.metric, res.table
     if o["as_json"]:
         _echo_json({"out": str(out), "results": str(out / "results.parquet"),
-                    "heatmap": str(res.heatmap) if res.heatmap else None, "metric": metric, "runs": df.height,
+                    "heatmap": str(heatmap) if heatmap else None, "metric": metric, "runs": df.height,
                     "ran": res.ran, "skipped": res.skipped, "failed": res.failed, "seconds": round(secs, 2),
                     "best": res.best, "top": df.head(o["top"]).to_dicts()})
         return
@@ -365,8 +372,8 @@ def sweep_cmd(**o):
                f"{res.failed} failed in {secs:.1f} s")
     _print_rows(df.head(o["top"]), metric)
     click.echo(f"results {out / 'results.parquet'}")
-    if res.heatmap:
-        click.echo(f"heatmap {res.heatmap}")
+    if heatmap:
+        click.echo(f"heatmap {heatmap}")
     for r in df.filter(df["status"] == "failed").head(3).iter_rows(named=True):
         click.echo(f"failed {r['config_id']}: {r['error']}", err=True)
     _print_warnings()
@@ -423,14 +430,18 @@ def walk_forward_cmd(**o):
     if not (w["train"] and w["test"]):
         raise ConfigError("walk-forward needs --train and --test (or [walk_forward] in the config)")
     from .. import progress as prog
+    from ..atomic import output_lock
+    from ..report.sweep_figures import write_walk_forward_figure
     from ..walkforward import run_walk_forward
 
     out, t0 = Path(spec.out), time.perf_counter()
     try:
-        with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
-            res = run_walk_forward(spec.strategy, spec.data, out=out, train=w["train"], test=w["test"],
-                                   step=w["step"], progress=bars.sweep_callback(0, "windows"),
-                                   **_sweep_kwargs(spec))
+        with output_lock(out):  # the figure belongs to the walk-forward folder: drawn under its lock
+            with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
+                res = run_walk_forward(spec.strategy, spec.data, out=out, train=w["train"], test=w["test"],
+                                       step=w["step"], progress=bars.sweep_callback(0, "windows"),
+                                       **_sweep_kwargs(spec))
+            png = write_walk_forward_figure(res)
     except KeyboardInterrupt:
         _interrupted(out, "walk-forward")
     eq = res.equity
@@ -439,8 +450,8 @@ def walk_forward_cmd(**o):
     if o["as_json"]:
         _echo_json({"out": str(out), "windows": res.windows.to_dicts(), "oos_final_equity": final,
                     "oos_return_pct": (final / initial - 1) * 100, "seconds": round(time.perf_counter() - t0, 2),
-                    "files": {k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet",
-                                                       "oos_equity.png")}})
+                    "files": {**{k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet")},
+                              png.name: str(png)}})
         return
     from ..sweep import column_of
 
@@ -452,7 +463,7 @@ def walk_forward_cmd(**o):
         click.echo(f"  {r['window']:>3}  OOS {_iso(r['oos_start_ns'])} → {_iso(r['oos_end_ns'])}  {chosen}  "
                    f"IS {metric} {_cell(r[f'is_{metric}'])}  OOS {metric} {_cell(r[f'oos_{metric}'])}")
     click.echo(f"out-of-sample: final equity {_num(final)}  return {_pct(final / initial - 1)}")
-    click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {out / 'oos_equity.png'}")
+    click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {png}")
     _print_warnings()
 
 

@@ -1,10 +1,15 @@
 """Figures of sweeps and walk-forwards, drawn from their saved tables (never from the engine).
 
-Object API on an Agg canvas (headless, no pyplot global state); each function returns a Figure.
+Object API on an Agg canvas (headless, no pyplot global state); each `fig_*` function returns a
+Figure. `write_sweep_heatmap` and `write_walk_forward_figure` save the PNGs that `backtest sweep`
+and `backtest walk-forward` leave in their folders: the library (sweep.py, walkforward.py)
+returns tables only, and only the report layer imports matplotlib.
 """
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -12,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 _MAX_ANNOTATED = 400  # cells; beyond this the numbers would be unreadable
+HEATMAP = "heatmap.png"  # in a sweep folder
+WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
 
 
 def _figure(w: float, h: float) -> tuple[Figure, object]:
@@ -69,3 +76,33 @@ def fig_walk_forward(equity: pl.DataFrame, windows: pl.DataFrame | None = None) 
     ax.grid(True, alpha=0.3)
     fig.autofmt_xdate()
     return fig
+
+
+def write_sweep_heatmap(sweep) -> Path | None:
+    """SWEEP_DIR/heatmap.png of a finished sweep (a `backtest.sweep.SweepResult`) when it has
+    heatmap axes (two swept parameters, more than one good run), else None. Failed runs are left
+    out."""
+    axes = sweep.heatmap_axes
+    if axes is None:
+        return None
+    table = sweep.table
+    return save_png(fig_sweep_heatmap(table.filter(table["status"] != "failed"), *axes),
+                    Path(sweep.out) / HEATMAP)
+
+
+def write_walk_forward_figure(wf) -> Path:
+    """WF_DIR/oos_equity.png of a finished walk-forward (a `backtest.walkforward.WalkForwardResult`)."""
+    return save_png(fig_walk_forward(wf.equity, wf.windows), Path(wf.out) / WALK_FORWARD_PNG)
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write `fig` to `path` atomically: a reader sees the old file or the whole new one."""
+    from ..atomic import tmp_name
+
+    tmp = tmp_name(path).with_suffix(".png")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,7 +1,7 @@
 """Stationary block bootstrap of a dataset's returns (Politis & Romano 1994); see docs/stress.md.
 
 The returns are taken on a time grid of step `step` (default 1 minute) from each symbol's
-reference series (trades, else marks). One sequence of grid indices, shared by all symbols so
+reference series (trades, else marks, else bar closes). One sequence of grid indices, shared by all symbols so
 that their co-movement is kept, is drawn block by block: a block starts at a uniform random
 index and continues step by step; after each step a new block starts with probability
 step / block (so blocks have a geometric length of mean `block`, default 1 hour), and the index

@@ -1,5 +1,5 @@
 """Stress runs: the replay, scenarios and Monte Carlo paths of one strategy, through the sweep's
-runner (backtest/sweep.py: a saved, resumable run per variant; local processes or Ray).
+runner (backtest/sweep_dispatch.py: a saved, resumable run per variant; local processes or Ray).
 
 Layout of a stress folder::
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import CascadeError, ConfigError
-from .. import sweep
+from .. import sweep, sweep_dispatch
 from .transforms import Scenario, check_scenario, parse_scenario
 
 SPEC = "stress.json"
@@ -51,7 +51,7 @@ class Variant:
 class StressTask:
     """What a worker needs for one variant (small and picklable)."""
 
-    task: sweep.Task  # the engine run; task.data is the source dataset
+    task: sweep_dispatch.Task  # the engine run; task.data is the source dataset
     recipe: dict
     crowd_table: str
     variant: dict = field(default_factory=dict)
@@ -155,7 +155,7 @@ def run_stress_task(st: StressTask) -> dict:
         if not plain:
             shutil.rmtree(tmp, ignore_errors=True)
             data = str(build_data(Path(st.task.data), st.recipe, tmp, Path(st.crowd_table), st.task.symbols))
-        row = sweep.run_task(sweep.Task(st.task.strategy, data, st.task.params, st.task.config,
+        row = sweep_dispatch.run_task(sweep_dispatch.Task(st.task.strategy, data, st.task.params, st.task.config,
                                         st.task.run_dir, st.task.config_id, st.task.symbols))
     except CascadeError as e:
         return {"status": "failed", "error": str(e)}
@@ -234,7 +234,7 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
         recipe = v.recipe(mc, crowd_d)
         vfp = hashlib.sha256(json.dumps([fp, recipe], sort_keys=True, default=str).encode()).hexdigest()
         cid = sweep.config_id(cls, p, c, vfp)
-        t = sweep.Task(ref, str(Path(data).resolve()), p, c, str(out / "runs" / cid), cid, symbols)
+        t = sweep_dispatch.Task(ref, str(Path(data).resolve()), p, c, str(out / "runs" / cid), cid, symbols)
         info = {"variant": v.name, "kind": v.kind, "path": v.path, "leverage": v.leverage}
         tasks.append(StressTask(t, recipe, str(out / "crowd" / f"{cid}.parquet"), info))
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,7 @@ def stress(strategy, data, *, out, scenarios=(), scenario_file=None, paths: int 
                 pending.append(st)
         if pending:  # the first pending run compiles the strategy into the cache the workers load
             done(pending[0], run_stress_task(pending[0]))
-        sweep._map(pending[1:], done, jobs=jobs, engine=engine, address=address, worker=run_stress_task)
+        sweep_dispatch.map_tasks(pending[1:], done, jobs=jobs, engine=engine, address=address, worker=run_stress_task)
     except KeyboardInterrupt:
         # runs and derived datasets cut short by the interrupt; finished runs are kept
         for tmp in [*(out / "runs").glob(".*.tmp-*"), *(out / "runs").glob(".data-*")]:

@@ -3,9 +3,11 @@
 A dataset in memory is `{(kind, symbol): {column: numpy array}}` (`load_streams`), each stream
 sorted by ts_ns. Every transform takes such a dict and returns a new one; the inputs are never
 modified. Price transforms compute one multiplier per symbol as a step function of time from a
-reference series (the symbol's trades, else its marks) and multiply *every* price column of that
-symbol by it (trade price, bid, ask, mark, index): bid <= ask is kept (same positive factor),
-marks follow trades, and times are untouched. Time transforms map every timestamp of every stream
+reference series (the symbol's trades, else its marks, else its bars' closes) and multiply
+*every* price column of that symbol by it (trade price, bid, ask, mark, index, book levels, bar
+open/high/low/close, other traders' liquidation prices; `PRICE_COLUMNS`): bid <= ask and
+low <= open, close <= high are kept (same positive factor), marks follow trades, and times and
+quantities are untouched. Time transforms map every timestamp of every stream
 through one non-decreasing function, so each stream stays sorted. At neutral parameters every
 transform returns the data bit for bit (x * 1.0 == x, t + 0 == t), so a neutral scenario replays
 exactly the original.
@@ -24,8 +26,12 @@ from ..config import parse_time_ns
 from ..data.layout import INSTRUMENT_FILES, KINDS, list_streams
 from ..errors import ConfigError
 
+# Every dataset kind (layout.KINDS; a test checks none is missing) -> its price columns. A bar is
+# one event at its close stamp, so all four of its prices take the factor at that time.
 PRICE_COLUMNS = {"trades": ("price",), "quotes": ("bid", "ask"), "marks": ("mark_price", "index_price"),
-                 "funding": (), "book": ("bid", "ask"), "premium": ()}  # premium: a rate, not a price
+                 "funding": (), "bars": ("open", "high", "low", "close"), "liquidations": ("price",),
+                 "book": ("bid", "ask"),
+                 "premium": (), "open_interest": ()}  # premium: a rate; open interest: a quantity
 NEVER_LO, NEVER_HI = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 Streams = dict  # {(kind, symbol): {column: np.ndarray}}
@@ -117,6 +123,8 @@ def check_scenario(sc: Scenario) -> Scenario:
                 raise ConfigError(f"scenario {sc.kind}: {k} must be finite, got {v!r}")
         elif k == "symbols" and isinstance(v, str):
             v = [s for s in v.replace("+", " ").replace(";", " ").split() if s]
+        elif k in ("start", "end", "at") and isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v):
+            v = int(v)  # integer nanoseconds, as documented ('--scenario gap:at=1770249720000000000')
         params[k] = v
     return Scenario(sc.kind, params)
 
@@ -152,13 +160,12 @@ def _pick(streams: Streams, symbols) -> list[str]:
 
 # --- price multipliers ------------------------------------------------------------------------
 def reference(streams: Streams, sym: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ts_ns, price) of the symbol's reference series: its trades, else its marks."""
-    if ("trades", sym) in streams and len(streams[("trades", sym)]["ts_ns"]):
-        s = streams[("trades", sym)]
-        return s["ts_ns"], s["price"]
-    if ("marks", sym) in streams:
-        s = streams[("marks", sym)]
-        return s["ts_ns"], s["mark_price"]
+    """(ts_ns, price) of the symbol's reference series: its trades, else its marks, else its
+    bars' closes (a dataset of candles only)."""
+    for kind, column in (("trades", "price"), ("marks", "mark_price"), ("bars", "close")):
+        if (kind, sym) in streams and len(streams[(kind, sym)]["ts_ns"]):
+            s = streams[(kind, sym)]
+            return s["ts_ns"], s[column]
     return np.zeros(0, np.int64), np.zeros(0)
 
 
@@ -243,9 +250,11 @@ def thin(streams: Streams, spread: float = 1.0, depth: float = 1.0, start=None, 
          symbols=None) -> Streams:
     """A thinner book in [start, end): the spread times `spread` around the same mid
     (bid' = bid - (spread - 1) * h, ask' = ask + (spread - 1) * h, h = (ask - bid) / 2), quote
-    sizes and trade sizes times `depth` (the sqrt-impact volume V follows the trade sizes). An L2
-    book snapshot moves every level of a side by its level-0 h (the levels keep their order and
-    level 0 stays the thinned quote) and scales every level's size by `depth`."""
+    sizes, trade sizes and bar volumes times `depth` (the sqrt-impact volume V follows the trade
+    sizes; a bar is stamped at its close). An L2 book snapshot moves every level of a side by its
+    level-0 h (the levels keep their order and level 0 stays the thinned quote) and scales every
+    level's size by `depth`. Other traders' liquidations keep their sizes (what was forced, not
+    what the book showed)."""
     lo, hi = _window(start, end, "thin")
     if spread < 1.0 or not 0.0 < depth:
         raise ConfigError("thin: spread must be >= 1 and depth > 0")
@@ -262,6 +271,10 @@ def thin(streams: Streams, spread: float = 1.0, depth: float = 1.0, start=None, 
             t = streams[("trades", sym)]
             w = (t["ts_ns"] >= lo) & (t["ts_ns"] < hi)
             out[("trades", sym)] = {**t, "qty": t["qty"] * np.where(w, depth, 1.0)}
+        if ("bars", sym) in streams:
+            b = streams[("bars", sym)]
+            w = (b["ts_ns"] >= lo) & (b["ts_ns"] < hi)
+            out[("bars", sym)] = {**b, "volume": b["volume"] * np.where(w, depth, 1.0)}
         if ("book", sym) in streams and len(streams[("book", sym)]["ts_ns"]):
             b = streams[("book", sym)]
             w = (b["ts_ns"] >= lo) & (b["ts_ns"] < hi)
