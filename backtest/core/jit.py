@@ -152,6 +152,7 @@ def kernel(fn=None, *, python=False, **options):
     if fn is None:
         return lambda f: kernel(f, python=python, **options)
     options.setdefault("no_cfunc_wrapper", True)
+    options.setdefault("_nrt", False)
     options.setdefault("no_cpython_wrapper", not python)
     if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)

@@ -38,8 +38,9 @@ from .loans import check_loans, flush_loan_ring, loan_ltv, loan_open, loan_repay
 from .matching import process_orders
 from .orders import amend, bracket, cancel, cancel_all, close_position, submit
 from .schema import (
-    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE, new_context,
+    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
 )
+from .state import new_state
 
 READY = "framework-ready"
 
@@ -99,7 +100,7 @@ STEPS = (_order_entry, _loans, _margin, _funding, _matching, _records, _sdk)
 
 
 def _args():
-    c = new_context()[0]
+    c = new_state(1)
     rows = [np.zeros(1, dtype=d) for d in (FILL_DTYPE, EQUITY_DTYPE, BAR_DTYPE, FUNDING_DTYPE,
                                            LIQUIDATION_DTYPE, LOAN_DTYPE)]
     # the loop's types: symbol index int32 (the data's column), times and indexes int64
