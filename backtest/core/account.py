@@ -15,24 +15,24 @@ ISOLATED = 1  # MarginMode.ISOLATED
 
 
 @kernel
-def val_px(c, s):
+def val_px(run, mkt):
     """Valuation price: the mark once a mark was seen (unless margin.trigger = last), else last."""
-    if c.mkt[s].has_mark and not c.run.liq_use_last:
-        return c.mkt[s].mark_px
-    return c.mkt[s].last_px
+    if mkt.has_mark and not run.liq_use_last:
+        return mkt.mark_px
+    return mkt.last_px
 
 
 @kernel
-def is_isolated(c, s):
+def is_isolated(ins):
     """Isolated linear perpetual: its margin (quote) is set aside from the cross wallet."""
-    return c.inst[s].margin_mode == ISOLATED and c.inst[s].type == T_LINEAR
+    return ins.margin_mode == ISOLATED and ins.type == T_LINEAR
 
 
 @kernel
-def is_isolated_inverse(c, s):
+def is_isolated_inverse(ins):
     """Isolated inverse perpetual: its margin (coin, iso_margin[s]) is set aside from the symbol's
     coin wallet, and only that margin backs the position."""
-    return c.inst[s].margin_mode == ISOLATED and c.inst[s].type == T_INVERSE
+    return ins.margin_mode == ISOLATED and ins.type == T_INVERSE
 
 
 @kernel
@@ -46,33 +46,33 @@ def iso_total(c):
 
 
 @kernel
-def notional_of(c, s):
+def notional_of(run, ins, mkt, pos):
     """Bracket notional of the position: quote for linear, coin (contracts * size / price) for inverse."""
-    p = abs(c.pos[s].qty)
-    if c.inst[s].type == T_INVERSE:
-        return p * c.inst[s].contract_size / val_px(c, s)
-    return p * val_px(c, s)
+    p = abs(pos.qty)
+    if ins.type == T_INVERSE:
+        return p * ins.contract_size / val_px(run, mkt)
+    return p * val_px(run, mkt)
 
 
 @kernel
-def maint_of(c, s):
+def maint_of(run, ins, mkt, pos):
     """Tiered maintenance margin of the position of s at its valuation price (0 for spot), in the
     settlement currency (coin for inverse): notional * mmr - maint_amount of its bracket, never
     below 0 (as margin_math.maint_margin). The bracket is looked up from the one used last time,
     so a position that stays in its bracket costs two compares instead of a table scan."""
-    if c.pos[s].qty == 0.0 or c.inst[s].type == T_SPOT:
+    if pos.qty == 0.0 or ins.type == T_SPOT:
         return 0.0
-    n = c.inst[s].n_brackets
+    n = ins.n_brackets
     if n <= 0:
         return 0.0
-    x = notional_of(c, s)
-    i = c.pos[s].br_idx
-    while i > 0 and x < c.inst[s].br_cap[i - 1]:
+    x = notional_of(run, ins, mkt, pos)
+    i = pos.br_idx
+    while i > 0 and x < ins.br_cap[i - 1]:
         i -= 1
-    while i < n - 1 and x >= c.inst[s].br_cap[i]:
+    while i < n - 1 and x >= ins.br_cap[i]:
         i += 1
-    c.pos[s].br_idx = i
-    mm = x * c.inst[s].br_mmr[i] - c.inst[s].br_maint_amount[i]
+    pos.br_idx = i
+    mm = x * ins.br_mmr[i] - ins.br_maint_amount[i]
     return mm if mm > 0.0 else 0.0
 
 
@@ -90,7 +90,7 @@ def loan_value_total(c):
     v = 0.0
     for j in range(c.acct.n_loans):
         if c.loans[j].active:
-            v += c.loans[j].coll * val_px(c, c.loans[j].sym) - c.loans[j].cost - c.loans[j].debt
+            v += c.loans[j].coll * val_px(c.run, c.mkt[c.loans[j].sym]) - c.loans[j].cost - c.loans[j].debt
     return v
 
 
@@ -100,7 +100,7 @@ def coin_wallets_value(c):
     v = 0.0
     for s in range(c.run.nsym):
         if c.inst[s].type == T_INVERSE:
-            v += c.pos[s].coin_bal * val_px(c, s)
+            v += c.pos[s].coin_bal * val_px(c.run, c.mkt[s])
     return v
 
 
@@ -115,11 +115,11 @@ def equity(c):
 
 
 @kernel
-def lev_of(c, s):
+def lev_of(run, ins, pos):
     """Leverage of the position of s: spot longs 1x; spot margin shorts and perps as configured."""
-    if c.inst[s].type == T_SPOT and not (c.run.spot_margin and c.pos[s].qty < 0.0):
+    if ins.type == T_SPOT and not (run.spot_margin and pos.qty < 0.0):
         return 1.0
-    return c.inst[s].leverage
+    return ins.leverage
 
 
 @kernel
@@ -130,10 +130,10 @@ def margin_used(c):
     for s in range(c.run.nsym):
         p = c.pos[s].qty
         if p != 0.0 and c.inst[s].type != T_INVERSE:
-            if is_isolated(c, s):
+            if is_isolated(c.inst[s]):
                 im += c.pos[s].iso_margin
             else:
-                im += abs(p) * val_px(c, s) / lev_of(c, s)
+                im += abs(p) * val_px(c.run, c.mkt[s]) / lev_of(c.run, c.inst[s], c.pos[s])
     return im
 
 
@@ -145,7 +145,7 @@ def free_margin(c):
     equity - margin_used (R4.4)."""
     u = 0.0
     for s in range(c.run.nsym):
-        if not is_isolated(c, s) and c.inst[s].type != T_INVERSE:
+        if not is_isolated(c.inst[s]) and c.inst[s].type != T_INVERSE:
             u += c.pos[s].upnl
     return (c.acct.balance - iso_total(c)) + u - margin_used(c)
 
@@ -154,11 +154,11 @@ def free_margin(c):
 def coin_free(c, s):
     """Free margin of an inverse symbol's coin wallet, in coin: isolated, what the position's
     isolated margin leaves of the wallet (the position keeps its PnL to itself)."""
-    if is_isolated_inverse(c, s):
+    if is_isolated_inverse(c.inst[s]):
         return c.pos[s].coin_bal - c.pos[s].iso_margin
     im = 0.0
     if c.pos[s].qty != 0.0:
-        im = abs(c.pos[s].qty) * c.inst[s].contract_size / val_px(c, s) / c.inst[s].leverage
+        im = abs(c.pos[s].qty) * c.inst[s].contract_size / val_px(c.run, c.mkt[s]) / c.inst[s].leverage
     return c.pos[s].coin_bal + c.pos[s].coin_upnl - im
 
 
@@ -179,7 +179,7 @@ def margin_ok(c, s, d, q, px):
     inc = exposure_increase(c.pos[s].qty, d, q)
     if inc == 0.0:
         return True  # reducing never needs margin
-    lev = lev_of(c, s)
+    lev = lev_of(c.run, c.inst[s], c.pos[s])
     if c.inst[s].type == T_INVERSE:  # contracts of contract_size USD, margined in coin
         cs = c.inst[s].contract_size
         need = inc * cs / px / lev + q * cs / px * c.inst[s].taker_fee
@@ -209,19 +209,19 @@ def update_drawdown(c):
 
 
 @kernel
-def mark_to_market(c, s):
+def mark_to_market(run, ins, mkt, pos):
     """R6.1: refresh the symbol's unrealised PnL from its valuation price (inverse: the coin PnL
     pos * size * (1/avg - 1/price), and its USD value in sym_upnl)."""
-    if c.inst[s].type == T_INVERSE:
-        v = val_px(c, s)
-        p = c.pos[s].qty
+    if ins.type == T_INVERSE:
+        v = val_px(run, mkt)
+        p = pos.qty
         cu = 0.0
         if p != 0.0:
-            cu = p * c.inst[s].contract_size * (1.0 / c.pos[s].avg_px - 1.0 / v)
-        c.pos[s].coin_upnl = cu
-        c.pos[s].upnl = cu * v
+            cu = p * ins.contract_size * (1.0 / pos.avg_px - 1.0 / v)
+        pos.coin_upnl = cu
+        pos.upnl = cu * v
         return
-    c.pos[s].upnl = c.pos[s].qty * (val_px(c, s) - c.pos[s].avg_px)
+    pos.upnl = pos.qty * (val_px(run, mkt) - pos.avg_px)
 
 
 @kernel
@@ -242,7 +242,7 @@ def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fill
 def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
     """Isolated margin follows the position: added at entry notional / leverage (inverse: the
     coin notional contracts * size / price), released pro rata."""
-    lev = lev_of(c, s)
+    lev = lev_of(c.run, c.inst[s], c.pos[s])
     if newpos == 0.0:
         return 0.0
     unit = price
@@ -260,7 +260,7 @@ def accrue_borrow(c, s, t):
     """Spot margin short: interest on the borrowed coins' value, per hour, since borrow_ts."""
     p = c.pos[s].qty
     if p < 0.0 and t > c.pos[s].borrow_ts:
-        interest = -p * val_px(c, s) * c.run.borrow_rate_hourly * ((t - c.pos[s].borrow_ts) / 3.6e12)
+        interest = -p * val_px(c.run, c.mkt[s]) * c.run.borrow_rate_hourly * ((t - c.pos[s].borrow_ts) / 3.6e12)
         c.acct.balance -= interest
         c.acct.borrow_interest += interest
     c.pos[s].borrow_ts = t
@@ -318,7 +318,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
         c.acct.balance += realized - fee
         c.acct.realized_pnl += realized
         c.acct.fees += fee
-    mark_to_market(c, s)
+    mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     c.acct.n_fills += 1
 
     k = c.acct.n_fill_rows
@@ -346,7 +346,7 @@ def apply_funding(c, s, t, rate, funding_rows):
     pos = c.pos[s].qty
     if pos == 0.0:
         return 0.0
-    mark = val_px(c, s)
+    mark = val_px(c.run, c.mkt[s])
     if c.inst[s].type == T_INVERSE:  # paid in coin on the contracts' coin value
         payment = -(pos * c.inst[s].contract_size / mark * rate)
         c.pos[s].coin_bal += payment
@@ -378,13 +378,13 @@ def record_equity(c, t, rows):
     mm = 0.0
     for s in range(c.run.nsym):
         if c.inst[s].type == T_INVERSE:  # USD values of the coin-margined figures
-            v = val_px(c, s)
+            v = val_px(c.run, c.mkt[s])
             gross += abs(c.pos[s].qty) * c.inst[s].contract_size
             im += abs(c.pos[s].qty) * c.inst[s].contract_size / c.inst[s].leverage
-            mm += maint_of(c, s) * v
+            mm += maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s]) * v
         else:
-            gross += abs(c.pos[s].qty) * val_px(c, s)
-            mm += maint_of(c, s)
+            gross += abs(c.pos[s].qty) * val_px(c.run, c.mkt[s])
+            mm += maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
     rows[k].ts_ns = t
     rows[k].equity = e
     rows[k].balance = c.acct.balance
@@ -417,21 +417,21 @@ def _pool_ratios(c):
     n = 0
     for s in range(c.run.nsym):
         typ = c.inst[s].type
-        if typ == T_INVERSE or is_isolated(c, s):
+        if typ == T_INVERSE or is_isolated(c.inst[s]):
             if c.pos[s].qty != 0.0:
-                if is_isolated_inverse(c, s):
-                    r = _ratio(maint_of(c, s), c.pos[s].iso_margin + c.pos[s].coin_upnl)
+                if is_isolated_inverse(c.inst[s]):
+                    r = _ratio(maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s]), c.pos[s].iso_margin + c.pos[s].coin_upnl)
                 elif typ == T_INVERSE:
-                    r = _ratio(maint_of(c, s), c.pos[s].coin_bal + c.pos[s].coin_upnl)
+                    r = _ratio(maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s]), c.pos[s].coin_bal + c.pos[s].coin_upnl)
                 else:
-                    r = _ratio(maint_of(c, s), c.pos[s].iso_margin + c.pos[s].upnl)
+                    r = _ratio(maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s]), c.pos[s].iso_margin + c.pos[s].upnl)
                 if iso_sym < 0 or r > iso:
                     iso = r
                     iso_sym = s
             continue
         u += c.pos[s].upnl
         if c.pos[s].qty != 0.0 and typ != T_SPOT:
-            mm += maint_of(c, s)
+            mm += maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
             n += 1
     cross = _ratio(mm, c.acct.balance - iso_total(c) + u) if n > 0 else 0.0
     return cross, iso, iso_sym
@@ -450,7 +450,7 @@ def record_bars(c, t, rows):
         rows[k].low = np.nan
         rows[k].close = c.mkt[s].last_px if c.mkt[s].has_trade else np.nan
         rows[k].volume = 0.0
-        rows[k].mark = val_px(c, s)
+        rows[k].mark = val_px(c.run, c.mkt[s])
         rows[k].position = c.pos[s].qty
         rows[k].liq_price = liq_price_of(c, s)
         k += 1
@@ -465,14 +465,14 @@ def liq_price_of(c, s):
         return np.nan
     side = 1.0 if p > 0.0 else -1.0
     if c.inst[s].type == T_INVERSE:
-        wallet = c.pos[s].iso_margin if is_isolated_inverse(c, s) else c.pos[s].coin_bal
+        wallet = c.pos[s].iso_margin if is_isolated_inverse(c.inst[s]) else c.pos[s].coin_bal
         lp = inverse_liq_price(side, abs(p), c.inst[s].contract_size, c.pos[s].avg_px, wallet, 0.0,
                                0.0, c.inst[s].br_floor, c.inst[s].br_cap, c.inst[s].br_mmr, c.inst[s].br_maint_amount,
                                c.inst[s].n_brackets)
         if lp <= 0.0 or not np.isfinite(lp):
             return np.nan
         return lp
-    if is_isolated(c, s):
+    if is_isolated(c.inst[s]):
         wallet = c.pos[s].iso_margin
         other_mm = 0.0
         other_u = 0.0
@@ -481,8 +481,8 @@ def liq_price_of(c, s):
         other_mm = 0.0
         other_u = 0.0
         for k in range(c.run.nsym):
-            if k != s and not is_isolated(c, k):
-                other_mm += maint_of(c, k)
+            if k != s and not is_isolated(c.inst[k]):
+                other_mm += maint_of(c.run, c.inst[k], c.mkt[k], c.pos[k])
                 other_u += c.pos[k].upnl
     lp = linear_liq_price(side, abs(p), c.pos[s].avg_px, wallet, other_mm, other_u, c.inst[s].br_floor,
                           c.inst[s].br_cap, c.inst[s].br_mmr, c.inst[s].br_maint_amount, c.inst[s].n_brackets)

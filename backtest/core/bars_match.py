@@ -44,7 +44,7 @@ def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
     s = c.orders[j].sym
     base = px  # R8.4: the price at which the order is reached on the path
     if ot_stop_like(otype) and not c.orders[j].triggered:
-        if not _check_trigger(c, j, K_TRADE, px):
+        if not _check_trigger(c.orders[j], K_TRADE, px):
             return
         c.orders[j].triggered = 1
         first = True
@@ -119,7 +119,7 @@ def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
     if c.pos[s].qty == 0.0 or not (c.run.liq_use_last or not c.mkt[s].has_mark):
         return False
     c.mkt[s].last_px = lo if c.pos[s].qty > 0.0 else h
-    mark_to_market(c, s)
+    mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     wrote = False
     if not guard_holds(c, s):
         c.acct.n_margin_checks += 1

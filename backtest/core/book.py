@@ -23,52 +23,52 @@ INF = np.inf
 
 
 @kernel
-def apply_book_row(c, s, t, lvl, bp, bq, ap, aq):
+def apply_book_row(bk, t, lvl, bp, bq, ap, aq):
     """R9.1: one level of a snapshot. Level 0 starts a new snapshot (consumption and trades
     since the previous one are forgotten); a side's level counts only if it continues that side
     (level == levels so far, a price and a positive size), so a side may have fewer levels."""
     if lvl == 0:
-        for i in range(c.book[s].nb):
-            c.book[s].bid_take[i] = 0.0
-        for i in range(c.book[s].na):
-            c.book[s].ask_take[i] = 0.0
-        c.book[s].nb = 0
-        c.book[s].na = 0
-        c.book[s].ts = t
-        c.book[s].take_ts = t
-        c.book[s].dirty = 0
-        c.book[s].lo = INF
-        c.book[s].hi = -INF
-        c.book[s].has_book = 1
-    elif not c.book[s].has_book or lvl >= MAX_BOOK_LEVELS:
+        for i in range(bk.nb):
+            bk.bid_take[i] = 0.0
+        for i in range(bk.na):
+            bk.ask_take[i] = 0.0
+        bk.nb = 0
+        bk.na = 0
+        bk.ts = t
+        bk.take_ts = t
+        bk.dirty = 0
+        bk.lo = INF
+        bk.hi = -INF
+        bk.has_book = 1
+    elif not bk.has_book or lvl >= MAX_BOOK_LEVELS:
         return
-    n = c.book[s].nb
+    n = bk.nb
     if lvl == n and bp == bp and bq > 0.0:
-        c.book[s].bid_px[n] = bp
-        c.book[s].bid_qty[n] = bq
-        c.book[s].nb = n + 1
-    n = c.book[s].na
+        bk.bid_px[n] = bp
+        bk.bid_qty[n] = bq
+        bk.nb = n + 1
+    n = bk.na
     if lvl == n and ap == ap and aq > 0.0:
-        c.book[s].ask_px[n] = ap
-        c.book[s].ask_qty[n] = aq
-        c.book[s].na = n + 1
+        bk.ask_px[n] = ap
+        bk.ask_qty[n] = aq
+        bk.na = n + 1
 
 
 @kernel
-def book_trade(c, s, p):
+def book_trade(bk, p):
     """R9.2: a trade since the snapshot removes the levels it printed through."""
-    if p < c.book[s].lo:
-        c.book[s].lo = p
-    if p > c.book[s].hi:
-        c.book[s].hi = p
+    if p < bk.lo:
+        bk.lo = p
+    if p > bk.hi:
+        bk.hi = p
 
 
 @kernel
-def has_side(c, s, d):
+def has_side(bk, d):
     """The symbol has a snapshot with at least one level on the side a taker on d meets."""
-    if not c.book[s].has_book:
+    if not bk.has_book:
         return False
-    return (c.book[s].na if d > 0 else c.book[s].nb) > 0
+    return (bk.na if d > 0 else bk.nb) > 0
 
 
 @kernel

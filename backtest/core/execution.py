@@ -37,81 +37,81 @@ RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64
 
 
 @kernel
-def next_uniform(c):
+def next_uniform(clock):
     """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in ctx)."""
-    c.clock.rng_state = (c.clock.rng_state * 48271) % RNG_MOD
-    return c.clock.rng_state / RNG_MOD
+    clock.rng_state = (clock.rng_state * 48271) % RNG_MOD
+    return clock.rng_state / RNG_MOD
 
 
 @kernel
-def order_latency(c):
+def order_latency(run, clock):
     """Entry latency of a new order: feed latency + latency + uniform jitter in [0, jitter)."""
-    lat = c.run.feed_latency_ns + c.run.latency_ns
-    if c.run.latency_jitter_ns > 0:
-        lat += np.int64(next_uniform(c) * c.run.latency_jitter_ns)
+    lat = run.feed_latency_ns + run.latency_ns
+    if run.latency_jitter_ns > 0:
+        lat += np.int64(next_uniform(clock) * run.latency_jitter_ns)
     return lat
 
 
 @kernel
-def update_estimators(c, s, t, price, qty):
+def update_estimators(run, mkt, t, price, qty):
     """Time-decayed volatility and volume of the last impact horizon (called at each trade)."""
-    if c.mkt[s].est_last_px > 0.0:
-        dt = t - c.mkt[s].est_last_ts
-        decay = np.exp(-dt / c.run.impact_horizon_ns) if dt > 0 else 1.0
-        r = np.log(price / c.mkt[s].est_last_px)
-        c.mkt[s].est_var = c.mkt[s].est_var * decay + r * r
-        c.mkt[s].est_vol = c.mkt[s].est_vol * decay + qty
+    if mkt.est_last_px > 0.0:
+        dt = t - mkt.est_last_ts
+        decay = np.exp(-dt / run.impact_horizon_ns) if dt > 0 else 1.0
+        r = np.log(price / mkt.est_last_px)
+        mkt.est_var = mkt.est_var * decay + r * r
+        mkt.est_vol = mkt.est_vol * decay + qty
     else:
-        c.mkt[s].est_vol = qty
-    c.mkt[s].est_last_px = price
-    c.mkt[s].est_last_ts = t
+        mkt.est_vol = qty
+    mkt.est_last_px = price
+    mkt.est_last_ts = t
 
 
 @kernel
-def impact_frac(c, s, q):
+def impact_frac(ins, mkt, q):
     """k * sigma * sqrt(q / V): the fractional price impact of q (0 without estimates)."""
-    v = c.mkt[s].est_vol
+    v = mkt.est_vol
     if not (v > 0.0):
         return 0.0
-    return c.inst[s].impact_k * np.sqrt(c.mkt[s].est_var) * np.sqrt(q / v)
+    return ins.impact_k * np.sqrt(mkt.est_var) * np.sqrt(q / v)
 
 
 @kernel
-def trade_through(c, s, p):
+def trade_through(mkt, p):
     """R2.3 effective book: a trade at p below the bid (above the ask) moves the bid (ask) to p,
     with no displayed size, until the next quote; the mid is then the trade price."""
-    if not c.mkt[s].has_quote:
+    if not mkt.has_quote:
         return
-    if p < c.mkt[s].bid:
-        c.mkt[s].bid = p
-        c.mkt[s].bid_qty = 0.0
-        c.mkt[s].book_thru = 1
-    elif p > c.mkt[s].ask:
-        c.mkt[s].ask = p
-        c.mkt[s].ask_qty = 0.0
-        c.mkt[s].book_thru = 1
+    if p < mkt.bid:
+        mkt.bid = p
+        mkt.bid_qty = 0.0
+        mkt.book_thru = 1
+    elif p > mkt.ask:
+        mkt.ask = p
+        mkt.ask_qty = 0.0
+        mkt.book_thru = 1
 
 
 @kernel
-def mid_or_last(c, s):
+def mid_or_last(mkt):
     """The mid of the quote, else the last trade (also when a trade printed through the quote
     since it was seen); NaN before either. The arrival price of market orders (R4.5)."""
-    if c.mkt[s].has_quote and not c.mkt[s].book_thru:
-        return 0.5 * (c.mkt[s].bid + c.mkt[s].ask)
-    if c.mkt[s].has_trade:
-        return c.mkt[s].last_px
-    if c.mkt[s].has_quote:
-        return 0.5 * (c.mkt[s].bid + c.mkt[s].ask)
+    if mkt.has_quote and not mkt.book_thru:
+        return 0.5 * (mkt.bid + mkt.ask)
+    if mkt.has_trade:
+        return mkt.last_px
+    if mkt.has_quote:
+        return 0.5 * (mkt.bid + mkt.ask)
     return np.nan
 
 
 @kernel
-def opp_price(c, s, d):
+def opp_price(mkt, d):
     """R3.3: the price a taker on side d gets at the touch (NaN when nothing is known yet)."""
-    if c.mkt[s].has_quote:
-        return c.mkt[s].ask if d > 0 else c.mkt[s].bid
-    if c.mkt[s].has_trade:
-        return c.mkt[s].last_px
+    if mkt.has_quote:
+        return mkt.ask if d > 0 else mkt.bid
+    if mkt.has_trade:
+        return mkt.last_px
     return np.nan
 
 
@@ -120,16 +120,16 @@ def taker_price(c, s, d, q):
     """Price a taker of q on side d gets now under the symbol's model (NaN: no price yet)."""
     m = c.inst[s].slip_model
     if m == M_SPREAD:
-        return opp_price(c, s, d)
+        return opp_price(c.mkt[s], d)
     if m == M_NONE:  # the effective mid: never worse than the touch (R2.3a)
-        return mid_or_last(c, s)
-    opp = opp_price(c, s, d)
+        return mid_or_last(c.mkt[s])
+    opp = opp_price(c.mkt[s], d)
     if m == M_FIXED_BPS:  # never inside the spread: no better than the touch
-        x = mid_or_last(c, s) * (1.0 + d * c.inst[s].slip_bps / 10000.0)
+        x = mid_or_last(c.mkt[s]) * (1.0 + d * c.inst[s].slip_bps / 10000.0)
         return max(x, opp) if d > 0 else min(x, opp)
     if m == M_SQRT_IMPACT:
-        return opp * (1.0 + d * impact_frac(c, s, q))
-    if m == M_L2_DEPTH and has_side(c, s, d):
+        return opp * (1.0 + d * impact_frac(c.inst[s], c.mkt[s], q))
+    if m == M_L2_DEPTH and has_side(c.book[s], d):
         return l2_price(c, s, d, q, c.clock.ev_ts)
     # L1_DEPTH (and L2_DEPTH without a book, R9.6): the displayed size at the touch, the
     # remainder with impact
@@ -137,14 +137,14 @@ def taker_price(c, s, d, q):
     if not c.mkt[s].has_quote or q <= shown:
         return opp
     rest = q - shown
-    worse = opp * (1.0 + d * impact_frac(c, s, rest))
+    worse = opp * (1.0 + d * impact_frac(c.inst[s], c.mkt[s], rest))
     return (shown * opp + rest * worse) / q
 
 
 @kernel
-def uses_book(c, s, d):
+def uses_book(ins, bk, d):
     """The symbol's taker fills on side d walk its L2 book (l2_depth with a snapshot side)."""
-    return c.inst[s].slip_model == M_L2_DEPTH and has_side(c, s, d)
+    return ins.slip_model == M_L2_DEPTH and has_side(bk, d)
 
 
 @kernel
@@ -153,7 +153,7 @@ def consume_depth(c, s, d, q, liquidity, t):
     depth from the book."""
     if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.run.liq_settle_market):
         return
-    if uses_book(c, s, d):
+    if uses_book(c.inst[s], c.book[s], d):
         consume(c, s, d, q, t)
 
 
@@ -172,14 +172,14 @@ def record_costs(c, row, s, d, q, price, liquidity, bench):
     row.cost_drift = total
     if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.run.liq_settle_market):
         return
-    mid = mid_or_last(c, s)
+    mid = mid_or_last(c.mkt[s])
     if mid != mid:
         return
     row.cost_drift = d * (mid - bench) * q
     if c.inst[s].slip_model == M_NONE:
         row.cost_impact = d * (price - mid) * q
     else:
-        opp = opp_price(c, s, d)
+        opp = opp_price(c.mkt[s], d)
         row.cost_spread = d * (opp - mid) * q
         row.cost_impact = d * (price - opp) * q
 

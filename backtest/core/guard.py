@@ -37,7 +37,7 @@ def guard_holds(c, s):
         return False
     if c.acct.peak_equity != c.guard.peak or c.acct.max_drawdown != c.guard.max_drawdown or c.acct.n_loans != 0:
         return False
-    v = val_px(c, s)
+    v = val_px(c.run, c.mkt[s])
     return c.guard.lo <= v <= c.guard.hi
 
 
@@ -52,9 +52,9 @@ def _equity_at(c, s, v):
 
 
 @kernel
-def _drawdown_still(c, e):
+def _drawdown_still(acct, e):
     """update_drawdown(c) would change nothing at equity e."""
-    return e <= c.acct.peak_equity and c.acct.peak_equity - e <= c.acct.max_drawdown
+    return e <= acct.peak_equity and acct.peak_equity - e <= acct.max_drawdown
 
 
 @kernel
@@ -70,7 +70,7 @@ def arm_guard(c, s):
     for k in range(c.run.nsym):
         if k != s and c.pos[k].qty != 0.0:
             return
-    v0 = val_px(c, s)
+    v0 = val_px(c.run, c.mkt[s])
     e0 = equity(c)
     to_peak = c.acct.peak_equity - e0
     to_max_dd = c.acct.max_drawdown - to_peak
@@ -84,8 +84,8 @@ def arm_guard(c, s):
         up = to_max_dd / a
         down = to_peak / a
     if typ != T_SPOT:
-        mm = maint_of(c, s)
-        if is_isolated(c, s):
+        mm = maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
+        if is_isolated(c.inst[s]):
             mb = c.pos[s].iso_margin + c.pos[s].upnl
         else:
             mb = c.acct.balance - iso_total(c) + upnl_total(c)
@@ -104,7 +104,7 @@ def arm_guard(c, s):
             down = min(down, v0 - c.inst[s].br_cap[i - 1] * (1.0 + _TOL) / a)
     hi = v0 + max(up, 0.0) * _SHRINK
     lo = v0 - max(down, 0.0) * _SHRINK
-    if not (_drawdown_still(c, _equity_at(c, s, hi)) and _drawdown_still(c, _equity_at(c, s, lo))):
+    if not (_drawdown_still(c.acct, _equity_at(c, s, hi)) and _drawdown_still(c.acct, _equity_at(c, s, lo))):
         return
     c.guard.sym = s
     c.guard.lo = lo

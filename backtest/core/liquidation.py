@@ -24,8 +24,8 @@ from .orders import finish
 
 
 @kernel
-def write_liq_row(c, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insurance, realized):
-    k = c.acct.n_liq_rows
+def write_liq_row(acct, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insurance, realized):
+    k = acct.n_liq_rows
     rows[k].ts_ns = t
     rows[k].sym = s
     rows[k].side = side
@@ -36,20 +36,20 @@ def write_liq_row(c, rows, t, s, side, q, mark, bankrupt_px, fill_px, fee, insur
     rows[k].fee = fee
     rows[k].insurance_fund_change = insurance
     rows[k].realized_pnl = realized
-    c.acct.n_liq_rows = k + 1
-    c.acct.n_liquidations += 1
+    acct.n_liq_rows = k + 1
+    acct.n_liquidations += 1
 
 
 @kernel
-def _margin_call(c, flag, sym, mm, mb):
+def _margin_call(run, acct, flag, sym, mm, mb):
     """Fire on_margin_call once when maint/margin-balance crosses the configured level."""
     ratio = mm / mb if mb > 0.0 else np.inf
-    if ratio >= c.run.margin_call_level:
+    if ratio >= run.margin_call_level:
         if flag == 0:
-            c.acct.mc_pending = 1
-            c.acct.mc_sym = sym
-            c.acct.mc_ratio = ratio
-            c.acct.n_margin_calls += 1
+            acct.mc_pending = 1
+            acct.mc_sym = sym
+            acct.mc_ratio = ratio
+            acct.n_margin_calls += 1
         return 1
     return 0
 
@@ -76,7 +76,7 @@ def _liquidate(c, n, wallet, t, g, fills, liq_rows):
         s = w[i].sym
         p = c.pos[s].qty
         d = -1 if p > 0.0 else 1
-        x = val_px(c, s)
+        x = val_px(c.run, c.mkt[s])
         if c.run.liq_settle_market:  # a market order through the execution model
             o = taker_price(c, s, d, abs(p))
             if o == o:
@@ -110,19 +110,18 @@ def _liquidate(c, n, wallet, t, g, fills, liq_rows):
             fee_i = fee / n
         sg = 1.0 if p > 0.0 else -1.0
         other = wallet + (u_all - c.pos[s].upnl)
-        if is_isolated(c, s):
+        if is_isolated(c.inst[s]):
             other = c.pos[s].iso_margin
         bp = linear_bankruptcy_price(sg, q, c.pos[s].avg_px, other)
-        mark = val_px(c, s)
+        mark = val_px(c.run, c.mkt[s])
         if c.run.liq_cancel_orders:
             _cancel_orders(c, s, t)
         book_fill(c, s, d, q, w[i].x, share, LQ_LIQUIDATION, t, g, 0, OT_MARKET, mark, fills)
         # fee_i is the clearance fee; share - fee_i is forfeited margin
-        write_liq_row(c, liq_rows, t, s, d, q, mark, bp, w[i].x, fee_i,
-                      share - (shortfall if i == n - 1 else 0.0), w[i].realized)
+        write_liq_row(c.acct, liq_rows, t, s, d, q, mark, bp, w[i].x, fee_i, share - (shortfall if i == n - 1 else 0.0), w[i].realized)
     # an isolated position (n == 1): book_fill capped the loss at the isolated margin and drew the
     # shortfall from the fund (iso_gap_cover); only a cross wallet is paid the shortfall here
-    paid = shortfall if n > 0 and not is_isolated(c, w[0].sym) else 0.0
+    paid = shortfall if n > 0 and not is_isolated(c.inst[w[0].sym]) else 0.0
     if paid > 0.0:
         c.acct.balance += paid
         c.acct.insurance_payout += paid
@@ -141,15 +140,15 @@ def margin_breached(c, s, t):
         liab = 0.0
         for k in range(c.run.nsym):
             if c.inst[k].type == T_SPOT and c.pos[k].qty < 0.0:
-                liab += -c.pos[k].qty * val_px(c, k)
+                liab += -c.pos[k].qty * val_px(c.run, c.mkt[k])
         level = (equity(c) + liab) / liab
         if level < c.run.spot_maint_level:
             return True
-        c.acct.mc_cross_flag = _margin_call(c, c.acct.mc_cross_flag, -1, c.run.spot_maint_level, level)
+        c.acct.mc_cross_flag = _margin_call(c.run, c.acct, c.acct.mc_cross_flag, -1, c.run.spot_maint_level, level)
         return False
-    if typ == T_INVERSE or is_isolated(c, s):
-        mm = maint_of(c, s)
-        if is_isolated_inverse(c, s):
+    if typ == T_INVERSE or is_isolated(c.inst[s]):
+        mm = maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
+        if is_isolated_inverse(c.inst[s]):
             mb = c.pos[s].iso_margin + c.pos[s].coin_upnl
         elif typ == T_INVERSE:
             mb = c.pos[s].coin_bal + c.pos[s].coin_upnl
@@ -157,23 +156,23 @@ def margin_breached(c, s, t):
             mb = c.pos[s].iso_margin + c.pos[s].upnl
         if mb <= mm:
             return True
-        c.pos[s].mc_flag = _margin_call(c, c.pos[s].mc_flag, s, mm, mb)
+        c.pos[s].mc_flag = _margin_call(c.run, c.acct, c.pos[s].mc_flag, s, mm, mb)
         return False
     wallet = c.acct.balance - iso_total(c)
     u = 0.0  # unrealised PnL of spot and cross positions
     mm = 0.0
     n = 0
     for k in range(c.run.nsym):
-        if is_isolated(c, k):
+        if is_isolated(c.inst[k]):
             continue
         u += c.pos[k].upnl
         if c.pos[k].qty != 0.0 and c.inst[k].type != T_SPOT:
-            mm += maint_of(c, k)
+            mm += maint_of(c.run, c.inst[k], c.mkt[k], c.pos[k])
             n += 1
     mb = wallet + u
     if n > 0 and mb <= mm:
         return True
-    c.acct.mc_cross_flag = _margin_call(c, c.acct.mc_cross_flag, -1, mm, mb)
+    c.acct.mc_cross_flag = _margin_call(c.run, c.acct, c.acct.mc_cross_flag, -1, mm, mb)
     return False
 
 
@@ -187,13 +186,13 @@ def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, True)
     if c.run.liq_partial and _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
         return 1  # the reduction restored the margin
-    if is_isolated(c, s):
+    if is_isolated(c.inst[s]):
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, False)
     wallet = c.acct.balance - iso_total(c)
     u = 0.0
     n = 0
     for k in range(c.run.nsym):
-        if not is_isolated(c, k):
+        if not is_isolated(c.inst[k]):
             u += c.pos[k].upnl
             if c.pos[k].qty != 0.0 and c.inst[k].type != T_SPOT:
                 n += 1
@@ -207,8 +206,8 @@ def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
     the liquidation price, paying the clearance fee on it. True when that restored the margin."""
     lot = c.inst[s].lot
     while True:
-        val = val_px(c, s)
-        i = bracket_index(notional_of(c, s), c.inst[s].br_floor, c.inst[s].br_cap, c.inst[s].n_brackets)
+        val = val_px(c.run, c.mkt[s])
+        i = bracket_index(notional_of(c.run, c.inst[s], c.mkt[s], c.pos[s]), c.inst[s].br_floor, c.inst[s].br_cap, c.inst[s].n_brackets)
         if i <= 0:
             return False
         keep = np.floor(c.inst[s].br_cap[i - 1] * (1.0 - 1e-9) / val / lot) * lot
@@ -227,8 +226,8 @@ def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
         fee = q * x * c.run.liq_fee_rate
         book_fill(c, s, d, q, x, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val, fills)
         c.acct.insurance_fund += fee
-        write_liq_row(c, liq_rows, t, s, d, q, val, np.nan, x, fee, fee, realized)
-        mark_to_market(c, s)
+        write_liq_row(c.acct, liq_rows, t, s, d, q, val, np.nan, x, fee, fee, realized)
+        mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
         record_equity(c, t, equity_rows)
         update_drawdown(c)
         if not margin_breached(c, s, t):
@@ -254,7 +253,7 @@ def _liquidate_cross(c, n, wallet, u, t, g, fills, equity_rows, liq_rows):
     u_perp = 0.0
     n = 0
     for k in range(c.run.nsym):
-        if not is_isolated(c, k) and c.pos[k].qty != 0.0 and c.inst[k].type != T_SPOT:
+        if not is_isolated(c.inst[k]) and c.pos[k].qty != 0.0 and c.inst[k].type != T_SPOT:
             c.liq[n].sym = k
             u_perp += c.pos[k].upnl
             n += 1
@@ -277,11 +276,11 @@ def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
             q = -c.pos[k].qty
             px = taker_price(c, k, 1, q)
             if px != px:
-                px = val_px(c, k)
+                px = val_px(c.run, c.mkt[k])
             fee = q * px * (c.inst[k].taker_fee + c.run.liq_fee_rate)
             realized = q * (c.pos[k].avg_px - px)
-            book_fill(c, k, 1, q, px, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val_px(c, k), fills)
-            write_liq_row(c, liq_rows, t, k, 1, q, val_px(c, k), np.nan, px, fee, 0.0, realized)
+            book_fill(c, k, 1, q, px, fee, LQ_LIQUIDATION, t, g, 0, OT_MARKET, val_px(c.run, c.mkt[k]), fills)
+            write_liq_row(c.acct, liq_rows, t, k, 1, q, val_px(c.run, c.mkt[k]), np.nan, px, fee, 0.0, realized)
             n += 1
     e = equity(c)
     if e < 0.0:
@@ -303,13 +302,13 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
     d = -1 if p > 0.0 else 1
     sg = 1.0 if p > 0.0 else -1.0
     cs = c.inst[s].contract_size
-    mark = val_px(c, s)
+    mark = val_px(c.run, c.mkt[s])
     x = mark
     if c.run.liq_settle_market:
         o = taker_price(c, s, d, q)
         if o == o:
             x = o
-    isolated = is_isolated_inverse(c, s)
+    isolated = is_isolated_inverse(c.inst[s])
     wallet = c.pos[s].iso_margin if isolated else c.pos[s].coin_bal
     bp = inverse_bankruptcy_price(sg, q, cs, c.pos[s].avg_px, wallet)
     realized = q * cs * (1.0 / c.pos[s].avg_px - 1.0 / x) * sg
@@ -325,4 +324,4 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
         c.acct.insurance_payout += shortfall * x
         c.acct.insurance_fund -= shortfall * x
     c.acct.insurance_fund += (fee + forfeit) * x
-    write_liq_row(c, liq_rows, t, s, d, q, mark, bp, x, fee, fee + forfeit - shortfall, realized)  # coin
+    write_liq_row(c.acct, liq_rows, t, s, d, q, mark, bp, x, fee, fee + forfeit - shortfall, realized)  # coin

@@ -42,20 +42,20 @@ def _accrue(c, j, t):
 
 
 @kernel
-def _ltv(c, j, px):
-    v = c.loans[j].coll * px
-    return c.loans[j].debt / v if v > 0.0 else np.inf
+def _ltv(ln, px):
+    v = ln.coll * px
+    return ln.debt / v if v > 0.0 else np.inf
 
 
 @kernel
-def health_band(c, debt, ltv):
+def health_band(run, debt, ltv):
     """LoanHealth of a loan at this LTV: GOOD below 60% of the LLTV, DANGER from the warning LTV
     (Coinbase: 51.6% and 77.4% at LLTV 86%), FAIR between; GOOD without debt."""
     if not (debt > 0.0):
         return H_GOOD
-    if ltv >= c.run.loan_warning_ltv:
+    if ltv >= run.loan_warning_ltv:
         return H_DANGER
-    if ltv >= FAIR_FRACTION * c.run.loan_lltv:
+    if ltv >= FAIR_FRACTION * run.loan_lltv:
         return H_FAIR
     return H_GOOD
 
@@ -70,37 +70,37 @@ def _row(rows, k, c, j, t, event, amount, px, penalty, seized, bad_debt):
     rows[k].debt = c.loans[j].debt
     rows[k].collateral_qty = c.loans[j].coll
     rows[k].price = px
-    rows[k].ltv = _ltv(c, j, px)
+    rows[k].ltv = _ltv(c.loans[j], px)
     rows[k].interest = c.loans[j].interest
     rows[k].penalty = penalty
     rows[k].seized_qty = seized
     rows[k].bad_debt = bad_debt
-    rows[k].health = health_band(c, rows[k].debt, rows[k].ltv)
+    rows[k].health = health_band(c.run, rows[k].debt, rows[k].ltv)
     c.loans[j].interest = 0.0
 
 
 @kernel
-def _take_spot(c, s, qty):
+def _take_spot(run, ins, mkt, pos, qty):
     """Move qty coins out of the spot position of s; returns their cost basis."""
-    cost = qty * c.pos[s].avg_px
-    p = c.pos[s].qty - qty
+    cost = qty * pos.avg_px
+    p = pos.qty - qty
     if abs(p) < 1e-12:
         p = 0.0
-        c.pos[s].avg_px = 0.0
-    c.pos[s].qty = p
-    mark_to_market(c, s)
+        pos.avg_px = 0.0
+    pos.qty = p
+    mark_to_market(run, ins, mkt, pos)
     return cost
 
 
 @kernel
-def _give_spot(c, s, qty, cost):
+def _give_spot(run, ins, mkt, pos, qty, cost):
     """Return qty coins with their cost basis to the spot position of s."""
     if qty <= 0.0:
         return
-    p = c.pos[s].qty
-    c.pos[s].avg_px = (p * c.pos[s].avg_px + cost) / (p + qty)
-    c.pos[s].qty = p + qty
-    mark_to_market(c, s)
+    p = pos.qty
+    pos.avg_px = (p * pos.avg_px + cost) / (p + qty)
+    pos.qty = p + qty
+    mark_to_market(run, ins, mkt, pos)
 
 
 # ---------------------------------------------------------------------------------- SDK calls
@@ -136,7 +136,7 @@ def loan_open(c, sym, collateral_qty, borrow):
         return -R_INVALID_QTY
     if collateral_qty > c.pos[sym].qty + 1e-12:
         return -R_INSUFFICIENT_BALANCE
-    px = val_px(c, sym)
+    px = val_px(c.run, c.mkt[sym])
     if not (px > 0.0) or borrow > c.run.loan_max_open_ltv * collateral_qty * px:
         return -R_INSUFFICIENT_MARGIN
     if c.acct.n_loans >= len(c.loans) or _ring_full(c):
@@ -145,7 +145,7 @@ def loan_open(c, sym, collateral_qty, borrow):
     c.acct.n_loans = j + 1
     c.loans[j].active = 1
     c.loans[j].sym = sym
-    c.loans[j].cost = _take_spot(c, sym, collateral_qty)
+    c.loans[j].cost = _take_spot(c.run, c.inst[sym], c.mkt[sym], c.pos[sym], collateral_qty)
     c.loans[j].coll = collateral_qty
     c.loans[j].debt = borrow
     c.loans[j].ts = c.clock.now_ts
@@ -187,7 +187,7 @@ def loan_borrow(c, loan_id, amount):
     j = _begin(c, loan_id, amount)
     if j < 0:
         return j
-    px = val_px(c, c.loans[j].sym)
+    px = val_px(c.run, c.mkt[c.loans[j].sym])
     if c.loans[j].debt + amount > c.run.loan_max_open_ltv * c.loans[j].coll * px:
         return -R_INSUFFICIENT_MARGIN
     c.loans[j].debt += amount
@@ -211,7 +211,7 @@ def loan_repay(c, loan_id, amount):
             cash -= c.pos[s].qty * c.pos[s].avg_px
     if pay > cash:
         return -R_INSUFFICIENT_BALANCE
-    px = val_px(c, c.loans[j].sym)
+    px = val_px(c.run, c.mkt[c.loans[j].sym])
     c.acct.balance -= pay
     c.acct.loan_cash_out += pay
     c.loans[j].debt -= pay
@@ -225,7 +225,7 @@ def loan_repay(c, loan_id, amount):
 @kernel
 def _close(c, j):
     s = c.loans[j].sym
-    _give_spot(c, s, c.loans[j].coll, c.loans[j].cost)
+    _give_spot(c.run, c.inst[s], c.mkt[s], c.pos[s], c.loans[j].coll, c.loans[j].cost)
     c.loans[j].coll = 0.0
     c.loans[j].cost = 0.0
     c.loans[j].debt = 0.0
@@ -247,9 +247,9 @@ def loan_add_collateral(c, loan_id, qty):
     if _ring_full(c):
         return -R_TOO_MANY
     _accrue(c, j, c.clock.now_ts)
-    c.loans[j].cost += _take_spot(c, s, qty)
+    c.loans[j].cost += _take_spot(c.run, c.inst[s], c.mkt[s], c.pos[s], qty)
     c.loans[j].coll += qty
-    _ring(c, j, EV_ADD, qty, val_px(c, s))
+    _ring(c, j, EV_ADD, qty, val_px(c.run, c.mkt[s]))
     return 0
 
 
@@ -259,7 +259,7 @@ def loan_ltv(c, loan_id):
     j = _live(c, loan_id)
     if j < 0:
         return np.nan
-    return _ltv(c, j, val_px(c, c.loans[j].sym))
+    return _ltv(c.loans[j], val_px(c.run, c.mkt[c.loans[j].sym]))
 
 
 @kernel
@@ -269,7 +269,7 @@ def loan_health(c, loan_id):
     j = _live(c, loan_id)
     if j < 0:
         return -1
-    return health_band(c, c.loans[j].debt, _ltv(c, j, val_px(c, c.loans[j].sym)))
+    return health_band(c.run, c.loans[j].debt, _ltv(c.loans[j], val_px(c.run, c.mkt[c.loans[j].sym])))
 
 
 @kernel
@@ -307,7 +307,7 @@ def flush_loan_ring(c, rows):
         rows[k].penalty = 0.0
         rows[k].seized_qty = 0.0
         rows[k].bad_debt = 0.0
-        rows[k].health = health_band(c, rows[k].debt, rows[k].ltv)
+        rows[k].health = health_band(c.run, rows[k].debt, rows[k].ltv)
         c.acct.n_loan_rows = k + 1
     c.acct.n_loan_ring = 0
 
@@ -315,14 +315,14 @@ def flush_loan_ring(c, rows):
 @kernel
 def check_loans(c, s, t, rows, liq_rows):
     """After a price event of s: accrue interest, fire warnings, liquidate loans at the LLTV."""
-    px = val_px(c, s)
+    px = val_px(c.run, c.mkt[s])
     if not (px > 0.0):
         return
     for j in range(c.acct.n_loans):
         if not c.loans[j].active or c.loans[j].sym != s:
             continue
         _accrue(c, j, t)
-        ltv = _ltv(c, j, px)
+        ltv = _ltv(c.loans[j], px)
         if ltv >= c.run.loan_lltv:
             _liquidate_loan(c, j, t, px, rows, liq_rows)
         elif ltv >= c.run.loan_warning_ltv:
@@ -371,8 +371,7 @@ def _liquidate_loan(c, j, t, px, rows, liq_rows):
     _row(rows, c.acct.n_loan_rows, c, j, t, EV_LIQ, repaid, px, penalty, seized, bad_debt)
     c.acct.n_loan_rows += 1
     freed = repaid + bad_debt  # the debt the borrower no longer owes
-    write_liq_row(c, liq_rows, t, s, -1, seized, px, bankrupt_px,
-                  freed / seized if seized > 0.0 else px, penalty, 0.0, freed - seized_cost)
+    write_liq_row(c.acct, liq_rows, t, s, -1, seized, px, bankrupt_px, freed / seized if seized > 0.0 else px, penalty, 0.0, freed - seized_cost)
     if c.loans[j].debt <= 1e-9:
         _close(c, j)
         _row(rows, c.acct.n_loan_rows, c, j, t, EV_CLOSED, 0.0, px, 0.0, 0.0, 0.0)

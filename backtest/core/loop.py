@@ -89,12 +89,12 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if k == K_TRADE:
             c.mkt[sy].last_px = p
             c.mkt[sy].has_trade = 1
-            trade_through(c, sy, p)  # the effective book (R2.3)
+            trade_through(c.mkt[sy], p)  # the effective book (R2.3)
             if c.run.trade_extras:  # one test per trade when neither is in the run
                 if c.run.need_estimators:
-                    update_estimators(c, sy, t, p, qty[u])
+                    update_estimators(c.run, c.mkt[sy], t, p, qty[u])
                 if c.book[sy].has_book:
-                    book_trade(c, sy, p)  # and the L2 levels it printed through (R9.2)
+                    book_trade(c.book[sy], p)  # and the L2 levels it printed through (R9.2)
         elif k == K_QUOTE:
             c.mkt[sy].bid = bid[u]
             c.mkt[sy].ask = ask[u]
@@ -107,7 +107,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mkt[sy].index_px = qty[u]
             c.mkt[sy].has_mark = 1
         elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
-            apply_book_row(c, sy, t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
+            apply_book_row(c.book[sy], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).
@@ -136,7 +136,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # the checks are skipped while the price guard shows they cannot change anything
         if c.pos[sy].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 c.run.liq_use_last or not c.mkt[sy].has_mark))):
-            mark_to_market(c, sy)
+            mark_to_market(c.run, c.inst[sy], c.mkt[sy], c.pos[sy])
             if not guard_holds(c, sy):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)

@@ -13,33 +13,33 @@ from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
 @kernel
-def _check_trigger(c, j, kind, px):
+def _check_trigger(o, kind, px):
     """R3.7/R3.8: update a trailing reference and say whether the order triggers now."""
-    otype = c.orders[j].type
-    if c.orders[j].trigger_src == TS_LAST:
+    otype = o.type
+    if o.trigger_src == TS_LAST:
         if kind != K_TRADE:
             return False
     elif kind != K_MARK:
         return False
-    d = c.orders[j].side
+    d = o.side
     tk = ot_trigger_kind(otype)
     if tk == TK_TRAILING:
-        ref = c.orders[j].trail_ref
+        ref = o.trail_ref
         if ref != ref:
             ref = px
         elif d < 0:
             ref = max(ref, px)
         else:
             ref = min(ref, px)
-        c.orders[j].trail_ref = ref
-        if c.orders[j].trail_dist > 0.0:
-            dist = c.orders[j].trail_dist
+        o.trail_ref = ref
+        if o.trail_dist > 0.0:
+            dist = o.trail_dist
         else:
-            dist = ref * c.orders[j].trail_bps / 10000.0
+            dist = ref * o.trail_bps / 10000.0
         stop = ref - dist if d < 0 else ref + dist
-        c.orders[j].stop = stop
+        o.stop = stop
         return px >= stop if d > 0 else px <= stop
-    stop = c.orders[j].stop
+    stop = o.stop
     if tk == TK_TAKE_PROFIT:
         return px <= stop if d > 0 else px >= stop
     return px >= stop if d > 0 else px <= stop
@@ -82,15 +82,15 @@ def _cancel_oco_siblings(c, j, t):
 
 
 @kernel
-def _benchmark(c, j):
+def _benchmark(o):
     """R4.5: the price a fill's cost is measured from: the mid at decision time for market
     orders, the limit for limit orders, the trigger price for stop-like orders."""
-    otype = c.orders[j].type
+    otype = o.type
     if otype == OT_MARKET:
-        return c.orders[j].ref_px
+        return o.ref_px
     if otype == OT_LIMIT:
-        return c.orders[j].limit
-    return c.orders[j].stop
+        return o.limit
+    return o.stop
 
 
 @kernel
@@ -113,7 +113,7 @@ def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     if not margin_ok(c, s, d, q, price):
         reject_margin_at_fill(c, j, t)
         return
-    apply_fill(c, s, d, q, price, liquidity, t, g, c.orders[j].oid, c.orders[j].type, _benchmark(c, j), fills)
+    apply_fill(c, s, d, q, price, liquidity, t, g, c.orders[j].oid, c.orders[j].type, _benchmark(c.orders[j]), fills)
     c.orders[j].filled += q
     c.orders[j].notional += q * price
     record_equity(c, t, equity_rows)
@@ -140,7 +140,7 @@ def _init_queue(c, j):
     s = c.orders[j].sym
     if not c.run.queue_model:
         return
-    if uses_book(c, s, -c.orders[j].side):  # R9.8: the size displayed at its level of the L2 book
+    if uses_book(c.inst[s], c.book[s], -c.orders[j].side):  # R9.8: the size displayed at its level of the L2 book
         c.orders[j].queue = queue_ahead(c, s, c.orders[j].side, c.orders[j].limit, c.clock.ev_ts)
         return
     if not c.mkt[s].has_quote:
@@ -179,7 +179,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     d = c.orders[j].side
     s = c.orders[j].sym
     if ot_stop_like(otype) and not c.orders[j].triggered:
-        if not _check_trigger(c, j, kind, px):
+        if not _check_trigger(c.orders[j], kind, px):
             return
         c.orders[j].triggered = 1
         first = True
@@ -195,8 +195,8 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
             c.acct.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return
-        opp = opp_price(c, s, d)
-        l2 = uses_book(c, s, d)
+        opp = opp_price(c.mkt[s], d)
+        l2 = uses_book(c.inst[s], c.book[s], d)
         notional = 0.0
         if l2:  # R9.5: the depth within the limit; the rest rests (IOC: expires, FOK: all or none)
             q, notional = walk(c, s, d, remaining, limit, t)
@@ -283,7 +283,7 @@ def arrive(c, j, g, t):
             _init_trailing_ref(c, j)
         return 1
     if c.orders[j].amend_ts >= 0 and t >= c.orders[j].amend_ts:
-        apply_amend(c, j, c.orders[j].new_qty, c.orders[j].new_limit, c.orders[j].new_stop)
+        apply_amend(c.orders[j], c.orders[j].new_qty, c.orders[j].new_limit, c.orders[j].new_stop)
     return 0
 
 

@@ -83,8 +83,8 @@ def finish(c, j, status, reason, t):
 
 
 @kernel
-def _move_slot(c, a, b):
-    c.orders[b] = c.orders[a]
+def _move_slot(orders, a, b):
+    orders[b] = orders[a]
 
 
 @kernel
@@ -94,7 +94,7 @@ def compact(c):
     for j in range(c.acct.o_hwm):
         if c.orders[j].status != ST_FREE:
             if j != n:
-                _move_slot(c, j, n)
+                _move_slot(c.orders, j, n)
             n += 1
     for j in range(n, c.acct.o_hwm):
         c.orders[j].status = ST_FREE
@@ -153,7 +153,7 @@ def validate(c, s, otype, d, qty, limit, stop, tif, reduce, trail, trail_bps):
     if c.inst[s].type == T_SPOT and d < 0 and qty > pos + EPS_QTY and not c.run.spot_margin:
         return R_INSUFFICIENT_BALANCE
     # R4.4 at submit: priced at opp; a buy limit above opp (or any limit without opp) at its limit
-    px = opp_price(c, s, d)
+    px = opp_price(c.mkt[s], d)
     if has_limit and (px != px or (d > 0 and limit > px)):
         px = limit
     if not reduce and px == px and not margin_ok(c, s, d, qty, px):
@@ -228,9 +228,9 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.orders[j].trail_dist = trail
     c.orders[j].trail_bps = trail_bps
     c.orders[j].trail_ref = np.nan
-    c.orders[j].ref_px = mid_or_last(c, s)  # the reference of the fill's slippage cost
+    c.orders[j].ref_px = mid_or_last(c.mkt[s])  # the reference of the fill's slippage cost
     c.orders[j].created_ts = c.clock.now_ts
-    c.orders[j].arrive_ts = c.clock.now_ts + order_latency(c)
+    c.orders[j].arrive_ts = c.clock.now_ts + order_latency(c.run, c.clock)
     c.orders[j].queue = np.nan
     c.orders[j].decision_idx = c.clock.cur_idx
     c.orders[j].cancel_ts = -1
@@ -342,19 +342,19 @@ def amend(c, oid, qty=0.0, limit=0.0, stop=0.0):
         c.orders[j].new_limit = limit
         c.orders[j].new_stop = stop
     else:
-        apply_amend(c, j, qty, limit, stop)
+        apply_amend(c.orders[j], qty, limit, stop)
     return 0
 
 
 @kernel
-def apply_amend(c, j, qty, limit, stop):
+def apply_amend(o, qty, limit, stop):
     if qty > 0.0:
-        c.orders[j].qty = qty
+        o.qty = qty
     if limit > 0.0:
-        c.orders[j].limit = limit
+        o.limit = limit
     if stop > 0.0:
-        c.orders[j].stop = stop
-    c.orders[j].amend_ts = -1
+        o.stop = stop
+    o.amend_ts = -1
 
 
 @kernel
@@ -380,7 +380,7 @@ def post_only_crosses(c, j):
         return False
     s = c.orders[j].sym
     d = c.orders[j].side
-    p = opp_price(c, s, d)
+    p = opp_price(c.mkt[s], d)
     if p != p:
         return False
     if d > 0:

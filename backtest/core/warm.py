@@ -63,7 +63,7 @@ def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_ro
     if margin_breached(c, s, t):
         liquidate(c, s, t, g, fills, equity_rows, liq_rows)
     guard_holds(c, s)
-    mark_to_market(c, s)
+    mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     update_drawdown(c)
     check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
 
@@ -75,7 +75,7 @@ def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_r
 def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     process_orders(c, g, t, s, k, p, p, fills, equity_rows)
     match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
-    update_estimators(c, s, t, p, p)
+    update_estimators(c.run, c.mkt[s], t, p, p)
     apply_constant_funding(c, t, funding_rows)
 
 
