@@ -21,7 +21,7 @@ error and the others carry on; a failure every set would share (data, config, co
 Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
 (fixed groups, each with its own output buffers); the bar step then runs in set order.
 
-Memory: one set costs its engine state (~0.8 MB with the default 4,096 order slots), its strategy record and its output rows
+Memory: one set costs its engine state (~1.5 MB with the default 4,096 order slots), its strategy record and its output rows
 (equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
 (CASCADE_BATCH_MEMORY_MB, default 1024 MB per process) so that many sets never exhaust memory.
 Apart from it: one data chunk, and one set of output buffers (~34 MB) per thread.
@@ -138,6 +138,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .bars import BarFiller
     from .core.schema import RunStatus
     from .core.state import copy_state
+    from .pack import check_quote_needs, pack
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop
@@ -153,13 +154,13 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             st.params = cls.resolve_params(st.params)
         except CascadeError as e:
             st.error = e
-    E._check_quote_needs(cfg, stream)
+    check_quote_needs(cfg, stream)
     candles = any(k == "bars" for k, _ in stream.files)
     if candles and "on_bar" not in cls.hooks():
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    template = E.new_run_context(cls, stream, cfg)  # the same context a run alone starts from
+    template = pack(cls, stream, cfg)  # the same state a run alone starts from
     notes = E._run_warnings(cls, cfg, stream, int(template.run.timer_interval_ns))
 
     rows = E.buffer_rows(template)

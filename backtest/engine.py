@@ -1,4 +1,4 @@
-"""Drive a run: open the data, build the context, compile the loop, stream chunks, collect records.
+"""Drive a run: open the data, pack the state (pack.py), compile the loop, stream chunks, collect records.
 
 The kernel never raises for expected conditions; it returns BUFFER_FULL with the index to resume
 at, and this driver drains the output buffers and calls it again. The same resumption carries the
@@ -20,25 +20,22 @@ import polars as pl
 
 from . import __version__
 from .bars import BarFiller
-from .config import QUOTE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
+from .config import RunConfig, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
-    ORDER_DTYPE, LoanEvent, InstrumentType, MarginMode, OrderStatus, Reason, RunStatus, SlippageModel,
+    ORDER_DTYPE, InstrumentType, LoanEvent, OrderStatus, Reason, RunStatus,
 )
-from .core.state import SLOT_TO_DONE, State, new_state
-from .core.enums import from_name
-from .core.margin_math import morpho_lif
+from .core.state import SLOT_TO_DONE, State
 from .data.coverage import check_time_range, no_data_error
-from .data.instruments import Instrument
 from .data.reader import open_dataset
-from .errors import CascadeError, ConfigError, StrategyError, shown
+from .errors import CascadeError, StrategyError
 from .plugins.codegen import build_loop, dependency_files, source_sha256
+from .pack import check_quote_needs, pack
 from .plugins.resolve import resolve_strategy
 from .result import Result
 from .strategy import Strategy
 
 BUFFER_ROWS = 1 << 16
-NEVER = np.iinfo(np.int64).max
 
 
 class PyMirror:
@@ -115,104 +112,6 @@ def sync_state(c: State) -> None:
         part.sync()
 
 
-def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:
-    c.run.nsym = len(symbols)
-    c.run.initial_balance = c.acct.balance = c.acct.peak_equity = float(cfg.initial_balance)
-    x = cfg.execution
-    c.run.latency_ns = x.latency_ns
-    c.run.cancel_latency_ns = x.cancel_latency_ns
-    c.run.feed_latency_ns = x.feed_latency_ns
-    c.run.latency_jitter_ns = x.latency_jitter_ns
-    c.clock.rng_state = int(cfg.seed) % 2147483646 + 1
-    c.run.touch_fills = x.touch_fills
-    c.run.partial_fills = x.partial_fills
-    c.run.queue_model = x.queue_model
-    c.run.book_half_life_ns = x.book_resilience_half_life * 1e9
-    c.run.book_beyond_frac = x.book_beyond_bps / 10000.0
-    c.run.impact_horizon_ns = float(x.impact_horizon_ns)
-    c.run.initial_volume_30d = x.initial_volume_30d
-    c.run.n_fee_tiers = len(x.fee_tiers)
-    for k, tier in enumerate(x.fee_tiers):
-        c.run.ft_volume[k] = tier["volume_30d"]
-        c.run.ft_maker[k] = tier["maker_fee_rate"]
-        c.run.ft_taker[k] = tier["taker_fee_rate"]
-    unknown = set(x.models) - set(symbols)
-    if unknown:
-        raise ConfigError(f"execution.models: symbol(s) {sorted(unknown)} not in this run")
-    c.run.sample_interval_ns = cfg.sample_interval_ns
-    c.run.timer_interval_ns = cfg.timer_ns
-    c.clock.next_sample_ts = NEVER
-    c.clock.next_timer_ts = NEVER
-    c.clock.next_funding_ts = NEVER
-    m = cfg.margin
-    c.run.liq_use_last = m.trigger == "last"
-    c.run.liq_settle_market = m.settle == "market"
-    c.run.liq_cancel_orders = m.cancel_orders
-    c.run.liq_partial = m.partial
-    c.run.liq_fee_rate = m.liquidation_fee_rate
-    c.run.margin_call_level = m.margin_call_ratio
-    c.run.guard_on = m.price_guard
-    c.acct.insurance_fund = m.insurance_fund
-    c.run.spot_margin = m.spot_margin
-    c.run.borrow_rate_hourly = m.borrow_rate_hourly
-    c.run.spot_maint_level = m.spot_margin_maintenance
-    ln = cfg.loans
-    c.run.loan_lltv = ln.lltv
-    c.run.loan_warning_ltv = ln.warning_ltv
-    c.run.loan_max_open_ltv = ln.max_open_ltv
-    c.run.loan_apr = ln.apr
-    c.run.loan_lif = morpho_lif(ln.lltv) if ln.penalty is None else 1.0 + ln.penalty
-    c.run.loan_partial = ln.partial
-    if m.funding != "data":
-        c.run.const_funding_rate = float(m.funding)
-        hours = min((instruments[s].funding_interval_h for s in symbols if instruments[s].is_perpetual),
-                    default=8.0)
-        c.run.funding_interval_ns = int(hours * 3_600_000_000_000)
-    unknown_modes = set(m.modes) - set(symbols)
-    if unknown_modes:
-        raise ConfigError(f"margin.modes: symbol(s) {sorted(unknown_modes)} not in this run")
-    leverage = leverage_by_symbol(cfg.leverage, {s: instruments[s] for s in symbols})
-    if cfg.benchmark and cfg.benchmark not in symbols:
-        raise ConfigError(f"benchmark: symbol {shown(cfg.benchmark)} not in this run ({', '.join(symbols)})")
-    for sym, amount in cfg.coin_balances.items():
-        if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
-            raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
-    for i, sym in enumerate(symbols):
-        ins = instruments[sym]
-        c.inst[i].type = int(ins.kind)
-        c.inst[i].contract_size = ins.contract_size
-        c.inst[i].tick = ins.tick_size
-        c.inst[i].lot = ins.lot_size
-        c.inst[i].maker_fee = ins.maker_fee_rate
-        c.inst[i].taker_fee = ins.taker_fee_rate
-        c.inst[i].n_brackets = len(ins.brackets)
-        for j, b in enumerate(ins.brackets):
-            c.inst[i].br_floor[j] = b.notional_floor
-            c.inst[i].br_cap[j] = b.notional_cap
-            c.inst[i].br_max_lev[j] = b.max_leverage
-            c.inst[i].br_mmr[j] = b.mmr
-            c.inst[i].br_maint_amount[j] = b.maint_amount
-        lev = leverage[sym]
-        if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
-            raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
-                              "(then it sets the leverage of short sales)")
-        model = from_name(SlippageModel, x.model_of(sym))
-        c.inst[i].slip_model = int(model)
-        c.inst[i].slip_bps = x.slippage_bps
-        c.inst[i].impact_k = x.impact_k
-        if model.needs_estimators:
-            c.run.need_estimators = 1
-            c.run.trade_extras = 1  # the loop's one test per trade: estimators or an L2 book
-        c.inst[i].leverage = lev
-        c.inst[i].margin_mode = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
-        if ins.kind == InstrumentType.INVERSE_PERPETUAL:
-            c.run.n_inverse += 1
-            c.pos[i].coin_bal = float(cfg.coin_balances.get(sym, 0.0))
-        if ins.brackets and lev > ins.brackets[0].max_leverage:
-            raise ConfigError(f"leverage.{sym}: {lev:g}x is above the instrument's maximum "
-                              f"{ins.brackets[0].max_leverage:g}x")
-
-
 def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
     """The kinds a run replays: all (None), or all but the L2 book when nothing uses it. The book
     is several rows per snapshot (the crash sample: 2.7 M of its 4 M rows), so replaying it for a
@@ -235,20 +134,6 @@ def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
     if not sources or any("book_level" in t or "book_depth" in t for t in sources):
         return None
     return without
-
-
-def _check_quote_needs(cfg: RunConfig, stream) -> None:
-    """Quote-based execution models need quotes in the data: say so before the run starts."""
-    x = cfg.execution
-    for sym in stream.symbols:
-        if ("quotes", sym) in stream.files:
-            continue
-        if x.model_of(sym) in QUOTE_MODELS:
-            raise ConfigError(f"execution: model '{x.model_of(sym)}' for {sym} needs quote data, "
-                              f"and the dataset has none for it (use 'spread' or 'sqrt_impact')")
-        if x.queue_model:
-            raise ConfigError(f"execution.queue_model needs quote data, and the dataset has none "
-                              f"for {sym}")
 
 
 def _align_first(c, ts0: int) -> None:
@@ -338,32 +223,19 @@ def open_run(strategy, data, symbols, start, end, config):
     return cls, cfg, stream, start_ns, end_ns
 
 
-def new_run_context(cls, stream, cfg: RunConfig) -> State:
-    """A run's state (core/state.py) for this strategy, stream and config: settings and
-    instruments (_setup_context), the L2 book flag when the stream replays a book, and the
-    strategy's own timer when the config sets none. A batch copies it for each of its sets."""
-    c = new_state(len(stream.symbols))
-    _setup_context(c, stream.symbols, stream.instruments, cfg)
-    if any(k == "book" for k, _ in stream.files):
-        c.run.trade_extras = 1  # trades also update the L2 book (R9.2)
-    if c.run.timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
-        c.run.timer_interval_ns = cls.timer_ns()
-    return c
-
-
 def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cls, cfg, stream, start_ns, end_ns = open_run(strategy, data, symbols, start, end, config)
     jit = not numba.config.DISABLE_JIT
     syms = stream.symbols
     params = cls.resolve_params(params)
 
-    _check_quote_needs(cfg, stream)
+    check_quote_needs(cfg, stream)
     candles = any(k == "bars" for k, _ in stream.files)
     if candles and "on_bar" not in cls.hooks():
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    state0 = new_run_context(cls, stream, cfg)
+    state0 = pack(cls, stream, cfg)
     notes = _run_warnings(cls, cfg, stream, int(state0.run.timer_interval_ns))
     s_arr = cls.new_state(params, syms)
     if state is not None:

@@ -102,6 +102,7 @@ def load_chunks(root: Path, symbols: list[str]):
 def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
     """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop)."""
     from backtest import engine
+    from backtest.pack import pack_settings
     from backtest.config import RunConfig
     from backtest.core.schema import RunStatus
     from backtest.core.state import new_state
@@ -113,7 +114,7 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
     best, state = None, None
     for _ in range(reps):
         c = new_state(len(st.symbols))
-        engine._setup_context(c, st.symbols, st.instruments, cfg)
+        pack_settings(c, st.symbols, st.instruments, cfg)
         s_arr = cls.new_state(cls.resolve_params(params), st.symbols)
         bufs = engine._Buffers.new(engine.BUFFER_ROWS, True)
         s = s_arr[0]
@@ -251,6 +252,7 @@ import os, sys, time, json
 sys.path.insert(0, sys.argv[2])
 import numpy as np
 from backtest import engine
+from backtest.pack import pack_settings
 from backtest.plugins.codegen import build_loop
 from strategies.reference import Reference
 loop = build_loop(Reference)
@@ -260,7 +262,7 @@ from backtest.core.state import new_state
 from backtest.data.instruments import Instrument
 c = new_state(1)
 ins = {"BTCUSDT": Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)}
-engine._setup_context(c, ["BTCUSDT"], ins, RunConfig())
+pack_settings(c, ["BTCUSDT"], ins, RunConfig())
 s = Reference.new_state({}, ["BTCUSDT"])
 bufs = engine._Buffers.new(1 << 16, True)
 n = 1000

@@ -96,7 +96,7 @@ def loan_value_total(c):
 
 @kernel
 def coin_wallets_value(c):
-    """USD value of the inverse symbols' coin wallets (their unrealised PnL is in sym_upnl)."""
+    """USD value of the inverse symbols' coin wallets (their unrealised PnL is in pos.upnl)."""
     v = 0.0
     for s in range(c.run.nsym):
         if c.inst[s].type == T_INVERSE:
@@ -211,7 +211,7 @@ def update_drawdown(c):
 @kernel
 def mark_to_market(run, ins, mkt, pos):
     """R6.1: refresh the symbol's unrealised PnL from its valuation price (inverse: the coin PnL
-    pos * size * (1/avg - 1/price), and its USD value in sym_upnl)."""
+    pos * size * (1/avg - 1/price), and its USD value in pos.upnl)."""
     if ins.type == T_INVERSE:
         v = val_px(run, mkt)
         p = pos.qty

@@ -1,16 +1,16 @@
 """The L2 order book of a symbol: snapshots, the walk of a taker, consumption and refill
 (docs/fill-rules.md section 9, docs/execution.md "l2_depth").
 
-State lives in the context record (the "book" group of schema.CTX_DTYPE), so a snapshot split
-across reader chunks is simply finished by the next chunk. Prices and sizes are those of the
-latest snapshot; what takers consumed is kept apart (`bk_*_take`) and decays towards 0 with the
-half-life `book_half_life_ns`, so the book refills towards the snapshot:
+State lives in the symbol's row of the run state (`c.book[s]`, BOOK_DTYPE in core/state.py), so a
+snapshot split across reader chunks is simply finished by the next chunk. Prices and sizes are
+those of the latest snapshot; what takers consumed is kept apart (`bid_take`, `ask_take`) and
+decays towards 0 with the half-life `book_half_life_ns`, so the book refills towards the snapshot:
 
-    f(t) = 0.5 ** ((t - bk_take_ts) / half_life)      (0 when half_life <= 0: instant refill)
+    f(t) = 0.5 ** ((t - take_ts) / half_life)      (0 when half_life <= 0: instant refill)
     available depth at level i at time t = qty_i - take_i * f(t)
-    a taker fill of x_i at level i at time t:  take_i = take_i * f(t) + x_i;  bk_take_ts = t
+    a taker fill of x_i at level i at time t:  take_i = take_i * f(t) + x_i;  take_ts = t
 
-Levels a trade has printed through since the snapshot (`bk_lo`, `bk_hi`) or that are better than
+Levels a trade has printed through since the snapshot (the row's `lo`, `hi`) or that are better than
 the effective touch (R2.3a, R3.3) are out of reach (R9.2). These kernels run only for symbols whose model is
 l2_depth and which have a book, so runs without one never reach them.
 """

@@ -38,7 +38,7 @@ RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64
 
 @kernel
 def next_uniform(clock):
-    """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in ctx)."""
+    """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in the clock)."""
     clock.rng_state = (clock.rng_state * 48271) % RNG_MOD
     return clock.rng_state / RNG_MOD
 
