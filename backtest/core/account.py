@@ -227,14 +227,14 @@ def mark_to_market(run, ins, mkt, pos):
 @kernel
 def apply_fill(c, s, d, q, price, liquidity, t, g, oid, order_type, ref_px, fills):
     """R4.1/R4.2: book a fill of q at price on side d with the maker or taker fee."""
-    rate = fee_rate(c, s, liquidity == LQ_MAKER, t)
+    rate = fee_rate(c.run, c.acct, c.inst[s], liquidity == LQ_MAKER, t)
     if c.inst[s].type == T_INVERSE:
         n = q * c.inst[s].contract_size / price  # coin value of the contracts
     else:
         n = q * price
     fee = n * rate
     book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills)
-    add_volume(c, s, t, q, price)
+    add_volume(c.run, c.acct, c.inst[s], t, q, price)
     return fee
 
 
@@ -333,7 +333,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     fills[k].price = price
     fills[k].fee = fee
     fills[k].realized_pnl = realized
-    record_costs(c, fills[k], s, d, q, price, liquidity, ref_px)
+    record_costs(c.run, c.inst[s], c.mkt[s], fills[k], d, q, price, liquidity, ref_px)
     consume_depth(c, s, d, q, liquidity, t)
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg

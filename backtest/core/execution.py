@@ -158,7 +158,7 @@ def consume_depth(c, s, d, q, liquidity, t):
 
 
 @kernel
-def record_costs(c, row, s, d, q, price, liquidity, bench):
+def record_costs(run, ins, mkt, row, d, q, price, liquidity, bench):
     """R4.5: the fill's cost against its benchmark, split into latency drift (benchmark to the
     mid at the fill), spread (mid to the touch) and impact (touch to the fill price). Maker fills
     and liquidations settled at a computed price put it all in the drift."""
@@ -170,16 +170,16 @@ def record_costs(c, row, s, d, q, price, liquidity, bench):
     row.cost_spread = 0.0
     row.cost_impact = 0.0
     row.cost_drift = total
-    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.run.liq_settle_market):
+    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not run.liq_settle_market):
         return
-    mid = mid_or_last(c.mkt[s])
+    mid = mid_or_last(mkt)
     if mid != mid:
         return
     row.cost_drift = d * (mid - bench) * q
-    if c.inst[s].slip_model == M_NONE:
+    if ins.slip_model == M_NONE:
         row.cost_impact = d * (price - mid) * q
     else:
-        opp = opp_price(c.mkt[s], d)
+        opp = opp_price(mkt, d)
         row.cost_spread = d * (opp - mid) * q
         row.cost_impact = d * (price - opp) * q
 
@@ -188,44 +188,44 @@ DAY_NS = 86_400_000_000_000
 
 
 @kernel
-def _roll_day(c, t):
+def _roll_day(run, acct, t):
     """At a new UTC day, choose the fee tier from the previous 30 complete days' volume (plus
     the configured volume before the run, during the run's first 30 days)."""
     day = t // DAY_NS
-    if day == c.acct.vol_day:
+    if day == acct.vol_day:
         return
-    if c.acct.vol_day < 0:
-        c.acct.vol_start_day = day
+    if acct.vol_day < 0:
+        acct.vol_start_day = day
     else:
-        for k in range(min(day - c.acct.vol_day, 31)):  # clear the skipped days and today
-            c.acct.vol_ring[(c.acct.vol_day + 1 + k) % 31] = 0.0
-    c.acct.vol_day = day
-    total = c.run.initial_volume_30d if day - c.acct.vol_start_day < 30 else 0.0
+        for k in range(min(day - acct.vol_day, 31)):  # clear the skipped days and today
+            acct.vol_ring[(acct.vol_day + 1 + k) % 31] = 0.0
+    acct.vol_day = day
+    total = run.initial_volume_30d if day - acct.vol_start_day < 30 else 0.0
     for k in range(31):
-        total += c.acct.vol_ring[k]
+        total += acct.vol_ring[k]
     tier = 0
-    for k in range(c.run.n_fee_tiers):
-        if total >= c.run.ft_volume[k]:
+    for k in range(run.n_fee_tiers):
+        if total >= run.ft_volume[k]:
             tier = k
-    c.acct.fee_tier = tier
+    acct.fee_tier = tier
 
 
 @kernel
-def fee_rate(c, s, maker, t):
+def fee_rate(run, acct, ins, maker, t):
     """Maker or taker rate: the account's 30-day volume tier when tiers are set, else the
     instrument's rates."""
-    if c.run.n_fee_tiers > 0:
-        _roll_day(c, t)
-        k = c.acct.fee_tier
-        return c.run.ft_maker[k] if maker else c.run.ft_taker[k]
-    return c.inst[s].maker_fee if maker else c.inst[s].taker_fee
+    if run.n_fee_tiers > 0:
+        _roll_day(run, acct, t)
+        k = acct.fee_tier
+        return run.ft_maker[k] if maker else run.ft_taker[k]
+    return ins.maker_fee if maker else ins.taker_fee
 
 
 @kernel
-def add_volume(c, s, t, q, price):
+def add_volume(run, acct, ins, t, q, price):
     """Count a fill's USD notional in today's volume bucket (for fee tiers)."""
-    if c.run.n_fee_tiers == 0:
+    if run.n_fee_tiers == 0:
         return
-    _roll_day(c, t)
-    usd = q * c.inst[s].contract_size if c.inst[s].type == T_INVERSE else q * price
-    c.acct.vol_ring[(t // DAY_NS) % 31] += usd
+    _roll_day(run, acct, t)
+    usd = q * ins.contract_size if ins.type == T_INVERSE else q * price
+    acct.vol_ring[(t // DAY_NS) % 31] += usd

@@ -31,14 +31,14 @@ _TOL = 1e-9  # margin-condition slack, relative to the amounts involved
 
 
 @kernel
-def guard_holds(c, s):
+def guard_holds(run, acct, guard, mkt, s):
     """Can the drawdown and margin checks of s be skipped at its current valuation price?"""
-    if s != c.guard.sym or c.acct.n_fills != c.guard.fills or c.acct.balance != c.guard.balance:
+    if s != guard.sym or acct.n_fills != guard.fills or acct.balance != guard.balance:
         return False
-    if c.acct.peak_equity != c.guard.peak or c.acct.max_drawdown != c.guard.max_drawdown or c.acct.n_loans != 0:
+    if acct.peak_equity != guard.peak or acct.max_drawdown != guard.max_drawdown or acct.n_loans != 0:
         return False
-    v = val_px(c.run, c.mkt[s])
-    return c.guard.lo <= v <= c.guard.hi
+    v = val_px(run, mkt)
+    return guard.lo <= v <= guard.hi
 
 
 @kernel

@@ -105,8 +105,8 @@ def _give_spot(run, ins, mkt, pos, qty, cost):
 
 # ---------------------------------------------------------------------------------- SDK calls
 @kernel
-def _ring_full(c):
-    return c.acct.n_loan_ring >= len(c.loan_ring)
+def _ring_full(acct, ring):
+    return acct.n_loan_ring >= len(ring)
 
 
 @kernel
@@ -139,7 +139,7 @@ def loan_open(c, sym, collateral_qty, borrow):
     px = val_px(c.run, c.mkt[sym])
     if not (px > 0.0) or borrow > c.run.loan_max_open_ltv * collateral_qty * px:
         return -R_INSUFFICIENT_MARGIN
-    if c.acct.n_loans >= len(c.loans) or _ring_full(c):
+    if c.acct.n_loans >= len(c.loans) or _ring_full(c.acct, c.loan_ring):
         return -R_TOO_MANY
     j = c.acct.n_loans
     c.acct.n_loans = j + 1
@@ -159,9 +159,9 @@ def loan_open(c, sym, collateral_qty, borrow):
 
 
 @kernel
-def _live(c, loan_id):
+def _live(acct, loans, loan_id):
     j = loan_id - 1
-    if j < 0 or j >= c.acct.n_loans or not c.loans[j].active:
+    if j < 0 or j >= acct.n_loans or not loans[j].active:
         return -1
     return j
 
@@ -170,12 +170,12 @@ def _live(c, loan_id):
 def _begin(c, loan_id, amount):
     """Checks shared by the calls that change an open loan; accrues its interest to now.
     Returns the loan's slot, or -reason."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     if j < 0:
         return -R_UNKNOWN_ORDER
     if not (amount > 0.0):
         return -R_INVALID_QTY
-    if _ring_full(c):
+    if _ring_full(c.acct, c.loan_ring):
         return -R_TOO_MANY
     _accrue(c, j, c.clock.now_ts)
     return j
@@ -236,7 +236,7 @@ def _close(c, j):
 @kernel
 def loan_add_collateral(c, loan_id, qty):
     """Move qty more coins from the spot position into the loan's collateral. Returns 0 or -reason."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     if j < 0:
         return -R_UNKNOWN_ORDER
     s = c.loans[j].sym
@@ -244,7 +244,7 @@ def loan_add_collateral(c, loan_id, qty):
         return -R_INVALID_QTY
     if qty > c.pos[s].qty + 1e-12:
         return -R_INSUFFICIENT_BALANCE
-    if _ring_full(c):
+    if _ring_full(c.acct, c.loan_ring):
         return -R_TOO_MANY
     _accrue(c, j, c.clock.now_ts)
     c.loans[j].cost += _take_spot(c.run, c.inst[s], c.mkt[s], c.pos[s], qty)
@@ -256,7 +256,7 @@ def loan_add_collateral(c, loan_id, qty):
 @kernel
 def loan_ltv(c, loan_id):
     """Current LTV of a loan (NaN if it is not open)."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     if j < 0:
         return np.nan
     return _ltv(c.loans[j], val_px(c.run, c.mkt[c.loans[j].sym]))
@@ -266,7 +266,7 @@ def loan_ltv(c, loan_id):
 def loan_health(c, loan_id):
     """Health band of an open loan now: a LoanHealth value (GOOD, FAIR, DANGER); -1 if it is not
     open."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     if j < 0:
         return -1
     return health_band(c.run, c.loans[j].debt, _ltv(c.loans[j], val_px(c.run, c.mkt[c.loans[j].sym])))
@@ -275,14 +275,14 @@ def loan_health(c, loan_id):
 @kernel
 def loan_debt(c, loan_id):
     """Debt of a loan in USD, accrued interest included (0 if it is not open)."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     return c.loans[j].debt if j >= 0 else 0.0
 
 
 @kernel
 def loan_collateral(c, loan_id):
     """Coins pledged as the loan's collateral (0 if it is not open)."""
-    j = _live(c, loan_id)
+    j = _live(c.acct, c.loans, loan_id)
     return c.loans[j].coll if j >= 0 else 0.0
 
 

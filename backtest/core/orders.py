@@ -102,15 +102,15 @@ def compact(c):
 
 
 @kernel
-def find_slot(c, oid):
+def find_slot(orders, acct, oid):
     """Binary search: slots [0, o_hwm) hold ascending oids. -1 if the order is not live."""
     lo = 0
-    hi = c.acct.o_hwm - 1
+    hi = acct.o_hwm - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        v = c.orders[mid].oid
+        v = orders[mid].oid
         if v == oid:
-            if c.orders[mid].status == ST_FREE:
+            if orders[mid].status == ST_FREE:
                 return -1
             return mid
         if v < oid:
@@ -301,7 +301,7 @@ def bracket(c, sym, side, qty, limit, stop, target):
 @kernel
 def cancel(c, oid):
     """Request a cancel (R3.12). Returns 0, or -UNKNOWN_ORDER if the order is not live."""
-    j = find_slot(c, oid)
+    j = find_slot(c.orders, c.acct, oid)
     if j < 0:
         return -R_UNKNOWN_ORDER
     t = c.clock.now_ts + c.run.cancel_latency_ns
@@ -324,7 +324,7 @@ def cancel_all(c, sym):
 @kernel
 def amend(c, oid, qty=0.0, limit=0.0, stop=0.0):
     """Change quantity, limit or stop (0 keeps a value) (R3.13). Returns 0 or -reason."""
-    j = find_slot(c, oid)
+    j = find_slot(c.orders, c.acct, oid)
     if j < 0:
         return -R_UNKNOWN_ORDER
     s = c.orders[j].sym
