@@ -1,7 +1,7 @@
 """Batched runs: many parameter sets of one strategy in one pass over the data.
 
-The dataset is opened, read and merged once. Every parameter set has its own context record
-(account, positions, orders: `CTX_DTYPE`) and its own strategy record; for each chunk the one
+The dataset is opened, read and merged once. Every parameter set has its own engine state
+(core/state.py: account, positions, orders, ...) and its own strategy record; for each chunk the one
 compiled loop runs over the chunk once per set, in turn. The loop and the per-chunk steps are
 engine.run's, so each set's Result is bit-identical to running it alone (tests/test_batch.py):
 results never depend on where chunks or output buffers end (tests/test_determinism.py).
@@ -21,7 +21,7 @@ error and the others carry on; a failure every set would share (data, config, co
 Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
 (fixed groups, each with its own output buffers); the bar step then runs in set order.
 
-Memory: one set costs its context record (~1.5 MB), its strategy record and its output rows
+Memory: one set costs its engine state (~1.5 MB with the default 4,096 order slots), its strategy record and its output rows
 (equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
 (CASCADE_BATCH_MEMORY_MB, default 1024 MB per process) so that many sets never exhaust memory.
 Apart from it: one data chunk, and one set of output buffers (~34 MB) per thread.
@@ -58,11 +58,11 @@ def batch_size(n_sets: int, per_set: int, budget_bytes: int | None = None) -> in
 
 def estimate_set_bytes(cls, config, span_ns: int, nsym: int) -> int:
     """`set_bytes` for a strategy class and RunConfig over a time span of the data."""
-    from .core.schema import CTX_DTYPE
+    from .core.state import state_bytes
 
     iv = config.sample_interval_ns
     samples = span_ns // iv + 1 if iv > 0 else 1
-    return set_bytes(CTX_DTYPE.itemsize, cls.dtype.itemsize, int(samples), nsym)
+    return set_bytes(state_bytes(nsym), cls.dtype.itemsize, int(samples), nsym)
 
 
 def compile_loop(cls) -> None:
@@ -71,27 +71,21 @@ def compile_loop(cls) -> None:
     import numba
 
     from . import engine as E
-    from .core.schema import new_context
+    from .core.state import new_state
     from .plugins.codegen import build_loop
 
     if numba.config.DISABLE_JIT:
         return  # nothing to compile
-    c, s = new_context(), np.zeros(1, dtype=cls.dtype).view(np.recarray)
-    _first_call(cls, build_loop(cls), c[0], s[0], E._Buffers.new(E.BUFFER_ROWS, True))
+    c, s = new_state(1), np.zeros(1, dtype=cls.dtype).view(np.recarray)
+    _first_call(cls, build_loop(cls), c, s[0], E._Buffers.new(E.buffer_rows(c), True))
 
 
-def _first_call(cls, loop, c, s, bufs) -> None:
-    """engine.run's first call: compiles (or loads from cache) without running an event."""
+def _first_call(cls, loop, c, s, bufs):
+    """engine.run's first call (engine.first_call): compiles (or loads from cache) without running
+    an event; returns the loop to run."""
     from . import engine as E
-    from .core.schema import EVENT_COLUMNS
 
-    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
-    try:
-        E._call(loop, empty, 0, c, s, bufs)
-    except CascadeError:
-        raise
-    except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
-        raise E._compile_error(cls, e) from None
+    return E.first_call(cls, loop, c, s, bufs)
 
 
 @dataclass
@@ -101,7 +95,6 @@ class _Set:
     k: int
     params: dict
     out: Path | None
-    c_arr: np.ndarray = None
     s_arr: np.ndarray = None
     c: object = None
     s: object = None
@@ -144,6 +137,8 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .atomic import output_lock
     from .bars import BarFiller
     from .core.schema import RunStatus
+    from .core.state import copy_state
+    from .pack import check_quote_needs, pack
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop
@@ -159,16 +154,17 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             st.params = cls.resolve_params(st.params)
         except CascadeError as e:
             st.error = e
-    E._check_quote_needs(cfg, stream)
+    check_quote_needs(cfg, stream)
     candles = any(k == "bars" for k, _ in stream.files)
     if candles and "on_bar" not in cls.hooks():
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    template = E.new_run_context(cls, stream, cfg)  # the same context a run alone starts from
-    notes = E._run_warnings(cls, cfg, stream, int(template[0].timer_interval_ns))
+    template = pack(cls, stream, cfg)  # the same state a run alone starts from
+    notes = E._run_warnings(cls, cfg, stream, int(template.run.timer_interval_ns))
 
-    shared = E._Buffers.new(E.BUFFER_ROWS, jit)  # one set of buffers, drained after every call
+    rows = E.buffer_rows(template)
+    shared = E._Buffers.new(rows, jit)  # one set of buffers, drained after every call
     for st in sets:
         if st.error is not None:
             continue
@@ -179,17 +175,17 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         except CascadeError as e:
             st.error = e
             continue
-        st.c_arr = template.copy()
         st.bufs = E._Buffers(shared.fills, shared.equity, shared.bars, shared.funding, shared.liqs,
                              shared.loans)
         st.bars = BarFiller(len(syms), candles=candles)
-        st.c, st.s = (st.c_arr[0], st.s_arr[0]) if jit else (E.PyMirror(st.c_arr[0]), E.PyMirror(st.s_arr[0]))
+        st.c = copy_state(template) if jit else E.python_state(copy_state(template))
+        st.s = st.s_arr[0] if jit else E.PyMirror(st.s_arr[0])
     live = [st for st in sets if st.error is None]
 
     t0 = time.perf_counter()
     loop = build_loop(cls)
     if live:
-        _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs)
+        loop = _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs)
     compile_s = time.perf_counter() - t0
 
     # --- one pass over the data ---------------------------------------------------------------
@@ -198,7 +194,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         t = time.perf_counter()
         if first:
             E._align_first(st.c, int(chunk["ts_ns"][0]))
-        st.c.idx_base = events
+        st.c.clock.idx_base = events
         n_bars = len(st.bufs.out["bars"])
         i = 0
         try:
@@ -222,7 +218,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     threads = max(1, min(threads, len(live))) if jit else 1  # the loop releases the GIL
     groups = [live[g::threads] for g in range(threads)]
     for g, group in enumerate(groups[1:], 1):  # each thread its own output buffers
-        own = E._Buffers.new(E.BUFFER_ROWS, jit)
+        own = E._Buffers.new(rows, jit)
         for st in group:
             st.bufs.fills, st.bufs.equity, st.bufs.bars = own.fills, own.equity, own.bars
             st.bufs.funding, st.bufs.liqs, st.bufs.loans = own.funding, own.liqs, own.loans
@@ -281,16 +277,16 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         t2 = time.perf_counter()
         E._finalize(st.c, st.bufs, st.bars, last_ts)
         if not jit:
-            st.c.sync()
+            E.sync_state(st.c)
             st.s.sync()
         # run_s: the set's own loop time plus its share of the pass (reading, merging)
         run_s = st.own_s + time.perf_counter() - t2 + shared_s
         try:
-            res = E._result(cls, st.params, cfg, stream, st.c_arr[0], st.s_arr, st.bufs, syms,
+            res = E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
                             compile_s, run_s, events, jit, st.out, notes)
         except CascadeError as e:
             res = e
-        st.c_arr = st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
+        st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
         yield st.k, res
 
 

@@ -1,4 +1,4 @@
-"""Drive a run: open the data, build the context, compile the loop, stream chunks, collect records.
+"""Drive a run: open the data, pack the state (pack.py), compile the loop, stream chunks, collect records.
 
 The kernel never raises for expected conditions; it returns BUFFER_FULL with the index to resume
 at, and this driver drains the output buffers and calls it again. The same resumption carries the
@@ -20,25 +20,22 @@ import polars as pl
 
 from . import __version__
 from .bars import BarFiller
-from .config import QUOTE_MODELS, RunConfig, leverage_by_symbol, parse_time_ns
+from .config import RunConfig, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
-    ORDER_DTYPE, LoanEvent,
-    ORDER_FIELDS, InstrumentType, MarginMode, OrderStatus, Reason, RunStatus, SlippageModel, new_context,
+    ORDER_DTYPE, InstrumentType, LoanEvent, OrderStatus, Reason, RunStatus,
 )
-from .core.enums import from_name
-from .core.margin_math import morpho_lif
+from .core.state import SLOT_TO_DONE, State
 from .data.coverage import check_time_range, no_data_error
-from .data.instruments import Instrument
 from .data.reader import open_dataset
-from .errors import CascadeError, ConfigError, StrategyError, shown
+from .errors import CascadeError, StrategyError
 from .plugins.codegen import build_loop, dependency_files, source_sha256
+from .pack import check_quote_needs, pack
 from .plugins.resolve import resolve_strategy
 from .result import Result
 from .strategy import Strategy
 
 BUFFER_ROWS = 1 << 16
-NEVER = np.iinfo(np.int64).max
 
 
 class PyMirror:
@@ -82,120 +79,37 @@ class _Buffers:
         return cls(mk(FILL_DTYPE), mk(EQUITY_DTYPE), mk(BAR_DTYPE), mk(FUNDING_DTYPE),
                    mk(LIQUIDATION_DTYPE), mk(LOAN_DTYPE))
 
-    def drain(self, c) -> None:
+    def drain(self, c: State) -> None:
+        a = c.acct
         for name, buf, counter in (("fills", self.fills, "n_fill_rows"), ("equity", self.equity, "n_equity_rows"),
                                    ("bars", self.bars, "n_bar_rows"), ("funding", self.funding, "n_funding_rows"),
                                    ("liquidations", self.liqs, "n_liq_rows"),
                                    ("loans", self.loans, "n_loan_rows")):
-            n = getattr(c, counter)
+            n = getattr(a, counter)
             if n:
                 self.out[name].append(np.array(buf[:n], dtype=buf.dtype).view(np.ndarray))
-                setattr(c, counter, 0)
-        n = c.n_done
+                setattr(a, counter, 0)
+        n = a.n_done
         if n:
-            rows = np.zeros(n, dtype=ORDER_DTYPE)
-            for f in ORDER_FIELDS:
-                rows[f] = getattr(c, "dn_" + f)[:n]
-            self.out["orders"].append(rows)
-            c.n_done = 0
+            self.out["orders"].append(np.array(c.done[:n], dtype=ORDER_DTYPE).view(np.ndarray))
+            a.n_done = 0
 
 
-def _setup_context(c, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:
-    c.nsym = len(symbols)
-    c.initial_balance = c.balance = c.peak_equity = float(cfg.initial_balance)
-    x = cfg.execution
-    c.latency_ns = x.latency_ns
-    c.cancel_latency_ns = x.cancel_latency_ns
-    c.feed_latency_ns = x.feed_latency_ns
-    c.latency_jitter_ns = x.latency_jitter_ns
-    c.rng_state = int(cfg.seed) % 2147483646 + 1
-    c.touch_fills = x.touch_fills
-    c.partial_fills = x.partial_fills
-    c.queue_model = x.queue_model
-    c.book_half_life_ns = x.book_resilience_half_life * 1e9
-    c.book_beyond_frac = x.book_beyond_bps / 10000.0
-    c.impact_horizon_ns = float(x.impact_horizon_ns)
-    c.initial_volume_30d = x.initial_volume_30d
-    c.n_fee_tiers = len(x.fee_tiers)
-    for k, tier in enumerate(x.fee_tiers):
-        c.ft_volume[k] = tier["volume_30d"]
-        c.ft_maker[k] = tier["maker_fee_rate"]
-        c.ft_taker[k] = tier["taker_fee_rate"]
-    unknown = set(x.models) - set(symbols)
-    if unknown:
-        raise ConfigError(f"execution.models: symbol(s) {sorted(unknown)} not in this run")
-    c.sample_interval_ns = cfg.sample_interval_ns
-    c.timer_interval_ns = cfg.timer_ns
-    c.next_sample_ts = NEVER
-    c.next_timer_ts = NEVER
-    c.next_funding_ts = NEVER
-    m = cfg.margin
-    c.liq_use_last = m.trigger == "last"
-    c.liq_settle_market = m.settle == "market"
-    c.liq_cancel_orders = m.cancel_orders
-    c.liq_partial = m.partial
-    c.liq_fee_rate = m.liquidation_fee_rate
-    c.margin_call_level = m.margin_call_ratio
-    c.guard_on = m.price_guard
-    c.insurance_fund = m.insurance_fund
-    c.spot_margin = m.spot_margin
-    c.borrow_rate_hourly = m.borrow_rate_hourly
-    c.spot_maint_level = m.spot_margin_maintenance
-    ln = cfg.loans
-    c.loan_lltv = ln.lltv
-    c.loan_warning_ltv = ln.warning_ltv
-    c.loan_max_open_ltv = ln.max_open_ltv
-    c.loan_apr = ln.apr
-    c.loan_lif = morpho_lif(ln.lltv) if ln.penalty is None else 1.0 + ln.penalty
-    c.loan_partial = ln.partial
-    if m.funding != "data":
-        c.const_funding_rate = float(m.funding)
-        hours = min((instruments[s].funding_interval_h for s in symbols if instruments[s].is_perpetual),
-                    default=8.0)
-        c.funding_interval_ns = int(hours * 3_600_000_000_000)
-    unknown_modes = set(m.modes) - set(symbols)
-    if unknown_modes:
-        raise ConfigError(f"margin.modes: symbol(s) {sorted(unknown_modes)} not in this run")
-    leverage = leverage_by_symbol(cfg.leverage, {s: instruments[s] for s in symbols})
-    if cfg.benchmark and cfg.benchmark not in symbols:
-        raise ConfigError(f"benchmark: symbol {shown(cfg.benchmark)} not in this run ({', '.join(symbols)})")
-    for sym, amount in cfg.coin_balances.items():
-        if sym not in symbols or instruments[sym].kind != InstrumentType.INVERSE_PERPETUAL:
-            raise ConfigError(f"coin_balances.{sym}: not an inverse perpetual of this run")
-    for i, sym in enumerate(symbols):
-        ins = instruments[sym]
-        c.i_type[i] = int(ins.kind)
-        c.i_contract_size[i] = ins.contract_size
-        c.i_tick[i] = ins.tick_size
-        c.i_lot[i] = ins.lot_size
-        c.i_maker_fee[i] = ins.maker_fee_rate
-        c.i_taker_fee[i] = ins.taker_fee_rate
-        c.i_n_brackets[i] = len(ins.brackets)
-        for j, b in enumerate(ins.brackets):
-            c.br_floor[i, j] = b.notional_floor
-            c.br_cap[i, j] = b.notional_cap
-            c.br_max_lev[i, j] = b.max_leverage
-            c.br_mmr[i, j] = b.mmr
-            c.br_maint_amount[i, j] = b.maint_amount
-        lev = leverage[sym]
-        if ins.kind == InstrumentType.SPOT and lev != 1.0 and not m.spot_margin:
-            raise ConfigError(f"leverage.{sym}: spot trades at 1x unless margin.spot_margin = true "
-                              "(then it sets the leverage of short sales)")
-        model = from_name(SlippageModel, x.model_of(sym))
-        c.slip_model[i] = int(model)
-        c.slip_bps[i] = x.slippage_bps
-        c.impact_k[i] = x.impact_k
-        if model.needs_estimators:
-            c.need_estimators = 1
-            c.trade_extras = 1  # the loop's one test per trade: estimators or an L2 book
-        c.leverage[i] = lev
-        c.margin_mode[i] = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
-        if ins.kind == InstrumentType.INVERSE_PERPETUAL:
-            c.n_inverse += 1
-            c.coin_bal[i] = float(cfg.coin_balances.get(sym, 0.0))
-        if ins.brackets and lev > ins.brackets[0].max_leverage:
-            raise ConfigError(f"leverage.{sym}: {lev:g}x is above the instrument's maximum "
-                              f"{ins.brackets[0].max_leverage:g}x")
+def buffer_rows(c: State) -> int:
+    """Output buffer rows: BUFFER_ROWS, or more when the run's capacities need a larger reserve
+    (core/loop.py keeps one event's worst case free in each buffer)."""
+    return max(BUFFER_ROWS, 4 * (len(c.orders) + len(c.mkt) + 3 * len(c.loans) + len(c.loan_ring) + 8))
+
+
+def python_state(c: State) -> State:
+    """For --no-jit: the one-row parts as PyMirrors (plain attributes, written back by sync_state)."""
+    return c._replace(run=PyMirror(c.run), clock=PyMirror(c.clock), acct=PyMirror(c.acct),
+                      guard=PyMirror(c.guard))
+
+
+def sync_state(c: State) -> None:
+    for part in (c.run, c.clock, c.acct, c.guard):
+        part.sync()
 
 
 def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
@@ -222,28 +136,14 @@ def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
     return without
 
 
-def _check_quote_needs(cfg: RunConfig, stream) -> None:
-    """Quote-based execution models need quotes in the data: say so before the run starts."""
-    x = cfg.execution
-    for sym in stream.symbols:
-        if ("quotes", sym) in stream.files:
-            continue
-        if x.model_of(sym) in QUOTE_MODELS:
-            raise ConfigError(f"execution: model '{x.model_of(sym)}' for {sym} needs quote data, "
-                              f"and the dataset has none for it (use 'spread' or 'sqrt_impact')")
-        if x.queue_model:
-            raise ConfigError(f"execution.queue_model needs quote data, and the dataset has none "
-                              f"for {sym}")
-
-
 def _align_first(c, ts0: int) -> None:
     """First sample/timer boundary: the first multiple of the interval strictly after ts0."""
-    if c.sample_interval_ns > 0:
-        c.next_sample_ts = (ts0 // c.sample_interval_ns + 1) * c.sample_interval_ns
-    if c.timer_interval_ns > 0:
-        c.next_timer_ts = (ts0 // c.timer_interval_ns + 1) * c.timer_interval_ns
-    if c.funding_interval_ns > 0:
-        c.next_funding_ts = (ts0 // c.funding_interval_ns + 1) * c.funding_interval_ns
+    if c.run.sample_interval_ns > 0:
+        c.clock.next_sample_ts = (ts0 // c.run.sample_interval_ns + 1) * c.run.sample_interval_ns
+    if c.run.timer_interval_ns > 0:
+        c.clock.next_timer_ts = (ts0 // c.run.timer_interval_ns + 1) * c.run.timer_interval_ns
+    if c.run.funding_interval_ns > 0:
+        c.clock.next_funding_ts = (ts0 // c.run.funding_interval_ns + 1) * c.run.funding_interval_ns
 
 
 def _finalize(c, bufs: _Buffers, bars: BarFiller, last_ts: int) -> None:
@@ -257,14 +157,15 @@ def _finalize(c, bufs: _Buffers, bars: BarFiller, last_ts: int) -> None:
         n_bars = len(bufs.out["bars"])
         bufs.drain(c)
         bars.finish(bufs.out["bars"][n_bars:])
-    live = [j for j in range(int(c.o_hwm)) if c.o_status[j] != int(OrderStatus.FREE)]
+    o = c.orders[:int(c.acct.o_hwm)]
+    live = o[o.status != int(OrderStatus.FREE)]
     rows = np.zeros(len(live), dtype=ORDER_DTYPE)
-    for r, j in enumerate(live):
-        filled = c.o_filled[j]
-        rows[r] = (c.o_oid[j], c.o_sym[j], c.o_type[j], c.o_side[j], c.o_tif[j], c.o_status[j],
-                   int(Reason.END_OF_DATA), c.o_reduce[j], c.o_trigger_src[j], c.o_created_ts[j], -1,
-                   c.o_qty[j], filled, c.o_notional[j] / filled if filled > 0 else 0.0,
-                   c.o_limit[j], c.o_stop[j], c.o_oco[j], c.o_parent[j])
+    for done_name, slot_name in SLOT_TO_DONE.items():
+        rows[done_name] = live[slot_name]
+    rows["reason"] = int(Reason.END_OF_DATA)
+    rows["done_ts_ns"] = -1
+    filled = live.filled
+    rows["avg_fill_price"] = np.divide(live.notional, filled, out=np.zeros(len(live)), where=filled > 0)
     bufs.drain(c)
     if len(rows):
         bufs.out["orders"].append(rows)
@@ -322,33 +223,20 @@ def open_run(strategy, data, symbols, start, end, config):
     return cls, cfg, stream, start_ns, end_ns
 
 
-def new_run_context(cls, stream, cfg: RunConfig) -> np.ndarray:
-    """A run's context record (1 element) for this strategy, stream and config: settings and
-    instruments (_setup_context), the L2 book flag when the stream replays a book, and the
-    strategy's own timer when the config sets none. A batch copies it for each of its sets."""
-    c_arr = new_context()
-    _setup_context(c_arr[0], stream.symbols, stream.instruments, cfg)
-    if any(k == "book" for k, _ in stream.files):
-        c_arr[0].trade_extras = 1  # trades also update the L2 book (R9.2)
-    if c_arr[0].timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
-        c_arr[0].timer_interval_ns = cls.timer_ns()
-    return c_arr
-
-
 def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cls, cfg, stream, start_ns, end_ns = open_run(strategy, data, symbols, start, end, config)
     jit = not numba.config.DISABLE_JIT
     syms = stream.symbols
     params = cls.resolve_params(params)
 
-    _check_quote_needs(cfg, stream)
+    check_quote_needs(cfg, stream)
     candles = any(k == "bars" for k, _ in stream.files)
     if candles and "on_bar" not in cls.hooks():
         raise StrategyError(f"{cls.__name__} has no on_bar hook, but {data} holds candles (kind "
                             f"bars): add on_bar (bar matching is compiled only into strategies "
                             f"that have it; docs/strategies.md)")
-    c_arr = new_run_context(cls, stream, cfg)
-    notes = _run_warnings(cls, cfg, stream, int(c_arr[0].timer_interval_ns))
+    state0 = pack(cls, stream, cfg)
+    notes = _run_warnings(cls, cfg, stream, int(state0.run.timer_interval_ns))
     s_arr = cls.new_state(params, syms)
     if state is not None:
         if state.dtype != cls.dtype or state.shape != (1,):
@@ -357,18 +245,12 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
 
     t0 = time.perf_counter()
     loop = build_loop(cls)
-    bufs = _Buffers.new(BUFFER_ROWS, jit)
+    bufs = _Buffers.new(buffer_rows(state0), jit)
     if jit:
-        c, s = c_arr[0], s_arr[0]
+        c, s = state0, s_arr[0]
     else:
-        c, s = PyMirror(c_arr[0]), PyMirror(s_arr[0])
-    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
-    try:
-        _call(loop, empty, 0, c, s, bufs)  # compiles (or loads from cache) without running an event
-    except CascadeError:
-        raise
-    except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
-        raise _compile_error(cls, e) from None
+        c, s = python_state(state0), PyMirror(s_arr[0])
+    loop = first_call(cls, loop, c, s, bufs)
     compile_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -381,7 +263,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
             continue
         if last_ts is None:
             _align_first(c, int(chunk["ts_ns"][0]))
-        c.idx_base = events
+        c.clock.idx_base = events
         n_bars = len(bufs.out["bars"])
         i = 0
         while True:
@@ -403,11 +285,29 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
         raise no_data_error(stream.root, start_ns, end_ns)
     _finalize(c, bufs, bars, last_ts)
     if not jit:
-        c.sync()
+        sync_state(c)
         s.sync()
     run_s = time.perf_counter() - t1
-    return _result(cls, params, cfg, stream, c_arr[0], s_arr, bufs, syms, compile_s, run_s, events,
+    return _result(cls, params, cfg, stream, state0, s_arr, bufs, syms, compile_s, run_s, events,
                    jit, out, notes)
+
+
+def first_call(cls, loop, c, s, bufs):
+    """The first call of a run's loop: compiles it (or loads it from the cache) without running an
+    event. Returns the loop to run: `loop`, or, when its hooks allocate arrays (which the loop
+    without reference counting cannot compile), the loop compiled with it (slower)."""
+    empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
+    for refcounted in (False, True):
+        try:
+            if refcounted:
+                loop = build_loop(cls, refcounted=True)
+            _call(loop, empty, 0, c, s, bufs)
+            return loop
+        except CascadeError:
+            raise
+        except Exception as e:  # numba's typing/lowering errors, and its internal KeyErrors
+            if refcounted or numba.config.DISABLE_JIT:
+                raise _compile_error(cls, e) from None
 
 
 def _run_warnings(cls, cfg: RunConfig, stream, timer_ns: int) -> list[str]:
@@ -466,10 +366,10 @@ def _hook_error(cls, e: Exception, c, chunk, syms) -> StrategyError:
     import datetime as dt
     import traceback
 
-    idx = int(c.cur_idx)
-    local = idx - int(c.idx_base)
+    idx = int(c.clock.cur_idx)
+    local = idx - int(c.clock.idx_base)
     sym = syms[int(chunk["sym"][local])] if 0 <= local < len(chunk["sym"]) else "?"
-    when = dt.datetime.fromtimestamp(int(c.now_ts) / 1e9, tz=dt.timezone.utc).isoformat()
+    when = dt.datetime.fromtimestamp(int(c.clock.now_ts) / 1e9, tz=dt.timezone.utc).isoformat()
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "/backtest/" not in f.filename
               and "_cascade_gen_" not in f.filename]
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
@@ -504,7 +404,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
     from .core.account import equity as _equity
 
     final_equity = float(_equity(c))
-    init = float(c.initial_balance)
+    init = float(c.run.initial_balance)
     n_trades = len(tables["trades"]) if "trades" in tables else None
     manifest = {
         "version": 1,
@@ -521,28 +421,28 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                  "end_ns": None if stream.end_ns == np.iinfo(np.int64).max else stream.end_ns},
         "timings": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4), "events": events,
                     "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit,
-                    "margin_checks": int(c.n_margin_checks)},
+                    "margin_checks": int(c.acct.n_margin_checks)},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
                      "max_drawdown": None,  # metrics.max_drawdown, set below (one definition)
-                     "max_drawdown_any_event": -float(c.max_drawdown_frac),
-                     "trades": n_trades, "fills": int(c.n_fills), "fees": float(c.fees),
-                     "funding": float(c.funding), "realized_pnl": float(c.realized_pnl),
-                     "balance": float(c.balance),
-                     "positions": {sym: float(c.pos[i]) for i, sym in enumerate(syms)},
-                     "coin_balances": {sym: float(c.coin_bal[i]) for i, sym in enumerate(syms)
-                                       if c.i_type[i] == int(InstrumentType.INVERSE_PERPETUAL)},
-                     "rejects": int(c.n_rejects),
-                     "refused_unrecorded": int(c.n_table_full), "liquidations": int(c.n_liquidations),
-                     "market_liquidations": int(c.n_market_liquidations),
-                     "margin_calls": int(c.n_margin_calls),
-                     "insurance_payout": float(c.insurance_payout),
-                     "isolated_gap_cover": float(c.iso_gap_cover),
-                     "insurance_fund": float(c.insurance_fund),
-                     "borrow_interest": float(c.borrow_interest),
-                     "interest": float(c.interest), "loan_penalties": float(c.loan_penalties),
-                     "loan_liquidations": int(c.n_loan_liquidations),
-                     "loan_cash_in": float(c.loan_cash_in), "loan_cash_out": float(c.loan_cash_out),
-                     "loan_seized_cost": float(c.loan_seized_cost)},
+                     "max_drawdown_any_event": -float(c.acct.max_drawdown_frac),
+                     "trades": n_trades, "fills": int(c.acct.n_fills), "fees": float(c.acct.fees),
+                     "funding": float(c.acct.funding), "realized_pnl": float(c.acct.realized_pnl),
+                     "balance": float(c.acct.balance),
+                     "positions": {sym: float(c.pos[i].qty) for i, sym in enumerate(syms)},
+                     "coin_balances": {sym: float(c.pos[i].coin_bal) for i, sym in enumerate(syms)
+                                       if c.inst[i].type == int(InstrumentType.INVERSE_PERPETUAL)},
+                     "rejects": int(c.acct.n_rejects),
+                     "refused_unrecorded": int(c.acct.n_table_full), "liquidations": int(c.acct.n_liquidations),
+                     "market_liquidations": int(c.acct.n_market_liquidations),
+                     "margin_calls": int(c.acct.n_margin_calls),
+                     "insurance_payout": float(c.acct.insurance_payout),
+                     "isolated_gap_cover": float(c.acct.iso_gap_cover),
+                     "insurance_fund": float(c.acct.insurance_fund),
+                     "borrow_interest": float(c.acct.borrow_interest),
+                     "interest": float(c.acct.interest), "loan_penalties": float(c.acct.loan_penalties),
+                     "loan_liquidations": int(c.acct.n_loan_liquidations),
+                     "loan_cash_in": float(c.acct.loan_cash_in), "loan_cash_out": float(c.acct.loan_cash_out),
+                     "loan_seized_cost": float(c.acct.loan_seized_cost)},
         "warnings": list(notes),
         "versions": {"cascade": __version__, "numba": numba.__version__, "numpy": np.__version__,
                      "polars": pl.__version__, "python": platform.python_version()},

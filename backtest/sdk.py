@@ -64,13 +64,13 @@ def sell_limit(c, sym, qty, price, tif=0):
 @kernel
 def position(c, sym):
     """Signed position of sym (base units; negative = short)."""
-    return c.pos[sym]
+    return c.pos[sym].qty
 
 
 @kernel
 def avg_price(c, sym):
     """Average entry price of the position of sym (0 when flat)."""
-    return c.avg_px[sym]
+    return c.pos[sym].avg_px
 
 
 @kernel
@@ -82,7 +82,7 @@ def equity(c):
 @kernel
 def balance(c):
     """Cash balance of the account (realised PnL, fees and funding included)."""
-    return c.balance
+    return c.acct.balance
 
 
 @kernel
@@ -94,25 +94,25 @@ def free_margin(c):
 @kernel
 def unrealized_pnl(c, sym):
     """Unrealised PnL of the position of sym at the valuation price."""
-    return c.sym_upnl[sym]
+    return c.pos[sym].upnl
 
 
 @kernel
 def best_bid(c, sym):
     """Best bid of the last L1 quote of sym (NaN without quotes)."""
-    return c.bid[sym]
+    return c.mkt[sym].bid
 
 
 @kernel
 def best_ask(c, sym):
     """Best ask of the last L1 quote of sym (NaN without quotes)."""
-    return c.ask[sym]
+    return c.mkt[sym].ask
 
 
 @kernel
 def last_price(c, sym):
     """Price of the last trade of sym."""
-    return c.last_px[sym]
+    return c.mkt[sym].last_px
 
 
 @kernel
@@ -124,13 +124,13 @@ def mark_price(c, sym):
 @kernel
 def open_orders(c, sym):
     """Live orders of sym (pending, open or waiting for a parent)."""
-    return c.n_open[sym]
+    return c.pos[sym].n_open
 
 
 @kernel
 def now(c):
     """Time of the current event, ns since the epoch (UTC)."""
-    return c.now_ts
+    return c.clock.now_ts
 
 
 @kernel
@@ -148,37 +148,37 @@ def take_profit(c, sym, side, qty, price, trigger=0):
 @kernel
 def lot_size(c, sym):
     """Quantity step of sym: order quantities must be multiples of it."""
-    return c.i_lot[sym]
+    return c.inst[sym].lot
 
 
 @kernel
 def tick_size(c, sym):
     """Price step of sym: order prices must be multiples of it."""
-    return c.i_tick[sym]
+    return c.inst[sym].tick
 
 
 @kernel
 def n_symbols(c):
     """Symbols in the run; hooks see them as indices 0 .. n_symbols - 1."""
-    return c.nsym
+    return c.run.nsym
 
 
 @kernel
 def leverage(c, sym):
     """The run's leverage setting for sym (config `leverage`, default 1)."""
-    return c.leverage[sym]
+    return c.inst[sym].leverage
 
 
 @kernel
 def is_spot(c, sym):
     """True if sym is a spot instrument."""
-    return c.i_type[sym] == 0
+    return c.inst[sym].type == 0
 
 
 @kernel
 def taker_fee(c, sym):
     """Taker fee rate of sym (a fraction of the notional)."""
-    return c.i_taker_fee[sym]
+    return c.inst[sym].taker_fee
 
 
 @kernel
@@ -193,11 +193,11 @@ def book_level(c, sym, side, i):
     -1: the asks) as (price, size): the latest snapshot minus the levels traded through since and
     the depth our taker fills consumed (refilling, docs/execution.md). (NaN, 0.0) past the last
     level or without a book."""
-    return book.level_of(c, sym, side, i, c.now_ts)
+    return book.level_of(c, sym, side, i, c.clock.now_ts)
 
 
 @kernel
 def book_depth(c, sym, side, n):
     """Size available within the best n levels of the L2 book of sym on `side` (+1 bids, -1
     asks), as book_level shows them (0.0 without a book)."""
-    return book.depth_of(c, sym, side, n, c.now_ts)
+    return book.depth_of(c, sym, side, n, c.clock.now_ts)

@@ -102,8 +102,10 @@ def load_chunks(root: Path, symbols: list[str]):
 def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
     """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop)."""
     from backtest import engine
+    from backtest.pack import pack_settings
     from backtest.config import RunConfig
-    from backtest.core.schema import RunStatus, new_context
+    from backtest.core.schema import RunStatus
+    from backtest.core.state import new_state
     from backtest.plugins.codegen import build_loop
 
     cfg = RunConfig.from_dict(cfg_dict)
@@ -111,18 +113,18 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
     n = sum(len(c["ts_ns"]) for c in chunks)
     best, state = None, None
     for _ in range(reps):
-        c_arr = new_context()
-        engine._setup_context(c_arr[0], st.symbols, st.instruments, cfg)
+        c = new_state(len(st.symbols))
+        pack_settings(c, st.symbols, st.instruments, cfg)
         s_arr = cls.new_state(cls.resolve_params(params), st.symbols)
         bufs = engine._Buffers.new(engine.BUFFER_ROWS, True)
-        c, s = c_arr[0], s_arr[0]
+        s = s_arr[0]
         empty = {k: np.zeros(0, dtype=d) for k, d in engine.EVENT_COLUMNS}
         engine._call(loop, empty, 0, c, s, bufs)  # compile / load outside the timing
         engine._align_first(c, int(chunks[0]["ts_ns"][0]))
         base = 0
         t = time.perf_counter()
         for ch in chunks:
-            c.idx_base = base
+            c.clock.idx_base = base
             i = 0
             while True:
                 status, i = engine._call(loop, ch, i, c, s, bufs)
@@ -134,7 +136,7 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
         el = time.perf_counter() - t
         best = el if best is None else min(best, el)
         state = {f.name: s_arr[f.name][0].tolist() for f in cls._fields if not f.shape}
-        state["fills"] = int(c.n_fills)
+        state["fills"] = int(c.acct.n_fills)
     return n / best, state
 
 
@@ -250,15 +252,17 @@ import os, sys, time, json
 sys.path.insert(0, sys.argv[2])
 import numpy as np
 from backtest import engine
+from backtest.pack import pack_settings
 from backtest.plugins.codegen import build_loop
 from strategies.reference import Reference
 loop = build_loop(Reference)
 from backtest.config import RunConfig
-from backtest.core.schema import new_context, EVENT_COLUMNS
+from backtest.core.schema import EVENT_COLUMNS
+from backtest.core.state import new_state
 from backtest.data.instruments import Instrument
-c = new_context()
+c = new_state(1)
 ins = {"BTCUSDT": Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)}
-engine._setup_context(c[0], ["BTCUSDT"], ins, RunConfig())
+pack_settings(c, ["BTCUSDT"], ins, RunConfig())
 s = Reference.new_state({}, ["BTCUSDT"])
 bufs = engine._Buffers.new(1 << 16, True)
 n = 1000
@@ -266,8 +270,8 @@ ch = {k: np.zeros(n, dtype=d) for k, d in EVENT_COLUMNS}
 ch["ts_ns"][:] = 1_770_249_600_000_000_000 + np.arange(n) * 1_000_000
 ch["price"][:] = 62_500.0 - np.arange(n)
 ch["qty"][:] = 0.01
-engine._align_first(c[0], int(ch["ts_ns"][0]))
-engine._call(loop, ch, 0, c[0], s[0], bufs)
+engine._align_first(c, int(ch["ts_ns"][0]))
+engine._call(loop, ch, 0, c, s[0], bufs)
 from backtest.core import warm
 print(json.dumps(dict(t=time.time(), cpu=time.process_time(), helper=warm._helper is not None,
                       hits=sum(loop.stats.cache_hits.values()),

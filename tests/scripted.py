@@ -16,7 +16,7 @@ ACTION_CODES = {"submit": A_SUBMIT, "bracket": A_BRACKET, "cancel": A_CANCEL, "a
 
 @njit
 def run_actions(self, c):
-    while self.next < self.n and self.g[self.next] == c.cur_idx:
+    while self.next < self.n and self.g[self.next] == c.clock.cur_idx:
         a = self.next
         kind = self.kind[a]
         r = 0

@@ -5,11 +5,12 @@ from numba.core import compiler
 
 from backtest.core import numba_speedups  # noqa: F401  (installed by backtest.core.jit)
 from backtest.core.jit import kernel  # noqa: F401
-from backtest.core.schema import FILL_DTYPE, new_context
+from backtest.core.schema import FILL_DTYPE
+from backtest.core.state import new_state
 
 
 def test_record_repr_is_numbas_and_computed_once():
-    for rec in (typeof(new_context()[0]), typeof(np.zeros(1, FILL_DTYPE)[0])):
+    for rec in (typeof(new_state(1).acct), typeof(np.zeros(1, FILL_DTYPE)[0])):
         first = repr(rec)
         assert first == numba_speedups._record_repr(rec)
         assert repr(rec) is first  # the cached string

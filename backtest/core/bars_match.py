@@ -39,50 +39,50 @@ def path_price(d, k, o, h, lo, cl):
 @kernel
 def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
     """One OPEN order at path point k (price px): trigger, then market or limit behaviour."""
-    otype = c.o_type[j]
-    d = c.o_side[j]
-    s = c.o_sym[j]
+    otype = c.orders[j].type
+    d = c.orders[j].side
+    s = c.orders[j].sym
     base = px  # R8.4: the price at which the order is reached on the path
-    if ot_stop_like(otype) and not c.o_triggered[j]:
-        if not _check_trigger(c, j, K_TRADE, px):
+    if ot_stop_like(otype) and not c.orders[j].triggered:
+        if not _check_trigger(c.orders[j], K_TRADE, px):
             return
-        c.o_triggered[j] = 1
+        c.orders[j].triggered = 1
         first = True
         if k > 0:  # reached within a segment: the path crossed the trigger price itself
-            base = c.o_stop[j]
-    remaining = c.o_qty[j] - c.o_filled[j]
+            base = c.orders[j].stop
+    remaining = c.orders[j].qty - c.orders[j].filled
     if ot_market_like(otype):
-        c.last_px[s] = base
+        c.mkt[s].last_px = base
         p = taker_price(c, s, d, remaining)
         if p == p:
             try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
-        c.last_px[s] = px
+        c.mkt[s].last_px = px
         return
-    limit = c.o_limit[j]
+    limit = c.orders[j].limit
     if first:
-        c.last_px[s] = base
+        c.mkt[s].last_px = base
         if otype != OT_LIMIT and post_only_crosses(c, j):  # a triggered stop/take-profit limit
-            c.n_rejects += 1
+            c.acct.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
-            c.last_px[s] = px
+            c.mkt[s].last_px = px
             return
         if (d > 0 and base <= limit) or (d < 0 and base >= limit):  # R8.5: marketable
             try_fill(c, j, remaining, _capped(d, taker_price(c, s, d, remaining), limit), LQ_TAKER,
                      t, g, fills, equity_rows)
-            c.last_px[s] = px
+            c.mkt[s].last_px = px
             return
-        c.last_px[s] = px
-        if c.o_tif[j] == TIF_IOC:
+        c.mkt[s].last_px = px
+        if c.orders[j].tif == TIF_IOC:
             finish(c, j, ST_EXPIRED, R_IOC, t)
             return
-        if c.o_tif[j] == TIF_FOK:
+        if c.orders[j].tif == TIF_FOK:
             finish(c, j, ST_EXPIRED, R_FOK, t)
             return
     # R8.6: a resting limit fills when the path point is strictly through it, at the limit
     if d > 0:
-        through = px < limit or (c.touch_fills and px == limit)
+        through = px < limit or (c.run.touch_fills and px == limit)
     else:
-        through = px > limit or (c.touch_fills and px == limit)
+        through = px > limit or (c.run.touch_fills and px == limit)
     if through:
         try_fill(c, j, remaining, limit, LQ_MAKER, t, g, fills, equity_rows)
 
@@ -90,24 +90,24 @@ def _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows):
 @kernel
 def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
     """Walk the live orders of symbol s through the bar closing at t (event g); last = close after."""
-    c.has_trade[s] = 1
+    c.mkt[s].has_trade = 1
     for k in range(N_POINTS):
-        for j in range(c.o_hwm):
-            st = c.o_status[j]
-            if st == ST_FREE or c.o_sym[j] != s:
+        for j in range(c.acct.o_hwm):
+            st = c.orders[j].status
+            if st == ST_FREE or c.orders[j].sym != s:
                 continue
-            px = path_price(c.o_side[j], k, o, h, lo, cl)
-            c.last_px[s] = px
+            px = path_price(c.orders[j].side, k, o, h, lo, cl)
+            c.mkt[s].last_px = px
             first = False
             if k == 0:  # cancels, arrivals and amends, as at any event (R3.12, R3.2, R3.13)
                 state = arrive(c, j, g, t)
                 if state < 0:
                     continue
                 first = state == 1
-            elif st != ST_OPEN or c.o_decision_idx[j] >= g:
+            elif st != ST_OPEN or c.orders[j].decision_idx >= g:
                 continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
             _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)
-    c.last_px[s] = cl
+    c.mkt[s].last_px = cl
 
 
 @kernel
@@ -116,13 +116,13 @@ def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
     at the high) and run the margin check there, as the loop does at a trade (docs/margin.md):
     a liquidation inside the bar is never missed because the bar closed higher. Returns whether
     a liquidation wrote rows."""
-    if c.pos[s] == 0.0 or not (c.liq_use_last or not c.has_mark[s]):
+    if c.pos[s].qty == 0.0 or not (c.run.liq_use_last or not c.mkt[s].has_mark):
         return False
-    c.last_px[s] = lo if c.pos[s] > 0.0 else h
-    mark_to_market(c, s)
+    c.mkt[s].last_px = lo if c.pos[s].qty > 0.0 else h
+    mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     wrote = False
-    if not guard_holds(c, s):
-        c.n_margin_checks += 1
+    if not guard_holds(c.run, c.acct, c.guard, c.mkt[s], s):
+        c.acct.n_margin_checks += 1
         update_drawdown(c)
         if margin_breached(c, s, t):
             liquidate(c, s, t, g, fills, equity_rows, liq_rows)

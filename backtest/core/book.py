@@ -1,16 +1,16 @@
 """The L2 order book of a symbol: snapshots, the walk of a taker, consumption and refill
 (docs/fill-rules.md section 9, docs/execution.md "l2_depth").
 
-State lives in the context record (the "book" group of schema.CTX_DTYPE), so a snapshot split
-across reader chunks is simply finished by the next chunk. Prices and sizes are those of the
-latest snapshot; what takers consumed is kept apart (`bk_*_take`) and decays towards 0 with the
-half-life `book_half_life_ns`, so the book refills towards the snapshot:
+State lives in the symbol's row of the run state (`c.book[s]`, BOOK_DTYPE in core/state.py), so a
+snapshot split across reader chunks is simply finished by the next chunk. Prices and sizes are
+those of the latest snapshot; what takers consumed is kept apart (`bid_take`, `ask_take`) and
+decays towards 0 with the half-life `book_half_life_ns`, so the book refills towards the snapshot:
 
-    f(t) = 0.5 ** ((t - bk_take_ts) / half_life)      (0 when half_life <= 0: instant refill)
+    f(t) = 0.5 ** ((t - take_ts) / half_life)      (0 when half_life <= 0: instant refill)
     available depth at level i at time t = qty_i - take_i * f(t)
-    a taker fill of x_i at level i at time t:  take_i = take_i * f(t) + x_i;  bk_take_ts = t
+    a taker fill of x_i at level i at time t:  take_i = take_i * f(t) + x_i;  take_ts = t
 
-Levels a trade has printed through since the snapshot (`bk_lo`, `bk_hi`) or that are better than
+Levels a trade has printed through since the snapshot (the row's `lo`, `hi`) or that are better than
 the effective touch (R2.3a, R3.3) are out of reach (R9.2). These kernels run only for symbols whose model is
 l2_depth and which have a book, so runs without one never reach them.
 """
@@ -23,52 +23,52 @@ INF = np.inf
 
 
 @kernel
-def apply_book_row(c, s, t, lvl, bp, bq, ap, aq):
+def apply_book_row(bk, t, lvl, bp, bq, ap, aq):
     """R9.1: one level of a snapshot. Level 0 starts a new snapshot (consumption and trades
     since the previous one are forgotten); a side's level counts only if it continues that side
     (level == levels so far, a price and a positive size), so a side may have fewer levels."""
     if lvl == 0:
-        for i in range(c.bk_nb[s]):
-            c.bk_bid_take[s, i] = 0.0
-        for i in range(c.bk_na[s]):
-            c.bk_ask_take[s, i] = 0.0
-        c.bk_nb[s] = 0
-        c.bk_na[s] = 0
-        c.bk_ts[s] = t
-        c.bk_take_ts[s] = t
-        c.bk_dirty[s] = 0
-        c.bk_lo[s] = INF
-        c.bk_hi[s] = -INF
-        c.has_book[s] = 1
-    elif not c.has_book[s] or lvl >= MAX_BOOK_LEVELS:
+        for i in range(bk.nb):
+            bk.bid_take[i] = 0.0
+        for i in range(bk.na):
+            bk.ask_take[i] = 0.0
+        bk.nb = 0
+        bk.na = 0
+        bk.ts = t
+        bk.take_ts = t
+        bk.dirty = 0
+        bk.lo = INF
+        bk.hi = -INF
+        bk.has_book = 1
+    elif not bk.has_book or lvl >= MAX_BOOK_LEVELS:
         return
-    n = c.bk_nb[s]
+    n = bk.nb
     if lvl == n and bp == bp and bq > 0.0:
-        c.bk_bid_px[s, n] = bp
-        c.bk_bid_qty[s, n] = bq
-        c.bk_nb[s] = n + 1
-    n = c.bk_na[s]
+        bk.bid_px[n] = bp
+        bk.bid_qty[n] = bq
+        bk.nb = n + 1
+    n = bk.na
     if lvl == n and ap == ap and aq > 0.0:
-        c.bk_ask_px[s, n] = ap
-        c.bk_ask_qty[s, n] = aq
-        c.bk_na[s] = n + 1
+        bk.ask_px[n] = ap
+        bk.ask_qty[n] = aq
+        bk.na = n + 1
 
 
 @kernel
-def book_trade(c, s, p):
+def book_trade(bk, p):
     """R9.2: a trade since the snapshot removes the levels it printed through."""
-    if p < c.bk_lo[s]:
-        c.bk_lo[s] = p
-    if p > c.bk_hi[s]:
-        c.bk_hi[s] = p
+    if p < bk.lo:
+        bk.lo = p
+    if p > bk.hi:
+        bk.hi = p
 
 
 @kernel
-def has_side(c, s, d):
+def has_side(bk, d):
     """The symbol has a snapshot with at least one level on the side a taker on d meets."""
-    if not c.has_book[s]:
+    if not bk.has_book:
         return False
-    return (c.bk_na[s] if d > 0 else c.bk_nb[s]) > 0
+    return (bk.na if d > 0 else bk.nb) > 0
 
 
 @kernel
@@ -77,37 +77,37 @@ def _best_allowed(c, s, d):
     the highest trade since the snapshot or the effective touch (R3.3: the ask, or the last trade
     without quotes), a sell no bid above the lowest trade or the effective bid (or last)."""
     if d > 0:
-        b = c.bk_hi[s]
-        if c.has_quote[s]:
-            b = max(b, c.ask[s])
-        elif c.has_trade[s]:
-            b = max(b, c.last_px[s])
+        b = c.book[s].hi
+        if c.mkt[s].has_quote:
+            b = max(b, c.mkt[s].ask)
+        elif c.mkt[s].has_trade:
+            b = max(b, c.mkt[s].last_px)
         return b
-    b = c.bk_lo[s]
-    if c.has_quote[s]:
-        b = min(b, c.bid[s])
-    elif c.has_trade[s]:
-        b = min(b, c.last_px[s])
+    b = c.book[s].lo
+    if c.mkt[s].has_quote:
+        b = min(b, c.mkt[s].bid)
+    elif c.mkt[s].has_trade:
+        b = min(b, c.mkt[s].last_px)
     return b
 
 
 @kernel
 def _refill_factor(c, s, t):
     """f(t): the fraction of the consumed depth still missing at time t."""
-    if not c.bk_dirty[s]:
+    if not c.book[s].dirty:
         return 0.0
-    if c.book_half_life_ns <= 0.0:
+    if c.run.book_half_life_ns <= 0.0:
         return 0.0
-    dt = t - c.bk_take_ts[s]
-    return 0.5 ** (max(dt, 0) / c.book_half_life_ns)
+    dt = t - c.book[s].take_ts
+    return 0.5 ** (max(dt, 0) / c.run.book_half_life_ns)
 
 
 @kernel
 def _level(c, s, d, i):
     """Price, displayed size and consumed depth of level i on the side a taker on d meets."""
     if d > 0:
-        return c.bk_ask_px[s, i], c.bk_ask_qty[s, i], c.bk_ask_take[s, i]
-    return c.bk_bid_px[s, i], c.bk_bid_qty[s, i], c.bk_bid_take[s, i]
+        return c.book[s].ask_px[i], c.book[s].ask_qty[i], c.book[s].ask_take[i]
+    return c.book[s].bid_px[i], c.book[s].bid_qty[i], c.book[s].bid_take[i]
 
 
 @kernel
@@ -116,7 +116,7 @@ def walk(c, s, d, q, limit, t):
     (+inf for a buy, -inf for a sell without one). Returns (filled qty, notional): level by
     level x = min(left, available) at the level's price; past the deepest level the rest at the
     deepest price (no better than the best allowed price) worsened by book_beyond_frac."""
-    n = c.bk_na[s] if d > 0 else c.bk_nb[s]
+    n = c.book[s].na if d > 0 else c.book[s].nb
     best = _best_allowed(c, s, d)
     f = _refill_factor(c, s, t)
     left = q
@@ -134,10 +134,10 @@ def walk(c, s, d, q, limit, t):
             left -= x
             if left <= 0.0:
                 return q, notional
-    deep = c.bk_ask_px[s, n - 1] if d > 0 else c.bk_bid_px[s, n - 1]
+    deep = c.book[s].ask_px[n - 1] if d > 0 else c.book[s].bid_px[n - 1]
     if (d > 0 and best > deep) or (d < 0 and best < deep):
         deep = best
-    rest_px = deep * (1.0 + d * c.book_beyond_frac)
+    rest_px = deep * (1.0 + d * c.run.book_beyond_frac)
     if (d > 0 and rest_px > limit) or (d < 0 and rest_px < limit):
         return q - left, notional
     notional += left * rest_px
@@ -155,11 +155,11 @@ def l2_price(c, s, d, q, t):
 def _refill(c, s, t):
     """Bring the consumed depth of both sides to time t (take_i = take_i * f(t))."""
     f = _refill_factor(c, s, t)
-    for i in range(c.bk_na[s]):
-        c.bk_ask_take[s, i] = c.bk_ask_take[s, i] * f
-    for i in range(c.bk_nb[s]):
-        c.bk_bid_take[s, i] = c.bk_bid_take[s, i] * f
-    c.bk_take_ts[s] = t
+    for i in range(c.book[s].na):
+        c.book[s].ask_take[i] = c.book[s].ask_take[i] * f
+    for i in range(c.book[s].nb):
+        c.book[s].bid_take[i] = c.book[s].bid_take[i] * f
+    c.book[s].take_ts = t
 
 
 @kernel
@@ -167,8 +167,8 @@ def consume(c, s, d, q, t):
     """R9.3: a taker fill of q at time t removes what it took from the levels of its walk
     (after refilling both sides to t; levels out of reach refill too, a quote may restore them)."""
     _refill(c, s, t)
-    c.bk_dirty[s] = 1
-    n = c.bk_na[s] if d > 0 else c.bk_nb[s]
+    c.book[s].dirty = 1
+    n = c.book[s].na if d > 0 else c.book[s].nb
     best = _best_allowed(c, s, d)
     left = q
     for i in range(n):
@@ -180,9 +180,9 @@ def consume(c, s, d, q, t):
             x = min(left, avail)
             left -= x
             if d > 0:
-                c.bk_ask_take[s, i] = take + x
+                c.book[s].ask_take[i] = take + x
             else:
-                c.bk_bid_take[s, i] = take + x
+                c.book[s].bid_take[i] = take + x
             if left <= 0.0:
                 return
 
@@ -192,8 +192,8 @@ def level_of(c, s, side, i, t):
     """The i-th level (0 = best) of the effective book on `side` (+1 bids, -1 asks) at time t:
     (price, available size); (NaN, 0.0) past the last one."""
     d = -side  # a taker on the other side meets this side
-    n = c.bk_na[s] if d > 0 else c.bk_nb[s]
-    if not c.has_book[s]:
+    n = c.book[s].na if d > 0 else c.book[s].nb
+    if not c.book[s].has_book:
         return np.nan, 0.0
     best = _best_allowed(c, s, d)
     f = _refill_factor(c, s, t)

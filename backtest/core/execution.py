@@ -37,128 +37,128 @@ RNG_MOD = 2147483647  # Park-Miller "minimal standard" generator: exact in int64
 
 
 @kernel
-def next_uniform(c):
-    """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in ctx)."""
-    c.rng_state = (c.rng_state * 48271) % RNG_MOD
-    return c.rng_state / RNG_MOD
+def next_uniform(clock):
+    """Deterministic uniform in (0, 1) from the run's seeded generator (chunk-proof: in the clock)."""
+    clock.rng_state = (clock.rng_state * 48271) % RNG_MOD
+    return clock.rng_state / RNG_MOD
 
 
 @kernel
-def order_latency(c):
+def order_latency(run, clock):
     """Entry latency of a new order: feed latency + latency + uniform jitter in [0, jitter)."""
-    lat = c.feed_latency_ns + c.latency_ns
-    if c.latency_jitter_ns > 0:
-        lat += np.int64(next_uniform(c) * c.latency_jitter_ns)
+    lat = run.feed_latency_ns + run.latency_ns
+    if run.latency_jitter_ns > 0:
+        lat += np.int64(next_uniform(clock) * run.latency_jitter_ns)
     return lat
 
 
 @kernel
-def update_estimators(c, s, t, price, qty):
+def update_estimators(run, mkt, t, price, qty):
     """Time-decayed volatility and volume of the last impact horizon (called at each trade)."""
-    if c.est_last_px[s] > 0.0:
-        dt = t - c.est_last_ts[s]
-        decay = np.exp(-dt / c.impact_horizon_ns) if dt > 0 else 1.0
-        r = np.log(price / c.est_last_px[s])
-        c.est_var[s] = c.est_var[s] * decay + r * r
-        c.est_vol[s] = c.est_vol[s] * decay + qty
+    if mkt.est_last_px > 0.0:
+        dt = t - mkt.est_last_ts
+        decay = np.exp(-dt / run.impact_horizon_ns) if dt > 0 else 1.0
+        r = np.log(price / mkt.est_last_px)
+        mkt.est_var = mkt.est_var * decay + r * r
+        mkt.est_vol = mkt.est_vol * decay + qty
     else:
-        c.est_vol[s] = qty
-    c.est_last_px[s] = price
-    c.est_last_ts[s] = t
+        mkt.est_vol = qty
+    mkt.est_last_px = price
+    mkt.est_last_ts = t
 
 
 @kernel
-def impact_frac(c, s, q):
+def impact_frac(ins, mkt, q):
     """k * sigma * sqrt(q / V): the fractional price impact of q (0 without estimates)."""
-    v = c.est_vol[s]
+    v = mkt.est_vol
     if not (v > 0.0):
         return 0.0
-    return c.impact_k[s] * np.sqrt(c.est_var[s]) * np.sqrt(q / v)
+    return ins.impact_k * np.sqrt(mkt.est_var) * np.sqrt(q / v)
 
 
 @kernel
-def trade_through(c, s, p):
+def trade_through(mkt, p):
     """R2.3 effective book: a trade at p below the bid (above the ask) moves the bid (ask) to p,
     with no displayed size, until the next quote; the mid is then the trade price."""
-    if not c.has_quote[s]:
+    if not mkt.has_quote:
         return
-    if p < c.bid[s]:
-        c.bid[s] = p
-        c.bid_qty[s] = 0.0
-        c.book_thru[s] = 1
-    elif p > c.ask[s]:
-        c.ask[s] = p
-        c.ask_qty[s] = 0.0
-        c.book_thru[s] = 1
+    if p < mkt.bid:
+        mkt.bid = p
+        mkt.bid_qty = 0.0
+        mkt.book_thru = 1
+    elif p > mkt.ask:
+        mkt.ask = p
+        mkt.ask_qty = 0.0
+        mkt.book_thru = 1
 
 
 @kernel
-def mid_or_last(c, s):
+def mid_or_last(mkt):
     """The mid of the quote, else the last trade (also when a trade printed through the quote
     since it was seen); NaN before either. The arrival price of market orders (R4.5)."""
-    if c.has_quote[s] and not c.book_thru[s]:
-        return 0.5 * (c.bid[s] + c.ask[s])
-    if c.has_trade[s]:
-        return c.last_px[s]
-    if c.has_quote[s]:
-        return 0.5 * (c.bid[s] + c.ask[s])
+    if mkt.has_quote and not mkt.book_thru:
+        return 0.5 * (mkt.bid + mkt.ask)
+    if mkt.has_trade:
+        return mkt.last_px
+    if mkt.has_quote:
+        return 0.5 * (mkt.bid + mkt.ask)
     return np.nan
 
 
 @kernel
-def opp_price(c, s, d):
+def opp_price(mkt, d):
     """R3.3: the price a taker on side d gets at the touch (NaN when nothing is known yet)."""
-    if c.has_quote[s]:
-        return c.ask[s] if d > 0 else c.bid[s]
-    if c.has_trade[s]:
-        return c.last_px[s]
+    if mkt.has_quote:
+        return mkt.ask if d > 0 else mkt.bid
+    if mkt.has_trade:
+        return mkt.last_px
     return np.nan
 
 
 @kernel
 def taker_price(c, s, d, q):
     """Price a taker of q on side d gets now under the symbol's model (NaN: no price yet)."""
-    m = c.slip_model[s]
+    m = c.inst[s].slip_model
     if m == M_SPREAD:
-        return opp_price(c, s, d)
+        return opp_price(c.mkt[s], d)
     if m == M_NONE:  # the effective mid: never worse than the touch (R2.3a)
-        return mid_or_last(c, s)
-    opp = opp_price(c, s, d)
+        return mid_or_last(c.mkt[s])
+    opp = opp_price(c.mkt[s], d)
     if m == M_FIXED_BPS:  # never inside the spread: no better than the touch
-        x = mid_or_last(c, s) * (1.0 + d * c.slip_bps[s] / 10000.0)
+        x = mid_or_last(c.mkt[s]) * (1.0 + d * c.inst[s].slip_bps / 10000.0)
         return max(x, opp) if d > 0 else min(x, opp)
     if m == M_SQRT_IMPACT:
-        return opp * (1.0 + d * impact_frac(c, s, q))
-    if m == M_L2_DEPTH and has_side(c, s, d):
-        return l2_price(c, s, d, q, c.ev_ts)
+        return opp * (1.0 + d * impact_frac(c.inst[s], c.mkt[s], q))
+    if m == M_L2_DEPTH and has_side(c.book[s], d):
+        return l2_price(c, s, d, q, c.clock.ev_ts)
     # L1_DEPTH (and L2_DEPTH without a book, R9.6): the displayed size at the touch, the
     # remainder with impact
-    shown = c.ask_qty[s] if d > 0 else c.bid_qty[s]
-    if not c.has_quote[s] or q <= shown:
+    shown = c.mkt[s].ask_qty if d > 0 else c.mkt[s].bid_qty
+    if not c.mkt[s].has_quote or q <= shown:
         return opp
     rest = q - shown
-    worse = opp * (1.0 + d * impact_frac(c, s, rest))
+    worse = opp * (1.0 + d * impact_frac(c.inst[s], c.mkt[s], rest))
     return (shown * opp + rest * worse) / q
 
 
 @kernel
-def uses_book(c, s, d):
+def uses_book(ins, bk, d):
     """The symbol's taker fills on side d walk its L2 book (l2_depth with a snapshot side)."""
-    return c.slip_model[s] == M_L2_DEPTH and has_side(c, s, d)
+    return ins.slip_model == M_L2_DEPTH and has_side(bk, d)
 
 
 @kernel
 def consume_depth(c, s, d, q, liquidity, t):
     """R9.3: a taker fill (or a liquidation settled at the market) under l2_depth takes its
     depth from the book."""
-    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.liq_settle_market):
+    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.run.liq_settle_market):
         return
-    if uses_book(c, s, d):
+    if uses_book(c.inst[s], c.book[s], d):
         consume(c, s, d, q, t)
 
 
 @kernel
-def record_costs(c, row, s, d, q, price, liquidity, bench):
+def record_costs(run, ins, mkt, row, d, q, price, liquidity, bench):
     """R4.5: the fill's cost against its benchmark, split into latency drift (benchmark to the
     mid at the fill), spread (mid to the touch) and impact (touch to the fill price). Maker fills
     and liquidations settled at a computed price put it all in the drift."""
@@ -170,16 +170,16 @@ def record_costs(c, row, s, d, q, price, liquidity, bench):
     row.cost_spread = 0.0
     row.cost_impact = 0.0
     row.cost_drift = total
-    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not c.liq_settle_market):
+    if liquidity == LQ_MAKER or (liquidity == LQ_LIQUIDATION and not run.liq_settle_market):
         return
-    mid = mid_or_last(c, s)
+    mid = mid_or_last(mkt)
     if mid != mid:
         return
     row.cost_drift = d * (mid - bench) * q
-    if c.slip_model[s] == M_NONE:
+    if ins.slip_model == M_NONE:
         row.cost_impact = d * (price - mid) * q
     else:
-        opp = opp_price(c, s, d)
+        opp = opp_price(mkt, d)
         row.cost_spread = d * (opp - mid) * q
         row.cost_impact = d * (price - opp) * q
 
@@ -188,44 +188,44 @@ DAY_NS = 86_400_000_000_000
 
 
 @kernel
-def _roll_day(c, t):
+def _roll_day(run, acct, t):
     """At a new UTC day, choose the fee tier from the previous 30 complete days' volume (plus
     the configured volume before the run, during the run's first 30 days)."""
     day = t // DAY_NS
-    if day == c.vol_day:
+    if day == acct.vol_day:
         return
-    if c.vol_day < 0:
-        c.vol_start_day = day
+    if acct.vol_day < 0:
+        acct.vol_start_day = day
     else:
-        for k in range(min(day - c.vol_day, 31)):  # clear the skipped days and today
-            c.vol_ring[(c.vol_day + 1 + k) % 31] = 0.0
-    c.vol_day = day
-    total = c.initial_volume_30d if day - c.vol_start_day < 30 else 0.0
+        for k in range(min(day - acct.vol_day, 31)):  # clear the skipped days and today
+            acct.vol_ring[(acct.vol_day + 1 + k) % 31] = 0.0
+    acct.vol_day = day
+    total = run.initial_volume_30d if day - acct.vol_start_day < 30 else 0.0
     for k in range(31):
-        total += c.vol_ring[k]
+        total += acct.vol_ring[k]
     tier = 0
-    for k in range(c.n_fee_tiers):
-        if total >= c.ft_volume[k]:
+    for k in range(run.n_fee_tiers):
+        if total >= run.ft_volume[k]:
             tier = k
-    c.fee_tier = tier
+    acct.fee_tier = tier
 
 
 @kernel
-def fee_rate(c, s, maker, t):
+def fee_rate(run, acct, ins, maker, t):
     """Maker or taker rate: the account's 30-day volume tier when tiers are set, else the
     instrument's rates."""
-    if c.n_fee_tiers > 0:
-        _roll_day(c, t)
-        k = c.fee_tier
-        return c.ft_maker[k] if maker else c.ft_taker[k]
-    return c.i_maker_fee[s] if maker else c.i_taker_fee[s]
+    if run.n_fee_tiers > 0:
+        _roll_day(run, acct, t)
+        k = acct.fee_tier
+        return run.ft_maker[k] if maker else run.ft_taker[k]
+    return ins.maker_fee if maker else ins.taker_fee
 
 
 @kernel
-def add_volume(c, s, t, q, price):
+def add_volume(run, acct, ins, t, q, price):
     """Count a fill's USD notional in today's volume bucket (for fee tiers)."""
-    if c.n_fee_tiers == 0:
+    if run.n_fee_tiers == 0:
         return
-    _roll_day(c, t)
-    usd = q * c.i_contract_size[s] if c.i_type[s] == T_INVERSE else q * price
-    c.vol_ring[(t // DAY_NS) % 31] += usd
+    _roll_day(run, acct, t)
+    usd = q * ins.contract_size if ins.type == T_INVERSE else q * price
+    acct.vol_ring[(t // DAY_NS) % 31] += usd

@@ -31,49 +31,49 @@ _TOL = 1e-9  # margin-condition slack, relative to the amounts involved
 
 
 @kernel
-def guard_holds(c, s):
+def guard_holds(run, acct, guard, mkt, s):
     """Can the drawdown and margin checks of s be skipped at its current valuation price?"""
-    if s != c.g_sym or c.n_fills != c.g_fills or c.balance != c.g_balance:
+    if s != guard.sym or acct.n_fills != guard.fills or acct.balance != guard.balance:
         return False
-    if c.peak_equity != c.g_peak or c.max_drawdown != c.g_max_drawdown or c.n_loans != 0:
+    if acct.peak_equity != guard.peak or acct.max_drawdown != guard.max_drawdown or acct.n_loans != 0:
         return False
-    v = val_px(c, s)
-    return c.g_lo <= v <= c.g_hi
+    v = val_px(run, mkt)
+    return guard.lo <= v <= guard.hi
 
 
 @kernel
 def _equity_at(c, s, v):
     """equity() with s revalued at v, by the same operations as mark_to_market."""
-    saved = c.sym_upnl[s]
-    c.sym_upnl[s] = c.pos[s] * (v - c.avg_px[s])
+    saved = c.pos[s].upnl
+    c.pos[s].upnl = c.pos[s].qty * (v - c.pos[s].avg_px)
     e = equity(c)
-    c.sym_upnl[s] = saved
+    c.pos[s].upnl = saved
     return e
 
 
 @kernel
-def _drawdown_still(c, e):
+def _drawdown_still(acct, e):
     """update_drawdown(c) would change nothing at equity e."""
-    return e <= c.peak_equity and c.peak_equity - e <= c.max_drawdown
+    return e <= acct.peak_equity and acct.peak_equity - e <= acct.max_drawdown
 
 
 @kernel
 def arm_guard(c, s):
     """After the full checks of s: arm the guard around its valuation price, when it applies."""
-    c.g_sym = -1
-    p = c.pos[s]
-    typ = c.i_type[s]
-    if not c.guard_on or p == 0.0 or c.n_inverse != 0 or c.n_loans != 0 or typ == T_INVERSE:
+    c.guard.sym = -1
+    p = c.pos[s].qty
+    typ = c.inst[s].type
+    if not c.run.guard_on or p == 0.0 or c.run.n_inverse != 0 or c.acct.n_loans != 0 or typ == T_INVERSE:
         return
     if typ == T_SPOT and p < 0.0:  # a spot short accrues borrow interest at every check
         return
-    for k in range(c.nsym):
-        if k != s and c.pos[k] != 0.0:
+    for k in range(c.run.nsym):
+        if k != s and c.pos[k].qty != 0.0:
             return
-    v0 = val_px(c, s)
+    v0 = val_px(c.run, c.mkt[s])
     e0 = equity(c)
-    to_peak = c.peak_equity - e0
-    to_max_dd = c.max_drawdown - to_peak
+    to_peak = c.acct.peak_equity - e0
+    to_max_dd = c.acct.max_drawdown - to_peak
     if not (to_peak >= 0.0 and to_max_dd >= 0.0):
         return
     a = abs(p)
@@ -84,32 +84,32 @@ def arm_guard(c, s):
         up = to_max_dd / a
         down = to_peak / a
     if typ != T_SPOT:
-        mm = maint_of(c, s)
-        if is_isolated(c, s):
-            mb = c.iso_margin[s] + c.sym_upnl[s]
+        mm = maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
+        if is_isolated(c.inst[s]):
+            mb = c.pos[s].iso_margin + c.pos[s].upnl
         else:
-            mb = c.balance - iso_total(c) + upnl_total(c)
-        slack = min(mb - mm, c.margin_call_level * mb - mm)
-        tol = _TOL * (abs(mb) + mm + abs(c.balance) + 2.0 * a * v0)
+            mb = c.acct.balance - iso_total(c) + upnl_total(c)
+        slack = min(mb - mm, c.run.margin_call_level * mb - mm)
+        tol = _TOL * (abs(mb) + mm + abs(c.acct.balance) + 2.0 * a * v0)
         if not slack > tol:
             return
-        i = c.br_idx[s]
-        mmr = c.br_mmr[s, i] if c.i_n_brackets[s] > 0 else 0.0
+        i = c.pos[s].br_idx
+        mmr = c.inst[s].br_mmr[i] if c.inst[s].n_brackets > 0 else 0.0
         reach = (slack - tol) / (a * (1.0 + mmr))  # |d slack / dv| <= |p| (1 + mmr)
         up = min(up, reach)
         down = min(down, reach)
-        if i < c.i_n_brackets[s] - 1:
-            up = min(up, c.br_cap[s, i] * (1.0 - _TOL) / a - v0)
+        if i < c.inst[s].n_brackets - 1:
+            up = min(up, c.inst[s].br_cap[i] * (1.0 - _TOL) / a - v0)
         if i > 0:
-            down = min(down, v0 - c.br_cap[s, i - 1] * (1.0 + _TOL) / a)
+            down = min(down, v0 - c.inst[s].br_cap[i - 1] * (1.0 + _TOL) / a)
     hi = v0 + max(up, 0.0) * _SHRINK
     lo = v0 - max(down, 0.0) * _SHRINK
-    if not (_drawdown_still(c, _equity_at(c, s, hi)) and _drawdown_still(c, _equity_at(c, s, lo))):
+    if not (_drawdown_still(c.acct, _equity_at(c, s, hi)) and _drawdown_still(c.acct, _equity_at(c, s, lo))):
         return
-    c.g_sym = s
-    c.g_lo = lo
-    c.g_hi = hi
-    c.g_fills = c.n_fills
-    c.g_balance = c.balance
-    c.g_peak = c.peak_equity
-    c.g_max_drawdown = c.max_drawdown
+    c.guard.sym = s
+    c.guard.lo = lo
+    c.guard.hi = hi
+    c.guard.fills = c.acct.n_fills
+    c.guard.balance = c.acct.balance
+    c.guard.peak = c.acct.peak_equity
+    c.guard.max_drawdown = c.acct.max_drawdown

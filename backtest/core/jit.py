@@ -144,6 +144,12 @@ def locked(dispatcher):
 def kernel(fn=None, *, python=False, **options):
     """`@kernel`, or `@kernel(python=True, error_model="numpy")`: njit(cache=True), widened.
 
+    Kernels compile without numba's reference counting (`_nrt=False`, a numba option of the
+    version `backtest.core.NUMBA_TESTED` pins): they receive the run's state (core/state.py), a
+    namedtuple of arrays, and counting every array in it at every call made the loop 15x slower
+    (benchmarks/README.md). The price: a kernel never allocates an array (liquidation.py works in
+    the state's `liq` rows instead).
+
     Only `python=True` kernels get numba's CPython wrapper, the code that lets Python call them;
     the others are called from compiled code only, and skipping the wrapper (and the C-callback
     wrapper nobody uses) saves two of the three LLVM modules numba builds, optimizes and caches
@@ -152,6 +158,7 @@ def kernel(fn=None, *, python=False, **options):
     if fn is None:
         return lambda f: kernel(f, python=python, **options)
     options.setdefault("no_cfunc_wrapper", True)
+    options.setdefault("_nrt", False)
     options.setdefault("no_cpython_wrapper", not python)
     if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)

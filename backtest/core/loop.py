@@ -17,17 +17,8 @@ from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
-from .schema import LOAN_RING, MAX_LOANS, MAX_ORDERS, MAX_SYMBOLS
 
 ST_DONE, ST_BUFFER_FULL = RS_DONE, RS_BUFFER_FULL  # what run returns (enums.RunStatus)
-
-# Headroom each output buffer keeps so that one event can never overflow it.
-FILL_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
-EQUITY_RESERVE = MAX_ORDERS + MAX_SYMBOLS + 8
-BAR_RESERVE = 2 * MAX_SYMBOLS + 8
-EVENT_RESERVE = MAX_SYMBOLS + MAX_LOANS + 8
-LOAN_RESERVE = 3 * MAX_LOANS + LOAN_RING + 8
-DONE_DRAIN = MAX_ORDERS // 2
 
 
 def _noop(*args):
@@ -43,15 +34,21 @@ HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = HAS_ON_BAR = HAS_ON_MARKET_LIQUIDATION
 def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
         fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     n = len(ts)
-    fill_limit = len(fills) - FILL_RESERVE
-    equity_limit = len(equity_rows) - EQUITY_RESERVE
-    bar_limit = len(bar_rows) - BAR_RESERVE
-    funding_limit = len(funding_rows) - EVENT_RESERVE
-    liq_limit = len(liq_rows) - EVENT_RESERVE
-    loan_limit = len(loan_rows) - LOAN_RESERVE
-    base = c.idx_base
+    # the headroom each output buffer keeps so that one event can never overflow it, from the
+    # run's capacities: every order slot and symbol may write a fill and an equity row, ...
+    n_orders = len(c.orders)
+    nsym = len(c.mkt)
+    n_loans = len(c.loans)
+    fill_limit = len(fills) - (n_orders + nsym + 8)
+    equity_limit = len(equity_rows) - (n_orders + nsym + 8)
+    bar_limit = len(bar_rows) - (2 * nsym + 8)
+    funding_limit = len(funding_rows) - (nsym + n_loans + 8)
+    liq_limit = len(liq_rows) - (nsym + n_loans + 8)
+    loan_limit = len(loan_rows) - (3 * n_loans + len(c.loan_ring) + 8)
+    done_drain = n_orders // 2
+    base = c.clock.idx_base
     # the next sample, timer or funding time: one compare per event instead of three
-    special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
+    special = min(c.clock.next_sample_ts, min(c.clock.next_timer_ts, c.clock.next_funding_ts))
     for i in range(start, n):
         # an unsigned index: numba adds a negative-index fix-up to every ts[i], price[i] otherwise
         u = np.uint64(i)
@@ -63,69 +60,69 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         wrote = False  # did this event write rows that may need draining?
         if t >= special:
             # 1. samples at interval boundaries, with the state before this event (R2.1)
-            if t >= c.next_sample_ts:
-                iv = c.sample_interval_ns
+            if t >= c.clock.next_sample_ts:
+                iv = c.run.sample_interval_ns
                 tb = t - t % iv
                 record_equity(c, tb, equity_rows)
                 record_bars(c, tb, bar_rows)
-                c.next_sample_ts = tb + iv
+                c.clock.next_sample_ts = tb + iv
                 wrote = True
             # 2. timer: decided before this event (R2.2)
-            if t >= c.next_timer_ts:
-                iv = c.timer_interval_ns
+            if t >= c.clock.next_timer_ts:
+                iv = c.run.timer_interval_ns
                 tb = t - t % iv
-                c.now_ts = tb
-                c.cur_idx = g - 1
+                c.clock.now_ts = tb
+                c.clock.cur_idx = g - 1
                 if HAS_ON_TIMER:
                     _on_timer(s, c, tb)
-                c.next_timer_ts = tb + iv
+                c.clock.next_timer_ts = tb + iv
             # constant-rate funding at funding times (margin.funding = a rate)
-            if t >= c.next_funding_ts:
-                iv = c.funding_interval_ns
+            if t >= c.clock.next_funding_ts:
+                iv = c.run.funding_interval_ns
                 apply_constant_funding(c, t - t % iv, funding_rows)
-                c.next_funding_ts = t - t % iv + iv
+                c.clock.next_funding_ts = t - t % iv + iv
                 wrote = True
-            special = min(c.next_sample_ts, min(c.next_timer_ts, c.next_funding_ts))
-        f0 = c.n_fill_rows
-        l0 = c.n_liq_rows
+            special = min(c.clock.next_sample_ts, min(c.clock.next_timer_ts, c.clock.next_funding_ts))
+        f0 = c.acct.n_fill_rows
+        l0 = c.acct.n_liq_rows
         # 3. market state (R2.3)
         if k == K_TRADE:
-            c.last_px[sy] = p
-            c.has_trade[sy] = 1
-            trade_through(c, sy, p)  # the effective book (R2.3)
-            if c.trade_extras:  # one test per trade when neither is in the run
-                if c.need_estimators:
-                    update_estimators(c, sy, t, p, qty[u])
-                if c.has_book[sy]:
-                    book_trade(c, sy, p)  # and the L2 levels it printed through (R9.2)
+            c.mkt[sy].last_px = p
+            c.mkt[sy].has_trade = 1
+            trade_through(c.mkt[sy], p)  # the effective book (R2.3)
+            if c.run.trade_extras:  # one test per trade when neither is in the run
+                if c.run.need_estimators:
+                    update_estimators(c.run, c.mkt[sy], t, p, qty[u])
+                if c.book[sy].has_book:
+                    book_trade(c.book[sy], p)  # and the L2 levels it printed through (R9.2)
         elif k == K_QUOTE:
-            c.bid[sy] = bid[u]
-            c.ask[sy] = ask[u]
-            c.bid_qty[sy] = bid_qty[u]
-            c.ask_qty[sy] = ask_qty[u]
-            c.has_quote[sy] = 1
-            c.book_thru[sy] = 0
+            c.mkt[sy].bid = bid[u]
+            c.mkt[sy].ask = ask[u]
+            c.mkt[sy].bid_qty = bid_qty[u]
+            c.mkt[sy].ask_qty = ask_qty[u]
+            c.mkt[sy].has_quote = 1
+            c.mkt[sy].book_thru = 0
         elif k == K_MARK:
-            c.mark_px[sy] = p
-            c.index_px[sy] = qty[u]
-            c.has_mark[sy] = 1
+            c.mkt[sy].mark_px = p
+            c.mkt[sy].index_px = qty[u]
+            c.mkt[sy].has_mark = 1
         elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
-            apply_book_row(c, sy, t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
+            apply_book_row(c.book[sy], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).
             if HAS_ON_BAR:
-                c.ev_ts = t
-                if c.n_open[sy] != 0:
+                c.clock.ev_ts = t
+                if c.pos[sy].n_open != 0:
                     match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
-                if c.pos[sy] != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
+                if c.pos[sy].qty != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
                                                           equity_rows, liq_rows):
                     wrote = True
-            c.last_px[sy] = p
-            c.has_trade[sy] = 1
+            c.mkt[sy].last_px = p
+            c.mkt[sy].has_trade = 1
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
-        if c.n_open[sy] != 0:
-            c.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
+        if c.pos[sy].n_open != 0:
+            c.clock.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
             process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
@@ -137,38 +134,38 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
         # the valuation price moved: at a mark, or at a trade when positions are valued at last;
         # the checks are skipped while the price guard shows they cannot change anything
-        if c.pos[sy] != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
-                c.liq_use_last or not c.has_mark[sy]))):
-            mark_to_market(c, sy)
-            if not guard_holds(c, sy):
-                c.n_margin_checks += 1
+        if c.pos[sy].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
+                c.run.liq_use_last or not c.mkt[sy].has_mark))):
+            mark_to_market(c.run, c.inst[sy], c.mkt[sy], c.pos[sy])
+            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], sy):
+                c.acct.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):
-                    c.ev_ts = t
+                    c.clock.ev_ts = t
                     record_equity(c, t, equity_rows)  # the state that triggered it (ratio >= 1)
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)
-        if c.loans_on[sy] > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
+        if c.pos[sy].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True
         # 7. hooks (R2.4)
-        c.now_ts = t
-        c.cur_idx = g
-        if c.n_fill_rows != f0:
+        c.clock.now_ts = t
+        c.clock.cur_idx = g
+        if c.acct.n_fill_rows != f0:
             wrote = True
             if HAS_ON_FILL:
-                for f in range(f0, c.n_fill_rows):
+                for f in range(f0, c.acct.n_fill_rows):
                     _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
                              fills[f].qty, fills[f].side)
-        if c.n_liq_rows != l0:
+        if c.acct.n_liq_rows != l0:
             if HAS_ON_LIQUIDATION:
-                for f in range(l0, c.n_liq_rows):
+                for f in range(l0, c.acct.n_liq_rows):
                     _on_liquidation(s, c, t, liq_rows[f].sym, liq_rows[f].qty, liq_rows[f].fill_price)
-        if c.mc_pending:
-            c.mc_pending = 0
+        if c.acct.mc_pending:
+            c.acct.mc_pending = 0
             if HAS_ON_MARGIN_CALL:
-                _on_margin_call(s, c, t, c.mc_sym, c.mc_ratio)
+                _on_margin_call(s, c, t, c.acct.mc_sym, c.acct.mc_ratio)
         if k == K_TRADE:
             if HAS_ON_TICK:
                 _on_tick(s, c, t, sy, p, qty[u], side[u])
@@ -185,18 +182,18 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             if HAS_ON_BAR:
                 _on_bar(s, c, t, sy, bid[u], ask[u], bid_qty[u], p, qty[u])
         elif k == K_MARKET_LIQ:  # another trader's liquidation: information only (R8.8)
-            c.n_market_liquidations += 1
+            c.acct.n_market_liquidations += 1
             if HAS_ON_MARKET_LIQUIDATION:
                 _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
-        if c.n_loan_ring > 0:
+        if c.acct.n_loan_ring > 0:
             flush_loan_ring(c, loan_rows)
             wrote = True
         # hand back to Python to drain an output buffer before it can overflow; hooks only add
         # finished orders (rejects), so the other counters are checked only when rows were written
-        if c.n_done > DONE_DRAIN:
+        if c.acct.n_done > done_drain:
             return ST_BUFFER_FULL, i + 1
-        if wrote and (c.n_loan_rows > loan_limit or c.n_fill_rows > fill_limit
-                      or c.n_equity_rows > equity_limit or c.n_bar_rows > bar_limit
-                      or c.n_funding_rows > funding_limit or c.n_liq_rows > liq_limit):
+        if wrote and (c.acct.n_loan_rows > loan_limit or c.acct.n_fill_rows > fill_limit
+                      or c.acct.n_equity_rows > equity_limit or c.acct.n_bar_rows > bar_limit
+                      or c.acct.n_funding_rows > funding_limit or c.acct.n_liq_rows > liq_limit):
             return ST_BUFFER_FULL, i + 1
     return ST_DONE, n

@@ -13,33 +13,33 @@ from .jit import kernel
 from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
 @kernel
-def _check_trigger(c, j, kind, px):
+def _check_trigger(o, kind, px):
     """R3.7/R3.8: update a trailing reference and say whether the order triggers now."""
-    otype = c.o_type[j]
-    if c.o_trigger_src[j] == TS_LAST:
+    otype = o.type
+    if o.trigger_src == TS_LAST:
         if kind != K_TRADE:
             return False
     elif kind != K_MARK:
         return False
-    d = c.o_side[j]
+    d = o.side
     tk = ot_trigger_kind(otype)
     if tk == TK_TRAILING:
-        ref = c.o_trail_ref[j]
+        ref = o.trail_ref
         if ref != ref:
             ref = px
         elif d < 0:
             ref = max(ref, px)
         else:
             ref = min(ref, px)
-        c.o_trail_ref[j] = ref
-        if c.o_trail_dist[j] > 0.0:
-            dist = c.o_trail_dist[j]
+        o.trail_ref = ref
+        if o.trail_dist > 0.0:
+            dist = o.trail_dist
         else:
-            dist = ref * c.o_trail_bps[j] / 10000.0
+            dist = ref * o.trail_bps / 10000.0
         stop = ref - dist if d < 0 else ref + dist
-        c.o_stop[j] = stop
+        o.stop = stop
         return px >= stop if d > 0 else px <= stop
-    stop = c.o_stop[j]
+    stop = o.stop
     if tk == TK_TAKE_PROFIT:
         return px <= stop if d > 0 else px >= stop
     return px >= stop if d > 0 else px <= stop
@@ -47,81 +47,81 @@ def _check_trigger(c, j, kind, px):
 
 @kernel
 def _init_trailing_ref(c, j):
-    s = c.o_sym[j]
-    if c.o_trigger_src[j] == TS_LAST:
-        if c.has_trade[s]:
-            c.o_trail_ref[j] = c.last_px[s]
-    elif c.has_mark[s]:
-        c.o_trail_ref[j] = c.mark_px[s]
+    s = c.orders[j].sym
+    if c.orders[j].trigger_src == TS_LAST:
+        if c.mkt[s].has_trade:
+            c.orders[j].trail_ref = c.mkt[s].last_px
+    elif c.mkt[s].has_mark:
+        c.orders[j].trail_ref = c.mkt[s].mark_px
 
 
 @kernel
 def _sync_children(c, j, g, t):
     """Bracket children cover what the entry has filled: they open on its first fill and grow
     with its later (partial) fills."""
-    oid = c.o_oid[j]
-    for k in range(j + 1, c.o_hwm):
-        if c.o_parent[k] != oid:
+    oid = c.orders[j].oid
+    for k in range(j + 1, c.acct.o_hwm):
+        if c.orders[k].parent != oid:
             continue
-        if c.o_status[k] == ST_WAITING:
-            c.o_status[k] = ST_OPEN
-            c.o_qty[k] = c.o_filled[j]
-            c.o_decision_idx[k] = g
-            c.o_arrive_ts[k] = t
-            c.o_created_ts[k] = t
-        elif c.o_status[k] == ST_OPEN or c.o_status[k] == ST_PENDING:
-            c.o_qty[k] = c.o_filled[j]
+        if c.orders[k].status == ST_WAITING:
+            c.orders[k].status = ST_OPEN
+            c.orders[k].qty = c.orders[j].filled
+            c.orders[k].decision_idx = g
+            c.orders[k].arrive_ts = t
+            c.orders[k].created_ts = t
+        elif c.orders[k].status == ST_OPEN or c.orders[k].status == ST_PENDING:
+            c.orders[k].qty = c.orders[j].filled
 
 
 @kernel
 def _cancel_oco_siblings(c, j, t):
-    grp = c.o_oco[j]
-    for k in range(c.o_hwm):
-        if k != j and c.o_status[k] != ST_FREE and c.o_oco[k] == grp:
+    grp = c.orders[j].oco
+    for k in range(c.acct.o_hwm):
+        if k != j and c.orders[k].status != ST_FREE and c.orders[k].oco == grp:
             finish(c, k, ST_CANCELED, R_OCO, t)
 
 
 @kernel
-def _benchmark(c, j):
+def _benchmark(o):
     """R4.5: the price a fill's cost is measured from: the mid at decision time for market
     orders, the limit for limit orders, the trigger price for stop-like orders."""
-    otype = c.o_type[j]
+    otype = o.type
     if otype == OT_MARKET:
-        return c.o_ref_px[j]
+        return o.ref_px
     if otype == OT_LIMIT:
-        return c.o_limit[j]
-    return c.o_stop[j]
+        return o.limit
+    return o.stop
 
 
 @kernel
 def try_fill(c, j, q, price, liquidity, t, g, fills, equity_rows):
     """Fill q of the order in slot j at price, after the fill-time checks (R3.9, R4.4)."""
-    s = c.o_sym[j]
-    d = c.o_side[j]
-    pos = c.pos[s]
-    if c.o_reduce[j]:
+    s = c.orders[j].sym
+    d = c.orders[j].side
+    pos = c.pos[s].qty
+    if c.orders[j].reduce:
         if pos == 0.0 or (pos > 0.0) == (d > 0):
             finish(c, j, ST_EXPIRED, R_NOTHING_TO_REDUCE, t)
             return
         if q > abs(pos):
             q = abs(pos)
-            c.o_qty[j] = c.o_filled[j] + q
-    if c.i_type[s] == T_SPOT and d < 0 and q > pos + EPS_QTY and not c.spot_margin:
-        c.n_rejects += 1
+            c.orders[j].qty = c.orders[j].filled + q
+    if c.inst[s].type == T_SPOT and d < 0 and q > pos + EPS_QTY and not c.run.spot_margin:
+        c.acct.n_rejects += 1
         finish(c, j, ST_REJECTED, R_INSUFFICIENT_BALANCE, t)
         return
     if not margin_ok(c, s, d, q, price):
         reject_margin_at_fill(c, j, t)
         return
-    apply_fill(c, s, d, q, price, liquidity, t, g, c.o_oid[j], c.o_type[j], _benchmark(c, j), fills)
-    c.o_filled[j] += q
-    c.o_notional[j] += q * price
+    apply_fill(c, s, d, q, price, liquidity, t, g, c.orders[j].oid, c.orders[j].type, _benchmark(c.orders[j]), fills)
+    c.orders[j].filled += q
+    c.orders[j].notional += q * price
     record_equity(c, t, equity_rows)
     update_drawdown(c)
     _sync_children(c, j, g, t)
-    if c.o_oco[j] != 0:
+    if c.orders[j].oco != 0:
         _cancel_oco_siblings(c, j, t)
-    if c.o_filled[j] >= c.o_qty[j] * (1.0 - 1e-12):
+    if c.orders[j].filled >= c.orders[j].qty * (1.0 - 1e-12):
         finish(c, j, ST_FILLED, 0, t)
 
 
@@ -137,66 +137,66 @@ def _capped(d, p, limit):
 def _init_queue(c, j):
     """Queue model: the displayed size ahead of a new resting limit (NaN: behind the touch, or
     past the deepest level of the L2 book under l2_depth)."""
-    s = c.o_sym[j]
-    if not c.queue_model:
+    s = c.orders[j].sym
+    if not c.run.queue_model:
         return
-    if uses_book(c, s, -c.o_side[j]):  # R9.8: the size displayed at its level of the L2 book
-        c.o_queue[j] = queue_ahead(c, s, c.o_side[j], c.o_limit[j], c.ev_ts)
+    if uses_book(c.inst[s], c.book[s], -c.orders[j].side):  # R9.8: the size displayed at its level of the L2 book
+        c.orders[j].queue = queue_ahead(c, s, c.orders[j].side, c.orders[j].limit, c.clock.ev_ts)
         return
-    if not c.has_quote[s]:
+    if not c.mkt[s].has_quote:
         return
-    lim = c.o_limit[j]
-    if c.o_side[j] > 0:
-        touch, shown, better = c.bid[s], c.bid_qty[s], lim > c.bid[s]
+    lim = c.orders[j].limit
+    if c.orders[j].side > 0:
+        touch, shown, better = c.mkt[s].bid, c.mkt[s].bid_qty, lim > c.mkt[s].bid
     else:
-        touch, shown, better = c.ask[s], c.ask_qty[s], lim < c.ask[s]
+        touch, shown, better = c.mkt[s].ask, c.mkt[s].ask_qty, lim < c.mkt[s].ask
     if better:
-        c.o_queue[j] = 0.0
+        c.orders[j].queue = 0.0
     elif lim == touch:
-        c.o_queue[j] = shown
+        c.orders[j].queue = shown
 
 
 @kernel
 def _update_queue_on_quote(c, j):
     """The touch reached our price: the displayed size there is the queue (it only shrinks)."""
-    s = c.o_sym[j]
-    lim = c.o_limit[j]
-    if c.o_side[j] > 0:
-        touch, shown, better = c.bid[s], c.bid_qty[s], lim > c.bid[s]
+    s = c.orders[j].sym
+    lim = c.orders[j].limit
+    if c.orders[j].side > 0:
+        touch, shown, better = c.mkt[s].bid, c.mkt[s].bid_qty, lim > c.mkt[s].bid
     else:
-        touch, shown, better = c.ask[s], c.ask_qty[s], lim < c.ask[s]
-    q = c.o_queue[j]
+        touch, shown, better = c.mkt[s].ask, c.mkt[s].ask_qty, lim < c.mkt[s].ask
+    q = c.orders[j].queue
     if better:
-        c.o_queue[j] = 0.0
+        c.orders[j].queue = 0.0
     elif lim == touch:
-        c.o_queue[j] = shown if q != q else min(q, shown)
+        c.orders[j].queue = shown if q != q else min(q, shown)
 
 
-@kernel
+@kernel(inline="always")  # per live order per event: no call passing `c` by value
 def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     """An OPEN order at an event of its symbol: trigger, then market or limit behaviour."""
-    otype = c.o_type[j]
-    d = c.o_side[j]
-    s = c.o_sym[j]
-    if ot_stop_like(otype) and not c.o_triggered[j]:
-        if not _check_trigger(c, j, kind, px):
+    otype = c.orders[j].type
+    d = c.orders[j].side
+    s = c.orders[j].sym
+    if ot_stop_like(otype) and not c.orders[j].triggered:
+        if not _check_trigger(c.orders[j], kind, px):
             return
-        c.o_triggered[j] = 1
+        c.orders[j].triggered = 1
         first = True
-    remaining = c.o_qty[j] - c.o_filled[j]
+    remaining = c.orders[j].qty - c.orders[j].filled
     if ot_market_like(otype):
         p = taker_price(c, s, d, remaining)
         if p == p:
             try_fill(c, j, remaining, p, LQ_TAKER, t, g, fills, equity_rows)
         return
-    limit = c.o_limit[j]
+    limit = c.orders[j].limit
     if first:
         if ot_stop_like(otype) and post_only_crosses(c, j):  # a triggered stop/take-profit limit
-            c.n_rejects += 1
+            c.acct.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return
-        opp = opp_price(c, s, d)
-        l2 = uses_book(c, s, d)
+        opp = opp_price(c.mkt[s], d)
+        l2 = uses_book(c.inst[s], c.book[s], d)
         notional = 0.0
         if l2:  # R9.5: the depth within the limit; the rest rests (IOC: expires, FOK: all or none)
             q, notional = walk(c, s, d, remaining, limit, t)
@@ -205,96 +205,96 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
             marketable = opp == opp and ((d > 0 and opp <= limit) or (d < 0 and opp >= limit))
             q = remaining
         if marketable:
-            if c.partial_fills and not l2:  # at most what is shown at the touch (or this trade's size)
-                if c.has_quote[s]:
-                    q = min(remaining, c.ask_qty[s] if d > 0 else c.bid_qty[s])
+            if c.run.partial_fills and not l2:  # at most what is shown at the touch (or this trade's size)
+                if c.mkt[s].has_quote:
+                    q = min(remaining, c.mkt[s].ask_qty if d > 0 else c.mkt[s].bid_qty)
                 elif kind == K_TRADE:
                     q = min(remaining, ev_qty)
-            if (c.partial_fills or l2) and c.o_tif[j] == TIF_FOK and q < remaining:
+            if (c.run.partial_fills or l2) and c.orders[j].tif == TIF_FOK and q < remaining:
                 finish(c, j, ST_EXPIRED, R_FOK, t)
                 return
             if q > 0.0:
                 p = notional / q if l2 else taker_price(c, s, d, q)
                 try_fill(c, j, q, _capped(d, p, limit), LQ_TAKER, t, g, fills, equity_rows)
-            if c.o_status[j] != ST_OPEN:
+            if c.orders[j].status != ST_OPEN:
                 return  # filled (or rejected at fill time)
-            if c.o_tif[j] == TIF_IOC:
+            if c.orders[j].tif == TIF_IOC:
                 finish(c, j, ST_EXPIRED, R_IOC, t)
             else:
                 _init_queue(c, j)  # the partly filled rest rests at its limit
             return
-        if c.o_tif[j] == TIF_IOC:
+        if c.orders[j].tif == TIF_IOC:
             finish(c, j, ST_EXPIRED, R_IOC, t)
             return
-        if c.o_tif[j] == TIF_FOK:
+        if c.orders[j].tif == TIF_FOK:
             finish(c, j, ST_EXPIRED, R_FOK, t)
             return
         _init_queue(c, j)
         # resting from this event on: a trade at this same event may already trade through (R3.6)
-    if c.queue_model and kind == K_QUOTE:
+    if c.run.queue_model and kind == K_QUOTE:
         _update_queue_on_quote(c, j)
         return
     if kind != K_TRADE:
         return
-    if c.queue_model:
+    if c.run.queue_model:
         through = px < limit if d > 0 else px > limit
         q = 0.0
         if through:
             q = min(remaining, ev_qty)
-        elif px == limit and c.o_queue[j] == c.o_queue[j]:
-            ahead = c.o_queue[j]
-            c.o_queue[j] = max(0.0, ahead - ev_qty)
+        elif px == limit and c.orders[j].queue == c.orders[j].queue:
+            ahead = c.orders[j].queue
+            c.orders[j].queue = max(0.0, ahead - ev_qty)
             q = min(remaining, max(0.0, ev_qty - ahead))
         if q > 0.0:
             try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
         return
     if d > 0:
-        through = px < limit or (c.touch_fills and px == limit)
+        through = px < limit or (c.run.touch_fills and px == limit)
     else:
-        through = px > limit or (c.touch_fills and px == limit)
+        through = px > limit or (c.run.touch_fills and px == limit)
     if through:
         q = remaining
-        if c.partial_fills:
+        if c.run.partial_fills:
             q = min(remaining, ev_qty)
         try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
 
 
-@kernel
+@kernel(inline="always")  # per live order per event: no call passing `c` by value
 def arrive(c, j, g, t):
     """An order's bookkeeping at an event of its symbol, before it can fill: a due cancel
     (R3.12), the arrival of a pending order (R3.2: post-only check, trailing reference) or a due
     amend (R3.13). Returns -1 when the order does nothing at this event, 1 when it has just
     arrived, 0 otherwise."""
-    st = c.o_status[j]
-    if c.o_cancel_ts[j] >= 0 and t >= c.o_cancel_ts[j]:
+    st = c.orders[j].status
+    if c.orders[j].cancel_ts >= 0 and t >= c.orders[j].cancel_ts:
         finish(c, j, ST_CANCELED, R_USER_CANCEL, t)
         return -1
-    if st == ST_WAITING or c.o_decision_idx[j] >= g:
+    if st == ST_WAITING or c.orders[j].decision_idx >= g:
         return -1
     if st == ST_PENDING:
-        if t < c.o_arrive_ts[j]:
+        if t < c.orders[j].arrive_ts:
             return -1
-        c.o_status[j] = ST_OPEN
-        if c.o_type[j] == OT_LIMIT and post_only_crosses(c, j):
-            c.n_rejects += 1
+        c.orders[j].status = ST_OPEN
+        if c.orders[j].type == OT_LIMIT and post_only_crosses(c, j):
+            c.acct.n_rejects += 1
             finish(c, j, ST_REJECTED, R_POST_ONLY, t)
             return -1
-        if ot_trigger_kind(c.o_type[j]) == TK_TRAILING:
+        if ot_trigger_kind(c.orders[j].type) == TK_TRAILING:
             _init_trailing_ref(c, j)
         return 1
-    if c.o_amend_ts[j] >= 0 and t >= c.o_amend_ts[j]:
-        apply_amend(c, j, c.o_new_qty[j], c.o_new_limit[j], c.o_new_stop[j])
+    if c.orders[j].amend_ts >= 0 and t >= c.orders[j].amend_ts:
+        apply_amend(c.orders[j], c.orders[j].new_qty, c.orders[j].new_limit, c.orders[j].new_stop)
     return 0
 
 
 @kernel
 def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
-    if c.n_open[s] == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
+    if c.pos[s].n_open == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
         return
-    for j in range(c.o_hwm):
-        st = c.o_status[j]
-        if st == ST_FREE or c.o_sym[j] != s:
+    for j in range(c.acct.o_hwm):
+        st = c.orders[j].status
+        if st == ST_FREE or c.orders[j].sym != s:
             continue
         state = arrive(c, j, g, t)
         if state >= 0:

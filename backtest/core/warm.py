@@ -38,8 +38,9 @@ from .loans import check_loans, flush_loan_ring, loan_ltv, loan_open, loan_repay
 from .matching import process_orders
 from .orders import amend, bracket, cancel, cancel_all, close_position, submit
 from .schema import (
-    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE, new_context,
+    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
 )
+from .state import new_state
 
 READY = "framework-ready"
 
@@ -61,8 +62,8 @@ def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_ro
     arm_guard(c, s)
     if margin_breached(c, s, t):
         liquidate(c, s, t, g, fills, equity_rows, liq_rows)
-    guard_holds(c, s)
-    mark_to_market(c, s)
+    guard_holds(c.run, c.acct, c.guard, c.mkt[s], s)
+    mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     update_drawdown(c)
     check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
 
@@ -74,7 +75,7 @@ def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_r
 def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     process_orders(c, g, t, s, k, p, p, fills, equity_rows)
     match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
-    update_estimators(c, s, t, p, p)
+    update_estimators(c.run, c.mkt[s], t, p, p)
     apply_constant_funding(c, t, funding_rows)
 
 
@@ -99,7 +100,7 @@ STEPS = (_order_entry, _loans, _margin, _funding, _matching, _records, _sdk)
 
 
 def _args():
-    c = new_context()[0]
+    c = new_state(1)
     rows = [np.zeros(1, dtype=d) for d in (FILL_DTYPE, EQUITY_DTYPE, BAR_DTYPE, FUNDING_DTYPE,
                                            LIQUIDATION_DTYPE, LOAN_DTYPE)]
     # the loop's types: symbol index int32 (the data's column), times and indexes int64

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core.schema import EVENT_COLUMNS, MAX_SYMBOLS
+from ..core.schema import EVENT_COLUMNS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
 from .layout import DATA_TS_MIN_NS, EVENT_KINDS, KINDS, TS_MAX_NS, date_of_file, list_streams
@@ -421,8 +421,6 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
         chosen = list(dict.fromkeys(symbols))
     else:
         chosen = present
-    if len(chosen) > MAX_SYMBOLS:
-        raise DataError(f"{len(chosen)} symbols selected; at most {MAX_SYMBOLS} per run", file=root)
     kinds = tuple(k for k in (kinds or EVENT_KINDS) if k in EVENT_KINDS)  # data-only kinds never replay
     files = {k: v for k, v in streams.items() if k[1] in chosen and k[0] in kinds}
     lo = np.iinfo(np.int64).min if start_ns is None else int(start_ns)

@@ -163,7 +163,12 @@ def _module_text(cls: type, key: str, template: str) -> str:
             lines.append(f"_{h} = _njit(_S.{h}, inline=\"always\")")
             lines.append(f"HAS_{h.upper()} = True")
     body = _run_source(template)
-    lines += ["", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True)", body]
+    # without numba's reference counting (the framework's kernels never allocate; counting every
+    # array of the state at every call cost 15x in events/s), and the same loop with it, for
+    # hooks that allocate arrays (engine.first_call picks it when the first does not compile)
+    lines += ["", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True, _nrt=False)", body,
+              "", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True)",
+              body.replace("def run(", "def run_refcounted(", 1)]
     return "\n".join(lines)
 
 
@@ -181,8 +186,9 @@ def load_strategy_class(module: str, qualname: str, file: str) -> type:
     return obj
 
 
-def build_loop(cls: type):
-    """The compiled (or, with NUMBA_DISABLE_JIT=1, pure-Python) loop for a strategy class."""
+def build_loop(cls: type, refcounted: bool = False):
+    """The compiled (or, with NUMBA_DISABLE_JIT=1, pure-Python) loop for a strategy class;
+    `refcounted`: the variant compiled with numba's reference counting (hooks that allocate)."""
     if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a Strategy subclass")
     template = _template_source()
@@ -200,7 +206,7 @@ def build_loop(cls: type):
     if not numba.config.DISABLE_JIT:
         warm.start()  # cold framework cache: a second process compiles part of it meanwhile
     module = importlib.import_module(modname)
-    run = module.run
+    run = module.run_refcounted if refcounted else module.run
     if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
         raise RuntimeError(f"{path} did not produce a compiled loop; remove it and retry")
     supervisor.note_strategy(f"{cls.__name__} ({_loader_args(cls)[2]})")  # named if it crashes
