@@ -149,6 +149,9 @@ class Strategy:
     _fields: tuple[FieldSpec, ...] = ()
     dtype: np.dtype = np.dtype([("_unused", "u1")])
     timer: str | None = None  # on_timer interval when the run sets none, e.g. "1h"
+    # most symbols the strategy's fixed-size per-symbol arrays hold (None: no limit); a run over
+    # more is refused before it starts instead of writing past the arrays
+    max_symbols: int | None = None
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -159,7 +162,7 @@ class Strategy:
             parse_duration_ns(cls.timer, f"{cls.__name__}.timer")
         fields: dict[str, FieldSpec] = {f.name: f for f in cls._fields}
         for name, ann in cls.__dict__.get("__annotations__", {}).items():
-            if name == "timer":  # a class setting, not a record field
+            if name in ("timer", "max_symbols"):  # class settings, not record fields
                 continue
             fields[name] = _field_spec(cls, name, ann, cls.__dict__.get(name))
         cls._fields = tuple(fields.values())
@@ -225,6 +228,9 @@ class Strategy:
         values.update(cls.resolve_params(params))
         rec = np.zeros(1, dtype=cls.dtype).view(np.recarray)
         symbols = list(symbols or [])
+        if cls.max_symbols is not None and len(symbols) > cls.max_symbols:
+            raise ConfigError(f"{cls.__name__} holds at most {cls.max_symbols} symbols; this run has "
+                              f"{len(symbols)}: choose fewer with --symbols")
         for f in cls._fields:
             v = values[f.name]
             if f.kind == "symbol":

@@ -45,7 +45,7 @@ except ImportError:  # loaded as a file
     )
 
 STOP_MARKET = int(OrderType.STOP_MARKET)
-NSYM = 64  # per-symbol arrays (the engine's MAX_SYMBOLS)
+NSYM = 64  # symbols the per-symbol arrays hold (a run over more is refused: max_symbols)
 NSNAP = 64  # price snapshots kept per symbol
 MIN_NS = 60_000_000_000
 HEDGE_TOLERANCE = 0.1
@@ -53,6 +53,8 @@ HEDGE_TOLERANCE = 0.1
 
 class AltcoinShortHedge(Strategy):
     """Short the N alts weakest against BTC, with per-position stops and an optional BTC hedge."""
+
+    max_symbols = NSYM
 
     btc: Symbol = param("BTCUSDT", "the BTC contract: benchmark and hedge")
     exclude: Symbol = param("", "another symbol to leave out of the universe (e.g. a second BTC contract)")

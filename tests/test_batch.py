@@ -193,7 +193,7 @@ def test_sweep_batches_across_processes_equal_one_process(dataset, tmp_path):
 
 
 def test_batch_with_an_l2_book_equals_each_set_alone(tmp_path):
-    """A batch starts from the context a run alone starts from (engine.new_run_context): when a
+    """A batch starts from the context a run alone starts from (pack.pack): when a
     strategy reads the book (here under the default model), trades also move the book (R9.2) in
     every set of the batch."""
     from test_l2_book import BookReader, book_rows, dataset

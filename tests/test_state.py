@@ -79,3 +79,15 @@ def test_a_hook_that_allocates_runs_on_the_refcounted_loop(tmp_path):
     _dataset(tmp_path / "d", 2)
     res = bt.run(Allocates, tmp_path / "d", config={"margin": {"funding": "0"}})
     assert res.manifest["strategy"]["state"]["seen"] == 3 * 100.0 + 3 * 101.0
+
+
+def test_a_strategy_with_fixed_per_symbol_arrays_refuses_more_symbols():
+    """max_symbols: a run over more symbols than the strategy's arrays hold is refused in one line
+    before it starts (numba would write past the arrays)."""
+    from backtest.errors import ConfigError
+    from strategies.altcoin_short_hedge import AltcoinShortHedge
+
+    syms = [f"S{i}" for i in range(65)]
+    AltcoinShortHedge.new_state({"btc": "S0"}, syms[:64])
+    with pytest.raises(ConfigError, match="at most 64 symbols; this run has 65"):
+        AltcoinShortHedge.new_state({"btc": "S0"}, syms)
