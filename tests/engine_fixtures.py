@@ -86,6 +86,14 @@ def run_config(instruments: list[dict], config: dict, symbols: list[str], **extr
                execution=dict(latency=int(config.get("latency_ns", 0)),
                               cancel_latency=int(config.get("cancel_latency_ns", 0)),
                               touch_fills=bool(config.get("touch_fills", False))))
+    for key in ("partial_fills", "queue_model"):  # R3.15, R3.16
+        if key in config:
+            cfg["execution"][key] = bool(config[key])
+    if config.get("slippage") == "l2_depth":  # the oracle's book model has impact_k = 0
+        cfg["execution"].update(slippage="l2_depth", impact_k=0.0)
+        for key in ("book_resilience_half_life", "book_beyond_bps"):
+            if key in config:
+                cfg["execution"][key] = float(config[key])
     cfg.update(extra)
     return cfg
 
