@@ -724,6 +724,8 @@ class Simulator:
         if g <= o.decision_idx or t < o.arrive_ts:
             return
         self._apply_due_amends(o, t)  # R3.13
+        if o.status not in (PENDING, OPEN):
+            return  # the amend canceled the rest
         arriving = False
         if o.status == PENDING:
             # R3.2: arrival at the first eligible non-FUNDING event.
@@ -921,10 +923,20 @@ class Simulator:
         # R3.13: queued amendments of an OPEN order that have reached the venue.
         keep = []
         for (ts, qty, limit, stop) in o.amends:
-            if t >= ts:
-                self._apply_amend(o, qty, limit, stop)
-            else:
+            if t < ts:
                 keep.append((ts, qty, limit, stop))
+                continue
+            if 0 < qty <= o.filled:  # filled meanwhile up to the new quantity: the rest is canceled
+                o.amends = []
+                self._finish(o, CANCELED, Reason.INVALID_QTY, t)
+                return
+            # R3.16: a resting limit with a new price or a larger quantity queues again
+            resting = o.otype == LIMIT or (o.otype in (STOP_LIMIT, TP_LIMIT) and o.triggered)
+            requeue = resting and ((0 < limit != o.limit) or qty > o.qty)
+            self._apply_amend(o, qty, limit, stop)
+            if requeue and self.queue:
+                o.queue = None
+                self._join_queue(o, t)
         o.amends = keep
 
     def _bar_arrive(self, o, g, t):
@@ -936,6 +948,8 @@ class Simulator:
         if o.status == WAITING_PARENT or g <= o.decision_idx or t < o.arrive_ts:
             return False, False
         self._apply_due_amends(o, t)
+        if o.status not in (PENDING, OPEN):
+            return False, False  # the amend canceled the rest
         if o.status != PENDING:
             return True, False
         o.status = OPEN

@@ -657,6 +657,18 @@ def test_amend_to_no_more_than_filled_is_refused():
     assert res["results"] == [1, -int(R.INVALID_QTY), 0]
 
 
+def test_amend_reaching_the_venue_after_fills_up_to_its_quantity_cancels_the_rest():
+    # partial fills, cancel latency 100: 0.4 of 1.0 fills at t=1; an amend to 0.5 (valid then)
+    # reaches the venue at t=101, after 0.3 more filled at t=50: the rest is canceled (Binance's
+    # modify-order rule), nothing fills after it
+    res = run([Q(0, 99.0, 101.0), T(1, 99.5, qty=0.4), T(50, 99.6, qty=0.3), T(200, 99.7)],
+              [sub(0, LMT, BUY, 1.0, limit=100.0), (1, "amend", 0, 0.5, 0.0, 0.0)],
+              cancel_latency=100, partial_fills=True)
+    assert res["results"] == [1, 0]
+    assert [f["qty"] for f in res["fills"]] == [0.4, 0.3]
+    check(order(res, 1), status=S.CANCELED, reason=R.INVALID_QTY, done_ts_ns=200)
+
+
 # ------------------------------------------------------------------------------ R3.15 partial fills
 def test_partial_fills_marketable_limit_takes_the_shown_size_and_rests():
     # buy 3 @ 101 limit arrives at a quote showing 1 at 101: 1 fills at 101 as taker, 2 rest;
@@ -692,6 +704,30 @@ def test_queue_at_the_touch_is_eaten_by_trades_at_the_price_first():
     check(f1, event_idx=3, qty=0.8, price=99.0, liquidity=MAKER)
     assert abs(f2["qty"] - 0.2) < 1e-12 and f2["event_idx"] == 4
     check(order(res, 1), status=S.FILLED)
+
+
+def test_queue_an_amend_to_a_new_price_or_a_larger_size_queues_again():
+    # buy 1 @ 99 joins a bid of 99 showing 0.5; a trade of 0.5 at 99 leaves nothing ahead. An amend
+    # to 98.5 loses that place: at the quote showing 3 at 98.5 it queues behind the 3, so a trade
+    # of 1 at 98.5 fills nothing and a trade of 3 fills the 1 (keeping its place: filled at t=4)
+    rows = [Q(0, 99.0, 101.0, bq=0.5), Q(1, 99.0, 101.0, bq=0.5), T(2, 99.0, qty=0.5, side=-1),
+            Q(3, 98.5, 101.0, bq=3.0), T(4, 98.5, qty=1.0, side=-1), T(5, 98.5, qty=3.0, side=-1)]
+    res = run(rows, [sub(0, LMT, BUY, 1.0, limit=99.0), (2, "amend", 0, 0.0, 98.5, 0.0)],
+              queue_model=True)
+    (f,) = res["fills"]
+    check(f, event_idx=5, qty=1.0, price=98.5)
+    # a larger size also queues again: behind the 0.5 shown again at 99, the 0.5 traded fills nothing
+    rows = [Q(0, 99.0, 101.0, bq=0.5), Q(1, 99.0, 101.0, bq=0.5), T(2, 99.0, qty=0.5, side=-1),
+            Q(3, 99.0, 101.0, bq=0.5), T(4, 99.0, qty=0.5, side=-1), T(5, 99.0, qty=2.0, side=-1)]
+    res = run(rows, [sub(0, LMT, BUY, 1.0, limit=99.0), (2, "amend", 0, 2.0, 0.0, 0.0)],
+              queue_model=True)
+    (f,) = res["fills"]
+    check(f, event_idx=5, qty=2.0, price=99.0)
+    # a smaller size keeps its place: the first 0.5 traded at 99 after the amend fills it
+    res = run(rows, [sub(0, LMT, BUY, 1.0, limit=99.0), (2, "amend", 0, 0.5, 0.0, 0.0)],
+              queue_model=True)
+    (f,) = res["fills"]
+    check(f, event_idx=4, qty=0.5, price=99.0)
 
 
 def test_queue_better_than_the_touch_is_first_and_behind_it_is_learned_later():

@@ -1,11 +1,13 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
 
+import numpy as np
+
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
     K_FUNDING, K_MARK, K_QUOTE, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
-    R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
+    R_INVALID_QTY, R_NOTHING_TO_REDUCE, R_OCO, R_POST_ONLY, R_USER_CANCEL, ST_CANCELED, ST_EXPIRED, ST_FILLED,
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC, TK_TAKE_PROFIT, TK_TRAILING, TS_LAST,
-    ot_market_like, ot_stop_like, ot_trigger_kind,
+    ot_market_like, ot_needs_limit, ot_stop_like, ot_trigger_kind,
 )
 from .book import queue_ahead, walk
 from .execution import opp_price, taker_price, uses_book
@@ -283,7 +285,18 @@ def arrive(c, j, g, t):
             _init_trailing_ref(c, j)
         return 1
     if c.orders[j].amend_ts >= 0 and t >= c.orders[j].amend_ts:
-        apply_amend(c.orders[j], c.orders[j].new_qty, c.orders[j].new_limit, c.orders[j].new_stop)
+        nq = c.orders[j].new_qty
+        if nq > 0.0 and nq <= c.orders[j].filled:  # filled meanwhile up to the new quantity
+            finish(c, j, ST_CANCELED, R_INVALID_QTY, t)
+            return -1
+        nl = c.orders[j].new_limit
+        otype = c.orders[j].type
+        resting = otype == OT_LIMIT or (ot_needs_limit(otype) and c.orders[j].triggered != 0)
+        requeue = resting and ((nl > 0.0 and nl != c.orders[j].limit) or nq > c.orders[j].qty)
+        apply_amend(c.orders[j], nq, nl, c.orders[j].new_stop)
+        if requeue and c.run.queue_model:  # R3.16: a new price or a larger size queues again
+            c.orders[j].queue = np.nan
+            _init_queue(c, j)
     return 0
 
 
