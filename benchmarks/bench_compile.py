@@ -1,13 +1,13 @@
-"""Cold compile with and without Cascade's numba patches (backtest/core/numba_speedups.py and
-linkonly.py): what each one still saves, in a new process on an empty cache.
+"""Cold compile with and without Cascade's numba patch (backtest/core/linkonly.py): what it still
+saves, in a new process on an empty cache.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 3
 
-Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES` = both, speedups only,
-linkonly only, none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
+Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES` = linkonly, none;
+`CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
 rotating order so that a slow phase of the machine is spread over the variants. Reported: median
 wall and CPU seconds from process start to the first loop call returning (the cold start of
-bench_engine.py), and the CPU ratio of each variant to "both" measured in the same rounds. A patch
+bench_engine.py), and the CPU ratio of each variant to "linkonly" measured in the same rounds. A patch
 is kept while it saves >= 1 s of cold-compile CPU (issue #15 item 4).
 """
 import argparse
@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import START_CHILD, snapshot_source  # noqa: E402
 
-VARIANTS = {"both": "speedups,linkonly", "speedups only": "speedups", "linkonly only": "linkonly",
-            "none": ""}
+VARIANTS = {"linkonly": "linkonly", "none": ""}
 
 
 def cold_start(src: Path, cache: Path, patches: str) -> tuple[float, float]:
@@ -57,8 +56,8 @@ def main() -> None:
                 print(f"# round {r + 1}: {n}: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    base = statistics.median(c for _, c in got["both"])
-    print(f"\n| patches in force | cold wall (s, median of {a.runs}) | cold CPU (s) | CPU vs both | "
+    base = statistics.median(c for _, c in got["linkonly"])
+    print(f"\n| patches in force | cold wall (s, median of {a.runs}) | cold CPU (s) | CPU vs linkonly | "
           "CPU saved by the missing patch(es) (s) |")
     print("|---|---|---|---|---|")
     for n in names:

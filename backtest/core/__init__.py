@@ -34,15 +34,15 @@ def numba_cache_dir() -> Path:
     return base / "numba" / (framework_hash() + ("-boundscheck" if checked else "") + off)
 
 
-NUMBA_PATCHES = ("speedups", "linkonly")  # numba_speedups.py, linkonly.py
-NUMBA_TESTED = "0.68."  # the numba minor version both patches were written and verified against
+NUMBA_PATCHES = ("linkonly",)  # linkonly.py
+NUMBA_TESTED = "0.68."  # the numba minor version the patch was written and verified against
 
 
 def numba_patches() -> tuple[str, ...]:
     """The numba patches in force: all of NUMBA_PATCHES on the numba minor version they were written
-    for, none on another (numba's plain, slower compile; tests/test_numba_speedups.py fails there
-    so that they are re-verified). `CASCADE_NUMBA_PATCHES=speedups` (a comma-separated subset,
-    empty for none) switches some off to measure what each saves (benchmarks/bench_compile.py)."""
+    for, none on another (numba's plain, slower compile; tests/test_numba_patches.py fails there
+    so that they are re-verified). `CASCADE_NUMBA_PATCHES=` (a comma-separated subset, empty for
+    none) switches some off to measure what each saves (benchmarks/bench_compile.py)."""
     from importlib.metadata import version
 
     if not version("numba").startswith(NUMBA_TESTED):
