@@ -137,7 +137,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if c.pos[sy].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 c.run.liq_use_last or not c.mkt[sy].has_mark))):
             mark_to_market(c.run, c.inst[sy], c.mkt[sy], c.pos[sy])
-            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], sy):
+            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], c.pos[sy], sy):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):

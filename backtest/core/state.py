@@ -17,7 +17,7 @@ Who writes each part:
     inst       engine.py before the run (instrument, brackets, leverage, margin mode, slippage)
     mkt        the loop (prices, flags), execution.py (`book_thru`, the estimators)
     pos        account.py, liquidation.py, loans.py (positions, isolated margin, coin wallets),
-               orders.py (`n_open`)
+               orders.py (`n_open`), guard.py (`g_lo`, `g_hi`)
     book       book.py
     orders     orders.py, matching.py, bars_match.py, liquidation.py (one record per slot)
     done       orders.py (finished orders: exactly ORDER_DTYPE, drained by a slice copy)
@@ -148,11 +148,11 @@ ACCOUNT_DTYPE = np.dtype([
     ("n_loan_rows", i8),
 ], align=True)
 
-# the price guard (guard.py, one row): symbol (-1: none), price interval, account when armed
+# the price guard (guard.py, one row): what is armed (-1: none, s: the one position of s,
+# guard.GUARD_ALL: several positions), the account when armed; the price intervals are the
+# positions' g_lo, g_hi
 GUARD_DTYPE = np.dtype([
     ("sym", i8),
-    ("lo", f8),
-    ("hi", f8),
     ("fills", i8),
     ("balance", f8),
     ("peak", f8),
@@ -212,6 +212,8 @@ POSITION_DTYPE = np.dtype([
     ("borrow_ts", i8),  # borrow interest of a spot short accrued up to here
     ("mc_flag", u1),  # above the margin-call level (fires once per crossing)
     ("loans_on", i8),  # active loans collateralised by the symbol
+    ("g_lo", f8),  # the price guard's interval of the valuation price (guard.py)
+    ("g_hi", f8),
 ], align=True)
 
 # the L2 book per symbol (core/book.py, docs/fill-rules.md section 9): the latest snapshot
