@@ -292,10 +292,21 @@ def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
     if c.pos[s].n_open == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
         return
-    for j in range(c.acct.o_hwm):
+    # only the slots that can hold s's orders (state.py: o_first, o_last), narrowed on the way to
+    # the ones still live (orders are only placed by hooks, never during this scan)
+    first = -1
+    last = -1
+    for j in range(c.pos[s].o_first, min(c.pos[s].o_last + 1, c.acct.o_hwm)):
         st = c.orders[j].status
         if st == ST_FREE or c.orders[j].sym != s:
             continue
         state = arrive(c, j, g, t)
         if state >= 0:
             _work_order(c, j, g, t, kind, px, ev_qty, state == 1, fills, equity_rows)
+        if c.orders[j].status != ST_FREE:
+            if first < 0:
+                first = j
+            last = j
+    if first >= 0:
+        c.pos[s].o_first = first
+        c.pos[s].o_last = last

@@ -99,6 +99,13 @@ def compact(c):
     for j in range(n, c.acct.o_hwm):
         c.orders[j].status = ST_FREE
     c.acct.o_hwm = n
+    for s in range(c.run.nsym):  # the symbols' slot ranges, anew
+        c.pos[s].o_first = n
+        c.pos[s].o_last = -1
+    for j in range(n):
+        s = c.orders[j].sym
+        c.pos[s].o_first = min(c.pos[s].o_first, j)
+        c.pos[s].o_last = j
 
 
 @kernel
@@ -237,6 +244,9 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.orders[j].amend_ts = -1
     c.orders[j].oco = oco
     c.orders[j].parent = parent
+    if c.pos[s].n_open == 0:
+        c.pos[s].o_first = j
+    c.pos[s].o_last = j  # the highest slot in use
     c.pos[s].n_open += 1
     return j
 

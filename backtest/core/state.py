@@ -17,7 +17,8 @@ Who writes each part:
     inst       engine.py before the run (instrument, brackets, leverage, margin mode, slippage)
     mkt        the loop (prices, flags), execution.py (`book_thru`, the estimators)
     pos        account.py, liquidation.py, loans.py (positions, isolated margin, coin wallets),
-               orders.py (`n_open`), guard.py (`g_lo`, `g_hi`)
+               orders.py (`n_open`, `o_first`, `o_last`; matching.py narrows the last two),
+               guard.py (`g_lo`, `g_hi`)
     book       book.py
     orders     orders.py, matching.py, bars_match.py, liquidation.py (one record per slot)
     done       orders.py (finished orders: exactly ORDER_DTYPE, drained by a slice copy)
@@ -205,6 +206,10 @@ POSITION_DTYPE = np.dtype([
     ("avg_px", f8),
     ("upnl", f8),
     ("n_open", i8),  # live orders (pending, open or waiting)
+    # while n_open > 0 the slots of those orders lie in [o_first, o_last] (orders.py keeps a
+    # superset, process_orders narrows it), so matching scans a few slots instead of o_hwm
+    ("o_first", i8),
+    ("o_last", i8),
     ("br_idx", i8),  # the bracket the position was in last time (searched from here)
     ("coin_bal", f8),  # inverse perpetuals: the symbol's coin wallet (settlement currency)
     ("coin_upnl", f8),  # inverse perpetuals: unrealised PnL in coin
