@@ -19,7 +19,7 @@ from .guard import arm_guard, guard_holds
 from .jit import kernel
 from .liquidation import liquidate, margin_breached
 from .matching import _capped, _check_trigger, arrive, try_fill
-from .orders import finish, post_only_crosses
+from .orders import WAKE_NOW, finish, post_only_crosses
 
 N_POINTS = 4  # open, adverse extreme, favourable extreme, close
 
@@ -108,6 +108,7 @@ def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
                 continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
             _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)
     c.mkt[s].last_px = cl
+    c.pos[s].o_wake = WAKE_NOW  # the next event's matching recomputes the bounds (matching.py)
 
 
 @kernel

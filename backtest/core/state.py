@@ -17,7 +17,8 @@ Who writes each part:
     inst       engine.py before the run (instrument, brackets, leverage, margin mode, slippage)
     mkt        the loop (prices, flags), execution.py (`book_thru`, the estimators)
     pos        account.py, liquidation.py, loans.py (positions, isolated margin, coin wallets),
-               orders.py (`n_open`, `o_first`, `o_last`; matching.py narrows the last two),
+               orders.py (`n_open`, `o_first`, `o_last`, `o_wake`: WAKE_NOW when it places,
+               cancels or amends), matching.py and bars_match.py (narrow or recompute the `o_*`),
                guard.py (`g_lo`, `g_hi`)
     book       book.py
     orders     orders.py, matching.py, bars_match.py, liquidation.py (one record per slot)
@@ -210,6 +211,12 @@ POSITION_DTYPE = np.dtype([
     # superset, process_orders narrows it), so matching scans a few slots instead of o_hwm
     ("o_first", i8),
     ("o_last", i8),
+    # ... and they can do something at an event of the symbol only from o_wake on (a due arrival,
+    # cancel or amend; WAKE_NOW: any event) or at a trade at or below o_buy_max (the highest
+    # resting buy limit) or at or above o_sell_min: the loop skips matching at the others
+    ("o_wake", i8),
+    ("o_buy_max", f8),
+    ("o_sell_min", f8),
     ("br_idx", i8),  # the bracket the position was in last time (searched from here)
     ("coin_bal", f8),  # inverse perpetuals: the symbol's coin wallet (settlement currency)
     ("coin_upnl", f8),  # inverse perpetuals: unrealised PnL in coin
