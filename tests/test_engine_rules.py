@@ -231,6 +231,31 @@ def test_r3_1_limit_not_filled_by_the_deciding_trade(sim):
     assert (f["event_idx"], f["price"], f["liquidity"]) == (3, 99.0, 0)
 
 
+def test_skipped_matching_wakes_on_amend_partial_fill_and_cancel(sim):
+    """The engine skips matching at trades that cross no resting limit (core/matching.py,
+    `o_buy_max` / `o_sell_min` / `o_wake`): an amend that raises a limit above the trades, a
+    partial fill that leaves the rest resting, a cancel and an order of another symbol must
+    each move those bounds (the oracle scans every order at every event)."""
+    rows = [T(0, 100.0), T(1, 100.0), T(1, 50.0, sym=1),
+            T(2, 99.0),  # g3: above the buy at 95 (skipped); amend 95 -> 99.5 decided here
+            T(2, 50.0, sym=1),  # g4: S1's buy at 49 arrives and rests
+            T(3, 99.0, qty=0.5),  # g5: the amend is due, then 99 < 99.5: 0.5 of 2 at 99.5
+            T(4, 99.4, qty=0.5),  # g6: the rest still rests at 99.5: 0.5 more; cancel decided
+            T(4, 48.0, sym=1),  # g7: S1's buy at 49 fills (S0's bounds are not S1's)
+            T(5, 99.0, qty=5.0),  # g8: the cancel is due first: no fill
+            T(6, 104.5, qty=0.5)]  # g9: the sell at 104 fills 0.5 (position 1.0 -> 0.5)
+    script = [sub(0, LMT, BUY, 2.0, limit=95.0), sub(0, LMT, SELL, 1.0, limit=104.0),
+              sub(2, LMT, BUY, 1.0, limit=49.0, sym=1),
+              (3, "amend", 0, 0.0, 99.5, 0.0), (6, "cancel", 0)]
+    cfg = dict(initial_balance=10_000.0, latency_ns=0, cancel_latency_ns=0, touch_fills=False,
+               partial_fills=True)
+    res = sim(events(*rows), [dict(PERP), dict(PERP)], cfg, script)
+    got = [(f["event_idx"], f["oid"], f["side"], f["qty"], f["price"], f["liquidity"]) for f in res["fills"]]
+    assert got == [(5, 1, BUY, 0.5, 99.5, 0), (6, 1, BUY, 0.5, 99.5, 0), (7, 3, BUY, 1.0, 49.0, 0),
+                   (9, 2, SELL, 0.5, 104.0, 0)]
+    assert res["orders"][0]["status"] == S.CANCELED and res["orders"][0]["filled_qty"] == 1.0
+
+
 # ------------------------------------------------------------------------------ R4.2 identities
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_r4_2_equity_identity_at_every_row(tmp_path, seed):

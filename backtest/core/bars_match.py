@@ -19,7 +19,7 @@ from .guard import arm_guard, guard_holds
 from .jit import kernel
 from .liquidation import liquidate, margin_breached
 from .matching import _capped, _check_trigger, arrive, try_fill
-from .orders import finish, post_only_crosses
+from .orders import WAKE_NOW, finish, post_only_crosses
 
 N_POINTS = 4  # open, adverse extreme, favourable extreme, close
 
@@ -108,6 +108,7 @@ def match_bar(c, g, t, s, o, h, lo, cl, fills, equity_rows):
                 continue  # finished, still travelling, or activated by a fill in this bar (R3.11)
             _work_on_bar(c, j, g, t, k, px, first, fills, equity_rows)
     c.mkt[s].last_px = cl
+    c.pos[s].o_wake = WAKE_NOW  # the next event's matching recomputes the bounds (matching.py)
 
 
 @kernel
@@ -121,7 +122,7 @@ def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
     c.mkt[s].last_px = lo if c.pos[s].qty > 0.0 else h
     mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     wrote = False
-    if not guard_holds(c.run, c.acct, c.guard, c.mkt[s], s):
+    if not guard_holds(c.run, c.acct, c.guard, c.mkt[s], c.pos[s], s):
         c.acct.n_margin_checks += 1
         update_drawdown(c)
         if margin_breached(c, s, t):

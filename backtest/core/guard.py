@@ -15,9 +15,19 @@ interval [lo, hi] around v0 inside which:
    can fire;
 3. the notional stays in its maintenance-margin bracket.
 
+With several open positions (all cross-margin linear perpetuals or spot longs: no isolated
+position, no spot short, no margin call pending on the cross account) the same holds for a box,
+one interval per position: equity and margin balance are sums of per-symbol terms, each monotone
+in its own valuation price, and the floating-point sum is monotone in each term, so equity at the
+two corners of the box (every position at its low, or at its high, end for equity) bounds it
+everywhere inside; the peak/drawdown room and the margin slack are split evenly among the n
+positions (each symbol's interval spends at most 1/n of them), and each notional stays in its
+bracket. The intervals live in the positions' rows (`pos.g_lo`, `pos.g_hi`; flat symbols get an
+empty one), and `guard.sym` says which kind is armed (-1: none, s: one position, `GUARD_ALL`).
+
 `guard_holds` is then a few compares per event. The guard is valid only while the account is as
 it was when armed (fills, balance, peak, max drawdown, no loans): anything else, and any price
-outside [lo, hi], takes the full checks, which re-arm it. Results are identical with and without
+outside its symbol's interval, takes the full checks, which re-arm it. Results are identical with and without
 the guard (margin.price_guard = false; tests/test_guard.py compares both on random scenarios).
 """
 import numpy as np
@@ -28,17 +38,18 @@ from .jit import kernel
 
 _SHRINK = 1.0 - 1e-6  # keep the ends strictly inside the computed distances
 _TOL = 1e-9  # margin-condition slack, relative to the amounts involved
+GUARD_ALL = -2  # guard.sym when armed over several positions (each with its own interval)
 
 
 @kernel
-def guard_holds(run, acct, guard, mkt, s):
+def guard_holds(run, acct, guard, mkt, pos, s):
     """Can the drawdown and margin checks of s be skipped at its current valuation price?"""
-    if s != guard.sym or acct.n_fills != guard.fills or acct.balance != guard.balance:
+    if (s != guard.sym and guard.sym != GUARD_ALL) or acct.n_fills != guard.fills or acct.balance != guard.balance:
         return False
     if acct.peak_equity != guard.peak or acct.max_drawdown != guard.max_drawdown or acct.n_loans != 0:
         return False
     v = val_px(run, mkt)
-    return guard.lo <= v <= guard.hi
+    return pos.g_lo <= v <= pos.g_hi
 
 
 @kernel
@@ -59,17 +70,23 @@ def _drawdown_still(acct, e):
 
 @kernel
 def arm_guard(c, s):
-    """After the full checks of s: arm the guard around its valuation price, when it applies."""
+    """After the full checks of s: arm the guard around the valuation prices, when it applies."""
     c.guard.sym = -1
+    if not c.run.guard_on or c.run.n_inverse != 0 or c.acct.n_loans != 0:
+        return
+    n = 0
+    for k in range(c.run.nsym):
+        if c.pos[k].qty != 0.0:
+            n += 1
+    if n > 1:
+        _arm_many(c, n)
+        return
     p = c.pos[s].qty
     typ = c.inst[s].type
-    if not c.run.guard_on or p == 0.0 or c.run.n_inverse != 0 or c.acct.n_loans != 0 or typ == T_INVERSE:
+    if p == 0.0 or typ == T_INVERSE:
         return
     if typ == T_SPOT and p < 0.0:  # a spot short accrues borrow interest at every check
         return
-    for k in range(c.run.nsym):
-        if k != s and c.pos[k].qty != 0.0:
-            return
     v0 = val_px(c.run, c.mkt[s])
     e0 = equity(c)
     to_peak = c.acct.peak_equity - e0
@@ -107,9 +124,105 @@ def arm_guard(c, s):
     if not (_drawdown_still(c.acct, _equity_at(c, s, hi)) and _drawdown_still(c.acct, _equity_at(c, s, lo))):
         return
     c.guard.sym = s
-    c.guard.lo = lo
-    c.guard.hi = hi
+    c.pos[s].g_lo = lo
+    c.pos[s].g_hi = hi
+    _seal(c)
+
+
+@kernel
+def _seal(c):
+    """The account the guard was armed for (anything else invalidates it)."""
     c.guard.fills = c.acct.n_fills
     c.guard.balance = c.acct.balance
     c.guard.peak = c.acct.peak_equity
     c.guard.max_drawdown = c.acct.max_drawdown
+
+
+@kernel
+def _equity_box(c, high):
+    """equity() with every position revalued at the end of its interval that gives the highest
+    (high) or lowest equity, by the same operations as mark_to_market and equity()."""
+    u = 0.0
+    for k in range(c.run.nsym):
+        p = c.pos[k].qty
+        if p == 0.0:
+            u += c.pos[k].upnl
+        else:
+            v = c.pos[k].g_hi if (p > 0.0) == high else c.pos[k].g_lo
+            u += p * (v - c.pos[k].avg_px)
+    return c.acct.balance + u
+
+
+@kernel
+def _arm_many(c, n):
+    """arm_guard with n > 1 open positions: one interval per position (module docstring)."""
+    any_perp = False
+    for k in range(c.run.nsym):
+        p = c.pos[k].qty
+        if p == 0.0:
+            continue
+        if is_isolated(c.inst[k]) or (c.inst[k].type == T_SPOT and p < 0.0):
+            return
+        if c.inst[k].type != T_SPOT:
+            any_perp = True
+        # the box is centred on the price the stored upnl was computed at
+        if c.pos[k].upnl != p * (val_px(c.run, c.mkt[k]) - c.pos[k].avg_px):
+            return
+    e0 = equity(c)
+    to_peak = c.acct.peak_equity - e0
+    to_max_dd = c.acct.max_drawdown - to_peak
+    if not (to_peak >= 0.0 and to_max_dd >= 0.0):
+        return
+    room = 0.0
+    if any_perp:  # the cross account's check (liquidation.margin_breached), as in arm_guard
+        if c.acct.mc_cross_flag != 0:  # a skipped check would have cleared it
+            return
+        u = 0.0
+        mm = 0.0
+        av = 0.0
+        for k in range(c.run.nsym):
+            if is_isolated(c.inst[k]):
+                continue
+            u += c.pos[k].upnl
+            if c.pos[k].qty != 0.0:
+                av += abs(c.pos[k].qty) * val_px(c.run, c.mkt[k])
+                if c.inst[k].type != T_SPOT:
+                    mm += maint_of(c.run, c.inst[k], c.mkt[k], c.pos[k])
+        mb = c.acct.balance - iso_total(c) + u
+        slack = min(mb - mm, c.run.margin_call_level * mb - mm)
+        tol = _TOL * (abs(mb) + mm + abs(c.acct.balance) + 2.0 * av)
+        if not slack > tol:
+            return
+        room = (slack - tol) / n
+    for k in range(c.run.nsym):
+        p = c.pos[k].qty
+        if p == 0.0:
+            c.pos[k].g_lo = np.inf  # empty: a position opened later comes with a fill
+            c.pos[k].g_hi = -np.inf
+            continue
+        a = abs(p)
+        v0 = val_px(c.run, c.mkt[k])
+        if p > 0.0:
+            up = to_peak / (n * a)
+            down = to_max_dd / (n * a)
+        else:
+            up = to_max_dd / (n * a)
+            down = to_peak / (n * a)
+        if any_perp:
+            typ = c.inst[k].type
+            i = c.pos[k].br_idx
+            mmr = c.inst[k].br_mmr[i] if typ != T_SPOT and c.inst[k].n_brackets > 0 else 0.0
+            reach = room / (a * (1.0 + mmr))
+            up = min(up, reach)
+            down = min(down, reach)
+            if typ != T_SPOT:
+                if i < c.inst[k].n_brackets - 1:
+                    up = min(up, c.inst[k].br_cap[i] * (1.0 - _TOL) / a - v0)
+                if i > 0:
+                    down = min(down, v0 - c.inst[k].br_cap[i - 1] * (1.0 + _TOL) / a)
+        c.pos[k].g_hi = v0 + max(up, 0.0) * _SHRINK
+        c.pos[k].g_lo = v0 - max(down, 0.0) * _SHRINK
+    if not (_drawdown_still(c.acct, _equity_box(c, True)) and _drawdown_still(c.acct, _equity_box(c, False))):
+        return
+    c.guard.sym = GUARD_ALL
+    _seal(c)

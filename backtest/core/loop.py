@@ -123,7 +123,9 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
         if c.pos[sy].n_open != 0:
             c.clock.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
-            process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
+            # skipped when none of them can do anything at this event (state.py: o_wake, ...)
+            if t >= c.pos[sy].o_wake or (k == K_TRADE and (p <= c.pos[sy].o_buy_max or p >= c.pos[sy].o_sell_min)):
+                process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
         if k == K_FUNDING:
@@ -137,7 +139,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if c.pos[sy].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 c.run.liq_use_last or not c.mkt[sy].has_mark))):
             mark_to_market(c.run, c.inst[sy], c.mkt[sy], c.pos[sy])
-            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], sy):
+            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], c.pos[sy], sy):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):

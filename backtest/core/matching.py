@@ -1,4 +1,5 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
+import numpy as np
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from .codes import (
 from .book import queue_ahead, walk
 from .execution import opp_price, taker_price, uses_book
 from .jit import kernel
-from .orders import apply_amend, finish, post_only_crosses, reject_margin_at_fill
+from .orders import WAKE_NOW, apply_amend, finish, post_only_crosses, reject_margin_at_fill
 
 @kernel
 def _check_trigger(o, kind, px):
@@ -305,10 +306,53 @@ def process_orders(c, g, t, s, kind, px, ev_qty, fills, equity_rows):
     """Run every live order of symbol s (ascending oid) against event g (R3.1-R3.13)."""
     if c.pos[s].n_open == 0 or kind >= K_FUNDING:  # funding, bars (bars_match.py), market liquidations
         return
-    for j in range(c.acct.o_hwm):
+    # only the slots that can hold s's orders (state.py: o_first, o_last), narrowed on the way to
+    # the ones still live (orders are only placed by hooks, never during this scan), and when the
+    # live ones can next do something (o_wake, o_buy_max, o_sell_min)
+    first = -1
+    last = -1
+    wake = np.int64(1 << 62)
+    buy_max = -np.inf
+    sell_min = np.inf
+    for j in range(c.pos[s].o_first, min(c.pos[s].o_last + 1, c.acct.o_hwm)):
         st = c.orders[j].status
         if st == ST_FREE or c.orders[j].sym != s:
             continue
         state = arrive(c, j, g, t)
         if state >= 0:
             _work_order(c, j, g, t, kind, px, ev_qty, state == 1, fills, equity_rows)
+        if c.orders[j].status != ST_FREE:
+            if first < 0:
+                first = j
+            last = j
+            wake = min(wake, _wake_of(c.run, c.orders[j]))
+            if c.orders[j].status == ST_OPEN and not ot_market_like(c.orders[j].type):
+                if c.orders[j].side > 0:
+                    buy_max = max(buy_max, c.orders[j].limit)
+                else:
+                    sell_min = min(sell_min, c.orders[j].limit)
+    if first >= 0:
+        c.pos[s].o_first = first
+        c.pos[s].o_last = last
+        c.pos[s].o_wake = wake
+        c.pos[s].o_buy_max = buy_max
+        c.pos[s].o_sell_min = sell_min
+
+
+@kernel
+def _wake_of(run, o):
+    """From when a live order can act at any event of its symbol, not only at a trade through
+    its limit (process_orders' bounds): a due cancel or amend, a pending order's arrival, every
+    event for a market-like or untriggered stop-like order (or a resting limit under the queue
+    model, which quotes update). A waiting bracket child opens only in a scan of its symbol."""
+    w = np.int64(1 << 62)
+    if o.cancel_ts >= 0:
+        w = o.cancel_ts
+    if o.amend_ts >= 0:
+        w = min(w, o.amend_ts)
+    if o.status == ST_PENDING:
+        return min(w, o.arrive_ts)
+    if o.status == ST_OPEN and (ot_market_like(o.type) or (ot_stop_like(o.type) and not o.triggered)
+                                or run.queue_model):
+        return WAKE_NOW
+    return w

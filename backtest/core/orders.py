@@ -19,6 +19,7 @@ from .codes import (
 )
 
 STEP_TOL = 1e-9  # relative tolerance of the lot/tick multiple checks
+WAKE_NOW = np.int64(-(1 << 62))  # pos.o_wake: match the symbol's orders at its next event
 
 
 @kernel
@@ -99,6 +100,13 @@ def compact(c):
     for j in range(n, c.acct.o_hwm):
         c.orders[j].status = ST_FREE
     c.acct.o_hwm = n
+    for s in range(c.run.nsym):  # the symbols' slot ranges, anew
+        c.pos[s].o_first = n
+        c.pos[s].o_last = -1
+    for j in range(n):
+        s = c.orders[j].sym
+        c.pos[s].o_first = min(c.pos[s].o_first, j)
+        c.pos[s].o_last = j
 
 
 @kernel
@@ -237,6 +245,10 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.orders[j].amend_ts = -1
     c.orders[j].oco = oco
     c.orders[j].parent = parent
+    if c.pos[s].n_open == 0:
+        c.pos[s].o_first = j
+    c.pos[s].o_last = j  # the highest slot in use
+    c.pos[s].o_wake = WAKE_NOW
     c.pos[s].n_open += 1
     return j
 
@@ -307,6 +319,7 @@ def cancel(c, oid):
     t = c.clock.now_ts + c.run.cancel_latency_ns
     if c.orders[j].cancel_ts < 0 or t < c.orders[j].cancel_ts:
         c.orders[j].cancel_ts = t
+    c.pos[c.orders[j].sym].o_wake = WAKE_NOW
     return 0
 
 
@@ -336,6 +349,7 @@ def amend(c, oid, qty=0.0, limit=0.0, stop=0.0):
     for p in (limit, stop):
         if p > 0.0 and off_step(p, c.inst[s].tick):
             return -R_OFF_TICK
+    c.pos[s].o_wake = WAKE_NOW
     if c.orders[j].status == ST_OPEN:
         c.orders[j].amend_ts = c.clock.now_ts + c.run.cancel_latency_ns
         c.orders[j].new_qty = qty

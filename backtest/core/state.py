@@ -17,7 +17,9 @@ Who writes each part:
     inst       engine.py before the run (instrument, brackets, leverage, margin mode, slippage)
     mkt        the loop (prices, flags), execution.py (`book_thru`, the estimators)
     pos        account.py, liquidation.py, loans.py (positions, isolated margin, coin wallets),
-               orders.py (`n_open`)
+               orders.py (`n_open`, `o_first`, `o_last`, `o_wake`: WAKE_NOW when it places,
+               cancels or amends), matching.py and bars_match.py (narrow or recompute the `o_*`),
+               guard.py (`g_lo`, `g_hi`)
     book       book.py
     orders     orders.py, matching.py, bars_match.py, liquidation.py (one record per slot)
     done       orders.py (finished orders: exactly ORDER_DTYPE, drained by a slice copy)
@@ -148,11 +150,11 @@ ACCOUNT_DTYPE = np.dtype([
     ("n_loan_rows", i8),
 ], align=True)
 
-# the price guard (guard.py, one row): symbol (-1: none), price interval, account when armed
+# the price guard (guard.py, one row): what is armed (-1: none, s: the one position of s,
+# guard.GUARD_ALL: several positions), the account when armed; the price intervals are the
+# positions' g_lo, g_hi
 GUARD_DTYPE = np.dtype([
     ("sym", i8),
-    ("lo", f8),
-    ("hi", f8),
     ("fills", i8),
     ("balance", f8),
     ("peak", f8),
@@ -205,6 +207,16 @@ POSITION_DTYPE = np.dtype([
     ("avg_px", f8),
     ("upnl", f8),
     ("n_open", i8),  # live orders (pending, open or waiting)
+    # while n_open > 0 the slots of those orders lie in [o_first, o_last] (orders.py keeps a
+    # superset, process_orders narrows it), so matching scans a few slots instead of o_hwm
+    ("o_first", i8),
+    ("o_last", i8),
+    # ... and they can do something at an event of the symbol only from o_wake on (a due arrival,
+    # cancel or amend; WAKE_NOW: any event) or at a trade at or below o_buy_max (the highest
+    # resting buy limit) or at or above o_sell_min: the loop skips matching at the others
+    ("o_wake", i8),
+    ("o_buy_max", f8),
+    ("o_sell_min", f8),
     ("br_idx", i8),  # the bracket the position was in last time (searched from here)
     ("coin_bal", f8),  # inverse perpetuals: the symbol's coin wallet (settlement currency)
     ("coin_upnl", f8),  # inverse perpetuals: unrealised PnL in coin
@@ -212,6 +224,8 @@ POSITION_DTYPE = np.dtype([
     ("borrow_ts", i8),  # borrow interest of a spot short accrued up to here
     ("mc_flag", u1),  # above the margin-call level (fires once per crossing)
     ("loans_on", i8),  # active loans collateralised by the symbol
+    ("g_lo", f8),  # the price guard's interval of the valuation price (guard.py)
+    ("g_hi", f8),
 ], align=True)
 
 # the L2 book per symbol (core/book.py, docs/fill-rules.md section 9): the latest snapshot
