@@ -97,6 +97,9 @@ def local_dataset(path, *, wait: bool = True) -> Path:
         prev = _mirrors.get(dest)
     if prev is not None:  # an earlier read of this dataset in this process is still downloading
         prev.done.wait()
+    with _lock:  # failed downloads of an earlier read: this listing decides afresh
+        for p in [p for p in _pending if dest in p.parents]:
+            del _pending[p]
     s3 = filesystem()
     base = f"{bucket}/{key}".rstrip("/")
     try:
@@ -185,8 +188,9 @@ class _Job:
         if not self.claimed.acquire(blocking=False):
             return
         try:
-            if self.mirror.cancelled:
-                raise OSError("the read that started this download stopped")
+            if self.mirror.failed is not None:  # the read fails anyway: skip the rest
+                self.error = self.mirror.failed
+                return
             self.target.parent.mkdir(parents=True, exist_ok=True)
             # parallel workers (processes) share the cache: a private temporary name, then a rename
             tmp = self.target.with_name(f"{self.target.name}.{os.getpid()}.part")
@@ -198,11 +202,10 @@ class _Job:
                 tmp.unlink(missing_ok=True)
                 raise
         except Exception as e:  # noqa: BLE001 - OSError mostly (missing object, credentials)
-            self.error = _fail(self.mirror.uri, e)
-            self.mirror.cancelled = True  # the read fails: stop the downloads queued behind
+            self.error = self.mirror.failed = _fail(self.mirror.uri, e)
         except BaseException as e:  # Ctrl-C while the main thread downloads: never trusted
-            self.error = _fail(self.mirror.uri, OSError(f"download interrupted ({type(e).__name__})"))
-            self.mirror.cancelled = True
+            self.error = self.mirror.failed = _fail(self.mirror.uri, OSError(
+                f"download interrupted ({type(e).__name__})"))
             raise
         finally:
             self.finished.set()
@@ -225,7 +228,7 @@ class _Mirror:
         self.jobs = [_Job(self, i, rel, target) for i, rel, target in todo]
         self.left = len(self.jobs)
         self.done = threading.Event()
-        self.cancelled = False
+        self.failed: DataError | None = None  # the first download error: the rest are skipped
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
 
     def start(self) -> None:
@@ -246,8 +249,8 @@ class _Mirror:
 
     def finished_one(self, job: _Job) -> None:
         with _lock:
-            _pending.pop(job.target, None)
-            if job.error is None:
+            if job.error is None:  # a failed one stays: a reader that opens it gets its error
+                _pending.pop(job.target, None)
                 self.manifest[job.rel] = [job.info.size, job.info.mtime_ns]
             self.left -= 1
             last = self.left == 0
@@ -273,7 +276,8 @@ def ready(path) -> None:
 
 
 def pending(folder: Path) -> list[Path]:
-    """The files of `folder` (an S3 dataset's cache copy) still downloading."""
+    """The files of `folder` (an S3 dataset's cache copy) still downloading (or whose download
+    failed: opening one raises its error)."""
     with _lock:
         return [p for p in _pending if folder in p.parents]
 
