@@ -206,6 +206,10 @@ def test_cold_read_streams_while_downloading_and_matches_local(crash, s3):
 
     shutil.rmtree(storage_dir)  # cold again, one stream: its files are fetched first, on demand
     assert _same(_chunks(uri, symbols=["BTCUSDT"], kinds=("trades",)), one)
+    from backtest.data.coverage import data_time_range
+
+    shutil.rmtree(storage_dir)  # a run's range check on a cold cache waits for the files it reads
+    assert data_time_range(storage.local_dataset(uri, wait=False)) == data_time_range(crash)
 
 
 def test_read_killed_mid_download_leaves_no_trusted_partial_file(crash, s3, tmp_path):
