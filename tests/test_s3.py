@@ -208,6 +208,7 @@ def test_cold_read_streams_while_downloading_and_matches_local(crash, s3):
     assert _same(_chunks(uri, symbols=["BTCUSDT"], kinds=("trades",)), one)
     from backtest.data.coverage import data_time_range
 
+    storage.local_dataset(uri)  # the other files finish downloading in the background: wait
     shutil.rmtree(storage_dir)  # a run's range check on a cold cache waits for the files it reads
     assert data_time_range(storage.local_dataset(uri, wait=False)) == data_time_range(crash)
 
