@@ -238,7 +238,7 @@ def test_read_killed_mid_download_leaves_no_trusted_partial_file(crash, s3, tmp_
     from backtest.data.storage import cache_root
 
     dest = cache_root() / uri[len("s3://"):]
-    if (dest / ".s3-cache.json").exists():
+    if (dest / ".s3-cache.json").exists():  # written every 0.5 s: the files that arrived whole
         _manifest_is_whole(uri, s3)
     assert _same(_chunks(uri, chunk_rows=3000), _chunks(crash, chunk_rows=3000))
     assert len(_manifest_is_whole(uri, s3)) == sum(1 for p in crash.rglob("*") if p.is_file())

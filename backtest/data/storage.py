@@ -16,6 +16,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from ..errors import DataError
@@ -220,8 +221,9 @@ class _Job:
 
 class _Mirror:
     """The background downloads of one local_dataset call. The manifest gains a file's entry only
-    once the whole file is in place, and is written when the last download ends: a read stopped
-    half-way (Ctrl-C, an error, the process killed) leaves only files a later read re-checks."""
+    once the whole file is in place (it is written every 0.5 s and when the last download ends):
+    a read stopped half-way (Ctrl-C, an error, the process killed) leaves a manifest naming only
+    whole files, and a later read fetches the rest."""
 
     def __init__(self, uri: str, s3, manifest_path: Path, manifest: dict, todo):
         self.uri, self.s3, self.manifest_path, self.manifest = uri, s3, manifest_path, manifest
@@ -229,6 +231,9 @@ class _Mirror:
         self.left = len(self.jobs)
         self.done = threading.Event()
         self.failed: DataError | None = None  # the first download error: the rest are skipped
+        self.saved = time.monotonic()  # when the manifest was last written
+        self.writing = threading.Lock()
+        self.written: dict = {}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
 
     def start(self) -> None:
@@ -254,16 +259,24 @@ class _Mirror:
                 self.manifest[job.rel] = [job.info.size, job.info.mtime_ns]
             self.left -= 1
             last = self.left == 0
-        if last:
+            now = time.monotonic()
+            # now and then during the download, so a read stopped half-way keeps what arrived
+            save = last or now - self.saved >= 0.5
+            if save:
+                self.saved, snapshot = now, dict(self.manifest)
+        if save:
             try:
-                _write_manifest(self.manifest_path, self.manifest)
+                with self.writing:  # in completion order: a later snapshot is never overwritten
+                    if snapshot.keys() >= self.written.keys():
+                        _write_manifest(self.manifest_path, snapshot)
+                        self.written = snapshot
             except OSError:
                 pass  # the files stay untrusted: a later read downloads them again
-            finally:
-                with _lock:
-                    if _mirrors.get(self.manifest_path.parent) is self:
-                        del _mirrors[self.manifest_path.parent]
-                self.done.set()
+        if last:
+            with _lock:
+                if _mirrors.get(self.manifest_path.parent) is self:
+                    del _mirrors[self.manifest_path.parent]
+            self.done.set()
 
 
 def ready(path) -> None:
