@@ -211,7 +211,7 @@ def open_run(strategy, data, symbols, start, end, config):
     time range and the event stream. Returns (cls, cfg, stream, start_ns, end_ns)."""
     from .data.storage import local_dataset
 
-    data = local_dataset(data)
+    data = local_dataset(data, wait=False)  # partitions still downloading: the reader waits per file
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):

@@ -23,11 +23,14 @@ def data_time_range(data, symbols=None) -> tuple[int, int]:
     """(first ts_ns, last ts_ns + 1) over the selected streams, from Parquet column statistics."""
     import pyarrow.parquet as pq
 
+    from .storage import pending, ready
+
     lo, hi = None, None
-    for (_, sym), files in list_streams(Path(data)).items():
+    for (_, sym), files in list_streams(Path(data), pending(Path(data))).items():
         if symbols and sym not in symbols:
             continue
         for f in files:
+            ready(f)  # an S3 dataset's file may still be downloading
             pf = pq.ParquetFile(f)
             col = pf.schema_arrow.get_field_index("ts_ns")
             for rg in range(pf.metadata.num_row_groups):

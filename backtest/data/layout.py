@@ -120,8 +120,9 @@ def date_of_day(day: int) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
 
 
-def list_streams(root: Path) -> dict[tuple[str, str], list[Path]]:
-    """{(kind, symbol): [parquet files sorted by date then name]} found under a dataset folder.
+def list_streams(root: Path, extra=()) -> dict[tuple[str, str], list[Path]]:
+    """{(kind, symbol): [parquet files sorted by date then name]} found under a dataset folder,
+    plus the files `extra` names (an S3 dataset's files still downloading: storage.pending).
 
     Honours committed imports that are still being applied (backtest.data.commit): a staged file
     stands in for its target and superseded files are left out, so a reader never sees half of
@@ -136,6 +137,7 @@ def list_streams(root: Path) -> dict[tuple[str, str], list[Path]]:
         if kdir.is_dir():
             for f in kdir.glob("symbol=*/date=*/*.parquet"):
                 found[f.relative_to(root).as_posix()] = f
+    found.update((f.relative_to(root).as_posix(), f) for f in extra)
     found.update((rel, p) for rel, p in staged.items() if rel.split("/", 1)[0][5:] in KINDS)
     out: dict[tuple[str, str], list[Path]] = {}
     for rel in sorted(found):

@@ -75,8 +75,11 @@ def load_premium(root: Path | str, symbol: str) -> tuple[np.ndarray, np.ndarray]
     import pyarrow.parquet as pq
 
     from .layout import list_streams
+    from .storage import pending, ready
 
-    files = list_streams(Path(root)).get(("premium", symbol))
+    files = list_streams(Path(root), pending(Path(root))).get(("premium", symbol))
+    for f in files or ():
+        ready(f)  # an S3 dataset's cache copy may still be downloading
     if not files:
         raise DataError(f"no premium index for {symbol}", file=root,
                         fix="import it with --format binance-premium-index-klines (data/README.md)")

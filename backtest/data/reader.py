@@ -38,6 +38,7 @@ from ..core.schema import EVENT_COLUMNS
 from ..errors import DataError
 from .instruments import Instrument, load_instruments
 from .layout import DATA_TS_MIN_NS, EVENT_KINDS, KINDS, TS_MAX_NS, date_of_file, list_streams
+from .storage import local_dataset, pending, ready
 from .validate import check_batch
 from .validated import file_key, is_valid, remember
 
@@ -98,6 +99,7 @@ class _Stream:
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for path in self.files:
+            ready(path)  # an S3 dataset's file may still be downloading (storage.local_dataset)
             try:
                 pf = pq.ParquetFile(path, page_checksum_verification=True)
                 _check_schema(path, self.kind, pf.schema_arrow)
@@ -194,6 +196,7 @@ class EventStream:
         h = hashlib.sha256(f"{self.symbols}|{self.start_ns}|{self.end_ns}|{self.kinds}".encode())
         for key in sorted(self.files):
             for f in self.files[key]:
+                ready(f)
                 h.update(str(f.relative_to(self.root)).encode())
                 h.update(str(f.stat().st_size).encode())
                 try:
@@ -217,14 +220,17 @@ class EventStream:
             if len(streams) == 1:
                 yield from _single(streams[0], self.chunk_rows, _Constants())
             elif streams:
-                yield from _merged(streams, self.chunk_rows, self._rows_bound())
+                yield from _merged(streams, self.chunk_rows, self._rows_bound)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _rows_bound(self) -> int:
-        """An upper bound of the rows to read (the files' row counts): sizes the last chunk."""
+    def _rows_bound(self) -> int | None:
+        """An upper bound of the rows to read (the files' row counts): sizes the last chunk.
+        None while files of an S3 dataset are still downloading (the footers are not local yet)."""
         n = 0
+        if pending(self.root):
+            return None
         for paths in self.files.values():
             for f in paths:
                 try:
@@ -294,13 +300,18 @@ def _single(st: _Stream, chunk_rows: int, consts: _Constants) -> Iterator[dict[s
 class _ChunkWriter:
     """Output chunks of the merge: each event is written once, at its place in its chunk."""
 
-    def __init__(self, chunk_rows: int, rows_bound: int):
-        self.chunk_rows, self.left = chunk_rows, max(1, rows_bound)
+    def __init__(self, chunk_rows: int, rows_bound):
+        self.chunk_rows, self.rows_bound = chunk_rows, rows_bound
+        self.left: int | None = None  # rows the bound still allows (unknown: a full chunk)
+        self.written = 0
         self.out: dict[str, np.ndarray] = {}
         self.fill = self.cap = 0
 
     def _alloc(self):
-        self.cap = max(1, min(self.chunk_rows, self.left))
+        if self.left is None and (bound := self.rows_bound()) is not None:
+            self.left = bound - self.written
+        # only the last chunk is ever shorter than chunk_rows, so the cap never moves a boundary
+        self.cap = self.chunk_rows if self.left is None else max(1, min(self.chunk_rows, self.left))
         self.out = {n: np.empty(self.cap, dt) for n, dt in EVENT_COLUMNS}
         self.fill = 0
 
@@ -335,7 +346,9 @@ class _ChunkWriter:
                 for name, a in cat.items():
                     np.take(a, idx, out=self.out[name][dst])
             self.fill += w1 - w0
-            self.left -= w1 - w0
+            self.written += w1 - w0
+            if self.left is not None:
+                self.left -= w1 - w0
             w0 = w1
             if self.fill == self.cap:
                 yield self.out
@@ -366,8 +379,9 @@ def _source(st: _Stream, cols, name: str, dtype: str, n: int, consts: _Constants
     return consts.get(dtype, _fill_value(name), n)
 
 
-def _merged(streams: list[_Stream], chunk_rows: int, rows_bound: int):
-    """k-way merge by time of several streams into chunks of exactly chunk_rows (the last short)."""
+def _merged(streams: list[_Stream], chunk_rows: int, rows_bound):
+    """k-way merge by time of several streams into chunks of exactly chunk_rows (the last short).
+    rows_bound(): an upper bound of the rows, or None while it cannot be told without waiting."""
     writer = _ChunkWriter(chunk_rows, rows_bound)
     consts = _Constants()
     while True:
@@ -394,9 +408,9 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
                  end_ns: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  kinds: tuple[str, ...] | None = None) -> EventStream:
     """Open a dataset folder for streaming; checks symbols against the instruments file."""
-    from .storage import local_dataset
-
-    root = local_dataset(root)  # an s3:// URI reads through the local cache
+    # an s3:// URI reads through the local cache, its partitions still downloading (each file is
+    # waited for when the reader opens it: the first files decode while the rest download)
+    root = local_dataset(root, wait=False)
     if not root.is_dir():
         raise DataError("dataset folder not found", file=root,
                         fix="create one with `backtest data generate` or `backtest data import`")
@@ -404,7 +418,7 @@ def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int 
 
     recover(root)  # finish a committed import (or drop a dead one) when no import is running
     instruments = load_instruments(root)
-    streams = list_streams(root)  # honours a commit still being applied
+    streams = list_streams(root, pending(root))  # honours a commit still being applied
     if not streams:
         raise DataError("empty dataset: no Parquet files", file=root,
                         fix="generate or import data into this folder")

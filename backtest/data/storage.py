@@ -12,8 +12,11 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ..errors import DataError
@@ -77,13 +80,27 @@ def cache_root() -> Path:
     return _tmp_cache
 
 
-def local_dataset(path) -> Path:
-    """A local folder holding the dataset at `path`: the path itself, or the S3 dataset's cache copy."""
+def local_dataset(path, *, wait: bool = True) -> Path:
+    """A local folder holding the dataset at `path`: the path itself, or the S3 dataset's cache copy.
+
+    wait=False (the event reader): return as soon as the bucket is listed and its small files
+    (instruments) are local; the Parquet files keep downloading in the background, in the order
+    the reader consumes them (date, then kind, then symbol), and `ready(file)` waits for one. The
+    reader thus decodes the first files while the rest download. `pending(folder)` lists the files
+    not yet local, so the folder's listing can include them."""
     if not is_s3(path):
         return Path(path)
     from pyarrow import fs as pafs
 
     bucket, key = _split(path)
+    dest = cache_root() / bucket / key
+    with _lock:
+        prev = _mirrors.get(dest)
+    if prev is not None:  # an earlier read of this dataset in this process is still downloading
+        prev.done.wait()
+    with _lock:  # failed downloads of an earlier read: this listing decides afresh
+        for p in [p for p in _pending if dest in p.parents]:
+            del _pending[p]
     s3 = filesystem()
     base = f"{bucket}/{key}".rstrip("/")
     try:
@@ -91,7 +108,6 @@ def local_dataset(path) -> Path:
     except (OSError, ValueError) as e:
         raise _fail(path, e) from None
     files = [i for i in infos if i.type == pafs.FileType.File]
-    dest = cache_root() / bucket / key
     if not files:
         raise DataError("dataset folder not found", file=path,
                         fix="upload one with `backtest data import --out s3://...` or check the URI")
@@ -107,36 +123,176 @@ def local_dataset(path) -> Path:
         if manifest.get(rel) == [i.size, i.mtime_ns] and target.is_file() and target.stat().st_size == i.size:
             continue
         todo.append((i, rel, target))
-
-    def fetch(item):
-        i, rel, target = item
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # parallel workers share the cache
-        with s3.open_input_stream(i.path) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, target)
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        with ThreadPoolExecutor(8) as pool:  # many small partition files: latency-bound
-            list(pool.map(fetch, todo))
-    except OSError as e:
-        raise _fail(path, e) from None
-    for i, rel, _ in todo:
-        manifest[rel] = [i.size, i.mtime_ns]
-    changed = bool(todo)
-    # Drop local files the bucket no longer has (a re-import rewrote a date file).
+    # Drop local files the bucket no longer has (a re-import rewrote a date file), and the manifest
+    # entries of files about to be replaced: the manifest only ever names whole, current files.
     live = {i.path[len(base) + 1:] for i in files}
-    for rel in [r for r in manifest if r not in live]:
+    stale = [r for r in manifest if r not in live]
+    for rel in stale:
         (dest / rel).unlink(missing_ok=True)
-        del manifest[rel]
-        changed = True
-    if changed:
-        tmp = manifest_path.with_name(f"{manifest_path.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, manifest_path)
+    for _, rel, _ in todo:
+        manifest.pop(rel, None)
+    if stale or todo:
+        _write_manifest(manifest_path, manifest)
+    if not todo:
+        return dest
+    # small files first (instruments.json: the reader opens it before any partition), then the
+    # partitions in the reader's order: by date, then kind and symbol as the merge reads them
+    todo.sort(key=lambda t: (t[1].endswith(".parquet"), _read_order(t[1])))
+    mirror = _Mirror(path, s3, manifest_path, manifest, todo)
+    with _lock:
+        _mirrors[dest] = mirror
+    mirror.start()
+    small = [t[2] for t in todo if not t[1].endswith(".parquet")]
+    for target in (small if not wait else [t[2] for t in todo]):
+        ready(target)
+    if wait:
+        mirror.done.wait()
     return dest
+
+
+_lock = threading.Lock()
+_mirrors: dict[Path, "_Mirror"] = {}  # dataset folder -> its downloads (this process)
+_pending: dict[Path, "_Job"] = {}  # file being (or to be) downloaded -> its job
+WORKERS = 4  # moto serves one request at a time anyway; a few in flight hide the latency
+
+
+def _read_order(rel: str):
+    """'kind=trades/symbol=BTC/date=2026-02-05/part.parquet' -> (date, kind order, symbol, name)."""
+    from .layout import KINDS
+
+    parts = rel.split("/")
+    if len(parts) != 4:
+        return ("", 0, rel, "")
+    kind = parts[0][5:]
+    kind_order = list(KINDS).index(kind) if kind in KINDS else len(KINDS)
+    return (parts[2], kind_order, parts[1], parts[3])
+
+
+def _write_manifest(manifest_path: Path, manifest: dict) -> None:
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = manifest_path.with_name(f"{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, manifest_path)
+
+
+class _Job:
+    """One file's download: run once, by a background worker or by the first reader that needs it."""
+
+    def __init__(self, mirror: "_Mirror", info, rel: str, target: Path):
+        self.mirror, self.info, self.rel, self.target = mirror, info, rel, target
+        self.claimed = threading.Lock()  # held by whoever runs the download
+        self.finished = threading.Event()
+        self.error: DataError | None = None
+
+    def run(self) -> None:
+        """Download unless someone else already is (returns at once then)."""
+        if not self.claimed.acquire(blocking=False):
+            return
+        try:
+            if self.mirror.failed is not None:  # the read fails anyway: skip the rest
+                self.error = self.mirror.failed
+                return
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            # parallel workers (processes) share the cache: a private temporary name, then a rename
+            tmp = self.target.with_name(f"{self.target.name}.{os.getpid()}.part")
+            try:
+                with self.mirror.s3.open_input_stream(self.info.path) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 16 << 20)  # few ranged GETs per file
+                os.replace(tmp, self.target)  # whole or absent: a reader never sees half a file
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        except Exception as e:  # noqa: BLE001 - OSError mostly (missing object, credentials)
+            self.error = self.mirror.failed = _fail(self.mirror.uri, e)
+        except BaseException as e:  # Ctrl-C while the main thread downloads: never trusted
+            self.error = self.mirror.failed = _fail(self.mirror.uri, OSError(
+                f"download interrupted ({type(e).__name__})"))
+            raise
+        finally:
+            self.finished.set()
+            self.mirror.finished_one(self)
+
+    def wait(self) -> None:
+        self.run()  # not started yet: the reader downloads it now rather than wait its turn
+        self.finished.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Mirror:
+    """The background downloads of one local_dataset call. The manifest gains a file's entry only
+    once the whole file is in place (it is written every 0.5 s and when the last download ends):
+    a read stopped half-way (Ctrl-C, an error, the process killed) leaves a manifest naming only
+    whole files, and a later read fetches the rest."""
+
+    def __init__(self, uri: str, s3, manifest_path: Path, manifest: dict, todo):
+        self.uri, self.s3, self.manifest_path, self.manifest = uri, s3, manifest_path, manifest
+        self.jobs = [_Job(self, i, rel, target) for i, rel, target in todo]
+        self.left = len(self.jobs)
+        self.done = threading.Event()
+        self.failed: DataError | None = None  # the first download error: the rest are skipped
+        self.saved = time.monotonic()  # when the manifest was last written
+        self.writing = threading.Lock()
+        self.written: dict = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def start(self) -> None:
+        with _lock:
+            for j in self.jobs:
+                _pending[j.target] = j
+        for j in self.jobs:
+            self._queue.put(j)
+        for _ in range(min(WORKERS, len(self.jobs))):
+            self._queue.put(None)
+            # daemon threads: a process that ends (or is interrupted) mid-download is not held up;
+            # the file it was writing is a private .part name nothing trusts
+            threading.Thread(target=self._work, name="cascade-s3", daemon=True).start()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job.run()  # its errors are kept in job.error, for the reader that waits on it
+
+    def finished_one(self, job: _Job) -> None:
+        with _lock:
+            if job.error is None:  # a failed one stays: a reader that opens it gets its error
+                _pending.pop(job.target, None)
+                self.manifest[job.rel] = [job.info.size, job.info.mtime_ns]
+            self.left -= 1
+            last = self.left == 0
+            now = time.monotonic()
+            # now and then during the download, so a read stopped half-way keeps what arrived
+            save = last or now - self.saved >= 0.5
+            if save:
+                self.saved, snapshot = now, dict(self.manifest)
+        if save:
+            try:
+                with self.writing:  # in completion order: a later snapshot is never overwritten
+                    if snapshot.keys() >= self.written.keys():
+                        _write_manifest(self.manifest_path, snapshot)
+                        self.written = snapshot
+            except OSError:
+                pass  # the files stay untrusted: a later read downloads them again
+        if last:
+            with _lock:
+                if _mirrors.get(self.manifest_path.parent) is self:
+                    del _mirrors[self.manifest_path.parent]
+            self.done.set()
+
+
+def ready(path) -> None:
+    """Wait until `path` (a file of a dataset opened with local_dataset(wait=False)) is local.
+    A no-op for local datasets and files already there; a failed download raises its one-line
+    DataError here."""
+    job = _pending.get(Path(path))
+    if job is not None:
+        job.wait()
+
+
+def pending(folder: Path) -> list[Path]:
+    """The files of `folder` (an S3 dataset's cache copy) still downloading (or whose download
+    failed: opening one raises its error)."""
+    with _lock:
+        return [p for p in _pending if folder in p.parents]
 
 
 def import_to_s3(uri: str, do_import):
