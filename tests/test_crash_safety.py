@@ -174,7 +174,12 @@ def test_sweep_interrupted_then_resumed(dataset, run_seconds, tmp_path):
         delay = total * frac
         code, err, alive = _kill_after(_sweep_args(dataset, out, jobs), sig, delay)
         done, hidden = _check_sweep_folder(out)
-        if sig == signal.SIGINT and alive:
+        if sig == signal.SIGINT and alive and code == 0:
+            # on a loaded machine the signal can land once the last run and the table are written:
+            # nothing was left to interrupt, and the resume below must find every run done
+            assert "Traceback" not in err, err[-2000:]
+            assert done == 4, (done, err[-2000:])
+        elif sig == signal.SIGINT and alive:
             # 130 + 'interrupted: N finished run(s) kept', always (#14.8; -2 with no message was
             # observed before the command ran under backtest/supervisor.py)
             assert code == 130, (code, err[-2000:])
