@@ -116,6 +116,13 @@ def supervise(argv: list[str]) -> int:
     return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0, said=TOOK_INTERRUPT in lines)
 
 
+def swallow(signum, frame):
+    """A Python handler that does nothing, where SIG_IGN is meant. A signal that arrives while
+    the handler is being swapped is then run by Python, whereas one that finds SIG_IGN installed
+    raises "OSError: Signal 2 ignored due to race condition" at whatever line runs next (a
+    terminal's Ctrl-C and the supervisor's forwarded one often arrive together)."""
+
+
 def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest.core.schema import EVENT_COLUMNS
 from backtest.data.layout import partition_dir, schema_of
@@ -220,10 +222,11 @@ MEM_SCRIPT = textwrap.dedent("""
     import numpy as np
     import psutil
     from backtest.data.reader import open_dataset
-    from backtest.core.merge import gather_events  # the merge's kernel loaded, as in a run
+    from backtest.core.merge import gather_pieces  # the merge's kernel loaded, as in a run
     from backtest.core.schema import EVENT_COLUMNS
-    cols = [np.zeros(1, dt) for _, dt in EVENT_COLUMNS]
-    gather_events(np.zeros(1, np.int64), *cols, 0, *[np.zeros(1, dt) for _, dt in EVENT_COLUMNS])
+    none = np.zeros(0, np.uint64)  # no rows: loads the kernel, reads nothing
+    gather_pieces(none, np.uint64(1), np.zeros(1, np.int64), none, np.zeros(1, np.int64),
+                  np.zeros(1, np.int64), 0, *[np.zeros(0, dt) for _, dt in EVENT_COLUMNS])
     st = open_dataset(sys.argv[1], chunk_rows=int(sys.argv[2]))
     proc = psutil.Process()
     base = proc.memory_info().rss
@@ -311,3 +314,57 @@ def test_read_ahead_keeps_order_and_errors(tmp_path):
     assert len(with_thread) == len(without)
     for a, b in zip(with_thread, without):
         assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+# ------------------------------------------------------------------------------ the merge kernel
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 12), splits=st.integers(1, 5),
+       far=st.booleans())
+def test_merge_kernel_equals_stable_sort_of_the_pieces(seed, k, splits, far):
+    """core/merge.py reads the pieces in place through their addresses: every event column equals
+    a stable sort of the pieces' concatenation (ties in piece order), a kind's missing columns
+    are its constants, whatever the rows written per call; and --no-jit's numpy path agrees.
+    far: the last piece's rows lie 2**61 ns later, too far for the sort key (the argsort path)."""
+    from backtest.data import reader
+    from backtest.data.layout import EVENT_KINDS, KINDS
+
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for j in range(k):
+        kind = EVENT_KINDS[rng.integers(len(EVENT_KINDS))]
+        n = int(rng.integers(1, 40))
+        cols = {"ts_ns": np.sort(T0 + rng.integers(0, 15, n)).astype(np.int64)}  # many ties
+        if far and j == k - 1:
+            cols["ts_ns"] += 2**61
+        for name, typ in KINDS[kind][1].items():
+            if name != "ts_ns":
+                cols[name] = rng.integers(-5, 100, n).astype(typ.to_pandas_dtype())
+        stream = _Stream.__new__(_Stream)
+        stream.kind, stream.sym = kind, int(rng.integers(0, 5))
+        pieces.append((stream, cols))
+    m = sum(len(c["ts_ns"]) for _, c in pieces)
+    # the reference: each piece's event columns concatenated, then a stable sort by time
+    want = {}
+    for name, dt in EVENT_COLUMNS:
+        parts = []
+        for stream, cols in pieces:
+            src = {d: s for s, d in reader._COLUMN_MAP[stream.kind].items()} | {"ts_ns": "ts_ns"}
+            n = len(cols["ts_ns"])
+            value = {"sym": stream.sym, "kind": int(KINDS[stream.kind][0]), "side": 0}.get(name, np.nan)
+            parts.append(cols[src[name]].astype(dt) if name in src else np.full(n, value, dt))
+        want[name] = np.concatenate(parts)
+    order = np.argsort(want["ts_ns"], kind="stable")
+    cuts = np.sort(rng.integers(0, m + 1, splits - 1))
+    for jit in (True, False):
+        merge = reader._Merge(pieces)
+        at = 3  # written past a chunk's first rows
+        out = {n: np.full(m + at, 7, dt) for n, dt in EVENT_COLUMNS}
+        lo = 0
+        for hi in [*cuts, m]:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(reader, "_jit", lambda: jit)
+                merge.write(int(hi - lo), at + lo, out)
+            lo = hi
+        for name, _ in EVENT_COLUMNS:
+            np.testing.assert_array_equal(out[name][at:], want[name][order], err_msg=f"{name} jit={jit}")
+            assert (out[name][:at] == 7).all()  # nothing written before `at`

@@ -14,10 +14,12 @@ import signal
 import sys
 import threading
 
+from .. import supervisor  # stdlib only: loaded before the SIGINT handler below is needed
+
 
 def _exit_interrupted(signum, frame):
     """Ctrl-C while this module loads (click and the commands): nothing has started, end now."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second delivery must not print twice
+    signal.signal(signal.SIGINT, supervisor.swallow)  # a second delivery must not print twice
     os.write(2, b"interrupted\n")
     os._exit(130)
 
@@ -30,7 +32,6 @@ if _TAKEN:
 
 import click  # noqa: E402
 
-from .. import supervisor  # noqa: E402
 from ..errors import CascadeError  # noqa: E402
 
 MAX_MESSAGE = 600  # characters of an error message (numba's can hold a whole module's IR)
@@ -61,7 +62,7 @@ def _short(text: str) -> str:
 
 
 def _interrupted():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing interrupts the exit itself
+    signal.signal(signal.SIGINT, supervisor.swallow)  # nothing interrupts the exit itself
     supervisor.note_interrupted()
     click.echo("interrupted", err=True)
     sys.exit(supervisor.EXIT_INTERRUPTED)
@@ -91,7 +92,7 @@ def _on_sigint(signum, frame):
         timer.daemon = True
         timer.start()
         return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, supervisor.swallow)
     raise KeyboardInterrupt
 
 
@@ -152,5 +153,6 @@ def main(argv=None):
     except KeyboardInterrupt:  # outside a command (parsing), or in a command's own error handling
         _interrupted()
     finally:
-        if main_thread:  # the process's exit (atexit, numba's cleanup) runs to its end
+        if main_thread:  # the process's exit (atexit, numba's cleanup) runs to its end: SIG_IGN,
+            # since Python puts back the default handler in place of its own ones as it ends
             signal.signal(signal.SIGINT, signal.SIG_IGN if entry else previous)

@@ -4,7 +4,7 @@ from .codes import K_BAR, K_TRADE
 from .jit import kernel
 
 
-@kernel(python=True)
+@kernel(python=True, nogil=True)  # the reader prepares the next merge step meanwhile
 def aggregate_chunk(ts, sym, kind, price, qty, bid, ask, bid_qty, candles, times, nsym, open_,
                     high, low, volume):
     """Add each trade of the chunk, in stream order, to its bar: the first row of `times` (sorted,

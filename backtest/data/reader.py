@@ -8,9 +8,9 @@ have data, so memory is bounded by the chunk size however long the dataset is.
 The data path copies as little as it can (the loop itself runs at 100+ M events/s):
 - a dataset of one stream needs no merge: its chunks are the decoded row groups themselves
   (numpy views of the Arrow buffers, sliced to at most `chunk_rows`);
-- the merge of several streams gathers each event straight into its output chunk (per step one
-  concatenation per column, then one compiled pass over all columns, core/merge.py),
-  and rows left at the merge's watermark stay where they are (no re-copy);
+- the merge of several streams writes each event once, straight into its output chunk: per step
+  one compiled merge of the timestamps, then one compiled scatter per piece of all its columns
+  (core/merge.py); rows left at the merge's watermark stay where they are (no re-copy);
 - columns a kind does not have (sym, kind, and e.g. bid/ask of a trade) are never materialised
   per stream: they are slices of one shared constant array (the kernel never writes its input);
 - a background thread decodes the next row groups while the kernel runs (pyarrow releases the
@@ -25,6 +25,8 @@ so where the stream is cut never changes a result.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -213,14 +215,20 @@ class EventStream:
         # a merge step holds about a batch of each stream: larger batches, fewer steps, less
         # Python per event (the crash dataset, 40 streams: 12.1 -> 8.6 s, peak RSS 0.94 -> 1.03 GB)
         batch_rows = max(4096, self.chunk_rows // min(nstreams, 8))
-        pool = ThreadPoolExecutor(1, thread_name_prefix="cascade-read") if self.read_ahead else None
+        single = len(order) == 1
+        # one stream: its decode runs ahead in a thread; several: the whole merge step does (_ahead)
+        pool = (ThreadPoolExecutor(1, thread_name_prefix="cascade-read")
+                if self.read_ahead and single else None)
         try:
             streams = [_Stream(k, self.symbols.index(s), self.files[(k, s)], self.start_ns,
                                self.end_ns, batch_rows, pool) for k, s in order]
-            if len(streams) == 1:
+            if single:
                 yield from _single(streams[0], self.chunk_rows, _Constants())
             elif streams:
-                yield from _merged(streams, self.chunk_rows, self._rows_bound)
+                steps = _steps(streams)
+                if self.read_ahead:
+                    steps = _ahead(steps, depth=2)
+                yield from _merged(steps, self.chunk_rows, self._rows_bound)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -315,36 +323,16 @@ class _ChunkWriter:
         self.out = {n: np.empty(self.cap, dt) for n, dt in EVENT_COLUMNS}
         self.fill = 0
 
-    def write(self, pieces, consts: _Constants) -> Iterator[dict[str, np.ndarray]]:
-        """Merge `pieces` [(stream, columns)] (in (kind, symbol) order, a stream's pieces in row
-        order) by time, ties in piece order (a stable sort); yield every chunk that becomes full.
-        Per column one concatenation, then one compiled gather of all columns into the chunk: a
-        few calls per step whatever the number of streams (a call per piece and column cost more
-        than the copies)."""
-        sizes = [len(p["ts_ns"]) for _, p in pieces]
-        m = sum(sizes)
-        cat = {}
-        for name, dt in EVENT_COLUMNS:
-            parts = [_source(st, cols, name, dt, n, consts) for (st, cols), n in zip(pieces, sizes)]
-            cat[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        perm = None if len(pieces) == 1 else np.argsort(cat["ts_ns"], kind="stable")
-        w0 = 0
+    def write(self, merge: _Merge) -> Iterator[dict[str, np.ndarray]]:
+        """Write a merge step's rows in merged order; yield every chunk that becomes full. One
+        compiled pass reads the pieces in place and writes each event once (core/merge.py): the
+        event columns are never concatenated, a kind's missing columns never materialised."""
+        w0, m = 0, merge.rows
         while w0 < m:
             if self.fill == self.cap:
                 self._alloc()
             w1 = min(m, w0 + self.cap - self.fill)
-            dst = slice(self.fill, self.fill + w1 - w0)
-            if perm is None:
-                for name, a in cat.items():
-                    self.out[name][dst] = a[w0:w1]
-            elif _jit():
-                from ..core.merge import gather_events
-
-                gather_events(perm[w0:w1], *cat.values(), self.fill, *self.out.values())
-            else:  # --no-jit: numpy, not a Python loop per event
-                idx = perm[w0:w1]
-                for name, a in cat.items():
-                    np.take(a, idx, out=self.out[name][dst])
+            merge.write(w1 - w0, self.fill, self.out)
             self.fill += w1 - w0
             self.written += w1 - w0
             if self.left is not None:
@@ -365,32 +353,88 @@ def _jit() -> bool:
     return not config.DISABLE_JIT
 
 
-def _source(st: _Stream, cols, name: str, dtype: str, n: int, consts: _Constants) -> np.ndarray:
-    """The event column `name` of a stream's piece: its file column, or a shared constant."""
-    for src, dst in _COLUMN_MAP[st.kind].items():
-        if dst == name:
-            return cols[src]
-    if name == "ts_ns":
-        return cols["ts_ns"]
-    if name == "sym":
-        return consts.get(dtype, st.sym, n)
-    if name == "kind":
-        return consts.get(dtype, int(KINDS[st.kind][0]), n)
-    return consts.get(dtype, _fill_value(name), n)
+class _Merge:
+    """One merge step: its pieces [(stream, columns)] (in (kind, symbol) order, a stream's pieces
+    in row order) and their merged order, a stable sort by time (ties: piece order, then row
+    order). Built where the decode runs (_ahead); written out by the caller n rows at a time."""
+
+    def __init__(self, pieces):
+        from ..core.merge import ADDRESSED
+
+        self.cols = []  # per piece: its event columns (exact dtypes, C order), kept alive here
+        for st, cols in pieces:
+            have = {dst: cols[src] for src, dst in _COLUMN_MAP[st.kind].items()}
+            have["ts_ns"] = cols["ts_ns"]
+            self.cols.append({n: np.require(have[n], _EVENT_DTYPES[n], "C") for n in have})
+        k = len(pieces)
+        self.sym = np.array([st.sym for st, _ in pieces], np.int64)
+        self.kind = np.array([int(KINDS[st.kind][0]) for st, _ in pieces], np.int64)
+        self.sizes = np.array([len(c["ts_ns"]) for c in self.cols], np.int64)
+        self.rows = int(self.sizes.sum())
+        self.done = 0
+        self.cur = np.zeros(k, np.int64)  # the next row of each piece (core/merge.py)
+        table = np.zeros((k, 2, len(ADDRESSED)), np.uint64)
+        for j, cols in enumerate(self.cols):
+            for c, name in enumerate(ADDRESSED):
+                table[j, 0, c] = (cols[name] if name in cols else _FILL[name]).ctypes.data
+                table[j, 1, c] = np.iinfo(np.uint64).max if name in cols else 0
+        self.table = table.ravel()
+        # the merged order, as the piece of each row: a sort of (ts - first ts) << bits | piece
+        bits = max(1, (k - 1).bit_length())
+        lo = min(int(c["ts_ns"][0]) for c in self.cols)
+        hi = max(int(c["ts_ns"][-1]) for c in self.cols)
+        if hi - lo < 1 << (63 - bits) and _jit():
+            from ..core.merge import sort_keys
+
+            self.order = np.empty(self.rows, np.uint64)
+            sort_keys(self.table, self.sizes, lo, bits, self.order)
+            self.order.sort()
+            self.mask = np.uint64((1 << bits) - 1)
+        else:  # times too far apart for the key (or --no-jit): a stable sort of the times
+            ts = np.concatenate([c["ts_ns"] for c in self.cols])
+            piece = np.repeat(np.arange(k, dtype=np.uint64), self.sizes)
+            self.order = piece[np.argsort(ts, kind="stable")]
+            self.mask = np.uint64(np.iinfo(np.uint64).max)
+
+    def write(self, n: int, at: int, out: dict[str, np.ndarray]) -> None:
+        """The next n rows of the merged order, at rows at.. of the chunk `out`."""
+        order = self.order[self.done:self.done + n]
+        if _jit():
+            from ..core.merge import gather_pieces
+
+            gather_pieces(order, self.mask, self.cur, self.table, self.sym, self.kind, at,
+                          *out.values())
+        else:  # --no-jit: numpy, a concatenation and a take per column; the same rows
+            if self.done == 0:
+                self.perm = np.argsort(np.concatenate([c["ts_ns"] for c in self.cols]), kind="stable")
+            idx = self.perm[self.done:self.done + n]
+            for name, dt in EVENT_COLUMNS:
+                cat = np.concatenate([self._column(j, name) for j in range(len(self.cols))])
+                np.take(cat, idx, out=out[name][at:at + n])
+        self.done += n
+
+    def _column(self, j: int, name: str) -> np.ndarray:
+        cols, size = self.cols[j], int(self.sizes[j])
+        if name in cols:
+            return cols[name]
+        value = {"sym": self.sym[j], "kind": self.kind[j]}.get(name, _fill_value(name))
+        return np.full(size, value, _EVENT_DTYPES[name])
 
 
-def _merged(streams: list[_Stream], chunk_rows: int, rows_bound):
-    """k-way merge by time of several streams into chunks of exactly chunk_rows (the last short).
-    rows_bound(): an upper bound of the rows, or None while it cannot be told without waiting."""
-    writer = _ChunkWriter(chunk_rows, rows_bound)
-    consts = _Constants()
+# the one-element constants a piece's missing column is read from (core/merge.py)
+_FILL = {"side": np.zeros(1, "i1"), **{n: np.full(1, np.nan) for n in ("price", "qty", "bid", "ask", "bid_qty", "ask_qty")}}
+
+
+def _steps(streams: list[_Stream]) -> Iterator[_Merge]:
+    """The k-way merge's steps: per step, every buffered row below the smallest "last buffered
+    time" of the streams that still have data, with its merged order."""
     while True:
         for st in streams:
             if st.buffered == 0 and not st.exhausted:
                 st.fill()
         live = [st for st in streams if st.buffered]
         if not live:
-            break
+            return
         open_ = [st for st in live if not st.exhausted]
         upto = min(st.last_buffered_ts for st in open_) if open_ else None
         pieces = [(st, p) for st in live for p in st.take(upto)]
@@ -400,8 +444,62 @@ def _merged(streams: list[_Stream], chunk_rows: int, rows_bound):
                 if st.last_buffered_ts == upto:
                     st.fill()
             continue
-        yield from writer.write(pieces, consts)
+        yield _Merge(pieces)
+
+
+def _merged(steps: Iterator[_Merge], chunk_rows: int, rows_bound):
+    """k-way merge by time of several streams into chunks of exactly chunk_rows (the last short).
+    rows_bound(): an upper bound of the rows, or None while it cannot be told without waiting."""
+    writer = _ChunkWriter(chunk_rows, rows_bound)
+    for step in steps:
+        yield from writer.write(step)
     yield from writer.rest()
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _ahead(items: Iterator, depth: int) -> Iterator:
+    """Run the generator `items` in a background thread, at most `depth` items ahead of the
+    caller: the merge's decode and sort run on one core while the caller's gather and the kernel
+    run on the other (pyarrow and numpy's sort release the GIL). Same items, same order; an error
+    is raised in the caller; closing the caller's generator stops the thread."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            put(_Raised(e))
+        finally:
+            items.close()
+
+    worker = threading.Thread(target=work, name="cascade-merge", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def open_dataset(root: Path, *, symbols: list[str] | None = None, start_ns: int | None = None,
