@@ -92,7 +92,7 @@ def gather_pieces(order, mask, cur, table, sym, kind, at, o_ts, o_sym, o_kind, o
 
 
 @kernel(python=True, nogil=True)
-def sort_keys(table, sizes, lo, bits, keys):
+def make_keys(table, sizes, lo, bits, keys):
     """keys = (ts - lo) << bits | piece for every row of the pieces (their times read in place
     through the address table), in piece then row order; the caller sorts them."""
     o = 0

@@ -9,13 +9,14 @@ The data path copies as little as it can (the loop itself runs at 100+ M events/
 - a dataset of one stream needs no merge: its chunks are the decoded row groups themselves
   (numpy views of the Arrow buffers, sliced to at most `chunk_rows`);
 - the merge of several streams writes each event once, straight into its output chunk: per step
-  one compiled merge of the timestamps, then one compiled scatter per piece of all its columns
+  a sort of one integer key per row, then one compiled gather that reads every piece in place
   (core/merge.py); rows left at the merge's watermark stay where they are (no re-copy);
 - columns a kind does not have (sym, kind, and e.g. bid/ask of a trade) are never materialised
   per stream: they are slices of one shared constant array (the kernel never writes its input);
-- a background thread decodes the next row groups while the kernel runs (pyarrow releases the
-  GIL); it advances one stream at a time, in the order the merge asks, so the order of the
-  events never depends on it, and its errors are raised in the caller;
+- a background thread works ahead while the gather and the kernel run (pyarrow, numpy's sort
+  and the nogil kernels release the GIL): it decodes a single stream's next row groups, or
+  prepares the merge's next steps (_ahead); the order of the events never depends on it, and its
+  errors are raised in the caller;
 - each file's row checks run once: a file that passed them is remembered (validated.py).
 
 Order of the merged stream (documented in data/README.md): ts_ns, then kind (TRADE < QUOTE < MARK
@@ -384,16 +385,16 @@ class _Merge:
         lo = min(int(c["ts_ns"][0]) for c in self.cols)
         hi = max(int(c["ts_ns"][-1]) for c in self.cols)
         if hi - lo < 1 << (63 - bits) and _jit():
-            from ..core.merge import sort_keys
+            from ..core.merge import make_keys
 
+            self.perm = None  # a stable sort of the times: only for --no-jit (write)
             self.order = np.empty(self.rows, np.uint64)
-            sort_keys(self.table, self.sizes, lo, bits, self.order)
+            make_keys(self.table, self.sizes, lo, bits, self.order)
             self.order.sort()
             self.mask = np.uint64((1 << bits) - 1)
         else:  # times too far apart for the key (or --no-jit): a stable sort of the times
-            ts = np.concatenate([c["ts_ns"] for c in self.cols])
-            piece = np.repeat(np.arange(k, dtype=np.uint64), self.sizes)
-            self.order = piece[np.argsort(ts, kind="stable")]
+            self.perm = np.argsort(np.concatenate([c["ts_ns"] for c in self.cols]), kind="stable")
+            self.order = np.repeat(np.arange(k, dtype=np.uint64), self.sizes)[self.perm]
             self.mask = np.uint64(np.iinfo(np.uint64).max)
 
     def write(self, n: int, at: int, out: dict[str, np.ndarray]) -> None:
@@ -405,7 +406,7 @@ class _Merge:
             gather_pieces(order, self.mask, self.cur, self.table, self.sym, self.kind, at,
                           *out.values())
         else:  # --no-jit: numpy, a concatenation and a take per column; the same rows
-            if self.done == 0:
+            if self.perm is None:
                 self.perm = np.argsort(np.concatenate([c["ts_ns"] for c in self.cols]), kind="stable")
             idx = self.perm[self.done:self.done + n]
             for name, dt in EVENT_COLUMNS:
@@ -422,7 +423,7 @@ class _Merge:
 
 
 # the one-element constants a piece's missing column is read from (core/merge.py)
-_FILL = {"side": np.zeros(1, "i1"), **{n: np.full(1, np.nan) for n in ("price", "qty", "bid", "ask", "bid_qty", "ask_qty")}}
+_FILL = {n: np.full(1, _fill_value(n), dt) for n, dt in EVENT_COLUMNS if n not in ("ts_ns", "sym", "kind")}
 
 
 def _steps(streams: list[_Stream]) -> Iterator[_Merge]:
