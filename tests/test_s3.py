@@ -188,7 +188,7 @@ def _manifest_is_whole(uri, s3) -> None:
     return manifest
 
 
-def test_cold_read_streams_while_downloading_and_matches_local(crash, s3):
+def test_cold_read_streams_while_downloading_and_matches_local(crash, s3, client):
     """open_dataset on a cold cache decodes files as they arrive: chunk for chunk the local read
     (several streams, small chunks), and the cache then trusts exactly the bucket's files."""
     from backtest.data import storage
@@ -244,11 +244,23 @@ def test_read_killed_mid_download_leaves_no_trusted_partial_file(crash, s3, tmp_
     assert len(_manifest_is_whole(uri, s3)) == sum(1 for p in crash.rglob("*") if p.is_file())
 
 
-def test_object_gone_mid_read_is_one_line(crash, s3):
-    """A file listed but gone when fetched (deleted by a re-import): the read stops with the
-    one-line S3 error, and the cache trusts only the files that arrived whole."""
+@pytest.fixture(params=["obstore", "pyarrow"])
+def client(request, s3, monkeypatch):
+    """Downloads through obstore (a bare GET, the `s3` extra) or, without it, pyarrow's streams."""
+    from backtest.data.storage import downloader
+
+    if request.param == "pyarrow":
+        monkeypatch.setitem(__import__("sys").modules, "obstore", None)  # import obstore fails
+        monkeypatch.setitem(__import__("sys").modules, "obstore.store", None)
+    assert downloader(None, "b").__name__ == {"obstore": "bare_get", "pyarrow": "head_then_get"}[request.param]
+    return request.param
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten"])
+def test_object_changed_after_the_listing_is_one_line(crash, s3, client, change):
+    """A file listed, then deleted or rewritten before it is fetched (a re-import): the read stops
+    with the one-line S3 error, and the cache trusts only the files that arrived whole."""
     from backtest.data import storage
-    from backtest.data.reader import open_dataset
     from backtest.errors import DataError
 
     uri = upload(crash, s3)
@@ -256,21 +268,25 @@ def test_object_gone_mid_read_is_one_line(crash, s3):
     last = sorted(p.relative_to(crash).as_posix() for p in crash.rglob("*.parquet"))
     gone = max(last, key=storage._read_order)  # fetched last
     real = storage.filesystem
-    # the listing sees the object, the download does not: delete it right after the listing
-    def listing_then_delete():
+
+    def listing_then_change():
         s = real()
         orig = s.get_file_info
 
         class Fs:
             def get_file_info(self, sel):
                 out = orig(sel)
-                fs.delete_file(f"{bucket}/crash/{gone}")
+                if change == "deleted":
+                    fs.delete_file(f"{bucket}/crash/{gone}")
+                else:
+                    with fs.open_output_stream(f"{bucket}/crash/{gone}") as f:
+                        f.write(b"PAR1 not the listed file PAR1")
                 return out
 
             def __getattr__(self, name):
                 return getattr(s, name)
         return Fs()
-    storage.filesystem = listing_then_delete
+    storage.filesystem = listing_then_change
     try:
         with pytest.raises(DataError) as e:
             _chunks(uri)
@@ -278,5 +294,35 @@ def test_object_gone_mid_read_is_one_line(crash, s3):
         storage.filesystem = real
     msg = str(e.value)
     assert "cannot read the S3 dataset" in msg and "\n" not in msg and uri in msg, msg
+    if change == "rewritten":
+        assert "changed while it was read" in msg, msg
     manifest = _manifest_is_whole(uri, s3)
     assert gone not in manifest
+
+
+def test_row_checks_are_remembered_by_the_object_not_the_cache_copy(crash, s3, monkeypatch, tmp_path):
+    """A file's row checks are remembered by the S3 object it copies: a read into another empty
+    read cache downloads the files again but does not check their rows again; a rewritten
+    object (new mtime) is checked again."""
+    from backtest.data import reader
+
+    uri = upload(crash, s3)
+    calls = []
+    real = reader.check_batch
+
+    def counting(kind, path, *a, **kw):
+        calls.append(Path(path).name)
+        return real(kind, path, *a, **kw)
+    monkeypatch.setattr(reader, "check_batch", counting)
+    first = _chunks(uri)
+    assert calls  # the first read checks the rows
+    calls.clear()
+    monkeypatch.setenv("CASCADE_S3_CACHE", str(tmp_path / "another-cache"))
+    assert _same(_chunks(uri), first) and not calls
+    fs, bucket = s3
+    one = next(p for p in sorted(crash.rglob("*.parquet")) if "kind=trades" in p.as_posix())
+    with open(one, "rb") as src, fs.open_output_stream(f"{bucket}/crash/{one.relative_to(crash).as_posix()}") as out:
+        out.write(src.read())  # the same bytes, a new object (mtime)
+    monkeypatch.setenv("CASCADE_S3_CACHE", str(tmp_path / "a-third-cache"))
+    assert _same(_chunks(uri), first)
+    assert calls and set(calls) == {one.name}, calls

@@ -5,7 +5,8 @@ mtime) and the rest of the data code reads that folder with pathlib, so local pa
 today's behaviour and speed. The cache is ``CASCADE_S3_CACHE`` (or ``--s3-cache``); without one a
 per-process temporary folder is used and removed at exit. The endpoint comes from
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (or ``--s3-endpoint``), region and credentials
-from the standard AWS variables (pyarrow's S3 filesystem).
+from the standard AWS variables (pyarrow's S3 filesystem lists and uploads; a download is one GET
+through obstore when the `s3` extra is installed, see `downloader`).
 """
 from __future__ import annotations
 
@@ -48,19 +49,70 @@ def _split(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
 def filesystem():
     """pyarrow S3 filesystem from the standard AWS variables (endpoint override included)."""
     from pyarrow import fs
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     kw = {"retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=2)}
-    if endpoint:
+    if endpoint := _endpoint():
         scheme, _, host = endpoint.partition("://")
         kw.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
+    if region := _region():
         kw["region"] = region
     return fs.S3FileSystem(**kw)
+
+
+def downloader(s3, bucket: str):
+    """`get(key, out)`: write the object `key` of `bucket` into the open file `out`.
+
+    pyarrow's Python API opens an object by path only, so it sends a HEAD before every GET even
+    though the listing already gave the size. With obstore installed (the `s3` extra: Rust's
+    object_store, the client polars and DataFusion use) and the credentials in the AWS variables,
+    a get is one bare GET, transferred outside the GIL while the reader decodes. Credentials from
+    elsewhere (profiles, SSO, instance roles) go through pyarrow's AWS SDK chain."""
+    get = _bare_get(bucket)
+    if get is None:
+        def head_then_get(key: str, out) -> None:
+            with s3.open_input_stream(f"{bucket}/{key}") as src:
+                shutil.copyfileobj(src, out, 16 << 20)
+        return head_then_get
+    return get
+
+
+def _bare_get(bucket: str):
+    """obstore's GET for `bucket`, configured from the AWS variables; None without obstore or
+    without credentials in the variables."""
+    env = os.environ
+    if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        return None
+    try:
+        import obstore
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    endpoint = _endpoint()
+    region = _region()
+    if not region and not endpoint:  # object_store does not follow AWS's redirect to the region
+        from pyarrow import fs
+
+        region = fs.resolve_s3_region(bucket)
+    kw = {"endpoint": endpoint, "region": region, "access_key_id": env["AWS_ACCESS_KEY_ID"],
+          "secret_access_key": env["AWS_SECRET_ACCESS_KEY"], "token": env.get("AWS_SESSION_TOKEN")}
+    store = S3Store(bucket, client_options={"allow_http": bool(endpoint and endpoint.startswith("http:"))},
+                    **{k: v for k, v in kw.items() if v})
+
+    def bare_get(key: str, out) -> None:
+        for chunk in obstore.get(store, key).stream(min_chunk_size=8 << 20):
+            out.write(chunk)
+    return bare_get
 
 
 def _fail(uri: str, e: Exception) -> DataError:
@@ -120,6 +172,7 @@ def local_dataset(path, *, wait: bool = True) -> Path:
     for i in files:
         rel = i.path[len(base) + 1:]
         target = dest / rel
+        _sources[target] = (i.path, i.size, i.mtime_ns)
         if manifest.get(rel) == [i.size, i.mtime_ns] and target.is_file() and target.stat().st_size == i.size:
             continue
         todo.append((i, rel, target))
@@ -138,7 +191,11 @@ def local_dataset(path, *, wait: bool = True) -> Path:
     # small files first (instruments.json: the reader opens it before any partition), then the
     # partitions in the reader's order: by date, then kind and symbol as the merge reads them
     todo.sort(key=lambda t: (t[1].endswith(".parquet"), _read_order(t[1])))
-    mirror = _Mirror(path, s3, manifest_path, manifest, todo)
+    try:
+        get = downloader(s3, bucket)
+    except (OSError, ValueError) as e:
+        raise _fail(path, e) from None
+    mirror = _Mirror(path, get, manifest_path, manifest, todo)
     with _lock:
         _mirrors[dest] = mirror
     mirror.start()
@@ -153,6 +210,18 @@ def local_dataset(path, *, wait: bool = True) -> Path:
 _lock = threading.Lock()
 _mirrors: dict[Path, "_Mirror"] = {}  # dataset folder -> its downloads (this process)
 _pending: dict[Path, "_Job"] = {}  # file being (or to be) downloaded -> its job
+_sources: dict[Path, tuple[str, int, int]] = {}  # cache copy -> its object: 'bucket/key', size, mtime_ns
+
+
+def source_of(path) -> str | None:
+    """The identity of the S3 object a read-cache file copies ('s3://bucket/key|size|mtime_ns'),
+    or None for a local file. A download is whole and of the listed size or it fails, so the copy
+    holds exactly that object's bytes: what a file's row checks are remembered by
+    (validated.file_key), whichever cache folder holds the copy."""
+    src = _sources.get(Path(path))
+    return None if src is None else f"{PREFIX}{src[0]}|{src[1]}|{src[2]}"
+
+
 WORKERS = 4  # moto serves one request at a time anyway; a few in flight hide the latency
 
 
@@ -196,8 +265,12 @@ class _Job:
             # parallel workers (processes) share the cache: a private temporary name, then a rename
             tmp = self.target.with_name(f"{self.target.name}.{os.getpid()}.part")
             try:
-                with self.mirror.s3.open_input_stream(self.info.path) as src, open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, 16 << 20)  # few ranged GETs per file
+                with open(tmp, "wb") as out:
+                    self.mirror.get(self.info.path.partition("/")[2], out)
+                    size = out.tell()
+                if size != self.info.size:  # rewritten since the listing: its size, mtime are stale
+                    raise OSError(f"{self.rel} changed while it was read ({size:,} bytes, "
+                                  f"listed {self.info.size:,}); read again")
                 os.replace(tmp, self.target)  # whole or absent: a reader never sees half a file
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -225,8 +298,9 @@ class _Mirror:
     a read stopped half-way (Ctrl-C, an error, the process killed) leaves a manifest naming only
     whole files, and a later read fetches the rest."""
 
-    def __init__(self, uri: str, s3, manifest_path: Path, manifest: dict, todo):
-        self.uri, self.s3, self.manifest_path, self.manifest = uri, s3, manifest_path, manifest
+    def __init__(self, uri: str, get, manifest_path: Path, manifest: dict, todo):
+        self.uri, self.manifest_path, self.manifest = uri, manifest_path, manifest
+        self.get = get
         self.jobs = [_Job(self, i, rel, target) for i, rel, target in todo]
         self.left = len(self.jobs)
         self.done = threading.Event()

@@ -3,11 +3,13 @@
 The reader checks every row it reads (order, dates, finite prices, ...: validate.check_batch).
 Those checks depend only on the file's bytes and on the rules, so a file that passed them whole
 is remembered by a key of its path, size, mtime_ns, the bytes of its Parquet footer (row counts
-and column statistics) and the source of the rules (validate.py, layout.py). A later read of the
-same file skips the per-row checks; any change to the file or the rules gives a new key and the
-file is checked again. Order across batches and files is still checked on every read (one compare
-per batch). A key is an empty marker file under $CASCADE_CACHE_DIR/validated/ (default
-~/.cache/cascade): concurrent runs only ever create the same empty file.
+and column statistics) and the source of the rules (validate.py, layout.py); a read-cache copy of
+an S3 object by that object (bucket, key, size and mtime: storage.source_of) instead of its path.
+A later read of the same file skips the per-row checks; any change to the file or the rules
+gives a new key and the file is checked again. Order across batches and files is still checked
+on every read (one compare per batch). A key is an empty marker file under
+$CASCADE_CACHE_DIR/validated/ (default ~/.cache/cascade): concurrent runs only ever create the
+same empty file.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+
+from .storage import source_of
 
 _FOOTER_MAX = 16 << 20  # a footer larger than this is not fingerprinted (the file is re-checked)
 
@@ -48,7 +52,8 @@ def file_key(path: Path, kind: str) -> str | None:
     except OSError:
         return None
     h = hashlib.sha256(_rules_hash())
-    h.update(f"{Path(path).resolve()}|{kind}|{st.st_size}|{st.st_mtime_ns}|".encode())
+    source = source_of(path)  # a read-cache copy of an S3 object: that object, in any cache folder
+    h.update(f"{source or Path(path).resolve()}|{kind}|{st.st_size}|{'' if source else st.st_mtime_ns}|".encode())
     h.update(footer)
     return h.hexdigest()[:32]
 
