@@ -49,11 +49,15 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
     base = c.clock.idx_base
     # the next sample, timer or funding time: one compare per event instead of three
     special = min(c.clock.next_sample_ts, min(c.clock.next_timer_ts, c.clock.next_funding_ts))
+    # per-run settings (pack.py), read once into locals the loop keeps in registers
+    trade_extras = c.run.trade_extras
+    liq_use_last = c.run.liq_use_last
     for i in range(start, n):
         # an unsigned index: numba adds a negative-index fix-up to every ts[i], price[i] otherwise
         u = np.uint64(i)
         t = ts[u]
         sy = sym[u]
+        us = np.uint64(sy)  # unsigned: no negative-index fix-up at each c.mkt[us], c.pos[us]
         k = kind[u]
         g = base + i
         p = price[u]
@@ -87,44 +91,44 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         l0 = c.acct.n_liq_rows
         # 3. market state (R2.3)
         if k == K_TRADE:
-            c.mkt[sy].last_px = p
-            c.mkt[sy].has_trade = 1
-            trade_through(c.mkt[sy], p)  # the effective book (R2.3)
-            if c.run.trade_extras:  # one test per trade when neither is in the run
+            c.mkt[us].last_px = p
+            c.mkt[us].has_trade = 1
+            trade_through(c.mkt[us], p)  # the effective book (R2.3)
+            if trade_extras:  # one test per trade when neither is in the run
                 if c.run.need_estimators:
-                    update_estimators(c.run, c.mkt[sy], t, p, qty[u])
-                if c.book[sy].has_book:
-                    book_trade(c.book[sy], p)  # and the L2 levels it printed through (R9.2)
+                    update_estimators(c.run, c.mkt[us], t, p, qty[u])
+                if c.book[us].has_book:
+                    book_trade(c.book[us], p)  # and the L2 levels it printed through (R9.2)
         elif k == K_QUOTE:
-            c.mkt[sy].bid = bid[u]
-            c.mkt[sy].ask = ask[u]
-            c.mkt[sy].bid_qty = bid_qty[u]
-            c.mkt[sy].ask_qty = ask_qty[u]
-            c.mkt[sy].has_quote = 1
-            c.mkt[sy].book_thru = 0
+            c.mkt[us].bid = bid[u]
+            c.mkt[us].ask = ask[u]
+            c.mkt[us].bid_qty = bid_qty[u]
+            c.mkt[us].ask_qty = ask_qty[u]
+            c.mkt[us].has_quote = 1
+            c.mkt[us].book_thru = 0
         elif k == K_MARK:
-            c.mkt[sy].mark_px = p
-            c.mkt[sy].index_px = qty[u]
-            c.mkt[sy].has_mark = 1
+            c.mkt[us].mark_px = p
+            c.mkt[us].index_px = qty[u]
+            c.mkt[us].has_mark = 1
         elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
-            apply_book_row(c.book[sy], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
+            apply_book_row(c.book[us], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).
             if HAS_ON_BAR:
                 c.clock.ev_ts = t
-                if c.pos[sy].n_open != 0:
+                if c.pos[us].n_open != 0:
                     match_bar(c, g, t, sy, bid[u], ask[u], bid_qty[u], p, fills, equity_rows)
-                if c.pos[sy].qty != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
+                if c.pos[us].qty != 0.0 and check_bar_extreme(c, g, t, sy, bid_qty[u], ask[u], fills,
                                                           equity_rows, liq_rows):
                     wrote = True
-            c.mkt[sy].last_px = p
-            c.mkt[sy].has_trade = 1
+            c.mkt[us].last_px = p
+            c.mkt[us].has_trade = 1
         # 4. orders of this symbol (section 3; a no-op for funding, bars and market liquidations)
-        if c.pos[sy].n_open != 0:
+        if c.pos[us].n_open != 0:
             c.clock.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
             # skipped when none of them can do anything at this event (state.py: o_wake, ...)
-            if t >= c.pos[sy].o_wake or (k == K_TRADE and (p <= c.pos[sy].o_buy_max or p >= c.pos[sy].o_sell_min)):
+            if t >= c.pos[us].o_wake or (k == K_TRADE and (p <= c.pos[us].o_buy_max or p >= c.pos[us].o_sell_min)):
                 process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
@@ -136,10 +140,10 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         # 6. mark to market (R6.1), then the margin check and liquidation (docs/margin.md), when
         # the valuation price moved: at a mark, or at a trade when positions are valued at last;
         # the checks are skipped while the price guard shows they cannot change anything
-        if c.pos[sy].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
-                c.run.liq_use_last or not c.mkt[sy].has_mark))):
-            mark_to_market(c.run, c.inst[sy], c.mkt[sy], c.pos[sy])
-            if not guard_holds(c.run, c.acct, c.guard, c.mkt[sy], c.pos[sy], sy):
+        if c.pos[us].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
+                liq_use_last or not c.mkt[us].has_mark))):
+            mark_to_market(c.run, c.inst[us], c.mkt[us], c.pos[us])
+            if not guard_holds(c.run, c.acct, c.guard, c.mkt[us], c.pos[us], sy):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)
                 if margin_breached(c, sy, t):
@@ -148,7 +152,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)
-        if c.pos[sy].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
+        if c.pos[us].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True
         # 7. hooks (R2.4)
