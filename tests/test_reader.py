@@ -1,4 +1,4 @@
-"""The chunked k-way merge reader (backtest/data/reader.py): order, filters, chunks, dtypes, memory."""
+"""The chunked k-way merge reader (backtest/data/reader.py, chunks.py): order, filters, chunks, dtypes, memory."""
 import json
 import os
 import subprocess
@@ -325,7 +325,7 @@ def test_merge_kernel_equals_stable_sort_of_the_pieces(seed, k, splits, far):
     a stable sort of the pieces' concatenation (ties in piece order), a kind's missing columns
     are its constants, whatever the rows written per call; and --no-jit's numpy path agrees.
     far: the last piece's rows lie 2**61 ns later, too far for the sort key (the argsort path)."""
-    from backtest.data import reader
+    from backtest.data import chunks
     from backtest.data.layout import EVENT_KINDS, KINDS
 
     rng = np.random.default_rng(seed)
@@ -348,7 +348,7 @@ def test_merge_kernel_equals_stable_sort_of_the_pieces(seed, k, splits, far):
     for name, dt in EVENT_COLUMNS:
         parts = []
         for stream, cols in pieces:
-            src = {d: s for s, d in reader._COLUMN_MAP[stream.kind].items()} | {"ts_ns": "ts_ns"}
+            src = {d: s for s, d in chunks._COLUMN_MAP[stream.kind].items()} | {"ts_ns": "ts_ns"}
             n = len(cols["ts_ns"])
             value = {"sym": stream.sym, "kind": int(KINDS[stream.kind][0]), "side": 0}.get(name, np.nan)
             parts.append(cols[src[name]].astype(dt) if name in src else np.full(n, value, dt))
@@ -356,13 +356,13 @@ def test_merge_kernel_equals_stable_sort_of_the_pieces(seed, k, splits, far):
     order = np.argsort(want["ts_ns"], kind="stable")
     cuts = np.sort(rng.integers(0, m + 1, splits - 1))
     for jit in (True, False):
-        merge = reader._Merge(pieces)
+        merge = chunks.Merge(pieces)
         at = 3  # written past a chunk's first rows
         out = {n: np.full(m + at, 7, dt) for n, dt in EVENT_COLUMNS}
         lo = 0
         for hi in [*cuts, m]:
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(reader, "_jit", lambda: jit)
+                mp.setattr(chunks, "_jit", lambda: jit)
                 merge.write(int(hi - lo), at + lo, out)
             lo = hi
         for name, _ in EVENT_COLUMNS:

@@ -1,4 +1,4 @@
-"""The reader's k-way merge (backtest/data/reader.py) writes each event once, reading every
+"""The reader's k-way merge (backtest/data/chunks.py) writes each event once, reading every
 piece where it lies.
 
 The pieces are Arrow buffers of different streams and kinds: a list numba cannot take as arrays
@@ -12,7 +12,7 @@ are taken in row order (cur[j]), so the order is that of a stable sort of the co
 piece order, then row order). numpy sorts plain integers with SIMD: 6.4 ns a row against 23.7 for
 a stable argsort of the timestamps. The crash dataset's streams interleave row by row (runs of
 1.05 rows), where a compiled heap merge measured slower still (41 ns a row). A step whose times
-span too much for the key falls back to the argsort (reader._Merge).
+span too much for the key falls back to the argsort (chunks.Merge).
 """
 import numpy as np
 from llvmlite import ir
@@ -62,7 +62,7 @@ ADDRESSED = ("ts_ns", "side", "price", "qty", "bid", "ask", "bid_qty", "ask_qty"
 AHEAD = 64
 
 
-@kernel(python=True, nogil=True)  # the merge's next step is prepared meanwhile (reader._ahead)
+@kernel(python=True, nogil=True)  # the merge's next step is prepared meanwhile (chunks.ahead)
 def gather_pieces(order, mask, cur, table, sym, kind, at, o_ts, o_sym, o_kind, o_side, o_price,
                   o_qty, o_bid, o_ask, o_bid_qty, o_ask_qty):
     """Output row at + o = the next row cur[j] of piece j = order[o] & mask, read in place: its
