@@ -99,6 +99,8 @@ def _bare_get(bucket: str):
     except ImportError:
         return None
     endpoint = _endpoint()
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"  # as filesystem() reads a bare host
     region = _region()
     if not region and not endpoint:  # object_store does not follow AWS's redirect to the region
         from pyarrow import fs
