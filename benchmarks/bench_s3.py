@@ -110,7 +110,11 @@ def main(ds: str, reps: int = 3, server: str = "thread") -> None:
                 saved = {m: sys.modules.pop(m, None) for m in ("obstore", "obstore.store")} if hide else {}
                 sys.modules.update(dict.fromkeys(saved))  # None: `import obstore` fails
                 n, dt = _timed(root)
-                sys.modules.update({m: v for m, v in saved.items() if v is not None})
+                for m, v in saved.items():  # as before: loaded, or not imported yet
+                    if v is None:
+                        del sys.modules[m]
+                    else:
+                        sys.modules[m] = v
                 counts.add(n)
                 times.setdefault(name, []).append(dt)
         assert len(counts) == 1, counts

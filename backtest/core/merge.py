@@ -57,9 +57,7 @@ _i8, _i1, _f8 = _pointer(types.int64), _pointer(types.int8), _pointer(types.floa
 # whose address is then that of a one-element constant (side 0, NaN), so every read is
 # branch-free.
 ADDRESSED = ("ts_ns", "side", "price", "qty", "bid", "ask", "bid_qty", "ask_qty")
-
-
-AHEAD = 64
+AHEAD = 64  # rows a piece's columns are prefetched ahead of its reads
 
 
 @kernel(python=True, nogil=True)  # the merge's next step is prepared meanwhile (chunks.ahead)
