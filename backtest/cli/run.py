@@ -516,7 +516,8 @@ def cache():
 
     The cache lives in $CASCADE_CACHE_DIR (default ~/.cache/cascade): gen/ holds one
     generated module per strategy version, numba/ the compiled framework and loops, one
-    folder per framework version.
+    folder per framework version; replay/ (or $CASCADE_REPLAY_CACHE) the datasets' merged
+    events kept by `backtest data cache`.
     """
 
 
@@ -547,17 +548,27 @@ def cache_info(as_json):
     info = {"cache_dir": str(root), "gen_dir": str(gen),
             "generated_modules": len(modules), "generated_bytes": sum(p.stat().st_size for p in modules),
             "numba_files": len(numba_files), "numba_bytes": sum(p.stat().st_size for p in numba_files)}
+    from ..data import replay
+
+    kept = replay.entries()
+    info.update(replay_dir=str(replay.folder()), replay_entries=[
+        {"dataset": m["dataset"], "symbols": m["symbols"], "events": m["rows"], "bytes": m["bytes"],
+         "path": str(p)} for p, m in kept])
     if as_json:
         _echo_json(info)
         return
     click.echo(f"cache dir          {root}")
     click.echo(f"generated modules  {info['generated_modules']} ({_size(info['generated_bytes'])}) in {gen}")
     click.echo(f"numba cache files  {info['numba_files']} ({_size(info['numba_bytes'])}) in {root / 'numba'}")
+    click.echo(f"replayed datasets  {len(kept)} ({_size(sum(m['bytes'] for _, m in kept))}) in {replay.folder()}")
+    for _, m in kept:
+        click.echo(f"  {m['dataset']}: {m['rows']:,} events of {len(m['symbols'])} symbol(s)")
 
 
 @cache.command("clear")
 def cache_clear():
-    """Delete the generated modules and their numba cache (they are rebuilt on the next run).
+    """Delete the generated modules and their numba cache (they are rebuilt on the next run), and
+    the datasets' replay entries (`backtest data cache` builds them again).
 
     \b
     Example:
@@ -570,6 +581,12 @@ def cache_clear():
     shutil.rmtree(root / "numba", ignore_errors=True)  # with its compile locks and markers
     click.echo(f"removed {len(modules)} generated module(s) and {len(numba_files)} numba cache file(s) "
                f"({_size(size)}) from {root}")
+    from ..data import replay
+
+    kept = replay.entries()
+    shutil.rmtree(replay.folder(), ignore_errors=True)
+    click.echo(f"removed {len(kept)} replay entr{'y' if len(kept) == 1 else 'ies'} "
+               f"({_size(sum(m['bytes'] for _, m in kept))}) from {replay.folder()}")
 
 
 def _size(n: int) -> str:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from . import chunks
+from . import chunks, replay
 from .instruments import Instrument, load_instruments
 from .layout import DATA_TS_MIN_NS, EVENT_KINDS, KINDS, TS_MAX_NS, date_of_file, list_streams
 from .storage import local_dataset, pending, ready
@@ -171,6 +171,7 @@ class EventStream:
     kinds: tuple[str, ...] = EVENT_KINDS
     files: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
     read_ahead: bool = True
+    use_replay_cache: bool = True
 
     def fingerprint(self) -> str:
         """Hash of the selected files' names, sizes and Parquet footers (cheap, content-bound)."""
@@ -188,7 +189,18 @@ class EventStream:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         """Chunks: dicts of EVENT_COLUMNS arrays (exact dtypes, C-contiguous, writeable; at most
-        chunk_rows events, never empty). Constant columns are shared: never write to a chunk."""
+        chunk_rows events, never empty). Constant columns are shared: never write to a chunk.
+        A selection kept in the replay cache (`backtest data cache`) is read from there: the same
+        chunks, without decoding or merging."""
+        entry = replay.find(self) if self.use_replay_cache else None
+        if entry is None:
+            yield from self.parquet_chunks()
+            return
+        events = replay.chunks(entry, self.start_ns, self.end_ns, self.chunk_rows)
+        yield from chunks.ahead(events, depth=2) if self.read_ahead else events
+
+    def parquet_chunks(self) -> Iterator[dict[str, np.ndarray]]:
+        """The chunks read from the Parquet files (decoded, checked and merged)."""
         order = [(k, s) for k in EVENT_KINDS for s in self.symbols if (k, s) in self.files and k in self.kinds]
         nstreams = max(1, len(order))
         # a merge step holds about a batch of each stream: larger batches, fewer steps, less

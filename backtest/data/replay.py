@@ -1,0 +1,196 @@
+"""The replay cache: a dataset selection's merged event stream kept on disk, so that later runs
+read their chunks instead of decoding Parquet and merging streams.
+
+Decoding the zstd Parquet files and merging 40 streams by time is most of a multi-stream run (the
+100M-event crash dataset: 3.2 CPU-s of decode, 2.1 of the merge's gather and 0.8 of its sort, for
+a loop of about 1.5 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
+symbols in index order and the streams of its kinds) once through the ordinary reader, which checks
+every row, and stores the merged EVENT_COLUMNS as one raw file per column (62 bytes an event, about
+3.5x the Parquet files). Every later run of that selection reads its chunks straight from those
+files in a background thread; a time range is a slice of them (the times are sorted), so runs of
+any window share one entry. The chunks are those of the merge, row for row: results do not change.
+
+An entry is never stale: its key hashes, for every selected file, the reader's file key
+(validated.file_key: path or S3 object, size, mtime, Parquet footer and the row rules), the
+symbols and the source of the modules that define the merged order and the event layout. Any
+change gives another key, and a run without an entry reads Parquet as before. An entry is built in
+a temporary folder and renamed into place whole; a damaged one (a column file of the wrong size)
+is ignored. Entries live in $CASCADE_REPLAY_CACHE (default $CASCADE_CACHE_DIR/replay/);
+`backtest cache clear` removes them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..core.schema import EVENT_COLUMNS
+from ..errors import DataError
+
+ROW_BYTES = sum(np.dtype(dt).itemsize for _, dt in EVENT_COLUMNS)
+ENTRY = "entry.json"
+
+
+def folder() -> Path:
+    """$CASCADE_REPLAY_CACHE (e.g. a larger disk), else $CASCADE_CACHE_DIR/replay."""
+    if own := os.environ.get("CASCADE_REPLAY_CACHE"):
+        return Path(own)
+    from ..plugins.codegen import cache_dir
+
+    return cache_dir() / "replay"
+
+
+@lru_cache(maxsize=1)
+def _layout_hash() -> bytes:
+    """The merged order and the event layout are defined by these modules' source."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(repr(EVENT_COLUMNS).encode())
+    for f in (here / "reader.py", here / "chunks.py", here / "layout.py", here.parent / "core" / "merge.py",
+              here.parent / "core" / "schema.py"):
+        h.update(f.read_bytes())
+    return h.digest()
+
+
+def key_of(stream) -> str | None:
+    """The entry key of a selection (reader.EventStream), or None if a file cannot be keyed (then
+    it is read from Parquet, where any problem gets its one-line error)."""
+    from .storage import pending
+    from .validated import file_key
+
+    if pending(stream.root):  # an S3 dataset still downloading: its files are not local yet
+        return None
+    h = hashlib.sha256(_layout_hash())
+    h.update(json.dumps(stream.symbols).encode())
+    for kind, sym in sorted(stream.files):
+        for f in stream.files[(kind, sym)]:
+            k = file_key(f, kind)
+            if k is None:
+                return None
+            h.update(f"{kind}|{sym}|{k}|".encode())
+    return h.hexdigest()[:32]
+
+
+def _complete(entry: Path) -> dict | None:
+    """The entry's description if every column file has its full size, else None."""
+    try:
+        meta = json.loads((entry / ENTRY).read_text())
+        rows = int(meta["rows"])
+        for name, dt in EVENT_COLUMNS:
+            if (entry / f"{name}.bin").stat().st_size != rows * np.dtype(dt).itemsize:
+                return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find(stream) -> Path | None:
+    """The complete entry of this selection, if one was built (cheap when none was)."""
+    root = folder()
+    if not root.is_dir() or not any(root.iterdir()):
+        return None
+    key = key_of(stream)
+    if key is None:
+        return None
+    entry = root / key
+    return entry if entry.is_dir() and _complete(entry) is not None else None
+
+
+def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """The entry's events with start_ns <= ts < end_ns, in chunks of chunk_rows (the last short):
+    the same chunks as the reader's merge of the same selection and range."""
+    rows = _complete(entry)["rows"]
+    ts = np.memmap(entry / "ts_ns.bin", dtype="i8", mode="r", shape=(rows,)) if rows else np.empty(0, "i8")
+    lo, hi = int(np.searchsorted(ts, start_ns, "left")), int(np.searchsorted(ts, end_ns, "left"))
+    del ts
+    files = {name: open(entry / f"{name}.bin", "rb", buffering=0) for name, _ in EVENT_COLUMNS}
+    try:
+        for a in range(lo, hi, chunk_rows):
+            n = min(chunk_rows, hi - a)
+            chunk = {}
+            for name, dt in EVENT_COLUMNS:
+                col = np.empty(n, dt)
+                f = files[name]
+                f.seek(a * col.itemsize)
+                if f.readinto(memoryview(col).cast("B")) != col.nbytes:
+                    raise DataError("replay cache entry is shorter than its description", file=f.name,
+                                    fix="run `backtest cache clear` (the dataset itself is unaffected)")
+                chunk[name] = col
+            yield chunk
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def build(stream, progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict, bool]:
+    """Store the merged events of a selection (its whole time range); returns (entry, description,
+    built now). Reads the dataset through the ordinary reader, so its rows are checked as by a run."""
+    from ..atomic import tmp_name
+
+    key = key_of(stream)
+    if key is None:
+        raise DataError("cannot key the dataset's files for the replay cache (a footer is unreadable "
+                        "or the files are still downloading)", file=stream.root,
+                        fix="run `backtest data validate` on it")
+    entry = folder() / key
+    if (meta := _complete(entry)) is not None:
+        return entry, meta, False
+    bound = stream._rows_bound() or 0
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(entry.parent).free
+    if bound * ROW_BYTES > free:
+        raise DataError(f"the replay cache needs {bound * ROW_BYTES / 1e9:.1f} GB and {free / 1e9:.1f} GB "
+                        "are free", file=entry.parent, fix="free disk space or set CASCADE_CACHE_DIR to a larger disk")
+    tmp = tmp_name(entry)
+    tmp.mkdir()
+    try:
+        files = {name: open(tmp / f"{name}.bin", "wb") for name, _ in EVENT_COLUMNS}
+        rows, first, last = 0, None, None
+        try:
+            for chunk in stream.parquet_chunks():
+                for name, col in chunk.items():
+                    files[name].write(memoryview(col).cast("B"))
+                rows += len(chunk["ts_ns"])
+                first = int(chunk["ts_ns"][0]) if first is None else first
+                last = int(chunk["ts_ns"][-1])
+                if progress is not None:
+                    progress(rows, bound)
+        finally:
+            for f in files.values():
+                f.close()
+        meta = {"rows": rows, "bytes": rows * ROW_BYTES, "dataset": str(stream.root),
+                "symbols": stream.symbols, "streams": [f"{k}/{s}" for k, s in sorted(stream.files)],
+                "first_ts_ns": first, "last_ts_ns": last}
+        (tmp / ENTRY).write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another process built the same entry meanwhile: keep theirs
+            if _complete(entry) is None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _drop_older(entry, meta)
+    return entry, meta, True
+
+
+def _drop_older(entry: Path, meta: dict) -> None:
+    """Remove the entries of the same dataset and selection that this one replaces (their files
+    changed since), so a re-cached dataset does not keep its old copy."""
+    for other in folder().iterdir():
+        if other == entry or other.name.startswith("."):
+            continue
+        old = _complete(other)
+        if old is not None and all(old.get(k) == meta[k] for k in ("dataset", "symbols", "streams")):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def entries() -> list[tuple[Path, dict]]:
+    root = folder()
+    if not root.is_dir():
+        return []
+    return [(p, m) for p in sorted(root.iterdir()) if not p.name.startswith(".") and (m := _complete(p))]
