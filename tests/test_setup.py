@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest.plugins.codegen import cache_dir
+from backtest.cachedir import cache_dir
 from cli_helpers import BACKTEST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def test_make_uses_the_clis_default_cache():
     db = _make_database("demo")
     assert not re.search(r"^(export )?CASCADE_CACHE_DIR\b", db, re.M), "the Makefile sets its own cache"
     env = {k: v for k, v in os.environ.items() if k != "CASCADE_CACHE_DIR"}
-    p = subprocess.run([sys.executable, "-c", "from backtest.plugins.codegen import cache_dir; "
+    p = subprocess.run([sys.executable, "-c", "from backtest.cachedir import cache_dir; "
                         "from backtest.core import numba_cache_dir; print(cache_dir()); print(numba_cache_dir())"],
                        capture_output=True, text=True, env=env, check=True)
     default, numba_dir = p.stdout.split()

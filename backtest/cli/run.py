@@ -522,7 +522,7 @@ def cache():
 
 
 def _cache_files():
-    from ..plugins.codegen import cache_dir
+    from ..cachedir import cache_dir
 
     root = cache_dir()
     gen = root / "gen"

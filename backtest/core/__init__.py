@@ -23,7 +23,7 @@ def framework_hash() -> str:
 
 
 def numba_cache_dir() -> Path:
-    root = os.environ.get("CASCADE_CACHE_DIR")
+    root = os.environ.get("CASCADE_CACHE_DIR")  # as backtest/cachedir.py (core imports only core)
     base = Path(root) if root else Path.home() / ".cache" / "cascade"
     # bounds-checked kernels (NUMBA_BOUNDSCHECK, `--boundscheck`) are cached apart: numba's cache
     # key does not tell them from unchecked ones

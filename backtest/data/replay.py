@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cachedir import cache_dir
 from ..core.schema import EVENT_COLUMNS
 from ..errors import DataError
 
@@ -41,8 +42,6 @@ def folder() -> Path:
     """$CASCADE_REPLAY_CACHE (e.g. a larger disk), else $CASCADE_CACHE_DIR/replay."""
     if own := os.environ.get("CASCADE_REPLAY_CACHE"):
         return Path(own)
-    from ..plugins.codegen import cache_dir
-
     return cache_dir() / "replay"
 
 

@@ -18,14 +18,14 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from ..cachedir import cache_dir
 from .storage import source_of
 
 _FOOTER_MAX = 16 << 20  # a footer larger than this is not fingerprinted (the file is re-checked)
 
 
 def _folder() -> Path:
-    root = os.environ.get("CASCADE_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "cascade") / "validated"
+    return cache_dir() / "validated"
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,6 @@ import ast
 import hashlib
 import importlib
 import inspect
-import os
 import sys
 import sysconfig
 import textwrap
@@ -23,6 +22,7 @@ import numba
 
 from .. import supervisor
 from ..atomic import write_text
+from ..cachedir import cache_dir
 from ..strategy import HOOKS, Strategy
 from ..core import loop as loop_template
 from ..core import warm
@@ -32,12 +32,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _STDLIB_DIRS = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"],
                                                       sysconfig.get_paths()["purelib"],
                                                       sysconfig.get_paths()["platlib"]})
-
-
-def cache_dir() -> Path:
-    """Root of Cascade's caches: $CASCADE_CACHE_DIR, else ~/.cache/cascade."""
-    root = os.environ.get("CASCADE_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "cascade"
 
 
 def gen_dir() -> Path:
