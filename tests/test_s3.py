@@ -326,3 +326,27 @@ def test_row_checks_are_remembered_by_the_object_not_the_cache_copy(crash, s3, m
     monkeypatch.setenv("CASCADE_S3_CACHE", str(tmp_path / "a-third-cache"))
     assert _same(_chunks(uri), first)
     assert calls and set(calls) == {one.name}, calls
+
+
+def test_replay_cache_of_an_s3_dataset(crash, s3, tmp_path, monkeypatch):
+    """`backtest data cache s3://...` keeps the merged events by the objects' identity: a later run
+    on the URI (its read cache up to date) replays them without reading Parquet, bit-identical."""
+    from backtest.data.reader import EventStream
+
+    monkeypatch.setenv("CASCADE_REPLAY_CACHE", str(tmp_path / "replay"))
+    uri = upload(crash, s3)
+    args = ["run", "reference", "--param", "entry=62000", "--leverage", "BTCUSDT=5", "--quiet"]
+    r = invoke(*args, "--data", crash, "--out", tmp_path / "local")
+    assert r.exit_code == 0, r.output
+    r = invoke("data", "cache", uri, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["built"], r.output
+
+    def refuse(self):
+        raise AssertionError("read Parquet although the selection is cached")
+        yield
+
+    monkeypatch.setattr(EventStream, "parquet_chunks", refuse)
+    r = invoke(*args, "--data", uri, "--out", tmp_path / "s3")
+    assert r.exit_code == 0, r.output
+    a, b = Result.load(tmp_path / "local"), Result.load(tmp_path / "s3")
+    assert a.equity.equals(b.equity) and a.trades.equals(b.trades) and a.fills.equals(b.fills)
