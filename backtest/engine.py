@@ -421,7 +421,8 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                  "end_ns": None if stream.end_ns == np.iinfo(np.int64).max else stream.end_ns},
         "timings": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4), "events": events,
                     "events_per_s": round(events / run_s, 1) if run_s > 0 else None, "jit": jit,
-                    "margin_checks": int(c.acct.n_margin_checks)},
+                    "margin_checks": int(c.acct.n_margin_checks),
+                    "replay_cache": stream.replayed_from is not None},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
                      "max_drawdown": None,  # metrics.max_drawdown, set below (one definition)
                      "max_drawdown_any_event": -float(c.acct.max_drawdown_frac),

@@ -75,10 +75,12 @@ def test_a_run_from_the_cache_is_bit_identical(cache, dataset, monkeypatch):
         return bt.run(Reference, root, params={"sym": "S0"}, symbols=symbols, config=cfg)
 
     before = go()
-    assert before.fills.height > 0
+    assert before.fills.height > 0 and before.manifest["timings"]["replay_cache"] is False
     replay.build(open_dataset(root, symbols=symbols))
     _forbid_parquet(monkeypatch)
-    assert_results_identical(before, go())
+    after = go()
+    assert after.manifest["timings"]["replay_cache"] is True
+    assert_results_identical(before, after)
 
 
 def test_symbols_in_another_order_are_another_selection(cache, dataset, monkeypatch):

@@ -172,6 +172,7 @@ class EventStream:
     files: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
     read_ahead: bool = True
     use_replay_cache: bool = True
+    replayed_from: Path | None = None  # the replay entry the last iteration read, if any
 
     def fingerprint(self) -> str:
         """Hash of the selected files' names, sizes and Parquet footers (cheap, content-bound)."""
@@ -192,7 +193,7 @@ class EventStream:
         chunk_rows events, never empty). Constant columns are shared: never write to a chunk.
         A selection kept in the replay cache (`backtest data cache`) is read from there: the same
         chunks, without decoding or merging."""
-        entry = replay.find(self) if self.use_replay_cache else None
+        entry = self.replayed_from = replay.find(self) if self.use_replay_cache else None
         if entry is None:
             yield from self.parquet_chunks()
             return
