@@ -288,8 +288,8 @@ def cache(path, symbols, book, quiet, as_json, s3_endpoint, s3_cache):
     """Keep a dataset's merged events on disk so that runs replay them without decoding.
 
     Reads the dataset once (checking every row, as a run does) and stores its events in time
-    order as raw columns, 62 bytes an event (about 3.5x the Parquet files), under
-    $CASCADE_CACHE_DIR/replay/. Every later run, sweep or walk-forward window over these symbols
+    order as raw columns, 62 bytes an event (about 5x the zstd Parquet files), under
+    $CASCADE_REPLAY_CACHE (default $CASCADE_CACHE_DIR/replay/). Every later run, sweep or walk-forward window over these symbols
     and kinds reads them from there, whatever its time range: the same events, the same results,
     without decoding Parquet or merging the streams. A change to any file of the dataset makes the
     entry unused (run this again to refresh it); `backtest cache clear` removes the entries.
@@ -302,13 +302,11 @@ def cache(path, symbols, book, quiet, as_json, s3_endpoint, s3_cache):
     from ..data import replay
     from ..data.layout import EVENT_KINDS
     from ..data.reader import open_dataset
-    from ..data.storage import use_flags
+    from ..data.storage import local_dataset, use_flags
 
     use_flags(s3_endpoint, s3_cache)
     chosen = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     kinds = EVENT_KINDS if book else tuple(k for k in EVENT_KINDS if k != "book")
-    from ..data.storage import local_dataset
-
     stream = open_dataset(local_dataset(path), symbols=chosen, kinds=kinds)
     with _Bar(_show_progress(quiet), "caching events") as bar:
         entry, meta, built = replay.build(stream, progress=bar)

@@ -2,11 +2,11 @@
 read their chunks instead of decoding Parquet and merging streams.
 
 Decoding the zstd Parquet files and merging 40 streams by time is most of a multi-stream run (the
-100M-event crash dataset: 3.2 CPU-s of decode, 2.1 of the merge's gather and 0.8 of its sort, for
-a loop of about 1.5 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
+100M-event crash dataset: 3.2 CPU-s of decode, 2.1 of the merge's gather and 0.8 of its sort,
+where the whole run from merged events takes 1.8 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
 symbols in index order and the streams of its kinds) once through the ordinary reader, which checks
 every row, and stores the merged EVENT_COLUMNS as one raw file per column (62 bytes an event, about
-3.5x the Parquet files). Every later run of that selection reads its chunks straight from those
+5x the zstd Parquet files). Every later run of that selection reads its chunks straight from those
 files in a background thread; a time range is a slice of them (the times are sorted), so runs of
 any window share one entry. The chunks are those of the merge, row for row: results do not change.
 
