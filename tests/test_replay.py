@@ -109,7 +109,7 @@ def test_a_changed_file_is_read_from_parquet_and_recaching_replaces_the_entry(ca
     assert replay.find(open_dataset(root, symbols=symbols)) == second
 
 
-def test_a_damaged_entry_is_ignored(cache, dataset):
+def test_a_damaged_entry_is_ignored_then_replaced(cache, dataset):
     root, symbols = dataset
     entry, _, _ = replay.build(open_dataset(root, symbols=symbols))
     with open(entry / "price.bin", "r+b") as f:
@@ -117,6 +117,10 @@ def test_a_damaged_entry_is_ignored(cache, dataset):
     assert replay.find(open_dataset(root, symbols=symbols)) is None
     _, got = _events(root, symbols, True)
     assert sum(len(p["ts_ns"]) for p in got) == N_EVENTS
+    (cache / "0123").mkdir()  # an entry of an older format, say: no description
+    again, _, built = replay.build(open_dataset(root, symbols=symbols))
+    assert built and again == entry and replay.find(open_dataset(root, symbols=symbols)) == entry
+    assert sorted(p.name for p in cache.iterdir()) == [entry.name]
 
 
 def test_an_interrupted_build_leaves_nothing(cache, dataset, monkeypatch):
@@ -198,3 +202,37 @@ def test_one_stream_replays_the_same_events(cache, tmp_path, monkeypatch):
     for name in want[0]:
         assert np.concatenate([p[name] for p in want]).tobytes() == np.concatenate([p[name] for p in got]).tobytes()
     assert_results_identical(before, bt.run(Reference, root, config=cfg))
+
+
+def test_constant_columns_are_stored_as_their_value(cache, tmp_path):
+    """Trades and marks of one symbol: sym, and the quote columns, hold one value throughout
+    (NaN bit for bit); they get no file, and the chunks carry them exactly. A column that changes
+    only late is written whole from that point with the rows before it."""
+    from backtest.data.generate import generate_dataset
+
+    full = tmp_path / "crash"
+    generate_dataset("feb-2026-crash", full, seed=6, scale=0.02, book=False)
+    pick = dict(symbols=["ETHUSDT"], kinds=("trades", "marks"), chunk_rows=2_000)
+    want = list(open_dataset(full, **pick))
+    entry, meta, _ = replay.build(open_dataset(full, **pick))
+    assert set(meta["constant"]) == {"sym", "bid", "ask", "bid_qty", "ask_qty"}
+    assert not any((entry / f"{n}.bin").exists() for n in meta["constant"])
+    assert meta["bytes"] == meta["rows"] * (8 + 1 + 1 + 8 + 8)
+    got = list(open_dataset(full, **pick))
+    assert [len(p["ts_ns"]) for p in got] == [len(p["ts_ns"]) for p in want]
+    for a, b in zip(want, got):
+        for name in a:
+            assert a[name].dtype == b[name].dtype and a[name].tobytes() == b[name].tobytes(), name
+
+
+def test_a_column_that_varies_late_is_backfilled(tmp_path):
+    w = replay._ColumnWriter(tmp_path / "x.bin", "f8")
+    w.write(np.full(5, np.nan))
+    w.write(np.array([np.nan, -0.0, 2.0]))
+    w.write(np.array([3.0]))
+    assert w.close() is None
+    got = np.fromfile(tmp_path / "x.bin", "f8")
+    assert got[:6].tobytes() == np.full(6, np.nan).tobytes() and got[6:].tobytes() == np.array([-0.0, 2.0, 3.0]).tobytes()
+    w = replay._ColumnWriter(tmp_path / "y.bin", "i1")
+    w.write(np.zeros(4, "i1"))
+    assert w.close() == 0 and not (tmp_path / "y.bin").exists()

@@ -6,7 +6,8 @@ Decoding the zstd Parquet files and merging 40 streams by time is most of a mult
 where the whole run from merged events takes 1.8 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
 symbols in index order and the streams of its kinds) once through the ordinary reader, which checks
 every row, and stores the merged EVENT_COLUMNS as one raw file per column (62 bytes an event, about
-5x the zstd Parquet files). Every later run of that selection reads its chunks straight from those
+5x the zstd Parquet files; a column with one value throughout, such as the quote columns of a
+selection without quotes, is stored as that value). Every later run of that selection reads its chunks straight from those
 files in a background thread; a time range is a slice of them (the times are sorted), so runs of
 any window share one entry. The chunks are those of the merge, row for row: results do not change.
 
@@ -47,11 +48,12 @@ def folder() -> Path:
 
 @lru_cache(maxsize=1)
 def _layout_hash() -> bytes:
-    """The merged order and the event layout are defined by these modules' source."""
+    """The merged order, the event layout and the entries' format are defined by these modules'
+    source."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256(repr(EVENT_COLUMNS).encode())
-    for f in (here / "reader.py", here / "chunks.py", here / "layout.py", here.parent / "core" / "merge.py",
-              here.parent / "core" / "schema.py"):
+    for f in (here / "replay.py", here / "reader.py", here / "chunks.py", here / "layout.py",
+              here.parent / "core" / "merge.py", here.parent / "core" / "schema.py"):
         h.update(f.read_bytes())
     return h.digest()
 
@@ -75,12 +77,53 @@ def key_of(stream) -> str | None:
     return h.hexdigest()[:32]
 
 
+class _ColumnWriter:
+    """One column's file. A column that holds one value throughout (a kind's unused columns in a
+    dataset without that kind: a trades-only selection's bid and ask, `sym` of one symbol) gets
+    no file, only its value's bits in the entry's description; the file is started, with the
+    rows so far, at its first other value."""
+
+    def __init__(self, path: Path, dtype: str, stored: bool = False):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.bits_dtype = np.dtype(f"u{self.dtype.itemsize}")
+        self.file = open(path, "wb") if stored else None
+        self.rows = 0
+        self.bits: int | None = None  # the value so far, bit for bit (NaN and -0.0 exactly)
+
+    def write(self, col: np.ndarray) -> None:
+        if self.file is None:
+            bits = col.view(self.bits_dtype)
+            if self.bits is None:
+                self.bits = int(bits[0])
+            if (bits == self.bits).all():
+                self.rows += len(col)
+                return
+            self.file = open(self.path, "wb")
+            for a in range(0, self.rows, 1 << 20):
+                self.file.write(self._constant(min(1 << 20, self.rows - a)))
+        self.file.write(memoryview(col).cast("B"))
+
+    def _constant(self, n: int) -> memoryview:
+        return memoryview(np.full(n, self.bits, self.bits_dtype)).cast("B")
+
+    def close(self) -> int | None:
+        """The constant's bits, or None if the column was written to its file."""
+        if self.file is None and self.bits is None:  # no rows at all
+            self.file = open(self.path, "wb")
+        if self.file is not None:
+            self.file.close()
+            return None
+        return self.bits
+
+
 def _complete(entry: Path) -> dict | None:
-    """The entry's description if every column file has its full size, else None."""
+    """The entry's description if every stored column file has its full size, else None."""
     try:
         meta = json.loads((entry / ENTRY).read_text())
         rows = int(meta["rows"])
         for name, dt in EVENT_COLUMNS:
+            if name in meta["constant"]:
+                continue
             if (entry / f"{name}.bin").stat().st_size != rows * np.dtype(dt).itemsize:
                 return None
         return meta
@@ -103,16 +146,25 @@ def find(stream) -> Path | None:
 def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
     """The entry's events with start_ns <= ts < end_ns, in chunks of chunk_rows (the last short):
     the same chunks as the reader's merge of the same selection and range."""
-    rows = _complete(entry)["rows"]
+    meta = _complete(entry)
+    rows = meta["rows"]
     ts = np.memmap(entry / "ts_ns.bin", dtype="i8", mode="r", shape=(rows,)) if rows else np.empty(0, "i8")
     lo, hi = int(np.searchsorted(ts, start_ns, "left")), int(np.searchsorted(ts, end_ns, "left"))
     del ts
-    files = {name: open(entry / f"{name}.bin", "rb", buffering=0) for name, _ in EVENT_COLUMNS}
+    # a constant column is one shared array, sliced (chunks are read-only, reader.EventStream)
+    size = max(1, min(chunk_rows, hi - lo))
+    constant = {name: np.full(size, meta["constant"][name], f"u{np.dtype(dt).itemsize}").view(dt)
+                for name, dt in EVENT_COLUMNS if name in meta["constant"]}
+    files = {name: open(entry / f"{name}.bin", "rb", buffering=0) for name, _ in EVENT_COLUMNS
+             if name not in constant}
     try:
         for a in range(lo, hi, chunk_rows):
             n = min(chunk_rows, hi - a)
             chunk = {}
             for name, dt in EVENT_COLUMNS:
+                if name in constant:
+                    chunk[name] = constant[name][:n]
+                    continue
                 col = np.empty(n, dt)
                 f = files[name]
                 f.seek(a * col.itemsize)
@@ -148,24 +200,30 @@ def build(stream, progress: Callable[[int, int], None] | None = None) -> tuple[P
     tmp = tmp_name(entry)
     tmp.mkdir()
     try:
-        files = {name: open(tmp / f"{name}.bin", "wb") for name, _ in EVENT_COLUMNS}
+        # the times are always stored: a run's time range is found in them
+        files = {name: _ColumnWriter(tmp / f"{name}.bin", dt, stored=name == "ts_ns") for name, dt in EVENT_COLUMNS}
         rows, first, last = 0, None, None
+        constant = {}
         try:
             for chunk in stream.parquet_chunks():
                 for name, col in chunk.items():
-                    files[name].write(memoryview(col).cast("B"))
+                    files[name].write(col)
                 rows += len(chunk["ts_ns"])
                 first = int(chunk["ts_ns"][0]) if first is None else first
                 last = int(chunk["ts_ns"][-1])
                 if progress is not None:
                     progress(rows, bound)
         finally:
-            for f in files.values():
-                f.close()
-        meta = {"rows": rows, "bytes": rows * ROW_BYTES, "dataset": str(stream.root),
+            for name, f in files.items():
+                if (bits := f.close()) is not None:
+                    constant[name] = bits
+        stored = sum(np.dtype(dt).itemsize for name, dt in EVENT_COLUMNS if name not in constant)
+        meta = {"rows": rows, "bytes": rows * stored, "dataset": str(stream.root),
                 "symbols": stream.symbols, "streams": [f"{k}/{s}" for k, s in sorted(stream.files)],
-                "first_ts_ns": first, "last_ts_ns": last}
+                "first_ts_ns": first, "last_ts_ns": last, "constant": constant}
         (tmp / ENTRY).write_text(json.dumps(meta, indent=1))
+        if entry.exists() and _complete(entry) is None:
+            shutil.rmtree(entry, ignore_errors=True)  # a damaged entry of this key
         try:
             os.rename(tmp, entry)
         except OSError:  # another process built the same entry meanwhile: keep theirs
@@ -179,12 +237,13 @@ def build(stream, progress: Callable[[int, int], None] | None = None) -> tuple[P
 
 def _drop_older(entry: Path, meta: dict) -> None:
     """Remove the entries of the same dataset and selection that this one replaces (their files
-    changed since), so a re-cached dataset does not keep its old copy."""
+    changed since), so a re-cached dataset does not keep its old copy, and damaged ones. Folders
+    being built (temporary names, starting with a dot) are left alone."""
     for other in folder().iterdir():
         if other == entry or other.name.startswith("."):
             continue
         old = _complete(other)
-        if old is not None and all(old.get(k) == meta[k] for k in ("dataset", "symbols", "streams")):
+        if old is None or all(old.get(k) == meta[k] for k in ("dataset", "symbols", "streams")):
             shutil.rmtree(other, ignore_errors=True)
 
 
