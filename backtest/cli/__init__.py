@@ -41,6 +41,12 @@ class CascadeGroup(click.Group):
     """Turns CascadeError into a one-line message and Ctrl-C into exit 130; `--debug` anywhere
     keeps the traceback."""
 
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:  # while the arguments are parsed: click would say "Aborted!", exit 1
+            _interrupted()
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
