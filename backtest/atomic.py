@@ -51,14 +51,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, *, overwrite: bool = True):
-    """Yield a temporary sibling folder; on success it replaces `final`, on error it is removed."""
+def atomic_dir(final: Path, *, overwrite: bool = True, before_commit=None):
+    """Yield a temporary sibling folder; on success it replaces `final`, on error it is removed.
+
+    `before_commit()` runs once everything is written, just before the rename that publishes it:
+    the CLI stops taking Ctrl-C there (cli/run.py), so that an interrupt either lands before the
+    rename (nothing is published, exit 130) or is ignored (the run is saved, exit 0)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(final)
     tmp.mkdir()
     try:
         yield tmp
+        if before_commit is not None:
+            before_commit()
         if final.exists():
             if not overwrite:
                 raise FileExistsError(final)

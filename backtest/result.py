@@ -150,11 +150,15 @@ class Result:
         return rejects_by_reason(self.tables.get("orders"),
                                  int((self.manifest.get("headline") or {}).get("rejects") or 0))
 
-    def save(self, run_dir: Path) -> Path:
+    def save(self, run_dir: Path, *, extra: dict[str, str] | None = None, before_commit=None) -> Path:
+        """Write the run folder in one atomic step, with `extra` text files beside the tables
+        (the CLI's config.toml); `before_commit` as atomic.atomic_dir."""
         run_dir = Path(run_dir)
-        with atomic_dir(run_dir) as tmp:
+        with atomic_dir(run_dir, before_commit=before_commit) as tmp:
             for name, df in self.tables.items():
                 df.write_parquet(tmp / f"{name}.parquet")
+            for name, text in (extra or {}).items():
+                write_text(tmp / name, text)
             write_text(tmp / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
         return run_dir
 

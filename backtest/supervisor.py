@@ -107,8 +107,10 @@ def supervise(argv: list[str]) -> int:
         lines = _read(note).splitlines()
         strategy = next((ln for ln in lines if ln != TOOK_INTERRUPT), "")
     finally:
+        # the outcome is the child's: a SIGINT from now on is too late to change it (restoring
+        # Python's default handler let one that landed as this process exited end it with -2)
         for name, handler in old.items():
-            signal.signal(getattr(signal, name), handler)
+            signal.signal(getattr(signal, name), swallow if name == "SIGINT" else handler)
         try:
             os.unlink(note)
         except OSError:

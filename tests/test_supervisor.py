@@ -253,6 +253,70 @@ def test_sigint_at_any_moment_of_a_short_run(tmp_path, small_dataset):
     assert any(code == 130 for _, code in outcomes)
 
 
+COMMIT_SCRIPT = """
+import os, signal, sys, time
+import backtest.cli.run as run_cli
+from backtest import cli
+
+when = sys.argv[1]
+ignore = run_cli.ignore_interrupts
+
+
+def at_commit():  # the run is written; its rename into place follows
+    if when == "before":  # lands before the rename: nothing is published
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+    ignore()
+    if when == "after":  # lands as the run is published: too late, it is saved
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+
+
+def no_report(out, quiet):
+    raise KeyboardInterrupt
+
+
+run_cli.ignore_interrupts = at_commit
+if when == "report":
+    run_cli._report = no_report
+sys.argv = ["backtest", *sys.argv[2:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after", "report"])
+def test_sigint_at_the_commit_point_of_a_run(tmp_path, small_dataset, when):
+    """`run` publishes the run folder and its config.toml in one rename; Ctrl-C before it leaves
+    nothing (exit 130), one that lands from just before the rename on is too late and leaves the
+    run saved (exit 0): exit 130 never comes with a saved run. Before: an interrupt between saving
+    the run and writing config.toml or printing the summary said "interrupted", exit 130, and left
+    the run (without its config.toml). Ctrl-C while drawing the report keeps the saved run and
+    says so."""
+    import sys
+
+    script = tmp_path / "commit.py"
+    script.write_text(COMMIT_SCRIPT)
+    out = tmp_path / "r"
+    args = ["run", "reference", "-p", "sym=BTCUSDT", "--data", str(small_dataset), "--quiet",
+            "--out", str(out)] + (["--report"] if when == "report" else [])
+    p = subprocess.run([sys.executable, str(script), when, *args], capture_output=True, text=True,
+                       timeout=600, env={**_env(), "CASCADE_SUPERVISE": "0"})
+    lines = [ln for ln in _lines(p.stderr) if not ln.startswith("warning:")]
+    leftovers = [q.name for q in tmp_path.iterdir() if q.name.startswith(".r")]
+    assert not leftovers, leftovers
+    if when == "before":
+        assert (p.returncode, lines) == (130, ["interrupted"]), p.stderr[-2000:]
+        assert not out.exists()
+    elif when == "after":
+        assert (p.returncode, lines) == (0, []), p.stderr[-2000:]
+        assert {"manifest.json", "config.toml"} <= {q.name for q in out.iterdir()}
+    else:
+        assert p.returncode == 130, p.stderr[-2000:]
+        assert lines == [f"interrupted: the run is saved in {out} without its report "
+                         f"(draw it with: backtest report {out})"]
+        assert (out / "config.toml").is_file() and not (out / "report").exists()
+
+
 CALLBACK_SCRIPT = """
 import ctypes, ctypes.util, os, signal, sys, time
 from backtest.cli import _on_sigint

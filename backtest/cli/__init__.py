@@ -45,7 +45,7 @@ class CascadeGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # while the arguments are parsed: click would say "Aborted!", exit 1
-            _interrupted()
+            exit_interrupted()
 
     def invoke(self, ctx):
         try:
@@ -56,7 +56,7 @@ class CascadeGroup(click.Group):
             click.echo(f"error: {_short(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:  # before click's own handler ("Aborted!", exit 1)
-            _interrupted()
+            exit_interrupted()
 
 
 def _short(text: str) -> str:
@@ -67,10 +67,11 @@ def _short(text: str) -> str:
     return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} more characters; --debug shows all)"
 
 
-def _interrupted():
+def exit_interrupted(line: str = "interrupted"):
+    """The end of a command that took a Ctrl-C: one line, exit 130."""
     signal.signal(signal.SIGINT, supervisor.swallow)  # nothing interrupts the exit itself
     supervisor.note_interrupted()
-    click.echo("interrupted", err=True)
+    click.echo(line, err=True)
     sys.exit(supervisor.EXIT_INTERRUPTED)
 
 
@@ -100,6 +101,24 @@ def _on_sigint(signum, frame):
         return
     signal.signal(signal.SIGINT, supervisor.swallow)
     raise KeyboardInterrupt
+
+
+def ignore_interrupts():
+    """From here on Ctrl-C no longer stops the command: its output is being published (the
+    `before_commit` of atomic.atomic_dir) and what is left only reports it. Exit 130 then always
+    means that nothing was published, and a late Ctrl-C leaves the saved output and exit 0."""
+    if _in_main_thread() and signal.getsignal(signal.SIGINT) is _on_sigint:
+        signal.signal(signal.SIGINT, supervisor.swallow)
+
+
+def take_interrupts():
+    """Undo ignore_interrupts (a further step the user may want to stop, e.g. drawing a report)."""
+    if _in_main_thread() and signal.getsignal(signal.SIGINT) is supervisor.swallow:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 @click.group(cls=CascadeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,10 +160,13 @@ def main(argv=None):
         os.environ["NUMBA_DISABLE_JIT"] = "1"  # must happen before numba is imported
     if "--boundscheck" in argv:
         os.environ["NUMBA_BOUNDSCHECK"] = "1"  # every function this process compiles is checked
-    if supervisor.wanted(argv):
-        sys.exit(supervisor.supervise(argv))
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main_thread else None
+    if supervisor.wanted(argv):
+        code = supervisor.supervise(argv)  # leaves SIGINT swallowed: the child's outcome stands
+        if main_thread:  # as at the end of a command below
+            signal.signal(signal.SIGINT, signal.SIG_IGN if entry else previous)
+        sys.exit(code)
     # also when started with SIGINT ignored (a background job of a shell script): Ctrl-C and
     # `kill -INT` stop every command
     if previous in (signal.default_int_handler, signal.SIG_IGN):
@@ -157,7 +179,7 @@ def main(argv=None):
             die_with_parent(int(watcher))
         cli.main(args=argv, prog_name="backtest")
     except KeyboardInterrupt:  # outside a command (parsing), or in a command's own error handling
-        _interrupted()
+        exit_interrupted()
     finally:
         if main_thread:  # the process's exit (atexit, numba's cleanup) runs to its end: SIG_IGN,
             # since Python puts back the default handler in place of its own ones as it ends

@@ -19,6 +19,7 @@ import click
 
 from ..config import MARGIN_MODES, SLIPPAGE_MODELS
 from ..errors import ConfigError
+from . import exit_interrupted, ignore_interrupts, take_interrupts
 
 
 # --- shared options ------------------------------------------------------------------------
@@ -191,9 +192,20 @@ def run_cmd(**o):
         total = prog.estimate_events(spec.data, spec.symbols, spec.start, spec.end) if show else None
         with prog.Bars(show) as bars:
             res = run(spec.strategy, spec.data, params=spec.params, symbols=spec.symbols, start=spec.start,
-                      end=spec.end, config=spec.config, out=out, progress=bars.run_callback(total))
-        _write_config_toml(spec, out)
-        report = _report(out, quiet=o["as_json"]) if o["make_report"] else None
+                      end=spec.end, config=spec.config, progress=bars.run_callback(total))
+        # the run folder and its config.toml in one rename; from just before it, a Ctrl-C is too
+        # late to undo the run (exit 130 always means nothing was saved)
+        text = _config_toml(spec)
+        res.save(out, extra={"config.toml": text} if text is not None else None,
+                 before_commit=ignore_interrupts)
+        report = None
+        if o["make_report"]:
+            take_interrupts()  # the report can take a while: Ctrl-C stops it, the run stays saved
+            try:
+                report = _report(out, quiet=o["as_json"])
+            except KeyboardInterrupt:
+                exit_interrupted(f"interrupted: the run is saved in {out} without its report "
+                                 f"(draw it with: backtest report {out})")
     m = res.manifest
     if o["as_json"]:
         _echo_json({"run_dir": str(spec.out), "strategy": m["strategy"]["class"],
@@ -236,14 +248,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
                           "(a run replaces its whole folder)")
 
 
-def _write_config_toml(spec, run_dir: Path) -> None:
+def _config_toml(spec) -> str | None:
     """RUN_DIR/config.toml: the effective config, so `backtest run --config` reproduces the run."""
-    from ..atomic import write_text
     from ..runconfig import to_toml
 
-    text = to_toml(resolved_paths(spec.to_dict()))
-    if text is not None and run_dir.is_dir():
-        write_text(run_dir / "config.toml", text)
+    return to_toml(resolved_paths(spec.to_dict()))
 
 
 def resolved_paths(d: dict) -> dict:
