@@ -54,7 +54,7 @@ def sh(*args, timeout=300):
 
 
 @pytest.mark.parametrize("cmd", [["run"], ["sweep"], ["walk-forward"], ["list-strategies"], ["cache"],
-                                 ["cache", "info"], ["cache", "clear"]])
+                                 ["cache", "info"], ["cache", "warm"], ["cache", "clear"]])
 def test_help_has_examples(cmd):
     r = invoke(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -149,6 +149,27 @@ def test_cache_info_and_clear(tmp_path):
     info = json.loads(invoke("cache", "info", "--json", env=env).output)
     assert (info["generated_modules"], info["numba_files"]) == (0, 0)
     assert "generated modules  0" in invoke("cache", "info", env=env).output
+
+
+@pytest.mark.slow
+def test_cache_warm_leaves_a_run_only_its_strategy_to_compile(ds, tmp_path):
+    """`backtest cache warm` compiles every framework kernel a run needs (core/warm.py): a run
+    after it compiles only its strategy's loop and the SDK calls its hooks make."""
+    env = {**ENV, "CASCADE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def backtest(*args):
+        r = subprocess.run([*BACKTEST, *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    assert json.loads(backtest("cache", "info", "--json"))["framework_compiled"] is False
+    assert backtest("cache", "warm").startswith("compiled the framework into ")
+    assert json.loads(backtest("cache", "info", "--json"))["framework_compiled"] is True
+    assert backtest("cache", "warm").startswith("the framework is already compiled in ")
+    before = set((tmp_path / "cache").rglob("*.nbi"))
+    backtest("run", "reference", "--data", ds, "--out", tmp_path / "run", "--quiet")
+    compiled = sorted(p.name for p in set((tmp_path / "cache").rglob("*.nbi")) - before)
+    assert compiled and all(n.startswith(("_cascade_gen_", "sdk.")) for n in compiled), compiled
 
 
 @pytest.mark.slow

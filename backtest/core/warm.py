@@ -30,15 +30,18 @@ from .account import (
     apply_constant_funding, apply_funding, free_margin, liq_price_of, mark_to_market, record_bars,
     record_equity, update_drawdown,
 )
+from .bars import aggregate_chunk
 from .bars_match import check_bar_extreme, match_bar
-from .execution import update_estimators
+from .book import apply_book_row, book_trade
+from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring, loan_ltv, loan_open, loan_repay
+from .margin_math import morpho_lif
 from .matching import process_orders
 from .orders import amend, bracket, cancel, cancel_all, close_position, submit
 from .schema import (
-    BAR_DTYPE, EQUITY_DTYPE, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
+    BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
 )
 from .state import new_state
 
@@ -73,6 +76,9 @@ def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_r
 
 
 def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    trade_through(c.mkt[s], p)
+    book_trade(c.book[s], p)
+    apply_book_row(c.book[s], t, k, p, p, p, p)
     process_orders(c, g, t, s, k, p, p, fills, equity_rows)
     match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
     update_estimators(c.run, c.mkt[s], t, p, p)
@@ -161,14 +167,29 @@ def compile_steps(steps=STEPS) -> None:
         njit(step, no_cpython_wrapper=True).compile(sig)
 
 
+def compile_python_called() -> None:
+    """The kernels every run calls from Python, called as it calls them, on empty input."""
+    ev = {k: np.zeros(0, dtype=d) for k, d in EVENT_COLUMNS}  # backtest/bars.py's call
+    aggregate_chunk(ev["ts_ns"], ev["sym"], ev["kind"], ev["price"], ev["qty"], ev["bid"], ev["ask"],
+                    ev["bid_qty"], False, np.zeros(0, np.int64), 1, *(np.zeros(1) for _ in range(4)))
+    morpho_lif(0.86)  # backtest/pack.py's call
+
+
+def compile_framework() -> None:
+    """Compile every framework kernel into the cache and mark it complete (`READY`): what the
+    helper does, and `backtest cache warm` in the foreground."""
+    compile_steps()
+    compile_python_called()
+    NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+    (NUMBA_CACHE / READY).touch()
+
+
 def main() -> None:
     try:
         os.nice(10)  # the main process comes first when the two compete for a core
     except (AttributeError, OSError):
         pass
-    compile_steps()
-    NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
-    (NUMBA_CACHE / READY).touch()
+    compile_framework()
 
 
 if __name__ == "__main__":
