@@ -166,6 +166,10 @@ def test_cache_warm_leaves_a_run_only_its_strategy_to_compile(ds, tmp_path):
     assert backtest("cache", "warm").startswith("compiled the framework into ")
     assert json.loads(backtest("cache", "info", "--json"))["framework_compiled"] is True
     assert backtest("cache", "warm").startswith("the framework is already compiled in ")
+    r = subprocess.run([*BACKTEST, "cache", "warm"], capture_output=True, text=True,
+                       env={**env, "NUMBA_DISABLE_JIT": "1"}, timeout=300)
+    assert (r.returncode, r.stderr) == (2, "error: nothing to compile: NUMBA_DISABLE_JIT is set "
+                                           "(unset it to warm the cache)\n")
     before = set((tmp_path / "cache").rglob("*.nbi"))
     backtest("run", "reference", "--data", ds, "--out", tmp_path / "run", "--quiet")
     compiled = sorted(p.name for p in set((tmp_path / "cache").rglob("*.nbi")) - before)

@@ -593,8 +593,12 @@ def cache_warm():
     Warming moves the first of these to a moment you choose: an install script, an image build,
     a CI job's set-up. Does nothing when the framework is already compiled.
     """
+    import numba
+
     from ..core import NUMBA_CACHE, warm
 
+    if numba.config.DISABLE_JIT:
+        raise ConfigError("nothing to compile: NUMBA_DISABLE_JIT is set (unset it to warm the cache)")
     if warm.ready():
         click.echo(f"the framework is already compiled in {NUMBA_CACHE}")
         return
