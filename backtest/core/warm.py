@@ -16,6 +16,7 @@ the cache complete (`READY`) so that later processes never start it again.
 CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when at least half a core
 is idle (cpu count minus the 1-minute load average >= AUTO_IDLE_CORES): on a busy machine the
 helper only took CPU from the main process; `1` always (with >= 2 cores), `0` never.
+`backtest cache warm` runs the same compile (`compile_framework`) in the foreground.
 """
 import os
 import subprocess
