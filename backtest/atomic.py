@@ -60,21 +60,26 @@ def atomic_dir(final: Path, *, overwrite: bool = True, before_commit=None):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(final)
-    tmp.mkdir()
+    old = tmp_name(final)  # where a replaced output waits until the new one is in place
+    # every step inside the try: a Ctrl-C is raised as the call before it returns, and must leave
+    # neither a temporary folder (as one did when it came right after mkdir) nor a lost output
     try:
+        tmp.mkdir()
         yield tmp
         if before_commit is not None:
             before_commit()
         if final.exists():
             if not overwrite:
                 raise FileExistsError(final)
-            old = tmp_name(final)
             os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old.exists():
+            if tmp.exists():  # the new output never went in: the replaced one goes back
+                os.replace(old, final)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
