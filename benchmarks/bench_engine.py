@@ -494,28 +494,29 @@ def main() -> None:
             for mode in runs:
                 runs[mode].append(start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c", mode))
         auto = runs["auto"]
-        colds = [r[0][0] for r in auto]
+        COLD, WARM, EDITED = range(3)  # start_times' three starts: (wall s, report) each
+        colds = [r[COLD][0] for r in auto]
         cold, worst = statistics.median(colds), max(colds)
         rows.append((f"cold compile, new process, default policy (auto) (s wall; median (range) of "
                      f"{a.cold_runs})", spread(colds), "median <= 10, max <= 15",
                      cold <= 10 and worst <= 15))
         rows.append(("cold compile (auto): CPU time of that process (s)",
-                     spread([r[0][1]["cpu"] for r in auto]), "-", None))
+                     spread([r[COLD][1]["cpu"] for r in auto]), "-", None))
         rows.append(("cold compile (auto): runs that started the helper",
-                     f"{sum(r[0][1]['helper'] for r in auto)} of {len(auto)}", "-", None))
+                     f"{sum(r[COLD][1]['helper'] for r in auto)} of {len(auto)}", "-", None))
         rows.append(("cold compile, helper always (CASCADE_PARALLEL_COMPILE=1) (s wall)",
-                     spread([r[0][0] for r in runs["1"]]), "-", None))
+                     spread([r[COLD][0] for r in runs["1"]]), "-", None))
         rows.append(("cold compile, one process (CASCADE_PARALLEL_COMPILE=0) (s wall)",
-                     spread([r[0][0] for r in runs["0"]]), "-", None))
-        warms = [r[1][0] for rs in runs.values() for r in rs]
-        rw = auto[0][1][1]
+                     spread([r[COLD][0] for r in runs["0"]]), "-", None))
+        warms = [r[WARM][0] for rs in runs.values() for r in rs]
+        rw = auto[0][WARM][1]
         rows.append(("warm start, new process (s wall; median (range))", spread(warms), "<= 0.8",
                      statistics.median(warms) <= 0.8))
         rows.append(("warm start, CPU time (s)", f"{rw['cpu']:.2f}", "-", None))
         rows.append(("warm start cache hits / misses", f"{rw['hits']} / {rw['misses']}",
                      ">=1 / 0", rw["hits"] >= 1 and rw["misses"] == 0))
         rows.append(("edited strategy, new process: its loop compiles, the framework loads (s wall)",
-                     spread([r[2][0] for rs in runs.values() for r in rs]), "-", None))
+                     spread([r[EDITED][0] for rs in runs.values() for r in rs]), "-", None))
 
     print(f"\nCascade engine benchmark, {dt.date.today()}, {a.ticks:,} ticks, numba "
           f"{numba.__version__}, {os.cpu_count()} cpu, load average at the end "

@@ -160,7 +160,7 @@ def main(argv=None):
         os.environ["NUMBA_DISABLE_JIT"] = "1"  # must happen before numba is imported
     if "--boundscheck" in argv:
         os.environ["NUMBA_BOUNDSCHECK"] = "1"  # every function this process compiles is checked
-    main_thread = threading.current_thread() is threading.main_thread()
+    main_thread = _in_main_thread()
     previous = signal.getsignal(signal.SIGINT) if main_thread else None
     if supervisor.wanted(argv):
         code = supervisor.supervise(argv)  # leaves SIGINT swallowed: the child's outcome stands
