@@ -137,7 +137,7 @@ def _register():
     import importlib
 
     # Each module defines register(cli); modules are added as their issues land.
-    for name in ("data", "run", "report", "stress"):
+    for name in ("data", "run", "cache", "report", "stress"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
