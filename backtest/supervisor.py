@@ -91,8 +91,8 @@ def supervise(argv: list[str]) -> int:
             old[name] = signal.signal(getattr(signal, name), forward)
     try:
         # The child starts with SIGINT ignored: an interrupt during its interpreter's start-up
-        # would end it with a traceback (or "Fatal Python error"). Its CLI module takes SIGINT
-        # over as soon as it loads; until the child exits, an interrupt is sent again every
+        # would end it with a traceback (or "Fatal Python error"). Its entry point takes SIGINT
+        # over first thing (backtest/__main__.py); until the child exits, an interrupt is sent again every
         # half second, which the child takes once (backtest/cli/__init__.py).
         child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env,
                                  preexec_fn=_ignore_sigint if os.name == "posix" else None)
@@ -116,6 +116,13 @@ def supervise(argv: list[str]) -> int:
         except OSError:
             pass
     return _outcome(code, strategy, interrupted=forwarded["SIGINT"] > 0, said=TOOK_INTERRUPT in lines)
+
+
+def exit_at_once(signum, frame):
+    """SIGINT while the command loads (backtest/__main__.py): nothing has started, end now."""
+    signal.signal(signal.SIGINT, swallow)  # a second delivery must not print twice
+    os.write(2, b"interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
 
 
 def swallow(signum, frame):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -186,6 +187,38 @@ def test_sigint_stops_data_generate_with_130_and_one_line(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+LOADING_SCRIPT = """
+import os, signal, sys, time
+
+
+class SignalOnClick:  # a Ctrl-C while the CLI module loads (it imports click first)
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+            print("lost")
+        return None
+
+
+sys.meta_path.insert(0, SignalOnClick())
+sys.argv = ["backtest", sys.argv[1]]
+from backtest.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["default", "started-ignored"])
+def test_sigint_while_the_cli_loads_is_one_line_and_exit_130(tmp_path, ignored):
+    """The entry point (backtest/__main__.py, also the installed script) takes Ctrl-C before the
+    CLI loads, also when started with SIGINT ignored as the supervised child is."""
+    script = tmp_path / "loading.py"
+    script.write_text(LOADING_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), "--version"], capture_output=True, text=True,
+                       timeout=120, preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                       if ignored else None)
+    assert (p.returncode, p.stdout, _lines(p.stderr)) == (130, "", ["interrupted"]), p.stderr[-2000:]
+
+
 BOOM_SOURCE = '''
 from backtest import Strategy, param
 
@@ -350,6 +383,98 @@ def test_sigint_inside_a_native_callback_is_delivered_after_it(tmp_path):
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "interrupted after the callback", (p.stdout, p.stderr[-2000:])
     assert "Exception ignored" not in p.stderr, p.stderr[-2000:]
+
+
+IMPORT_LOCK_SCRIPT = """
+import _imp, importlib._bootstrap as bootstrap, signal, sys, threading, time
+from backtest import cli
+
+armed = False  # KeyboardInterrupt only inside the try below, so that only the import lock decides
+
+
+def on_sigint(signum, frame):
+    global armed
+    if not armed:
+        return
+    try:
+        cli._on_sigint(signum, frame)
+    except KeyboardInterrupt:
+        armed = False
+        raise
+
+
+def pester(stop):
+    while not stop.is_set():
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.0001)
+
+
+stop = threading.Event()
+signal.signal(signal.SIGINT, on_sigint)
+threading.Thread(target=pester, args=(stop,), daemon=True).start()
+taken, end = 0, time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end and not _imp.lock_held():
+    try:
+        signal.signal(signal.SIGINT, on_sigint)  # cli._on_sigint swallows the ones after it raised
+        armed = True
+        for i in range(1000):
+            lock = bootstrap._get_module_lock(f"m{i}")
+            del lock  # its weakref callback takes the global import lock, then enters its try
+        armed = False
+    except KeyboardInterrupt:
+        taken += 1
+stop.set()
+print("import lock held" if _imp.lock_held() else "import lock free", taken)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="signals sent to the main thread")
+def test_sigint_never_leaves_the_import_lock_held(tmp_path):
+    """A run hung in CI after a Ctrl-C in its first 0.1 s: the KeyboardInterrupt was raised in the
+    import system's weakref callback between its `_imp.acquire_lock()` and its `try`, the global
+    import lock stayed held and the next import waited forever. Here SIGINT arrives every 0.1 ms
+    while module locks are made and dropped; the old handler left the lock held within a second
+    (6 of 6 tries), the handler now sends the signal again once the import system's frame is left."""
+    script = tmp_path / "import_lock.py"
+    script.write_text(IMPORT_LOCK_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), "3"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    state, taken = p.stdout.rsplit(maxsplit=1)
+    assert state == "import lock free", (p.stdout, p.stderr[-2000:])
+    assert int(taken) > 10, p.stdout  # the interrupts did land
+    assert "Exception ignored" not in p.stderr, p.stderr[-2000:]
+
+
+def test_sigint_in_the_import_system_is_sent_again_after_it(monkeypatch):
+    """The deterministic half of the test above: the handler, given a real frame of the import
+    system (the weakref callback of a module lock), raises nothing and sends SIGINT again."""
+    import importlib._bootstrap as bootstrap
+
+    from backtest import cli
+
+    sent = []
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    outcome = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "cb" and not outcome:
+            try:
+                outcome.append(cli._on_sigint(signal.SIGINT, frame))
+            except KeyboardInterrupt:
+                outcome.append("raised")
+
+    sys.setprofile(profile)
+    try:
+        lock = bootstrap._get_module_lock("cascade_test_module")
+        del lock
+    finally:
+        sys.setprofile(None)
+    assert outcome == [None]
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    assert not cli._redelivery.is_set()
 
 
 def test_a_child_that_said_interrupted_is_not_echoed(capsys):

@@ -3,9 +3,10 @@
 Domain errors (CascadeError) become one line on stderr and a non-zero exit; tracebacks only with
 --debug. Ctrl-C ends every command with one line and exit code 130. `run`, `sweep` and
 `walk-forward` run in a child process watched by the command (backtest/supervisor.py), so that a
-native crash of compiled strategy code is reported too. Heavy modules (numba, polars) are imported
-inside the commands so that `--help` is quick and `--no-jit`/`--boundscheck` can set numba's
-environment before numba is first imported.
+native crash of compiled strategy code is reported too. The process's entry point is
+backtest/__main__.py (it takes Ctrl-C while this module loads). Heavy modules (numba, polars) are
+imported inside the commands so that `--help` is quick and `--no-jit`/`--boundscheck` can set
+numba's environment before numba is first imported.
 """
 from __future__ import annotations
 
@@ -14,25 +15,10 @@ import signal
 import sys
 import threading
 
-from .. import supervisor  # stdlib only: loaded before the SIGINT handler below is needed
+import click
 
-
-def _exit_interrupted(signum, frame):
-    """Ctrl-C while this module loads (click and the commands): nothing has started, end now."""
-    signal.signal(signal.SIGINT, supervisor.swallow)  # a second delivery must not print twice
-    os.write(2, b"interrupted\n")
-    os._exit(130)
-
-
-_MAIN_THREAD = threading.current_thread() is threading.main_thread()
-_PREVIOUS = signal.getsignal(signal.SIGINT) if _MAIN_THREAD else None
-_TAKEN = _PREVIOUS in (signal.default_int_handler, signal.SIG_IGN)  # SIG_IGN: see main()
-if _TAKEN:
-    signal.signal(signal.SIGINT, _exit_interrupted)
-
-import click  # noqa: E402
-
-from ..errors import CascadeError  # noqa: E402
+from .. import supervisor
+from ..errors import CascadeError
 
 MAX_MESSAGE = 600  # characters of an error message (numba's can hold a whole module's IR)
 
@@ -75,14 +61,23 @@ def exit_interrupted(line: str = "interrupted"):
     sys.exit(supervisor.EXIT_INTERRUPTED)
 
 
-# Python code that native code calls back through ctypes while numba compiles or loads from its
-# cache (llvmlite's object-cache hooks): an exception raised there is printed as "Exception
-# ignored" and dropped, so a Ctrl-C landing in it would be lost.
+# Where a KeyboardInterrupt must not be raised, so the signal is sent again a moment later:
+# - Python code that native code calls back through ctypes while numba compiles or loads from its
+#   cache (llvmlite's object-cache hooks): the exception is printed as "Exception ignored" and
+#   dropped, so the Ctrl-C would be lost;
+# - the import system's own code: it takes the global import lock before its `try` (e.g. the weakref
+#   callback of `_get_module_lock`), so an exception raised between the two leaves the lock held and
+#   the next import deadlocks (seen in CI: a run hung after a Ctrl-C in its first 0.1 s).
 FOREIGN_CALLBACKS = (os.sep + os.path.join("llvmlite", "binding") + os.sep,)
+IMPORT_SYSTEM = ("importlib._bootstrap", "importlib._bootstrap_external")
 REDELIVER_S = 0.02
+_redelivery = threading.Event()  # set while a redelivery is on its way
 
 
-def _in_foreign_callback(frame) -> bool:
+def _unsafe_to_raise(frame) -> bool:
+    """`frame` is where the signal landed (the innermost frame)."""
+    if frame is not None and frame.f_globals.get("__name__") in IMPORT_SYSTEM:
+        return True
     while frame is not None:
         if any(part in frame.f_code.co_filename for part in FOREIGN_CALLBACKS):
             return True
@@ -90,12 +85,21 @@ def _in_foreign_callback(frame) -> bool:
     return False
 
 
+def _redeliver():
+    _redelivery.clear()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _on_sigint(signum, frame):
     """One KeyboardInterrupt per Ctrl-C: the terminal and a supervising parent may both deliver
-    it, and a second one would cut short the cleanup that the first one started. Inside a foreign
-    callback the signal is sent again a moment later, once the callback has returned."""
-    if _in_foreign_callback(frame):
-        timer = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signal.SIGINT))
+    it, and a second one would cut short the cleanup that the first one started. Where raising is
+    unsafe the signal is sent again a moment later; a signal landing while that redelivery is on its
+    way is the same Ctrl-C (and raising it would land in the unsafe frame all the same)."""
+    if _redelivery.is_set():
+        return
+    if _unsafe_to_raise(frame):
+        _redelivery.set()
+        timer = threading.Timer(REDELIVER_S, _redeliver)
         timer.daemon = True
         timer.start()
         return
@@ -148,8 +152,6 @@ def _register():
 
 
 _register()
-if _TAKEN:
-    signal.signal(signal.SIGINT, _PREVIOUS)  # main() and in-process callers take over
 
 
 def main(argv=None):
@@ -169,7 +171,7 @@ def main(argv=None):
         sys.exit(code)
     # also when started with SIGINT ignored (a background job of a shell script): Ctrl-C and
     # `kill -INT` stop every command
-    if previous in (signal.default_int_handler, signal.SIG_IGN):
+    if previous in (signal.default_int_handler, signal.SIG_IGN, supervisor.exit_at_once):
         signal.signal(signal.SIGINT, _on_sigint)
     try:
         watcher = os.environ.pop(supervisor.SUPERVISOR, None)  # not inherited any further
