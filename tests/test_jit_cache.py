@@ -375,19 +375,41 @@ def test_each_framework_kernel_compiles_once(fw, tmp_path):
 
 
 # ------------------------------------------------------------------------------ helper policy
-def test_parallel_compile_policy(monkeypatch):
-    """CASCADE_PARALLEL_COMPILE: 0 never, 1 always (2+ cores), auto only with half a core idle."""
+def test_parallel_compile_policy(monkeypatch, tmp_path):
+    """CASCADE_PARALLEL_COMPILE: 0 never, 1 always (2+ cores), auto only with a core idle now: by
+    the threads running (Linux's /proc/loadavg, this one included), else by the load average."""
+    import io
+
     from backtest.core import warm
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for mode, load, want in (("0", 0.0, False), ("1", 5.0, True), ("auto", 0.0, True),
-                             ("auto", 1.2, True), ("auto", 1.7, False), ("auto", 3.0, False)):
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(warm, "LOADAVG", str(loadavg))
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # must not be read on Linux
+    for mode, line, want in (
+            ("0", "0.00 0.00 0.00 1/85 6127", False), ("1", "5.00 5.00 5.00 9/85 6127", True),
+            # the 1-minute average lags (a compile just ended): 1.9, yet only this thread runs
+            ("auto", "1.94 1.70 1.40 1/85 6127", True),
+            ("auto", "0.10 0.10 0.10 2/85 6127", False),  # another thread took the other core
+            ("auto", "3.00 3.00 3.00 4/85 6127", False)):
+        loadavg.write_text(line + "\n")
         monkeypatch.setenv("CASCADE_PARALLEL_COMPILE", mode)
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
-        assert warm.wanted() is want, (mode, load)
+        assert warm.wanted() is want, (mode, line)
     monkeypatch.delenv("CASCADE_PARALLEL_COMPILE")
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    loadavg.write_text("0.00 0.00 0.00 1/85 6127\n")
     assert warm.wanted()  # auto is the default
+
+    # the least of the samples: a shell caught running in one read is not load
+    reads = iter(["3/85", "2/85", "1/85", "2/85", "3/85"])
+    monkeypatch.setattr(warm, "open", lambda path: io.StringIO(f"0 0 0 {next(reads)} 1"), raising=False)
+    assert warm._load_now() == 1.0
+    monkeypatch.delattr(warm, "open")
+
+    # no /proc/loadavg (macOS): the 1-minute load average, with half a core idle
+    monkeypatch.setattr(warm, "LOADAVG", str(tmp_path / "absent"))
+    for load, want in ((0.0, True), (1.2, True), (1.7, False), (3.0, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert warm.wanted() is want, load
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     monkeypatch.setenv("CASCADE_PARALLEL_COMPILE", "1")
     assert not warm.wanted()

@@ -13,14 +13,16 @@ as a whole: if it dies, the main process compiles what is left itself. The
 signatures are the same in both processes: kernels widen their argument types (jit.py) and the
 arguments here have the loop's types. The helper then compiles the rest of the SDK, and marks
 the cache complete (`READY`) so that later processes never start it again.
-CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when at least half a core
-is idle (cpu count minus the 1-minute load average >= AUTO_IDLE_CORES): on a busy machine the
-helper only took CPU from the main process; `1` always (with >= 2 cores), `0` never.
+CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when a core is idle now
+(cpu count minus the running threads, this one included, >= AUTO_IDLE_CORES): on a busy machine
+the helper only took CPU from the main process (and Linux's autogroup scheduler gives a terminal
+session one share however many processes it runs); `1` always (with >= 2 cores), `0` never.
 `backtest cache warm` runs the same compile (`compile_framework`) in the foreground.
 """
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +122,9 @@ def ready() -> bool:
 
 _started = False
 _helper = None  # kept referenced while it runs (it is never waited for)
-AUTO_IDLE_CORES = 0.5  # measured: the helper wins at load 1.2 on 2 cores (6.1 vs 9.3 s)
+AUTO_IDLE_CORES = 0.5  # 2 cores: the helper when only this thread runs (9.5 s, not 15.5 s cold)
+LOADAVG = "/proc/loadavg"  # Linux: its 4th field is "running threads/all threads"
+LOAD_SAMPLES = 5  # the least of 5 reads ~4 ms apart: a shell or a short job caught once is no load
 
 
 def wanted() -> bool:
@@ -131,11 +135,28 @@ def wanted() -> bool:
         return False
     if mode == "1":
         return True
+    load = _load_now()
+    return load is not None and cores - load >= AUTO_IDLE_CORES
+
+
+def _load_now() -> float | None:
+    """The threads running right now, this one included (Linux); elsewhere the 1-minute load
+    average, or None. The average lags: right after a test run or another compile it still read
+    1.5-2 on 2 idle cores, and the helper was not started (a cold start of 15.5 s, not 9.5 s)."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return False
-    return cores - load >= AUTO_IDLE_CORES
+        counts = []
+        for k in range(LOAD_SAMPLES):
+            if k:
+                time.sleep(0.004)
+            with open(LOADAVG) as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+        return float(min(counts))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
 
 
 def _helper_running() -> bool:
@@ -145,11 +166,14 @@ def _helper_running() -> bool:
 def start():
     """Launch the helper process on a cold cache, once per process; returns it (or None)."""
     global _started, _helper
-    if _started or not wanted():
+    if _started:
+        return None
+    if ready():  # before wanted(), which takes ~16 ms to sample the load
+        _started = True
+        return None
+    if not wanted():
         return None
     _started = True
-    if ready():
-        return None
     # the same package as this process (which may have found it on a path the child cannot see)
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
