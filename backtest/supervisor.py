@@ -92,8 +92,8 @@ def supervise(argv: list[str]) -> int:
     try:
         # The child starts with SIGINT ignored: an interrupt during its interpreter's start-up
         # would end it with a traceback (or "Fatal Python error"). Its entry point takes SIGINT
-        # over first thing (backtest/__main__.py); until the child exits, an interrupt is sent again every
-        # half second, which the child takes once (backtest/cli/__init__.py).
+        # over first thing (backtest/__main__.py); until the child exits, an interrupt is sent
+        # again every half second, which the child takes once (backtest/cli/__init__.py).
         child = subprocess.Popen([sys.executable, "-m", "backtest", *argv], env=env,
                                  preexec_fn=_ignore_sigint if os.name == "posix" else None)
         while True:

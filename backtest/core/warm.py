@@ -122,7 +122,7 @@ def ready() -> bool:
 
 _started = False
 _helper = None  # kept referenced while it runs (it is never waited for)
-AUTO_IDLE_CORES = 0.5  # 2 cores: the helper when only this thread runs (9.5 s, not 15.5 s cold)
+AUTO_IDLE_CORES = 0.5  # 2 cores: the helper when only this thread runs (8.9 s, not 14.4 s cold)
 LOADAVG = "/proc/loadavg"  # Linux: its 4th field is "running threads/all threads"
 LOAD_SAMPLES = 5  # the least of 5 reads ~4 ms apart: a shell or a short job caught once is no load
 
@@ -142,7 +142,7 @@ def wanted() -> bool:
 def _load_now() -> float | None:
     """The threads running right now, this one included (Linux); elsewhere the 1-minute load
     average, or None. The average lags: right after a test run or another compile it still read
-    1.5-2 on 2 idle cores, and the helper was not started (a cold start of 15.5 s, not 9.5 s)."""
+    1.5-2 on 2 idle cores, and the helper was not started (a cold start of 14.4 s, not 8.9 s)."""
     try:
         counts = []
         for k in range(LOAD_SAMPLES):
