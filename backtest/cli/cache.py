@@ -54,12 +54,11 @@ def cache_info(as_json):
     info = {"cache_dir": str(root), "gen_dir": str(gen),
             "generated_modules": len(modules), "generated_bytes": sum(p.stat().st_size for p in modules),
             "numba_files": len(numba_files), "numba_bytes": sum(p.stat().st_size for p in numba_files)}
-    from ..core import numba_cache_dir
-    from ..core.warm import READY
+    from ..core import warm
     from ..data import replay
 
     # this Cascade version's kernels are all in the cache (`backtest cache warm`, or a helper)
-    info["framework_compiled"] = (numba_cache_dir() / READY).is_file()
+    info["framework_compiled"] = warm.ready()
     kept = replay.entries()
     info.update(replay_dir=str(replay.folder()), replay_entries=[
         {"dataset": m["dataset"], "symbols": m["symbols"], "events": m["rows"], "bytes": m["bytes"],
