@@ -317,6 +317,9 @@ def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]
     start, and the start of an edited strategy (the framework's kernels cached, its loop not)."""
     env = dict(os.environ, CASCADE_CACHE_DIR=str(cache_root / "cascade"),
                NUMBA_CACHE_DIR=str(cache_root / "numba"), CASCADE_PARALLEL_COMPILE=mode)
+    # Python caches the framework's bytecode, as it does for a user; PYTHONDONTWRITEBYTECODE=1 (set
+    # on some CI and sandbox hosts) would recompile its ~50 modules at every start (~0.1 s)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     shutil.rmtree(cache_root, ignore_errors=True)
     src = snapshot_source(cache_root.parent / "src")  # fresh copy: cold numba cache too
     out = []

@@ -43,7 +43,10 @@ CHILD = textwrap.dedent("""
         hits=sum(stats.cache_hits.values()) if stats else None,
         misses=sum(stats.cache_misses.values()) if stats else None,
         jit=not numba.config.DISABLE_JIT, fills=res.fills["price"].to_list(),
-        state=res.manifest["strategy"]["state"], seconds=time.perf_counter() - t0)))
+        state=res.manifest["strategy"]["state"], seconds=time.perf_counter() - t0,
+        # numba's registries (core/lazyload.py): only a compile loads them (typeddict: one of
+        # the modules only numba's context refresh imports)
+        registries="numba.typed.typeddict" in sys.modules)))
 """)
 
 STRATEGY = textwrap.dedent('''
@@ -153,6 +156,8 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
     assert cache_files(cache) == files  # nothing appended by the second process
     assert second["fills"] == first["fills"] and first["fills"]
     assert first["fills"][0] == expected_first_fill(fw["prices"], 62_000.0)
+    # the compile loaded numba's typing and lowering registries; the warm run never needed them
+    assert first["registries"] and not second["registries"]
 
 
 # ------------------------------------------------------------------------------ cold-start helper

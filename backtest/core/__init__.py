@@ -28,19 +28,21 @@ def numba_cache_dir() -> Path:
     # bounds-checked kernels (NUMBA_BOUNDSCHECK, `--boundscheck`) are cached apart: numba's cache
     # key does not tell them from unchecked ones
     checked = os.environ.get("NUMBA_BOUNDSCHECK", "0") not in ("", "0")
-    # so are kernels compiled without one of our numba patches (a diagnostic: numba_patches())
+    # so are kernels compiled without one of our numba patches that change the compiled code (a
+    # diagnostic: numba_patches())
     patches = numba_patches()
-    off = "".join(f"-no-{name}" for name in NUMBA_PATCHES if name not in patches)
+    off = "".join(f"-no-{name}" for name in CODE_PATCHES if name not in patches)
     return base / "numba" / (framework_hash() + ("-boundscheck" if checked else "") + off)
 
 
-NUMBA_PATCHES = ("linkonly",)  # linkonly.py
-NUMBA_TESTED = "0.68."  # the numba minor version the patch was written and verified against
+NUMBA_PATCHES = ("linkonly", "lazyload")  # linkonly.py, lazyload.py
+CODE_PATCHES = ("linkonly",)  # those that change what is compiled and cached (lazyload only loads)
+NUMBA_TESTED = "0.68."  # the numba minor version the patches were written and verified against
 
 
 def numba_patches() -> tuple[str, ...]:
     """The numba patches in force: all of NUMBA_PATCHES on the numba minor version they were written
-    for, none on another (numba's plain, slower compile; tests/test_numba_patches.py fails there
+    for, none on another (numba's plain, slower compile and warm start; tests/test_numba_patches.py fails there
     so that they are re-verified). `CASCADE_NUMBA_PATCHES=` (a comma-separated subset, empty for
     none) switches some off to measure what each saves (benchmarks/bench_compile.py)."""
     from importlib.metadata import version

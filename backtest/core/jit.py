@@ -31,7 +31,7 @@ from numba import typeof
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
-from . import NUMBA_CACHE, cache_repair, numba_patches
+from . import NUMBA_CACHE, cache_repair, lazyload, numba_patches
 from .linkonly import LinkOnlyCompiler
 
 try:
@@ -40,6 +40,8 @@ except ImportError:  # Windows: no lock, a kernel may then compile in both proce
     fcntl = None
 
 _PATCHES = numba_patches()
+if "lazyload" in _PATCHES:
+    lazyload.install()  # before cache_repair, which wraps whatever load_overload is then
 cache_repair.install()  # a corrupt cache entry recompiles instead of failing every run
 
 
