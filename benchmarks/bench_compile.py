@@ -9,6 +9,10 @@ rotating order so that a slow phase of the machine is spread over the variants. 
 wall and CPU seconds from process start to the first loop call returning (the cold start of
 bench_engine.py), and the CPU ratio of each variant to "linkonly" measured in the same rounds. A patch
 is kept while it saves >= 1 s of cold-compile CPU (issue #15 item 4).
+
+The other patch, lazyload.py, changes only how cached kernels load (a cold start's compile
+refreshes numba's contexts anyway), so it is off in both variants here; bench_engine.py times the
+warm start with and without it.
 """
 import argparse
 import json

@@ -18,9 +18,9 @@ Measured:
            reference logic hand-written in one numba loop (best of 3); ratio = baseline / e2e
   start    cold compile (fresh CASCADE_CACHE_DIR and NUMBA_CACHE_DIR, new process) under each
            CASCADE_PARALLEL_COMPILE policy of backtest/core/warm.py (auto, 1, 0; interleaved;
-           median and range of --cold-runs each), warm start (new process, caches present) and
-           the start of an edited strategy (framework cached, loop not): process start ->
-           first loop call returned
+           median and range of --cold-runs each), warm start (new process, caches present; also
+           without the lazyload patch, right after it), and the start of an edited strategy
+           (framework cached, loop not): process start -> first loop call returned
   rss      peak RSS (VmHWM) of the end-to-end run in a fresh subprocess
 """
 from __future__ import annotations
@@ -313,8 +313,10 @@ def snapshot_source(dest: Path) -> Path:
 
 
 def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]]:
-    """(wall s, the child's report) of three new processes: a cold start on empty caches, a warm
-    start, and the start of an edited strategy (the framework's kernels cached, its loop not)."""
+    """(wall s, the child's report) of four new processes: a cold start on empty caches, a warm
+    start, the same warm start without the lazyload patch (backtest/core/lazyload.py: numba's
+    context refresh before each cache load), and the start of an edited strategy (the
+    framework's kernels cached, its loop not)."""
     env = dict(os.environ, CASCADE_CACHE_DIR=str(cache_root / "cascade"),
                NUMBA_CACHE_DIR=str(cache_root / "numba"), CASCADE_PARALLEL_COMPILE=mode)
     # Python caches the framework's bytecode, as it does for a user; PYTHONDONTWRITEBYTECODE=1 (set
@@ -322,18 +324,22 @@ def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     shutil.rmtree(cache_root, ignore_errors=True)
     src = snapshot_source(cache_root.parent / "src")  # fresh copy: cold numba cache too
+    from backtest.core import NUMBA_PATCHES
+
+    unlazy = dict(CASCADE_NUMBA_PATCHES=",".join(p for p in NUMBA_PATCHES if p != "lazyload"))
     out = []
-    for k in range(3):  # cold, warm, edited
+    for k in range(4):  # cold, warm, warm with numba's refresh, edited
         if k == 1:  # let the cold start's compile helper (backtest/core/warm.py) finish first
             deadline = time.time() + 300
             while (out[0][1]["helper"] and not list(cache_root.rglob("framework-ready"))
                    and time.time() < deadline):
                 time.sleep(0.5)
-        if k == 2:  # a user's edit: a new strategy key, so a new loop to compile
+        if k == 3:  # a user's edit: a new strategy key, so a new loop to compile
             with open(src / "strategies" / "reference.py", "a") as f:
                 f.write("\n# edited\n")
         t = time.time()
-        p = subprocess.run([sys.executable, "-c", START_CHILD, "x", str(src)], env=env,
+        p = subprocess.run([sys.executable, "-c", START_CHILD, "x", str(src)],
+                           env=dict(env, **unlazy) if k == 2 else env,
                            capture_output=True, text=True, cwd=str(cache_root.parent))
         if p.returncode:
             raise RuntimeError(p.stderr[-2000:])
@@ -497,7 +503,7 @@ def main() -> None:
             for mode in runs:
                 runs[mode].append(start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c", mode))
         auto = runs["auto"]
-        COLD, WARM, EDITED = range(3)  # start_times' three starts: (wall s, report) each
+        COLD, WARM, WARM_REFRESH, EDITED = range(4)  # start_times' starts: (wall s, report) each
         colds = [r[COLD][0] for r in auto]
         cold, worst = statistics.median(colds), max(colds)
         rows.append((f"cold compile, new process, default policy (auto) (s wall; median (range) of "
@@ -516,6 +522,10 @@ def main() -> None:
         rows.append(("warm start, new process (s wall; median (range))", spread(warms), "<= 0.8",
                      statistics.median(warms) <= 0.8))
         rows.append(("warm start, CPU time (s)", f"{rw['cpu']:.2f}", "-", None))
+        unpatched = [r[WARM_REFRESH][0] for rs in runs.values() for r in rs]
+        rows.append(("warm start without lazyload (numba refreshes its context first) (s wall); "
+                     "lazyload / that, median of the pairs", f"{spread(unpatched)}; "
+                     f"{statistics.median(w / u for w, u in zip(warms, unpatched)):.2f}", "-", None))
         rows.append(("warm start cache hits / misses", f"{rw['hits']} / {rw['misses']}",
                      ">=1 / 0", rw["hits"] >= 1 and rw["misses"] == 0))
         rows.append(("edited strategy, new process: its loop compiles, the framework loads (s wall)",
