@@ -30,3 +30,52 @@ def test_switching_a_patch_off_gets_its_own_cache(monkeypatch):
     monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "linkonly")
     assert numba_patches() == ("linkonly",)
     assert numba_cache_dir() == default
+
+
+USER_MODULE = '''
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def allocates_and_hashes(n, key):
+    a = np.arange(n) * 2  # numba's reference-counting runtime (NRT) allocates it
+    return a.sum(), hash(key)  # the hash secrets' symbols
+'''
+
+LOAD_ONLY = '''
+import json, sys
+import backtest.core.jit  # noqa: F401  (installs Cascade's numba patches in this process)
+from user_helper import allocates_and_hashes
+total, h = allocates_and_hashes(5, "abc")
+stats = allocates_and_hashes.stats
+print(json.dumps(dict(total=int(total), hash_ok=h == hash("abc"),
+                      hits=sum(stats.cache_hits.values()),
+                      registries="numba.typed.typeddict" in sys.modules)))
+'''
+
+
+def test_a_cached_function_that_allocates_loads_in_a_process_that_compiled_nothing(tmp_path):
+    """lazyload.py skips numba's context refresh on a cache load, and with it the start of the
+    NRT: a user's cached @njit function that allocates then crashed a warm process natively. The
+    second process here compiles nothing before it loads and calls such a function."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "user_helper.py").write_text(USER_MODULE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])]),
+               CASCADE_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    runs = []
+    for _ in range(2):  # compiles and saves, then loads
+        p = subprocess.run([sys.executable, "-c", LOAD_ONLY], env=env, cwd=str(tmp_path),
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["hits"] == 0 and warm["hits"] == 1
+    assert cold["total"] == warm["total"] == 20 and cold["hash_ok"] and warm["hash_ok"]
+    assert not warm["registries"]  # loaded without numba's refresh, as the patch intends

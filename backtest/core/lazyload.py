@@ -2,17 +2,26 @@
 
 numba's `Cache.load_overload` calls `target_context.refresh()` before it reads a cache entry. That
 refresh imports and registers every typing and lowering implementation numba has (numpy's array
-math, linear algebra, random generators, typed containers, jitclass, ...): about a quarter of a
-warm start's CPU (0.85 s against 1.12 s whole-process, benchmarks/README.md), and 17 MB.
+math, linear algebra, random generators, typed containers, jitclass, ...): about a fifth of a
+warm start (0.84 s against 1.09 s whole-process, benchmarks/README.md), and 17 MB.
 
-Loading a cached function needs none of it: the entry is machine code and the environment it
-references, rebuilt by the code generator, and the loaded function is then called through its
-native CPython wrapper. Everything that compiles still gets the registries: numba's compiler
-refreshes both contexts itself before it types anything (`CompilerBase.__init__`), so a kernel that
-misses the cache, or a strategy loop compiled after the framework loaded, sees every implementation
-as before. A refresh is incremental, so loading first and compiling later installs the same set.
+Loading a cached function needs only what its machine code refers to at run time: the symbols
+LLVM resolves when it loads the code. numba 0.68 adds those to LLVM's symbol table in four places
+(`ll.add_symbol`): when its CPU context starts (C helpers, math functions, exceptions), when the
+reference-counting runtime (NRT) initialises, which only `refresh()` does, when
+`numba.cpython.hashing` is imported (the hash secrets), and when a parallel function's library
+reloads (numba's own `reload_init`). The load here therefore starts the NRT and imports
+`hashing` itself, and runs third-party numba extensions' `init` entry points as the refresh
+would (they may add symbols too), then reads the entry. Without the NRT a cached function that
+allocates (a user's `@njit` helper, the strategy loop's `run_refcounted`) crashed the process.
+
+Everything that compiles still gets the registries: numba's compiler refreshes both contexts
+before it types anything (`CompilerBase.__init__`), so a kernel that misses the cache, or a
+strategy loop compiled after the framework loaded, sees every implementation. A refresh is
+incremental, so loading first and compiling later installs the same set.
 """
-from numba.core import caching
+from numba.core import caching, entrypoints
+from numba.core.runtime import rtsys
 
 
 def install() -> None:
@@ -21,6 +30,11 @@ def install() -> None:
         return
 
     def load_overload(self, sig, target_context):
+        # the run-time state a refresh would have set up (see above); each is a no-op after once
+        rtsys.initialize(target_context)
+        import numba.cpython.hashing  # noqa: F401  (its import adds the hash secrets' symbols)
+        entrypoints.init_all()
+
         with self._guard_against_spurious_io_errors():  # numba's body, without the refresh
             return self._load_overload(sig, target_context)
         # None when the guard swallowed a spurious I/O error (as numba's)
