@@ -3,7 +3,7 @@
 numba's `Cache.load_overload` calls `target_context.refresh()` before it reads a cache entry. That
 refresh imports and registers every typing and lowering implementation numba has (numpy's array
 math, linear algebra, random generators, typed containers, jitclass, ...): about a fifth of a
-warm start (0.84 s against 1.09 s whole-process, benchmarks/README.md), and 17 MB.
+warm start (0.90 s against 1.13 s whole-process, benchmarks/README.md).
 
 Loading a cached function needs only what its machine code refers to at run time: the symbols
 LLVM resolves when it loads the code. numba 0.68 adds those to LLVM's symbol table in four places
