@@ -1,5 +1,12 @@
 """Cascade's numba patches (backtest/core/linkonly.py, lazyload.py) are tied to one numba minor
 version."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 
 def test_patches_are_verified_for_this_numba():
@@ -14,8 +21,8 @@ def test_patches_are_verified_for_this_numba():
 
     assert numba.__version__.startswith(NUMBA_TESTED), (
         f"numba {numba.__version__}: linkonly.py and lazyload.py were written for "
-        f"{NUMBA_TESTED}x; re-verify it and update backtest.core.NUMBA_TESTED")
-    if "CASCADE_NUMBA_PATCHES" not in __import__("os").environ:
+        f"{NUMBA_TESTED}x; re-verify them and update backtest.core.NUMBA_TESTED")
+    if "CASCADE_NUMBA_PATCHES" not in os.environ:
         assert numba_patches() == NUMBA_PATCHES
 
 
@@ -55,16 +62,11 @@ print(json.dumps(dict(total=int(total), hash_ok=h == hash("abc"),
 '''
 
 
+@pytest.mark.skipif("CASCADE_NUMBA_PATCHES" in os.environ, reason="tests the patches as shipped")
 def test_a_cached_function_that_allocates_loads_in_a_process_that_compiled_nothing(tmp_path):
     """lazyload.py skips numba's context refresh on a cache load, and with it the start of the
     NRT: a user's cached @njit function that allocates then crashed a warm process natively. The
     second process here compiles nothing before it loads and calls such a function."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     (tmp_path / "user_helper.py").write_text(USER_MODULE)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])]),
                CASCADE_CACHE_DIR=str(tmp_path / "cache"))

@@ -42,9 +42,10 @@ NUMBA_TESTED = "0.68."  # the numba minor version the patches were written and v
 
 def numba_patches() -> tuple[str, ...]:
     """The numba patches in force: all of NUMBA_PATCHES on the numba minor version they were written
-    for, none on another (numba's plain, slower compile and warm start; tests/test_numba_patches.py fails there
-    so that they are re-verified). `CASCADE_NUMBA_PATCHES=` (a comma-separated subset, empty for
-    none) switches some off to measure what each saves (benchmarks/bench_compile.py)."""
+    for, none on another (numba's plain, slower compile and warm start;
+    tests/test_numba_patches.py fails there so that they are re-verified). `CASCADE_NUMBA_PATCHES=`
+    (a comma-separated subset, empty for none) switches some off to measure what each saves
+    (benchmarks/bench_compile.py, bench_engine.py's warm start)."""
     from importlib.metadata import version
 
     if not version("numba").startswith(NUMBA_TESTED):
