@@ -11,7 +11,8 @@ blocks (bounded memory) into --data (default: a cached folder under $CASCADE_CAC
 Measured:
   kernel   events/s of the compiled loop alone on in-memory chunks (like engine._call), best of 5
            (the shared 2-vCPU machine is noisy): the reference strategy, the busy strategy
-           (benchmarks/busy_strategy.py), and a raw hand-written numba loop doing the reference
+           (benchmarks/busy_strategy.py), a strategy with no hooks (benchmarks/idle_strategy.py:
+           the loop's own work per event), and a raw hand-written numba loop doing the reference
            logic on the same arrays (upper bound)
   e2e      wall time of backtest.run(..., out=...) from Parquet to a saved run, warm cache, and
            the baseline measured in the same run: polars reads the same trade columns, then the
@@ -301,14 +302,16 @@ print(json.dumps(dict(wall=wall, hwm=hwm, cpu=time.process_time(), timings=res.m
 
 
 def snapshot_source(dest: Path) -> Path:
-    """A frozen copy of the framework, strategies and the busy strategy. Every measurement runs
-    on it: edits made to the live tree while the benchmark runs would otherwise change the
-    strategy key (it hashes the framework) and force recompiles in the middle of a timing."""
+    """A frozen copy of the framework, strategies and the benchmarks' strategies. Every
+    measurement runs on it: edits made to the live tree while the benchmark runs would otherwise
+    change the strategy key (it hashes the framework) and force recompiles in the middle of a
+    timing."""
     for name in ("backtest", "strategies"):
         shutil.copytree(REPO / name, dest / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
     (dest / "benchmarks").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "benchmarks" / "busy_strategy.py", dest / "benchmarks" / "busy_strategy.py")
+    for name in ("busy_strategy.py", "idle_strategy.py"):
+        shutil.copy2(REPO / "benchmarks" / name, dest / "benchmarks" / name)
     return dest
 
 
@@ -371,7 +374,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
-    ap.add_argument("--skip", default="", help="comma list of: busy,raw,start,kernel,e2e")
+    ap.add_argument("--skip", default="", help="comma list of: busy,idle,raw,start,kernel,e2e")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold starts measured (median reported)")
     ap.add_argument("--crash", type=Path, default=None,
                     help="also time e2e on this dataset, all symbols (e.g. the crash scenario of "
@@ -414,6 +417,12 @@ def main() -> None:
             if raw_fills != ref_state["fills"]:
                 print(f"# note: raw fills {raw_fills} != engine fills {ref_state['fills']}")
         rows.append(("reference fills", str(ref_state["fills"]), "-", None))
+        if "idle" not in skip:  # the loop's own work per event, without the reference's hook
+            from benchmarks.idle_strategy import Idle
+
+            ir, _ = kernel_rate(Idle, {}, st, chunks, dict(sample_interval="1m"))
+            rows.append(("kernel, no hooks (M events/s; ns per event: no hooks / reference)",
+                         f"{ir / 1e6:.1f}; {1e9 / ir:.2f} / {1e9 / ref_rate:.2f}", "-", None))
         del chunks
         if "busy" not in skip:
             write_dataset(busy_root, a.ticks, ["BTCUSDT"] + OTHERS, seed=2)
