@@ -20,6 +20,7 @@ before it types anything (`CompilerBase.__init__`), so a kernel that misses the 
 strategy loop compiled after the framework loaded, sees every implementation. A refresh is
 incremental, so loading first and compiling later installs the same set.
 """
+import numba.cpython.hashing  # noqa: F401  (its import adds the hash secrets' symbols)
 from numba.core import caching, entrypoints
 from numba.core.runtime import rtsys
 
@@ -30,9 +31,9 @@ def install() -> None:
         return
 
     def load_overload(self, sig, target_context):
-        # the run-time state a refresh would have set up (see above); each is a no-op after once
+        # the run-time state a refresh would have set up (see above; `hashing` is imported at
+        # the top); each is a no-op after the first load
         rtsys.initialize(target_context)
-        import numba.cpython.hashing  # noqa: F401  (its import adds the hash secrets' symbols)
         entrypoints.init_all()
 
         with self._guard_against_spurious_io_errors():  # numba's body, without the refresh
