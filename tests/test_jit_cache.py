@@ -45,8 +45,10 @@ CHILD = textwrap.dedent("""
         jit=not numba.config.DISABLE_JIT, fills=res.fills["price"].to_list(),
         state=res.manifest["strategy"]["state"], seconds=time.perf_counter() - t0,
         # numba's registries (core/lazyload.py): only a compile loads them (typeddict: one of
-        # the modules only numba's context refresh imports)
-        registries="numba.typed.typeddict" in sys.modules)))
+        # the modules only numba's context refresh imports; arraymath: the module of numba's
+        # compiled numpy functions, which only a refresh or an environment's rebuild imports)
+        registries="numba.typed.typeddict" in sys.modules,
+        arraymath="numba.np.arraymath" in sys.modules)))
 """)
 
 STRATEGY = textwrap.dedent('''
@@ -156,8 +158,10 @@ def test_second_process_hits_the_cache_and_the_index_does_not_grow(fw, tmp_path)
     assert cache_files(cache) == files  # nothing appended by the second process
     assert second["fills"] == first["fills"] and first["fills"]
     assert first["fills"][0] == expected_first_fill(fw["prices"], 62_000.0)
-    # the compile loaded numba's typing and lowering registries; the warm run never needed them
+    # the compile loaded numba's typing and lowering registries; the warm run never needed them,
+    # nor the array math module its loop's environments name
     assert first["registries"] and not second["registries"]
+    assert first["arraymath"] and not second["arraymath"]
 
 
 # ------------------------------------------------------------------------------ cold-start helper

@@ -47,18 +47,28 @@ from numba import njit
 @njit(cache=True)
 def allocates_and_hashes(n, key):
     a = np.arange(n) * 2  # numba's reference-counting runtime (NRT) allocates it
-    return a.sum(), hash(key)  # the hash secrets' symbols
+    return a.sum(), hash(key)  # the hash secrets' symbols; a.sum() is numba.np.arraymath's
+
+
+@njit(cache=True)
+def compiled_later(a):
+    return np.sort(a)[-1] + a.sum()  # numba.np.arraymath's too
 '''
 
 LOAD_ONLY = '''
 import json, sys
+import numpy as np
 import backtest.core.jit  # noqa: F401  (installs Cascade's numba patches in this process)
-from user_helper import allocates_and_hashes
+from user_helper import allocates_and_hashes, compiled_later
 total, h = allocates_and_hashes(5, "abc")
 stats = allocates_and_hashes.stats
-print(json.dumps(dict(total=int(total), hash_ok=h == hash("abc"),
-                      hits=sum(stats.cache_hits.values()),
-                      registries="numba.typed.typeddict" in sys.modules)))
+out = dict(total=int(total), hash_ok=h == hash("abc"), hits=sum(stats.cache_hits.values()),
+           registries="numba.typed.typeddict" in sys.modules,
+           arraymath="numba.np.arraymath" in sys.modules)
+if sys.argv[1] != "first":  # a compile and cache save after the loads above
+    out["later"] = float(compiled_later(np.array([3.0, 1.0, 2.0])))
+    out["later_hits"] = sum(compiled_later.stats.cache_hits.values())
+print(json.dumps(out))
 '''
 
 
@@ -72,12 +82,18 @@ def test_a_cached_function_that_allocates_loads_in_a_process_that_compiled_nothi
                CASCADE_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("NUMBA_CACHE_DIR", None)
     runs = []
-    for _ in range(2):  # compiles and saves, then loads
-        p = subprocess.run([sys.executable, "-c", LOAD_ONLY], env=env, cwd=str(tmp_path),
+    for which in ("first", "second", "third"):  # compiles and saves, loads, loads
+        p = subprocess.run([sys.executable, "-c", LOAD_ONLY, which], env=env, cwd=str(tmp_path),
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+        assert "NumbaWarning" not in p.stderr, p.stderr[-2000:]  # e.g. "cannot cache"
         runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    cold, warm = runs
-    assert cold["hits"] == 0 and warm["hits"] == 1
+    cold, warm, third = runs
+    assert cold["hits"] == 0 and warm["hits"] == third["hits"] == 1
     assert cold["total"] == warm["total"] == 20 and cold["hash_ok"] and warm["hash_ok"]
-    assert not warm["registries"]  # loaded without numba's refresh, as the patch intends
+    # loaded without numba's refresh, and without importing numba's array math for the
+    # environment of its a.sum(), as the patch intends
+    assert not warm["registries"] and not warm["arraymath"]
+    # a function compiled after those loads is cached and loads as any other
+    assert warm["later"] == third["later"] == 9.0
+    assert warm["later_hits"] == 0 and third["later_hits"] == 1
