@@ -4,7 +4,7 @@ The compiled loop writes a bar row per symbol at every sample time (and at the e
 state of that moment: close, valuation price, position, liquidation price. The OHLV columns are
 plain aggregates of the trade stream, so they are filled in here, one compiled pass over the
 chunk (core/bars.py; no per-chunk masks or copies), instead of costing six memory operations per
-trade inside the loop.
+trade inside the loop. engine.py runs it in a thread while the loop runs over the next chunk.
 
 A bar row written at time R covers the trades with ts < R since the previous bar row (the loop
 writes it before the first event at or after R); the final rows cover every trade left. Trades

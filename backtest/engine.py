@@ -10,6 +10,7 @@ import hashlib
 import json
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,30 +258,38 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
     events = 0
     last_ts = None
     bars = BarFiller(len(syms), candles=candles)
-    for chunk in stream:
-        n = len(chunk["ts_ns"])
-        if n == 0:
-            continue
-        if last_ts is None:
-            _align_first(c, int(chunk["ts_ns"][0]))
-        c.clock.idx_base = events
-        n_bars = len(bufs.out["bars"])
-        i = 0
-        while True:
-            try:
-                status, i = _call(loop, chunk, i, c, s, bufs)
-            except Exception as e:  # an exception raised by a strategy hook
-                raise _hook_error(cls, e, c, chunk, syms) from e
-            if status == RunStatus.BUFFER_FULL:
-                bufs.drain(c)
+    # a chunk's bar rows are filled in a thread while the loop runs over the next chunk (both
+    # compiled without the GIL); one chunk at a time, in order, so the bars never change
+    with ThreadPoolExecutor(1, thread_name_prefix="cascade-bars") as filler:
+        filling = None
+        for chunk in stream:
+            n = len(chunk["ts_ns"])
+            if n == 0:
                 continue
-            break
-        bufs.drain(c)  # this chunk's bar rows, to fill their open/high/low/volume
-        bars.chunk(chunk, bufs.out["bars"][n_bars:])
-        events += n
-        last_ts = int(chunk["ts_ns"][-1])
-        if progress is not None:
-            progress(events, "events")
+            if last_ts is None:
+                _align_first(c, int(chunk["ts_ns"][0]))
+            c.clock.idx_base = events
+            n_bars = len(bufs.out["bars"])
+            i = 0
+            while True:
+                try:
+                    status, i = _call(loop, chunk, i, c, s, bufs)
+                except Exception as e:  # an exception raised by a strategy hook
+                    raise _hook_error(cls, e, c, chunk, syms) from e
+                if status == RunStatus.BUFFER_FULL:
+                    bufs.drain(c)
+                    continue
+                break
+            bufs.drain(c)  # this chunk's bar rows, to fill their open/high/low/volume
+            if filling is not None:
+                filling.result()  # the previous chunk's (and its errors)
+            filling = filler.submit(bars.chunk, chunk, bufs.out["bars"][n_bars:])
+            events += n
+            last_ts = int(chunk["ts_ns"][-1])
+            if progress is not None:
+                progress(events, "events")
+        if filling is not None:
+            filling.result()
     if events == 0:  # a gap in the data: never a "successful" run of nothing
         raise no_data_error(stream.root, start_ns, end_ns)
     _finalize(c, bufs, bars, last_ts)

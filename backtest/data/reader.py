@@ -34,7 +34,7 @@ from .instruments import Instrument, load_instruments
 from .layout import DATA_TS_MIN_NS, EVENT_KINDS, KINDS, TS_MAX_NS, date_of_file, list_streams
 from .storage import local_dataset, pending, ready
 from .validate import check_batch
-from .validated import file_key, is_valid, remember
+from .validated import file_key, footer, is_valid, remember
 
 DEFAULT_CHUNK_ROWS = 1 << 20
 
@@ -182,10 +182,8 @@ class EventStream:
                 ready(f)
                 h.update(str(f.relative_to(self.root)).encode())
                 h.update(str(f.stat().st_size).encode())
-                try:
-                    h.update(pq.ParquetFile(f).metadata.to_dict().__repr__().encode())
-                except (OSError, pa.ArrowException):
-                    pass
+                if (read := footer(f)) is not None:  # the footer's bytes, not parsed
+                    h.update(read[1])
         return h.hexdigest()[:16]
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:

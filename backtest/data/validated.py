@@ -37,8 +37,9 @@ def _rules_hash() -> bytes:
     return h.digest()
 
 
-def file_key(path: Path, kind: str) -> str | None:
-    """The key of the file's current content under the current rules (None if unreadable)."""
+def footer(path: Path) -> tuple[os.stat_result, bytes] | None:
+    """The file's stat and its Parquet footer, as stored (None if it has none or is unreadable):
+    the schema, the row groups' sizes and statistics, bound to the content, in two reads."""
     try:
         st = os.stat(path)
         with open(path, "rb") as f:
@@ -48,13 +49,20 @@ def file_key(path: Path, kind: str) -> str | None:
             if tail[4:] != b"PAR1" or not 0 < size <= min(_FOOTER_MAX, st.st_size - 12):
                 return None
             f.seek(-8 - size, os.SEEK_END)
-            footer = f.read(size)
+            return st, f.read(size)
     except OSError:
         return None
+
+
+def file_key(path: Path, kind: str) -> str | None:
+    """The key of the file's current content under the current rules (None if unreadable)."""
+    if (read := footer(path)) is None:
+        return None
+    st, foot = read
     h = hashlib.sha256(_rules_hash())
     source = source_of(path)  # a read-cache copy of an S3 object: that object, in any cache folder
     h.update(f"{source or Path(path).resolve()}|{kind}|{st.st_size}|{'' if source else st.st_mtime_ns}|".encode())
-    h.update(footer)
+    h.update(foot)
     return h.hexdigest()[:32]
 
 
