@@ -64,6 +64,23 @@ def test_cached_chunks_are_the_merge_chunks(cache, dataset, monkeypatch, chunk_r
         assert list(a) == list(b)
         for name in a:
             assert a[name].dtype == b[name].dtype and a[name].tobytes() == b[name].tobytes(), name
+            # mapped from the entry's files at any offset, typed as the loop is compiled for
+            assert b[name].flags.c_contiguous and b[name].flags.writeable, name
+
+
+def test_an_entry_cut_short_after_it_was_found_is_a_one_line_error(cache, dataset):
+    """Chunks are mapped from the entry's files: a file cut short under a run (by hand; Cascade
+    replaces entries whole) is refused before it is mapped, where reading past its end would
+    have crashed the process."""
+    root, symbols = dataset
+    entry, _, _ = replay.build(open_dataset(root, symbols=symbols))
+    chunks = replay.chunks(entry, T0 - 1, T0 + 10**12, 1_000)
+    next(chunks)
+    with open(entry / "price.bin", "r+b") as f:
+        f.truncate(8 * 1_500)
+    with pytest.raises(DataError, match="shorter than its description") as e:
+        next(chunks)
+    assert "price.bin" in str(e.value) and "backtest cache clear" in str(e.value)
 
 
 def test_a_run_from_the_cache_is_bit_identical(cache, dataset, monkeypatch):

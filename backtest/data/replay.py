@@ -7,8 +7,8 @@ where the whole run from merged events takes 1.8 s; benchmarks/README.md). `back
 symbols in index order and the streams of its kinds) once through the ordinary reader, which checks
 every row, and stores the merged EVENT_COLUMNS as one raw file per column (62 bytes an event, about
 5x the zstd Parquet files; a column with one value throughout, such as the quote columns of a
-selection without quotes, is stored as that value). Every later run of that selection reads its chunks straight from those
-files in a background thread; a time range is a slice of them (the times are sorted), so runs of
+selection without quotes, is stored as that value). Every later run of that selection maps its chunks straight from those
+files (from the page cache, not copied) in a background thread; a time range is a slice of them (the times are sorted), so runs of
 any window share one entry. The chunks are those of the merge, row for row: results do not change.
 
 An entry is never stale: its key hashes, for every selected file, the reader's file key
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -165,17 +167,45 @@ def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator
                 if name in constant:
                     chunk[name] = constant[name][:n]
                     continue
-                col = np.empty(n, dt)
                 f = files[name]
-                f.seek(a * col.itemsize)
-                if f.readinto(memoryview(col).cast("B")) != col.nbytes:
+                itemsize = np.dtype(dt).itemsize
+                if os.fstat(f.fileno()).st_size < (a + n) * itemsize:  # mapped, it would crash
                     raise DataError("replay cache entry is shorter than its description", file=f.name,
                                     fix="run `backtest cache clear` (the dataset itself is unaffected)")
-                chunk[name] = col
+                chunk[name] = _column(f, a * itemsize, n, dt)
             yield chunk
     finally:
         for f in files.values():
             f.close()
+
+
+# Linux's madvise(MADV_POPULATE_READ) (5.14+): map a range's pages now, without copy-on-write
+_POPULATE_READ = 22 if sys.platform.startswith("linux") else None
+
+
+def _column(f, start: int, n: int, dt: str) -> np.ndarray:
+    """n values of a column file from byte `start`, mapped from the page cache, not copied
+    (a copy of the crash dataset's 6.2 GB took a core 1.6-2.5 s; mapping takes 0.13 s).
+
+    The mapping is private and writeable, as a read chunk is (numba compiles the loop for
+    writeable arrays; nothing writes to a chunk, and a write would change only this process's
+    copy). Its pages are mapped here, in the read-ahead thread, so that the loop never waits on
+    a page fault; the mapping is released with the chunk's last reference."""
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: read it
+        col = np.empty(n, dt)
+        f.seek(start)
+        f.readinto(memoryview(col).cast("B"))
+        return col
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    length = start + n * np.dtype(dt).itemsize - base
+    mapped = mmap.mmap(f.fileno(), length, flags=mmap.MAP_PRIVATE,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+    if _POPULATE_READ is not None:
+        try:
+            mapped.madvise(_POPULATE_READ)
+        except OSError:  # an older kernel: the loop maps the pages as it reads them
+            pass
+    return np.frombuffer(mapped, dtype=dt, count=n, offset=start - base)
 
 
 def build(stream, progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict, bool]:
