@@ -153,10 +153,12 @@ def strategy_ref(cls) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def config_id(cls, params: dict, config: dict, fingerprint: str) -> str:
+def config_id(cls, params: dict, config: dict, fingerprint: str, source: str | None = None) -> str:
+    """`source`: codegen.source_sha256(cls), when the caller has it (it reads the strategy's files)."""
     from .plugins.codegen import source_sha256
 
-    blob = json.dumps({"strategy": f"{cls.__module__}:{cls.__qualname__}", "source": source_sha256(cls),
+    source = source_sha256(cls) if source is None else source
+    blob = json.dumps({"strategy": f"{cls.__module__}:{cls.__qualname__}", "source": source,
                        "params": params, "config": config, "data": fingerprint},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -207,11 +209,13 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
     fp = open_dataset(local_dataset(data), symbols=symbols, start_ns=parse_time_ns(start, "start"),
                       end_ns=parse_time_ns(end, "end"), chunk_rows=cfg.chunk_rows).fingerprint()
     points = random_points(grid, random, seed) if random else grid_points(grid)
-    cdict, ref = cfg.to_dict(), strategy_ref(cls)
+    from .plugins.codegen import source_sha256
+
+    cdict, ref, source = cfg.to_dict(), strategy_ref(cls), source_sha256(cls)
     tasks = []
     for p in points:
         full = {**base, **fixed, **cls.resolve_params(p)}
-        cid = config_id(cls, full, cdict, fp)
+        cid = config_id(cls, full, cdict, fp, source)
         tasks.append(Task(ref, data if is_s3(data) else str(Path(data).resolve()), full, cdict, str(Path(out) / "runs" / cid), cid,
                           symbols, start, end))
     return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
