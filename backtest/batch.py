@@ -19,9 +19,7 @@ A set that fails (bad parameters, a hook that raises, a locked output folder) is
 error and the others carry on; a failure every set would share (data, config, compiling) raises.
 
 Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
-(fixed groups, each with its own output buffers); the bar step then runs in set order. After
-the pass the sets' Results (tables, metrics, saved runs) are built on as many threads, and
-yielded in set order.
+(fixed groups, each with its own output buffers); the bar step then runs in set order.
 
 Memory: one set costs its engine state (~1.5 MB with the default 4,096 order slots), its strategy record and its output rows
 (equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
@@ -30,11 +28,9 @@ Apart from it: one data chunk, and one set of output buffers (~34 MB) per thread
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -273,35 +269,25 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         raise no_data_error(stream.root, start_ns, end_ns)
 
     # --- each set's Result ----------------------------------------------------------------------
-    # built `threads` at a time (tables, metrics and the saved run: mostly polars, which releases
-    # the GIL), yielded in set order, at most `threads` built ahead of the caller
     shared_s = (pass_s - sum(st.own_s for st in sets)) / max(len(sets), 1)
-
-    def result(st: _Set, run_s: float):
-        try:
-            return E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
-                             compile_s, run_s, events, jit, st.out, notes)
-        except CascadeError as e:
-            return e
-        finally:
-            st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
-
-    building: collections.deque = collections.deque()
     for st in sets:
         if st.error is not None:
-            building.append((st.k, st.error))
-        else:
-            t2 = time.perf_counter()
-            E._finalize(st.c, st.bufs, st.bars, last_ts)  # here: a thread's sets share its buffers
-            if not jit:
-                E.sync_state(st.c)
-                st.s.sync()
-            # run_s: the set's own loop time plus its share of the pass (reading, merging)
-            run_s = st.own_s + time.perf_counter() - t2 + shared_s
-            building.append((st.k, pool.submit(result, st, run_s) if pool else result(st, run_s)))
-        while building and (len(building) > threads or st is sets[-1]):
-            k, res = building.popleft()
-            yield k, res.result() if isinstance(res, Future) else res
+            yield st.k, st.error
+            continue
+        t2 = time.perf_counter()
+        E._finalize(st.c, st.bufs, st.bars, last_ts)
+        if not jit:
+            E.sync_state(st.c)
+            st.s.sync()
+        # run_s: the set's own loop time plus its share of the pass (reading, merging)
+        run_s = st.own_s + time.perf_counter() - t2 + shared_s
+        try:
+            res = E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
+                            compile_s, run_s, events, jit, st.out, notes)
+        except CascadeError as e:
+            res = e
+        st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
+        yield st.k, res
 
 
 def _same_keys(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
