@@ -68,6 +68,22 @@ def test_cached_chunks_are_the_merge_chunks(cache, dataset, monkeypatch, chunk_r
             assert b[name].flags.c_contiguous and b[name].flags.writeable, name
 
 
+@pytest.mark.parametrize("chunk_rows", [400, 997, 3_000])
+def test_chunks_are_the_same_whatever_the_mapped_window(cache, dataset, monkeypatch, chunk_rows):
+    """Chunks are views of windows mapped WINDOW_ROWS rows at a time (more when a chunk is
+    larger); a chunk that does not fit the current window starts a new one. Small windows, not
+    multiples of the chunk size, give the very same chunks."""
+    root, symbols = dataset
+    entry, meta, _ = replay.build(open_dataset(root, symbols=symbols))
+    whole = list(replay.chunks(entry, T0 - 1, T0 + 10**12, chunk_rows))
+    monkeypatch.setattr(replay, "WINDOW_ROWS", 1_500)
+    windowed = list(replay.chunks(entry, T0 - 1, T0 + 10**12, chunk_rows))
+    assert meta["rows"] > 3 * 1_500 and len(windowed) == len(whole) > 1
+    for a, b in zip(whole, windowed):
+        for name in a:
+            assert a[name].tobytes() == b[name].tobytes() and b[name].flags.writeable, name
+
+
 def test_an_entry_cut_short_after_it_was_found_is_a_one_line_error(cache, dataset):
     """Chunks are mapped from the entry's files: a file cut short under a run (by hand; Cascade
     replaces entries whole) is refused before it is mapped, where reading past its end would

@@ -38,6 +38,7 @@ from ..core.schema import EVENT_COLUMNS
 from ..errors import DataError
 
 ROW_BYTES = sum(np.dtype(dt).itemsize for _, dt in EVENT_COLUMNS)
+WINDOW_ROWS = 1 << 20  # rows mapped at once (62 MB of columns), whatever the chunk size
 ENTRY = "entry.json"
 
 
@@ -159,6 +160,10 @@ def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator
                 for name, dt in EVENT_COLUMNS if name in meta["constant"]}
     files = {name: open(entry / f"{name}.bin", "rb", buffering=0) for name, _ in EVENT_COLUMNS
              if name not in constant}
+    # chunks are views of windows of at least WINDOW_ROWS rows, mapped one at a time: small
+    # chunks cost no mapping each, and a window is released with the last chunk that views it
+    span = max(chunk_rows, WINDOW_ROWS)
+    window: dict[str, tuple[int, np.ndarray]] = {}
     try:
         for a in range(lo, hi, chunk_rows):
             n = min(chunk_rows, hi - a)
@@ -168,13 +173,18 @@ def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator
                     chunk[name] = constant[name][:n]
                     continue
                 f = files[name]
-                itemsize = np.dtype(dt).itemsize
-                if os.fstat(f.fileno()).st_size < (a + n) * itemsize:  # mapped, it would crash
+                # checked at every chunk: reading a mapped page past the file's end would crash
+                if os.fstat(f.fileno()).st_size < (a + n) * np.dtype(dt).itemsize:
                     raise DataError("replay cache entry is shorter than its description", file=f.name,
                                     fix="run `backtest cache clear` (the dataset itself is unaffected)")
-                chunk[name] = _column(f, a * itemsize, n, dt)
+                w0, rows_of = window.get(name, (a, None))
+                if rows_of is None or a + n > w0 + len(rows_of):
+                    w0, rows_of = a, _column(f, a, min(span, hi - a), dt)
+                    window[name] = (w0, rows_of)
+                chunk[name] = rows_of[a - w0:a - w0 + n]
             yield chunk
     finally:
+        window.clear()
         for f in files.values():
             f.close()
 
@@ -183,14 +193,15 @@ def chunks(entry: Path, start_ns: int, end_ns: int, chunk_rows: int) -> Iterator
 _POPULATE_READ = 22 if sys.platform.startswith("linux") else None
 
 
-def _column(f, start: int, n: int, dt: str) -> np.ndarray:
-    """n values of a column file from byte `start`, mapped from the page cache, not copied
-    (a copy of the crash dataset's 6.2 GB took a core 1.6-2.5 s; mapping takes 0.13 s).
+def _column(f, row: int, n: int, dt: str) -> np.ndarray:
+    """n values of a column file from `row` on, mapped from the page cache, not copied (a copy
+    of the crash dataset's 6.2 GB took a core 1.6-2.5 s; mapping takes 0.13 s).
 
     The mapping is private and writeable, as a read chunk is (numba compiles the loop for
     writeable arrays; nothing writes to a chunk, and a write would change only this process's
     copy). Its pages are mapped here, in the read-ahead thread, so that the loop never waits on
     a page fault; the mapping is released with the chunk's last reference."""
+    start = row * np.dtype(dt).itemsize
     if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: read it
         col = np.empty(n, dt)
         f.seek(start)
