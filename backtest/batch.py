@@ -141,7 +141,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .pack import check_quote_needs, pack
     from .data.coverage import no_data_error
     from .errors import StrategyError
-    from .plugins.codegen import build_loop
+    from .plugins.codegen import build_loop, source_sha256
 
     # --- what every set shares: engine._run's checks, in its order -------------------------------
     cls, cfg, stream, start_ns, end_ns = E.open_run(strategy, data, symbols, start, end, config)
@@ -270,6 +270,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
 
     # --- each set's Result ----------------------------------------------------------------------
     shared_s = (pass_s - sum(st.own_s for st in sets)) / max(len(sets), 1)
+    source = source_sha256(cls)  # the strategy's files, hashed once for every set's manifest
     for st in sets:
         if st.error is not None:
             yield st.k, st.error
@@ -283,7 +284,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         run_s = st.own_s + time.perf_counter() - t2 + shared_s
         try:
             res = E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
-                            compile_s, run_s, events, jit, st.out, notes)
+                            compile_s, run_s, events, jit, st.out, notes, source)
         except CascadeError as e:
             res = e
         st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next

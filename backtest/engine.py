@@ -393,7 +393,9 @@ def _call(loop, chunk, start, c, s, bufs):
 
 
 def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out,
-            notes=()):
+            notes=(), source: str | None = None):
+    """The run's tables, manifest and metrics, saved to `out` if given. `source`: the strategy's
+    source_sha256, when the caller has it (a batch hashes the strategy's files once)."""
     o = bufs.out
     tables = {
         "fills": _table(o["fills"], FILL_DTYPE, syms),
@@ -418,7 +420,7 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
     manifest = {
         "version": 1,
         "strategy": {"name": cls.__name__, "class": f"{cls.__module__}:{cls.__qualname__}",
-                     "source_sha256": source_sha256(cls), "params": _jsonable(params),
+                     "source_sha256": source or source_sha256(cls), "params": _jsonable(params),
                      "state": {f.name: _jsonable(s_arr[f.name][0]) for f in cls._fields}},
         "symbols": syms,
         "instruments": {k: v.to_dict() for k, v in stream.instruments.items()},
