@@ -131,6 +131,8 @@ def iter_batch(strategy, data, params_list: list[dict | None], *, symbols=None, 
 
 
 def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, threads, locks):
+    from concurrent.futures import ThreadPoolExecutor
+
     import numba
 
     from . import engine as E
@@ -224,8 +226,6 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             st.bufs.funding, st.bufs.liqs, st.bufs.loans = own.funding, own.liqs, own.loans
     pool = None
     if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         pool = locks.enter_context(ThreadPoolExecutor(threads - 1, thread_name_prefix="cascade-batch"))
 
     t1 = time.perf_counter()
@@ -269,10 +269,17 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         raise no_data_error(stream.root, start_ns, end_ns)
 
     # --- each set's Result ----------------------------------------------------------------------
+    # A set's run folder is written by a thread while the next set's Result is built (writing
+    # Parquet releases the GIL; building holds it); a set is yielded once its folder is complete.
+    saver = locks.enter_context(ThreadPoolExecutor(1, thread_name_prefix="cascade-save"))
     shared_s = (pass_s - sum(st.own_s for st in sets)) / max(len(sets), 1)
     source = source_sha256(cls)  # the strategy's files, hashed once for every set's manifest
+    saving = None  # (k, Result, the future of its save) of the set before
     for st in sets:
         if st.error is not None:
+            if saving is not None:
+                yield _saved(*saving)
+                saving = None
             yield st.k, st.error
             continue
         t2 = time.perf_counter()
@@ -284,11 +291,26 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         run_s = st.own_s + time.perf_counter() - t2 + shared_s
         try:
             res = E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
-                            compile_s, run_s, events, jit, st.out, notes, source)
+                            compile_s, run_s, events, jit, None, notes, source)
         except CascadeError as e:
             res = e
         st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
-        yield st.k, res
+        if saving is not None:
+            yield _saved(*saving)
+        save = None if isinstance(res, CascadeError) or st.out is None else saver.submit(res.save, st.out)
+        saving = (st.k, res, save)
+    if saving is not None:
+        yield _saved(*saving)
+
+
+def _saved(k: int, res, save) -> tuple[int, object]:
+    """(k, Result) once its folder is written; (k, the CascadeError) if writing it failed so."""
+    try:
+        if save is not None:
+            save.result()
+    except CascadeError as e:
+        return k, e
+    return k, res
 
 
 def _same_keys(a: list[np.ndarray], b: list[np.ndarray]) -> bool:

@@ -173,19 +173,20 @@ def _finalize(c, bufs: _Buffers, bars: BarFiller, last_ts: int) -> None:
 
 
 def _table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by: str | None = None) -> pl.DataFrame:
+    """The rows of `parts` as a DataFrame (columns in dtype order, `symbol` names after `sym`),
+    built column by column: a run builds seven of these per Result, and each polars operation on a
+    small frame costs more than the rows do."""
     arr = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-    df = pl.DataFrame({n: arr[n] for n in dtype.names})
-    if "sym" in df.columns:  # names first: the rows are still in `arr` order here
-        names = np.array(symbols + [""], dtype=object)
-        idx = np.where((arr["sym"] >= 0) & (arr["sym"] < len(symbols)), arr["sym"], len(symbols))
-        df = df.with_columns(pl.Series("symbol", names[idx], dtype=pl.Utf8))
     if sort_by is not None:
-        df = df.sort(sort_by, maintain_order=True)
-    if "sym" in df.columns:
-        cols = df.columns
-        cols.insert(cols.index("sym") + 1, cols.pop(cols.index("symbol")))
-        df = df.select(cols)
-    return df
+        arr = arr[np.argsort(arr[sort_by], kind="stable")]
+    cols = []
+    for name in dtype.names:
+        cols.append(pl.Series(name, arr[name]))
+        if name == "sym":
+            names = np.array(symbols + [""], dtype=object)
+            idx = np.where((arr["sym"] >= 0) & (arr["sym"] < len(symbols)), arr["sym"], len(symbols))
+            cols.append(pl.Series("symbol", names[idx], dtype=pl.Utf8))
+    return pl.DataFrame(cols)
 
 
 def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None = None,
@@ -467,10 +468,11 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
     manifest["run_id"] = hashlib.sha256(ident.encode()).hexdigest()[:12]
     from .metrics import compute_metrics, costs_by_symbol
 
-    manifest["metrics"] = _jsonable(compute_metrics(Result(manifest=manifest, tables=tables)))
+    result = Result(manifest=manifest, tables=tables)  # the metrics read its tables
+    manifest["metrics"] = _jsonable(compute_metrics(result))
     manifest["headline"]["max_drawdown"] = manifest["metrics"].get("max_drawdown")
     manifest["costs_by_symbol"] = costs_by_symbol(tables["fills"], tables["funding"]).to_dicts()
-    result = Result(manifest=manifest, tables=tables)
+    result = result.replace(manifest=manifest)
     if out is not None:
         result.save(Path(out))
     return result

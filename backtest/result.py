@@ -6,11 +6,14 @@ sibling and renamed when complete, so a folder that exists is a finished run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from .atomic import atomic_dir, write_text
 from .core.enums import (
@@ -34,15 +37,36 @@ def enum_dtype(enum) -> pl.Enum:
 def with_enum_names(df: pl.DataFrame) -> pl.DataFrame:
     """`df` with a readable `<column>_name` after each int code column of ENUM_COLUMNS (idempotent;
     a code no member has gives null)."""
-    cols = list(df.columns)
-    add = []
-    for col, enum in ENUM_COLUMNS.items():
-        if col in cols and f"{col}_name" not in cols:
-            mapping = {int(m): m.name.lower() for m in enum}
-            add.append(pl.col(col).replace_strict(mapping, default=None, return_dtype=enum_dtype(enum))
-                       .alias(f"{col}_name"))
-            cols.insert(cols.index(col) + 1, f"{col}_name")
-    return df.with_columns(add).select(cols) if add else df
+    cols = df.get_columns()
+    names = set(df.columns)
+    out = []
+    for s in cols:
+        out.append(s)
+        enum = ENUM_COLUMNS.get(s.name)
+        if enum is not None and f"{s.name}_name" not in names:
+            out.append(_names(s, enum))
+    return pl.DataFrame(out) if len(out) > len(cols) else df
+
+
+@functools.cache
+def _lookup(enum) -> tuple[np.ndarray, pa.Array, pl.Enum]:
+    """(position of each code in value order, -1 for none; the names; the Enum dtype) of `enum`."""
+    values = sorted(int(m) for m in enum)
+    pos = np.full(values[-1] + 1, -1, dtype=np.int32)
+    pos[values] = np.arange(len(values), dtype=np.int32)
+    return pos, pa.array(names_of(enum)), enum_dtype(enum)
+
+
+def _names(codes: pl.Series, enum) -> pl.Series:
+    """`<codes>_name`: each code's member name as an Enum value, null for a code no member has.
+    Built as an Arrow dictionary array over the codes' positions (a polars `replace_strict` costs
+    0.4 ms on any frame, and Results hold many small ones)."""
+    pos, names, dtype = _lookup(enum)
+    c = codes.to_numpy()  # floats with NaN where a code is null
+    known = (c >= 0) & (c < len(pos))  # NaN compares False
+    idx = np.where(known, pos[np.where(known, c, 0).astype(np.intp)], -1)
+    indices = pa.array(idx, mask=idx < 0, type=pa.int32())
+    return pl.Series(f"{codes.name}_name", pa.DictionaryArray.from_arrays(indices, names)).cast(dtype)
 
 
 _READ_ONLY = ("a Result is read-only: build a changed copy with result.replace(manifest=..., tables=...) "

@@ -87,3 +87,31 @@ def test_result_tables_carry_readable_enum_columns(tmp_path):
     assert o.schema["reason_name"] == pl.Enum(list(enums.names_of(Reason)))
     back = Result.load(res.save(tmp_path / "run"))  # the Enum survives Parquet, and nothing is added twice
     assert back.orders.equals(o) and back.orders.schema == o.schema
+
+
+def test_enum_names_match_polars_replace_strict_for_unknown_null_and_many_codes():
+    """with_enum_names builds the names from the codes with numpy and an Arrow dictionary (a
+    polars expression costs 0.4 ms on every small table); it must give exactly what polars'
+    own mapping gives: null for a code no member has and for a null code, at any size."""
+    import numpy as np
+    import polars as pl
+
+    from backtest.core.enums import OrderStatus, Reason
+    from backtest.result import enum_dtype, with_enum_names
+
+    rng = np.random.default_rng(7)
+    codes = [int(m) for m in Reason]
+    for n in (0, 5, 100_000):
+        reason = rng.choice(codes + [-3, max(codes) + 1, 999], n).astype(np.int16)
+        status = pl.Series("status", rng.choice([int(m) for m in OrderStatus] + [-1], n), dtype=pl.Int8)
+        df = pl.DataFrame({"reason": reason, "status": status})
+        if n:
+            df = df.with_columns(pl.when(pl.int_range(n) % 7 == 3).then(None).otherwise(pl.col("status"))
+                                 .alias("status"))
+        got = with_enum_names(df)
+        for col, enum in (("reason", Reason), ("status", OrderStatus)):
+            want = df[col].replace_strict({int(m): m.name.lower() for m in enum}, default=None,
+                                          return_dtype=enum_dtype(enum))
+            assert got[f"{col}_name"].equals(want.alias(f"{col}_name"), check_dtypes=True)
+        assert got.columns == ["reason", "reason_name", "status", "status_name"]
+        assert with_enum_names(got) is got  # idempotent
