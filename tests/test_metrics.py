@@ -251,3 +251,21 @@ def test_benchmark_is_explicit_or_the_first_traded_symbol():
     r["manifest"]["config"] = {"benchmark": "B"}  # the run's --benchmark
     m = M.compute_metrics(r)
     assert m["benchmark_symbol"] == "B" and m["benchmark_return"] == pytest.approx(-0.5)
+
+
+def test_cost_and_liquidation_sums_skip_nan_and_null():
+    """A NaN or null fee or PnL (a gap in a hand-made table) counts as nothing, in every sum."""
+    fills = _fills([
+        (10, 0, 1.0, 100.0, 0.10, 0.0, 0.05, 1.0, 1),
+        (30, 0, 1.0, 90.0, float("nan"), -10.0, 0.05, 0.0, 2),
+        (40, 0, 1.0, 95.0, 0.20, 0.0, float("nan"), 1.0, 1),
+        (50, 0, 1.0, 80.0, 2.0, -15.0, 0.10, 0.0, 2),
+    ]).with_columns(pl.when(pl.col("ts_ns") == 50).then(None).otherwise(pl.col("realized_pnl"))
+                    .alias("realized_pnl"))
+    assert M.liquidation_stats(pl.DataFrame(), fills) == {
+        "n_liquidations": 2, "liquidation_loss": 10.0 + 2.0, "liquidation_fees": 2.0}
+    c = M.cost_attribution({"manifest": {"initial_balance": 1000.0},
+                            "tables": {"equity": equity_frame([0, 100], [1000.0, 980.0]), "fills": fills}})
+    assert c["fees"] == pytest.approx(0.30) and c["liquidation_fees"] == 2.0
+    assert c["slippage"] == pytest.approx(0.20) and c["realized_pnl"] == -10.0
+    assert M._sum(pl.DataFrame({"x": [float("nan"), None]}, schema={"x": pl.Float64}), "x") == 0.0
