@@ -408,8 +408,9 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
         "loans": _table(o["loans"], LOAN_DTYPE, syms),
     }
     names = {int(e): e.name.lower() for e in LoanEvent}
-    tables["loans"] = tables["loans"].rename({"event": "event_code"}).with_columns(
-        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event"))
+    tables["loans"] = tables["loans"].lazy().rename({"event": "event_code"}).with_columns(
+        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event")).collect(
+        engine="in-memory")  # one query (metrics.py says why this engine)
     from .trades import round_trips
 
     tables["trades"] = round_trips(tables["fills"])

@@ -34,6 +34,8 @@ PERIOD_NS = {"1d": NS_PER_DAY, "1h": NS_PER_HOUR}
 DAILY_MIN_DAYS = 30  # below this many days of data, return statistics use hourly returns
 
 NAN = float("nan")
+# Results hold small frames: a chain of frame steps runs as one lazy query, collected by polars'
+# in-memory engine (the default engine's start-up costs more than these frames' whole work).
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def open_symbols_series(fills: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
          .with_columns(was_open=pl.col("is_open").shift(1).over("sym").fill_null(False))
          .with_columns(n_open=(pl.col("is_open").cast(pl.Int64)
                                - pl.col("was_open").cast(pl.Int64)).cum_sum())
-         .collect())
+         .collect(engine="in-memory"))
     return f["ts_ns"].to_numpy().astype(np.int64), f["n_open"].to_numpy()
 
 
@@ -409,7 +411,7 @@ def liq_distance(bars: pl.DataFrame) -> pl.DataFrame:
     return (bars.lazy().select(pl.col("ts_ns"), sym.alias("symbol"),
                                ((pl.col("mark") - pl.col("liq_price")).abs() / pl.col("mark"))
                                .alias("distance"))
-            .filter(pl.col("distance").is_finite()).collect())
+            .filter(pl.col("distance").is_finite()).collect(engine="in-memory"))
 
 
 def min_liq_distance(bars: pl.DataFrame) -> dict:
@@ -476,7 +478,8 @@ def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
     fund = (funding.group_by("symbol").agg(pl.col("payment").sum().alias("funding"))
             if funding.height else pl.DataFrame(schema={"symbol": pl.Utf8, "funding": pl.Float64}))
     return (out.lazy().join(fund.lazy(), on="symbol", how="left")
-            .with_columns(pl.col("funding").fill_null(0.0)).select(cols).sort("symbol").collect())
+            .with_columns(pl.col("funding").fill_null(0.0)).select(cols).sort("symbol")
+            .collect(engine="in-memory"))
 
 
 def cost_attribution(result_like) -> dict:
@@ -539,7 +542,8 @@ def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
     # one query; sorting (stably) before the filter keeps the same rows in the same order
     b = (by_time(bars).lazy()
          .filter((pl.col("symbol") if has_name else pl.col("sym").cast(pl.Utf8)) == symbol)
-         .with_columns(px=px).filter(pl.col("px").is_not_null() & (pl.col("px") > 0)).collect())
+         .with_columns(px=px).filter(pl.col("px").is_not_null() & (pl.col("px") > 0))
+         .collect(engine="in-memory"))
     if b.height == 0:
         return empty
     p = b["px"].to_numpy().astype(np.float64)

@@ -105,7 +105,7 @@ def round_trips(fills: pl.DataFrame) -> pl.DataFrame:
     if "symbol" not in fills.columns:
         fills = fills.with_columns(pl.col("sym").cast(pl.Utf8).alias("symbol"))
     order = ["sym", "ts_ns"] + (["event_idx"] if "event_idx" in fills.columns else [])
-    f = fills.lazy().with_row_index("_row").sort([*order, "_row"]).collect()
+    f = fills.lazy().with_row_index("_row").sort([*order, "_row"]).collect(engine="in-memory")
 
     sym = f["sym"].to_numpy()
     symbol = f["symbol"].to_list()
