@@ -288,7 +288,7 @@ def cache(path, symbols, book, quiet, as_json, s3_endpoint, s3_cache):
     """Keep a dataset's merged events on disk so that runs replay them without decoding.
 
     Reads the dataset once (checking every row, as a run does) and stores its events in time
-    order as raw columns, 62 bytes an event (about 5x the zstd Parquet files), under
+    order as raw columns, 62 bytes an event (about 4-5x the Parquet files), under
     $CASCADE_REPLAY_CACHE (default $CASCADE_CACHE_DIR/replay/). Every later run, sweep or walk-forward window over these symbols
     and kinds reads them from there, whatever its time range: the same events, the same results,
     without decoding Parquet or merging the streams. A change to any file of the dataset makes the

@@ -209,10 +209,12 @@ class _Part:
         import pyarrow.parquet as pq
 
         from .layout import schema_of
+        from .writer import COMPRESSION
 
         self.path, self.kind, self.src = path, kind, src
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(path, schema_of(kind), compression="zstd", write_page_checksum=True)
+        self.writer = pq.ParquetWriter(path, schema_of(kind), compression=COMPRESSION,
+                                       write_page_checksum=True)
         self.buf: list[dict[str, np.ndarray]] = []
         self.buffered = self.rows = 0
         self.last_ts: int | None = None
@@ -370,7 +372,7 @@ def _fill(column: str, kind: str, parts, old_files, target: Path, staged: Path, 
 
     from ..atomic import write_parquet
     from .validate import check_batch
-    from .writer import ROW_GROUP_ROWS, to_table
+    from .writer import COMPRESSION, ROW_GROUP_ROWS, to_table
 
     old = _read_existing(kind, old_files)
     if old is None:
@@ -384,7 +386,8 @@ def _fill(column: str, kind: str, parts, old_files, target: Path, staged: Path, 
         return False
     columns = {n: merged[n].to_numpy() for n in KINDS[kind][1]}
     check_batch(kind, target, columns, 0, None, date=date)
-    write_parquet(to_table(kind, columns), staged, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+    write_parquet(to_table(kind, columns), staged, row_group_size=ROW_GROUP_ROWS,
+                  compression=COMPRESSION)
     return True
 
 
@@ -399,7 +402,7 @@ def _finalize(sink: _Sink, out: Path, stage, symbol: str):
 
     from ..atomic import write_parquet
     from .validate import check_batch
-    from .writer import ROW_GROUP_ROWS, to_table
+    from .writer import COMPRESSION, ROW_GROUP_ROWS, to_table
 
     moves, deletes, written, dates = [], [], [], set()
     added = 0
@@ -434,7 +437,7 @@ def _finalize(sink: _Sink, out: Path, stage, symbol: str):
             if old_files == [target] and merged.equals(old):
                 continue  # nothing new for this date: leave the file alone
             write_parquet(to_table(kind, columns), staged, row_group_size=ROW_GROUP_ROWS,
-                          compression="zstd")
+                          compression=COMPRESSION)
         moves.append(rel)
         deletes += [f.relative_to(out).as_posix() for f in old_files if f != target]
         written.append(target)
