@@ -2,8 +2,8 @@
 read their chunks instead of decoding Parquet and merging streams.
 
 Decoding the Parquet files and merging 40 streams by time is most of a multi-stream run (the
-100M-event crash dataset: 3.2 CPU-s of decode in zstd, 1.65 in LZ4, 2.1 of the merge's gather and 0.8 of its sort,
-where the whole run from merged events takes 1.8 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
+100M-event crash dataset: 3.2 CPU-s of decode in zstd, 1.65 in LZ4, 2.1 of the merge's gather
+and 0.8 of its sort, where the whole run from merged events takes 1.8 s; benchmarks/README.md). `backtest data cache DATASET` reads a selection (its
 symbols in index order and the streams of its kinds) once through the ordinary reader, which checks
 every row, and stores the merged EVENT_COLUMNS as one raw file per column (62 bytes an event, about
 4-5x the Parquet files; a column with one value throughout, such as the quote columns of a
