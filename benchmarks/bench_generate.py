@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_generate.py --scale 5
 
 Generates the feb-2026-crash dataset into a temporary folder (deleted afterwards unless --keep) and
-prints rows written per second, end to end (numpy generation + parquet/zstd encoding + disk), plus
+prints rows written per second, end to end (numpy generation + Parquet encoding + disk), plus
 the generation-only rate with the parquet writer stubbed out (--no-write-split to skip that run).
 With --compare-book it also generates the same dataset without the L2 book (`book=False`) in the
 same process and prints both rows with the ratio of wall times (book / no book).
