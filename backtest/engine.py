@@ -33,7 +33,7 @@ from .errors import CascadeError, StrategyError
 from .plugins.codegen import build_loop, dependency_files, source_sha256
 from .pack import check_quote_needs, pack
 from .plugins.resolve import resolve_strategy
-from .result import Result
+from .result import Result, collect_small
 from .strategy import Strategy
 
 BUFFER_ROWS = 1 << 16
@@ -411,9 +411,8 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
         "loans": _table(o["loans"], LOAN_DTYPE, syms),
     }
     names = {int(e): e.name.lower() for e in LoanEvent}
-    tables["loans"] = tables["loans"].lazy().rename({"event": "event_code"}).with_columns(
-        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event")).collect(
-        engine="in-memory")  # one query (metrics.py says why this engine)
+    tables["loans"] = collect_small(tables["loans"].lazy().rename({"event": "event_code"}).with_columns(
+        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event")))
     from .trades import round_trips
 
     tables["trades"] = round_trips(tables["fills"])

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from .core.schema import Liquidity
+from .result import Result, collect_small
 from .trades import round_trips
 
 NS_PER_S = 1_000_000_000
@@ -34,8 +35,6 @@ PERIOD_NS = {"1d": NS_PER_DAY, "1h": NS_PER_HOUR}
 DAILY_MIN_DAYS = 30  # below this many days of data, return statistics use hourly returns
 
 NAN = float("nan")
-# Results hold small frames: a chain of frame steps runs as one lazy query, collected by polars'
-# in-memory engine (the default engine's start-up costs more than these frames' whole work).
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,8 +45,6 @@ def unpack(result_like) -> tuple[dict, dict[str, pl.DataFrame]]:
     A mapping may be ``{"manifest": ..., "tables": ...}`` or simply ``{table_name: DataFrame}``.
     """
     if isinstance(result_like, (str, Path)):
-        from .result import Result
-
         result_like = Result.load(Path(result_like))
     if hasattr(result_like, "tables") and hasattr(result_like, "manifest"):
         return dict(result_like.manifest or {}), dict(result_like.tables or {})
@@ -273,8 +270,9 @@ def time_weighted_mean(ts: np.ndarray, values: np.ndarray) -> float:
 # Trades, exposure, turnover
 def trade_stats(trades: pl.DataFrame) -> dict:
     """Win rate, profit factor, expectancy, average win/loss over closed trades (net PnL)."""
-    closed = ~trades["open"] if trades.height else None  # a mask: filtering the frame costs more
-    n = int(closed.sum()) if trades.height else 0
+    # a mask of the closed trades: filtering the frame costs more
+    closed = ~trades["open"] if trades.height else pl.Series(dtype=pl.Boolean)
+    n = int(closed.sum())
     n_open = trades.height - n
     out = {"n_trades": n, "n_open_trades": n_open, "win_rate": NAN, "profit_factor": NAN,
            "expectancy": NAN, "avg_win": NAN, "avg_loss": NAN, "best_trade": NAN,
@@ -303,14 +301,13 @@ def open_symbols_series(fills: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if fills.height == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     keys = ["ts_ns"] + (["event_idx"] if "event_idx" in fills.columns else [])
-    f = (fills.lazy().select([*keys, "sym", "position_after", "qty"]).with_row_index("_r")
+    f = collect_small(fills.lazy().select([*keys, "sym", "position_after", "qty"]).with_row_index("_r")
          .sort([*keys, "_r"])
          .with_columns(is_open=pl.col("position_after").abs()
                        > 1e-9 * pl.max_horizontal(pl.lit(1.0), pl.col("qty").abs()))
          .with_columns(was_open=pl.col("is_open").shift(1).over("sym").fill_null(False))
          .with_columns(n_open=(pl.col("is_open").cast(pl.Int64)
-                               - pl.col("was_open").cast(pl.Int64)).cum_sum())
-         .collect(engine="in-memory"))
+                               - pl.col("was_open").cast(pl.Int64)).cum_sum()))
     return f["ts_ns"].to_numpy().astype(np.int64), f["n_open"].to_numpy()
 
 
@@ -408,10 +405,10 @@ def liq_distance(bars: pl.DataFrame) -> pl.DataFrame:
     if bars.height == 0 or "liq_price" not in bars.columns:
         return pl.DataFrame(schema=cols)
     sym = pl.col("symbol") if "symbol" in bars.columns else pl.col("sym").cast(pl.Utf8)
-    return (bars.lazy().select(pl.col("ts_ns"), sym.alias("symbol"),
-                               ((pl.col("mark") - pl.col("liq_price")).abs() / pl.col("mark"))
-                               .alias("distance"))
-            .filter(pl.col("distance").is_finite()).collect(engine="in-memory"))
+    return collect_small(bars.lazy().select(pl.col("ts_ns"), sym.alias("symbol"),
+                                            ((pl.col("mark") - pl.col("liq_price")).abs()
+                                             / pl.col("mark")).alias("distance"))
+                         .filter(pl.col("distance").is_finite()))
 
 
 def min_liq_distance(bars: pl.DataFrame) -> dict:
@@ -477,9 +474,8 @@ def costs_by_symbol(fills: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
         pl.col("realized_pnl").sum().alias("realized_pnl"))
     fund = (funding.group_by("symbol").agg(pl.col("payment").sum().alias("funding"))
             if funding.height else pl.DataFrame(schema={"symbol": pl.Utf8, "funding": pl.Float64}))
-    return (out.lazy().join(fund.lazy(), on="symbol", how="left")
-            .with_columns(pl.col("funding").fill_null(0.0)).select(cols).sort("symbol")
-            .collect(engine="in-memory"))
+    return collect_small(out.lazy().join(fund.lazy(), on="symbol", how="left")
+                         .with_columns(pl.col("funding").fill_null(0.0)).select(cols).sort("symbol"))
 
 
 def cost_attribution(result_like) -> dict:
@@ -540,10 +536,9 @@ def buy_and_hold(bars: pl.DataFrame, symbol: str | None = None,
     px = pl.when(pl.col("close").is_nan()).then(None).otherwise(pl.col("close")).forward_fill()
     px = pl.coalesce(px, pl.col("mark"))
     # one query; sorting (stably) before the filter keeps the same rows in the same order
-    b = (by_time(bars).lazy()
-         .filter((pl.col("symbol") if has_name else pl.col("sym").cast(pl.Utf8)) == symbol)
-         .with_columns(px=px).filter(pl.col("px").is_not_null() & (pl.col("px") > 0))
-         .collect(engine="in-memory"))
+    b = collect_small(by_time(bars).lazy()
+                      .filter((pl.col("symbol") if has_name else pl.col("sym").cast(pl.Utf8)) == symbol)
+                      .with_columns(px=px).filter(pl.col("px").is_not_null() & (pl.col("px") > 0)))
     if b.height == 0:
         return empty
     p = b["px"].to_numpy().astype(np.float64)

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from .core.schema import Liquidity
+from .result import collect_small
 
 TRADE_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8,
@@ -105,7 +106,7 @@ def round_trips(fills: pl.DataFrame) -> pl.DataFrame:
     if "symbol" not in fills.columns:
         fills = fills.with_columns(pl.col("sym").cast(pl.Utf8).alias("symbol"))
     order = ["sym", "ts_ns"] + (["event_idx"] if "event_idx" in fills.columns else [])
-    f = fills.lazy().with_row_index("_row").sort([*order, "_row"]).collect(engine="in-memory")
+    f = collect_small(fills.lazy().with_row_index("_row").sort([*order, "_row"]))
 
     sym = f["sym"].to_numpy()
     symbol = f["symbol"].to_list()
