@@ -170,10 +170,13 @@ def test_cache_warm_leaves_a_run_only_its_strategy_to_compile(ds, tmp_path):
                        env={**env, "NUMBA_DISABLE_JIT": "1"}, timeout=300)
     assert (r.returncode, r.stderr) == (2, "error: nothing to compile: NUMBA_DISABLE_JIT is set "
                                            "(unset it to warm the cache)\n")
-    before = set((tmp_path / "cache").rglob("*.nbi"))
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in (tmp_path / "cache").rglob("*.nbi")}
     backtest("run", "reference", "--data", ds, "--out", tmp_path / "run", "--quiet")
-    compiled = sorted(p.name for p in set((tmp_path / "cache").rglob("*.nbi")) - before)
+    compiled = sorted(p.name for p in set((tmp_path / "cache").rglob("*.nbi")) - set(before))
     assert compiled and all(n.startswith(("_cascade_gen_", "sdk.")) for n in compiled), compiled
+    # and no warmed kernel compiled again for other argument types (its index would be rewritten):
+    # the warm (which only types its steps) gave each kernel the signature the loop calls it with
+    assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in before} == before
 
 
 @pytest.mark.slow

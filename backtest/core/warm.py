@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from numba import njit, typeof
 
@@ -185,25 +186,26 @@ def start():
     return _helper
 
 
-def compile_steps(steps=STEPS) -> None:
-    """Compile (or load from the cache) the kernels the steps call, in the steps' order."""
+def compile_steps(steps=STEPS, typed_only: bool = False) -> None:
+    """Compile (or load from the cache) the kernels the steps call, in the steps' order.
+
+    `typed_only` (`backtest cache warm`): type each step instead of compiling it. Typing a call
+    compiles (or loads) the kernel called, for the caller's argument types, which is all a step
+    is for; compiling the step also lowers it and links, optimises and assembles every kernel it
+    calls into machine code nobody runs (28.1 -> 23.1 s for the whole framework). The helper
+    does not: beside a cold run, a faster helper reached the kernels the run was compiling (those
+    shared by order matching and liquidation) at the same time as the run, which then waited for
+    them, and cold starts took 4 % longer (benchmarks/README.md)."""
     sig = tuple(typeof(a) for a in _args())
     for step in steps:
-        _type_only(step, sig)
+        if typed_only and numba.__version__.startswith(NUMBA_TESTED):
+            _type(step, sig)
+        else:
+            njit(step, no_cpython_wrapper=True).compile(sig)
 
 
-def _type_only(step, sig) -> None:
-    """Type `step` for the argument types `sig`. Typing a call makes numba compile (or load) the
-    kernel called, for the caller's argument types, which is all the helper is for; compiling the
-    step itself would also lower it and link, optimise and assemble every kernel it calls into
-    machine code nobody runs (`backtest cache warm`: 28.1 -> 23.1 s, benchmarks/README.md). The
-    typing stage is numba's internal API: used on the numba minor version it was verified on
-    (NUMBA_TESTED), the step is compiled whole on another."""
-    import numba
-
-    if not numba.__version__.startswith(NUMBA_TESTED):
-        njit(step, no_cpython_wrapper=True).compile(sig)
-        return
+def _type(step, sig) -> None:
+    """numba's typing stage alone (its internal API, as verified on NUMBA_TESTED)."""
     from numba.core import compiler, typed_passes
     from numba.core.registry import cpu_target
 
@@ -221,10 +223,10 @@ def compile_python_called() -> None:
     morpho_lif(0.86)  # backtest/pack.py's call
 
 
-def compile_framework() -> None:
+def compile_framework(typed_only: bool = False) -> None:
     """Compile every framework kernel into the cache and mark it complete (`READY`): what the
-    helper does, and `backtest cache warm` in the foreground."""
-    compile_steps()
+    helper does, and `backtest cache warm` in the foreground (`typed_only`: compile_steps)."""
+    compile_steps(typed_only=typed_only)
     compile_python_called()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
     (NUMBA_CACHE / READY).touch()
