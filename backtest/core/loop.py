@@ -3,7 +3,8 @@
 `backtest.plugins.codegen` copies the source of `run` into a generated module per strategy
 version, where the `_on_*` hooks and `HAS_*` flags are bound as globals before numba compiles it:
 the hooks inline into the loop and the flags fold away unused calls. Everything that never calls
-a hook lives in the cached helpers imported below.
+a hook lives in the cached helpers imported below. `unlikely` marks the branches most events do
+not take (core/hints.py): the compiler then keeps the per-event path compact and in registers.
 """
 import numpy as np
 from numba import njit  # noqa: F401  (used by the generated module)
@@ -14,6 +15,7 @@ from .book import apply_book_row, book_trade
 from .codes import K_BAR, K_BOOK, K_FUNDING, K_MARK, K_MARKET_LIQ, K_QUOTE, K_TRADE, RS_BUFFER_FULL, RS_DONE
 from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
+from .hints import unlikely
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring
 from .matching import process_orders
@@ -62,7 +64,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         g = base + i
         p = price[u]
         wrote = False  # did this event write rows that may need draining?
-        if t >= special:
+        if unlikely(t >= special):
             # 1. samples at interval boundaries, with the state before this event (R2.1)
             if t >= c.clock.next_sample_ts:
                 iv = c.run.sample_interval_ns
@@ -94,7 +96,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mkt[us].last_px = p
             c.mkt[us].has_trade = 1
             trade_through(c.mkt[us], p)  # the effective book (R2.3)
-            if trade_extras:  # one test per trade when neither is in the run
+            if unlikely(trade_extras != 0):  # one test per trade when neither is in the run
                 if c.run.need_estimators:
                     update_estimators(c.run, c.mkt[us], t, p, qty[u])
                 if c.book[us].has_book:
@@ -128,11 +130,11 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if c.pos[us].n_open != 0:
             c.clock.ev_ts = t  # the L2 book's refill clock (R9.3), set only where takers can fill
             # skipped when none of them can do anything at this event (state.py: o_wake, ...)
-            if t >= c.pos[us].o_wake or (k == K_TRADE and (p <= c.pos[us].o_buy_max or p >= c.pos[us].o_sell_min)):
+            if unlikely(t >= c.pos[us].o_wake or (k == K_TRADE and (p <= c.pos[us].o_buy_max or p >= c.pos[us].o_sell_min))):
                 process_orders(c, g, t, sy, k, p, qty[u], fills, equity_rows)
         # 5. funding from the data (R5.1)
         payment = 0.0
-        if k == K_FUNDING:
+        if unlikely(k == K_FUNDING):
             payment = apply_funding(c, sy, t, p, funding_rows)
             if payment != 0.0:
                 update_drawdown(c)
@@ -143,32 +145,32 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if c.pos[us].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 liq_use_last or not c.mkt[us].has_mark))):
             mark_to_market(c.run, c.inst[us], c.mkt[us], c.pos[us])
-            if not guard_holds(c.run, c.acct, c.guard, c.mkt[us], c.pos[us], sy):
+            if unlikely(not guard_holds(c.run, c.acct, c.guard, c.mkt[us], c.pos[us], sy)):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)
-                if margin_breached(c, sy, t):
+                if unlikely(margin_breached(c, sy, t)):
                     c.clock.ev_ts = t
                     record_equity(c, t, equity_rows)  # the state that triggered it (ratio >= 1)
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)
-        if c.pos[us].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR):
+        if unlikely(c.pos[us].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR)):
             check_loans(c, sy, t, loan_rows, liq_rows)
             wrote = True
         # 7. hooks (R2.4)
         c.clock.now_ts = t
         c.clock.cur_idx = g
-        if c.acct.n_fill_rows != f0:
+        if unlikely(c.acct.n_fill_rows != f0):
             wrote = True
             if HAS_ON_FILL:
                 for f in range(f0, c.acct.n_fill_rows):
                     _on_fill(s, c, fills[f].ts_ns, fills[f].sym, fills[f].oid, fills[f].price,
                              fills[f].qty, fills[f].side)
-        if c.acct.n_liq_rows != l0:
+        if unlikely(c.acct.n_liq_rows != l0):
             if HAS_ON_LIQUIDATION:
                 for f in range(l0, c.acct.n_liq_rows):
                     _on_liquidation(s, c, t, liq_rows[f].sym, liq_rows[f].qty, liq_rows[f].fill_price)
-        if c.acct.mc_pending:
+        if unlikely(c.acct.mc_pending != 0):
             c.acct.mc_pending = 0
             if HAS_ON_MARGIN_CALL:
                 _on_margin_call(s, c, t, c.acct.mc_sym, c.acct.mc_ratio)
@@ -191,15 +193,15 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.acct.n_market_liquidations += 1
             if HAS_ON_MARKET_LIQUIDATION:
                 _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
-        if c.acct.n_loan_ring > 0:
+        if unlikely(c.acct.n_loan_ring > 0):
             flush_loan_ring(c, loan_rows)
             wrote = True
         # hand back to Python to drain an output buffer before it can overflow; hooks only add
         # finished orders (rejects), so the other counters are checked only when rows were written
-        if c.acct.n_done > done_drain:
+        if unlikely(c.acct.n_done > done_drain):
             return ST_BUFFER_FULL, i + 1
-        if wrote and (c.acct.n_loan_rows > loan_limit or c.acct.n_fill_rows > fill_limit
-                      or c.acct.n_equity_rows > equity_limit or c.acct.n_bar_rows > bar_limit
-                      or c.acct.n_funding_rows > funding_limit or c.acct.n_liq_rows > liq_limit):
+        if unlikely(wrote and (c.acct.n_loan_rows > loan_limit or c.acct.n_fill_rows > fill_limit
+                               or c.acct.n_equity_rows > equity_limit or c.acct.n_bar_rows > bar_limit
+                               or c.acct.n_funding_rows > funding_limit or c.acct.n_liq_rows > liq_limit)):
             return ST_BUFFER_FULL, i + 1
     return ST_DONE, n
