@@ -18,8 +18,9 @@ What the sets share instead of repeating it N times:
 A set that fails (bad parameters, a hook that raises, a locked output folder) is reported as its
 error and the others carry on; a failure every set would share (data, config, compiling) raises.
 
-Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads
-(fixed groups, each with its own output buffers); the bar step then runs in set order.
+Threads: the loop is compiled `nogil`, so `threads` > 1 shares each chunk's sets among threads,
+each taking the next set not yet run (with its own output buffers, which every set drains after
+each call); the bar step then runs in set order.
 
 Memory: one set costs its engine state (~1.5 MB with the default 4,096 order slots), its strategy record and its output rows
 (equity and bar rows at each sample time, plus fills); `batch_size` caps a batch by a budget
@@ -214,16 +215,25 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         st.own_s += time.perf_counter() - t
         return n_bars
 
-    def group_step(group: list[_Set], chunk: dict, events: int, first: bool) -> list[int]:
-        return [step(st, chunk, events, first) for st in group]
+    def take_steps(own, todo: list[_Set], chunk: dict, events: int, first: bool) -> dict[int, int]:
+        """Run sets taken from `todo` over the chunk, in this thread's output buffers, until none
+        is left; {id(set): where its bar rows of the chunk start}."""
+        starts = {}
+        while True:
+            try:
+                st = todo.pop()  # atomic: the threads share the list
+            except IndexError:
+                return starts
+            b = st.bufs  # every set drains after each call, so any thread's buffers will do
+            b.fills, b.equity, b.bars, b.funding, b.liqs, b.loans = own
+            starts[id(st)] = step(st, chunk, events, first)
 
     threads = max(1, min(threads, len(live))) if jit else 1  # the loop releases the GIL
-    groups = [live[g::threads] for g in range(threads)]
-    for g, group in enumerate(groups[1:], 1):  # each thread its own output buffers
-        own = E._Buffers.new(rows, jit)
-        for st in group:
-            st.bufs.fills, st.bufs.equity, st.bufs.bars = own.fills, own.equity, own.bars
-            st.bufs.funding, st.bufs.liqs, st.bufs.loans = own.funding, own.liqs, own.loans
+    # each thread its own output buffers; the first thread's are the shared ones
+    owns = [(shared.fills, shared.equity, shared.bars, shared.funding, shared.liqs, shared.loans)]
+    for _ in range(threads - 1):
+        b = E._Buffers.new(rows, jit)
+        owns.append((b.fills, b.equity, b.bars, b.funding, b.liqs, b.loans))
     pool = None
     if threads > 1:
         pool = locks.enter_context(ThreadPoolExecutor(threads - 1, thread_name_prefix="cascade-batch"))
@@ -237,12 +247,13 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         if n == 0:
             continue
         first = last_ts is None
-        groups = [[st for st in group if st.error is None] for group in groups]
-        futures = [pool.submit(group_step, g, chunk, events, first) for g in groups[1:]] if pool else []
-        starts = group_step(groups[0], chunk, events, first)
-        starts = dict(zip((id(st) for st in groups[0]), starts))
-        for g, f in zip(groups[1:], futures):
-            starts.update(zip((id(st) for st in g), f.result()))
+        # the threads take the chunk's sets one at a time (sets differ in cost: fixed shares
+        # left one thread idle at the end of each chunk); the results do not depend on who ran one
+        todo = live[::-1]  # popped from the end: started in set order
+        futures = [pool.submit(take_steps, own, todo, chunk, events, first) for own in owns[1:]] if pool else []
+        starts = take_steps(owns[0], todo, chunk, events, first)
+        for f in futures:
+            starts.update(f.result())
         leader = None  # the first synced set of this chunk computes the bar aggregates
         for st in live:  # in set order, whichever thread ran it
             if st.error is not None:

@@ -91,3 +91,29 @@ def test_a_strategy_with_fixed_per_symbol_arrays_refuses_more_symbols():
     AltcoinShortHedge.new_state({"btc": "S0"}, syms[:64])
     with pytest.raises(ConfigError, match="at most 64 symbols; this run has 65"):
         AltcoinShortHedge.new_state({"btc": "S0"}, syms)
+
+
+def test_draining_moves_each_tables_rows_and_resets_only_their_counters():
+    """engine._Buffers.drain reads the row counters through one view of the account record: the
+    same rows and counters as field by field, for a state, a batch set's copy and --no-jit's mirror."""
+    from backtest import engine as E
+    from backtest.core.state import copy_state
+
+    assert E._counters_at(E.ACCOUNT_DTYPE) is not None  # the six counters are consecutive int64s
+    for make in (lambda: new_state(2), lambda: copy_state(new_state(2)),
+                 lambda: E.python_state(new_state(2))):
+        c = make()
+        bufs = E._Buffers.new(8, True)
+        bufs.fills["price"][:3] = [1.0, 2.0, 3.0]
+        bufs.equity["ts_ns"][:2] = [10, 20]
+        c.acct.n_fill_rows, c.acct.n_equity_rows, c.acct.n_loan_rows = 3, 2, 0
+        c.acct.n_fills, c.acct.n_done = 7, 0  # not a row counter: kept
+        bufs.drain(c)
+        assert [a["price"].tolist() for a in bufs.out["fills"]] == [[1.0, 2.0, 3.0]]
+        assert [a["ts_ns"].tolist() for a in bufs.out["equity"]] == [[10, 20]]
+        assert all(not bufs.out[k] for k in ("bars", "funding", "liquidations", "loans", "orders"))
+        counters = [c.acct.n_fill_rows, c.acct.n_equity_rows, c.acct.n_bar_rows, c.acct.n_funding_rows,
+                    c.acct.n_liq_rows, c.acct.n_loan_rows]
+        assert counters == [0] * 6 and c.acct.n_fills == 7
+        bufs.drain(c)  # nothing new: nothing appended
+        assert len(bufs.out["fills"]) == 1 and len(bufs.out["equity"]) == 1

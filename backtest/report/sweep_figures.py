@@ -55,7 +55,8 @@ def fig_sweep_heatmap(df: pl.DataFrame, x: str, y: str, metric: str) -> Figure:
     if grid.size <= _MAX_ANNOTATED:
         for (i, j), v in np.ndenumerate(grid):
             if math.isfinite(v):
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="black")
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="black",
+                        in_layout=False)
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(f"Sweep: {metric} by {ax.get_xlabel()} and {ax.get_ylabel()}")
     return fig
