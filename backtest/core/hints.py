@@ -4,23 +4,21 @@ Without a hint LLVM weighs both sides of a branch alike. The loop's rare paths (
 matching, margin checks, what a hook's orders set off) then sit between the per-event steps, and
 the values every event uses (array pointers, the event index) are kept on the stack instead of in
 registers. Marked rare, they are laid out apart and the spills move into them: the loop with no
-hooks went from 6.6 to 5.0 ns per event (benchmarks/README.md, seventeenth session). A hint
+hooks went from 6.6 to 5.3 ns per event (benchmarks/README.md, seventeenth session). A hint
 changes code layout and register allocation only, never a result.
 """
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
-
-
-def unlikely(cond):
-    """`cond`, hinted to the compiler as rarely true (plain Python: `cond` itself)."""
-    return cond
+from numba.extending import intrinsic
 
 
 @intrinsic
 def _expect_false(typingctx, cond):
-    """LLVM's `llvm.expect.i1(cond, false)`: lowered to branch weights on the branch it decides."""
+    """LLVM's `llvm.expect.i1(cond, false)`, which becomes branch weights on the branch that
+    tests its result. An intrinsic, not an inlined overload: each overload call site cost ~30 ms
+    of the loop's compile."""
     if not isinstance(cond, types.Boolean):
         return None
 
@@ -33,10 +31,10 @@ def _expect_false(typingctx, cond):
     return types.boolean(cond), codegen
 
 
-# inlined at numba's IR level: the expect must sit in the function whose branch it decides (a
-# called function's expect, with no branch of its own, would be optimised away first)
-@overload(unlikely, inline="always")
-def _unlikely(cond):
-    if isinstance(cond, types.Boolean):
-        return lambda cond: _expect_false(cond)
-    return None
+def _as_is(cond):
+    return cond
+
+
+# NUMBA_DISABLE_JIT (--no-jit, set before numba loads) runs the loop as plain Python, where an
+# intrinsic cannot be called
+unlikely = _as_is if numba.config.DISABLE_JIT else _expect_false
