@@ -108,12 +108,14 @@ _ROW_TABLES = ("fills", "equity", "bars", "funding", "liquidations", "loans")
 _ROW_COUNTERS = ("n_fill_rows", "n_equity_rows", "n_bar_rows", "n_funding_rows", "n_liq_rows", "n_loan_rows")
 
 
-def _counters_at(dtype: np.dtype) -> int | None:
-    """Byte offset of the row counters in an account record, if they are consecutive int64s."""
+def _counters_at(dtype: np.dtype) -> int:
+    """Byte offset of the row counters in an account record; they must be consecutive int64s."""
     at = dtype.fields[_ROW_COUNTERS[0]][1]
-    ok = all(dtype.fields[n][0] == np.int64 and dtype.fields[n][1] == at + 8 * k
-             for k, n in enumerate(_ROW_COUNTERS))
-    return at if ok else None
+    if not all(dtype.fields[n][0] == np.int64 and dtype.fields[n][1] == at + 8 * k
+               for k, n in enumerate(_ROW_COUNTERS)):
+        raise TypeError(f"ACCOUNT_DTYPE: {', '.join(_ROW_COUNTERS)} must be consecutive int64 fields "
+                        f"(engine._Buffers.drain reads them as one array)")
+    return at
 
 
 _COUNTERS_AT = _counters_at(ACCOUNT_DTYPE)
@@ -123,7 +125,7 @@ def _row_counters(acct) -> np.ndarray | None:
     """The row counters of an account record as one writeable int64 array over its memory; None
     for a PyMirror (the --no-jit stand-in) or a record that is not a row of an array."""
     base = getattr(acct, "base", None)
-    if _COUNTERS_AT is None or not isinstance(acct, np.record) or not isinstance(base, np.ndarray):
+    if not isinstance(acct, np.record) or not isinstance(base, np.ndarray):
         return None
     row_at = np.frombuffer(acct, np.uint8).ctypes.data - base.ctypes.data  # the row's place in base
     return np.ndarray(len(_ROW_COUNTERS), np.int64, buffer=base, offset=row_at + _COUNTERS_AT)

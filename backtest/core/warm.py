@@ -197,8 +197,9 @@ def compile_steps(steps=STEPS, typed_only: bool = False) -> None:
     shared by order matching and liquidation) at the same time as the run, which then waited for
     them, and cold starts took 4 % longer (benchmarks/README.md)."""
     sig = tuple(typeof(a) for a in _args())
+    typed_only = typed_only and numba.__version__.startswith(NUMBA_TESTED)
     for step in steps:
-        if typed_only and numba.__version__.startswith(NUMBA_TESTED):
+        if typed_only:
             _type(step, sig)
         else:
             njit(step, no_cpython_wrapper=True).compile(sig)
