@@ -181,6 +181,11 @@ class SweepResult:
         return ok.row(0, named=True) if ok.height else None
 
     @property
+    def table_path(self) -> Path:
+        """Where `table` is saved (SWEEP_DIR/results.parquet)."""
+        return Path(self.out) / RESULTS
+
+    @property
     def heatmap_axes(self) -> tuple[str, str, str] | None:
         """(x, y, metric) columns of the table for a heatmap: exactly two swept parameters and
         more than one run that did not fail; else None. The report layer draws it."""

@@ -356,18 +356,17 @@ def sweep_cmd(**o):
     from ..sweep import run_sweep
 
     out, t0 = Path(spec.out), time.perf_counter()
+    side = _side_heatmap(spec.sweep["grid"])
     try:
         with output_lock(out):  # the figure belongs to the sweep folder: drawn under its lock
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
                                 **_sweep_kwargs(spec))
-            heatmap = None
-            if res.heatmap_axes is not None:  # matplotlib is imported only to draw
-                from ..report.sweep_figures import write_sweep_heatmap
-
-                heatmap = write_sweep_heatmap(res)
+            heatmap = side.draw(res)
     except KeyboardInterrupt:
         _interrupted(out, "sweep")
+    finally:
+        side.close()  # a failed sweep: the side process ends without drawing
     secs = time.perf_counter() - t0
     metric, df = res.metric, res.table
     if o["as_json"]:
@@ -385,6 +384,16 @@ def sweep_cmd(**o):
     for r in df.filter(df["status"] == "failed").head(3).iter_rows(named=True):
         click.echo(f"failed {r['config_id']}: {r['error']}", err=True)
     _print_warnings()
+
+
+def _side_heatmap(grid: dict):
+    """The heatmap's side process (report/side_draw.py), started now so that it imports
+    matplotlib while the sweep runs, when the sweep will draw one (two swept parameters)."""
+    from ..report.side_draw import SideHeatmap
+    from ..sweep import parse_values
+
+    side = SideHeatmap()
+    return side.start() if sum(len(parse_values(v, k)) > 1 for k, v in grid.items()) == 2 else side
 
 
 def _print_rows(df, metric: str) -> None:

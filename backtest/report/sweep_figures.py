@@ -16,8 +16,9 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .side_draw import HEATMAP
+
 _MAX_ANNOTATED = 400  # cells; beyond this the numbers would be unreadable
-HEATMAP = "heatmap.png"  # in a sweep folder
 WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
 
 

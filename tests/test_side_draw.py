@@ -1,0 +1,71 @@
+"""The sweep heatmap's side process (backtest/report/side_draw.py): the same PNG as drawing in
+this process, a fallback when it fails, and no figure (and no process left) when told to stop."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polars as pl
+
+from backtest.atomic import write_parquet
+from backtest.report.side_draw import SideHeatmap
+from backtest.report.sweep_figures import HEATMAP, write_sweep_heatmap
+from backtest.sweep import SweepResult
+
+
+def _result(out, swept=("entry", "stop")) -> SweepResult:
+    """A finished 3x2 sweep with one failed run, its table saved as `backtest sweep` saves it."""
+    rows = [{"param.entry": e, "param.stop": s, "return_pct": (e - 61000) / 100 - (s - 59000) / 300,
+             "status": "failed" if (e, s) == (63000, 60000) else "ran"}
+            for e in (61000, 62000, 63000) for s in (59000, 60000)]
+    table = pl.DataFrame(rows)
+    out.mkdir(parents=True)
+    res = SweepResult(table, out, "return", ran=5, skipped=0, failed=1, swept=swept)
+    write_parquet(table.to_arrow(), res.table_path)
+    return res
+
+
+def test_side_process_draws_the_same_png_as_this_process(tmp_path):
+    side, here = _result(tmp_path / "side"), _result(tmp_path / "here")
+    handle = SideHeatmap().start()
+    assert handle._proc is not None  # it really runs in another process
+    assert handle.draw(side) == side.out / HEATMAP
+    assert handle._proc is None  # waited for: the file is complete when draw returns
+    assert write_sweep_heatmap(here) == here.out / HEATMAP
+    png = (side.out / HEATMAP).read_bytes()
+    assert len(png) > 1000 and png == (here.out / HEATMAP).read_bytes()
+    assert sorted(p.name for p in side.out.iterdir()) == [HEATMAP, "results.parquet"]  # no temp file
+
+
+def test_the_sweep_process_never_imports_matplotlib(tmp_path):
+    """The point of the side process: the 0.4 s import happens there, not in the sweep."""
+    res = _result(tmp_path / "sw")
+    code = ("import sys, polars as pl; from backtest.report.side_draw import SideHeatmap; "
+            "from backtest.sweep import SweepResult; "
+            f"r = SweepResult(pl.read_parquet({str(res.table_path)!r}), {str(res.out)!r}, 'return', 5, 0, 1, "
+            "('entry', 'stop')); "
+            "print(SideHeatmap().start().draw(r), 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(res.out / HEATMAP), "False"]
+    assert (res.out / HEATMAP).stat().st_size > 1000
+
+
+def test_a_failed_side_process_falls_back_to_this_one(tmp_path):
+    res, ref = _result(tmp_path / "a"), _result(tmp_path / "b")
+    res.table_path.write_bytes(b"not parquet")  # the child cannot read it; the table in memory is fine
+    assert SideHeatmap().start().draw(res) == res.out / HEATMAP
+    write_sweep_heatmap(ref)
+    assert (res.out / HEATMAP).read_bytes() == (ref.out / HEATMAP).read_bytes()
+    assert not [p for p in res.out.iterdir() if p.name.startswith(".")]  # the child's temp file is gone
+
+
+def test_no_heatmap_no_figure(tmp_path):
+    res = _result(tmp_path / "one", swept=("entry",))  # one swept parameter: no heatmap
+    handle = SideHeatmap().start()
+    proc = handle._proc
+    assert handle.draw(res) is None and proc.returncode == 0  # it ended without drawing
+    assert not (res.out / HEATMAP).exists()
+    handle.close()  # again: nothing to do
+    never = SideHeatmap()  # never started (a sweep without two swept parameters)
+    assert never.draw(_result(tmp_path / "two")) == tmp_path / "two" / HEATMAP  # drawn here
+    never.close()
