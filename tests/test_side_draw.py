@@ -1,5 +1,6 @@
 """The sweep heatmap's side process (backtest/report/side_draw.py): the same PNG as drawing in
-this process, a fallback when it fails, and no figure (and no process left) when told to stop."""
+this process, a fallback when it is not ready or fails, and no figure (and no process left) when
+told to stop."""
 from __future__ import annotations
 
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import polars as pl
 
 from backtest.atomic import write_parquet
+from backtest.report import side_draw
 from backtest.report.side_draw import SideHeatmap
 from backtest.report.sweep_figures import HEATMAP, write_sweep_heatmap
 from backtest.sweep import SweepResult
@@ -28,7 +30,7 @@ def _result(out, swept=("entry", "stop")) -> SweepResult:
 def test_side_process_draws_the_same_png_as_this_process(tmp_path):
     side, here = _result(tmp_path / "side"), _result(tmp_path / "here")
     handle = SideHeatmap().start()
-    assert handle._proc is not None  # it really runs in another process
+    assert handle.wait_ready(120)  # it really runs in another process
     assert handle.draw(side) == side.out / HEATMAP
     assert handle._proc is None  # waited for: the file is complete when draw returns
     assert write_sweep_heatmap(here) == here.out / HEATMAP
@@ -41,10 +43,10 @@ def test_the_sweep_process_never_imports_matplotlib(tmp_path):
     """The point of the side process: the 0.4 s import happens there, not in the sweep."""
     res = _result(tmp_path / "sw")
     code = ("import sys, polars as pl; from backtest.report.side_draw import SideHeatmap; "
-            "from backtest.sweep import SweepResult; "
+            "from backtest.sweep import SweepResult; h = SideHeatmap().start(); assert h.wait_ready(120); "
             f"r = SweepResult(pl.read_parquet({str(res.table_path)!r}), {str(res.out)!r}, 'return', 5, 0, 1, "
             "('entry', 'stop')); "
-            "print(SideHeatmap().start().draw(r), 'matplotlib' in sys.modules)")
+            "print(h.draw(r), 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == [str(res.out / HEATMAP), "False"]
     assert (res.out / HEATMAP).stat().st_size > 1000
@@ -53,15 +55,30 @@ def test_the_sweep_process_never_imports_matplotlib(tmp_path):
 def test_a_failed_side_process_falls_back_to_this_one(tmp_path):
     res, ref = _result(tmp_path / "a"), _result(tmp_path / "b")
     res.table_path.write_bytes(b"not parquet")  # the child cannot read it; the table in memory is fine
-    assert SideHeatmap().start().draw(res) == res.out / HEATMAP
+    handle = SideHeatmap().start()
+    assert handle.wait_ready(120)
+    assert handle.draw(res) == res.out / HEATMAP
     write_sweep_heatmap(ref)
     assert (res.out / HEATMAP).read_bytes() == (ref.out / HEATMAP).read_bytes()
     assert not [p for p in res.out.iterdir() if p.name.startswith(".")]  # the child's temp file is gone
 
 
+def test_a_child_not_ready_is_not_waited_for(tmp_path, monkeypatch):
+    """A host too busy for the lowest priority: the sweep draws the heatmap itself at once."""
+    monkeypatch.setattr(side_draw, "READY_WAIT_S", 0.0)
+    res, ref = _result(tmp_path / "a"), _result(tmp_path / "b")
+    handle = SideHeatmap().start()
+    proc = handle._proc
+    assert handle.draw(res) == res.out / HEATMAP  # the child is still importing: killed, drawn here
+    assert proc.returncode is not None and handle._proc is None
+    write_sweep_heatmap(ref)
+    assert (res.out / HEATMAP).read_bytes() == (ref.out / HEATMAP).read_bytes()
+
+
 def test_no_heatmap_no_figure(tmp_path):
     res = _result(tmp_path / "one", swept=("entry",))  # one swept parameter: no heatmap
     handle = SideHeatmap().start()
+    assert handle.wait_ready(120)
     proc = handle._proc
     assert handle.draw(res) is None and proc.returncode == 0  # it ended without drawing
     assert not (res.out / HEATMAP).exists()

@@ -1,17 +1,20 @@
 """Draw a sweep's heatmap in a low-priority side process that imported matplotlib meanwhile.
 
-Importing matplotlib takes ~0.4 s of one core, and a sweep's pass keeps both cores busy only part
-of the time (its Results phase is mostly one thread). So `backtest sweep` starts this module as a
-child before the pass, at the lowest CPU priority: the child imports polars and the report layer
-in the cores' idle moments, then waits. When the sweep has written results.parquet, the parent
-sends one JSON line (the table, the PNG path and the axes); the child draws the heatmap from the
-saved table (as `write_sweep_heatmap` would) and exits. The parent waits for it: the command ends
-with the file written, atomically, or with the child's one-line error.
+Importing matplotlib takes ~0.4 s of one core, and a sweep keeps both cores busy only part of the
+time (its Results phase is mostly one thread). So `backtest sweep` starts this module as a child
+before the pass, at the lowest CPU priority: the child imports polars and the report layer in the
+cores' idle moments, says "ready" and waits. When the sweep has written results.parquet, the
+parent sends one JSON line (the table, the PNG path and the axes); the child draws the heatmap
+from the saved table (as `write_sweep_heatmap` would, atomically) and exits; the parent waits for
+it, so the command ends with the file complete.
 
-The child ends without drawing when its stdin closes (a sweep with no heatmap, an interrupted or
-dead parent: its end of the pipe closes with it). If the child cannot start or fails, the parent
-draws in its own process instead (`draw`), so the figure never depends on the side process.
-This module is imported by the CLI before any run: it must not import matplotlib at module level.
+The parent never waits long for the child: a child not ready within READY_WAIT_S of the sweep's
+end (a host so busy that the lowest priority got no time) or not done within DRAW_WAIT_S is
+killed, its temporary file removed, and the parent draws the heatmap itself; so it does when the
+child cannot start or fails. A low priority cannot be raised again without privileges, so on such
+a host the parent's own draw is the faster one. The child ends without drawing when its stdin
+closes (a sweep with no heatmap; an interrupted or dead parent, whose end of the pipe closes
+with it). This module is imported by the CLI before any run: no matplotlib at module level.
 """
 from __future__ import annotations
 
@@ -19,9 +22,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 HEATMAP = "heatmap.png"  # in a sweep folder
+READY = b"ready\n"
+READY_WAIT_S = 1.0  # the child's imports take ~0.6 s of an idle core
+DRAW_WAIT_S = 30.0
 
 
 class SideHeatmap:
@@ -29,48 +36,69 @@ class SideHeatmap:
 
     def __init__(self):
         self._proc: subprocess.Popen | None = None
+        self._ready = threading.Event()
 
     def start(self) -> SideHeatmap:
         root = str(Path(__file__).resolve().parents[2])  # this checkout's backtest package
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         except OSError:
             self._proc = None  # draw() falls back to this process
+            return self
+        threading.Thread(target=self._await_ready, args=(self._proc,), daemon=True,
+                         name="cascade-side-draw").start()
         return self
+
+    def _await_ready(self, proc: subprocess.Popen) -> None:
+        with proc.stdout:
+            if proc.stdout.readline() == READY:
+                self._ready.set()
+            proc.stdout.read()  # nothing more comes: returns when the child ends
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Has the child imported everything it draws with (waiting at most `timeout` s)?"""
+        return self._proc is not None and self._ready.wait(timeout)
 
     def draw(self, sweep) -> Path | None:
         """SWEEP_DIR/heatmap.png of a finished `SweepResult` (None without heatmap axes), drawn
-        by the side process; in this process when that is not running or fails."""
+        by the side process; in this process when that is not ready, not running or fails."""
         axes = sweep.heatmap_axes
         if axes is None:
             self.close()
             return None
         png = Path(sweep.out) / HEATMAP
         job = {"table": str(sweep.table_path), "png": str(png), "axes": list(axes)}
-        if self._send(json.dumps(job) + "\n"):
+        if self.wait_ready(READY_WAIT_S) and self._finish(json.dumps(job).encode() + b"\n", png):
             return png
+        self.close()
         from .sweep_figures import write_sweep_heatmap
 
         return write_sweep_heatmap(sweep)
 
     def close(self) -> None:
-        """No figure: the side process ends without drawing."""
-        self._send("")
+        """No figure from the side process: it ends (killed if it is still importing)."""
+        if self._proc is not None and not self._ready.is_set():
+            self._proc.kill()
+        self._finish(b"", None)
 
-    def _send(self, line: str) -> bool:
-        """Hand the child `line` (empty: nothing), wait for it; did it draw?"""
+    def _finish(self, job: bytes, png: Path | None) -> bool:
+        """Hand the child `job` (empty: nothing to do) and wait for it; did it draw `png`?"""
         p, self._proc = self._proc, None
         if p is None:
             return False
         try:
-            p.communicate(line.encode(), timeout=300)
-        except (OSError, subprocess.SubprocessError):
+            with p.stdin:
+                p.stdin.write(job)
+            p.wait(timeout=DRAW_WAIT_S if job else 1.0)
+        except (OSError, subprocess.TimeoutExpired):
             p.kill()
             p.wait()
-            return False
-        return bool(line) and p.returncode == 0
+        if job and p.returncode != 0 and png is not None:  # killed mid-save: its temporary file
+            for tmp in png.parent.glob(f".{png.name}.tmp-{p.pid}-*"):
+                tmp.unlink(missing_ok=True)
+        return bool(job) and p.returncode == 0
 
 
 def _serve() -> int:
@@ -80,6 +108,8 @@ def _serve() -> int:
 
     from .sweep_figures import fig_sweep_heatmap, save_png
 
+    sys.stdout.buffer.write(READY)
+    sys.stdout.buffer.flush()
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # nothing to draw
