@@ -26,11 +26,25 @@ from .data.coverage import data_time_range
 from .errors import ConfigError
 
 
+WINDOWS = "windows.parquet"
+OOS_EQUITY = "oos_equity.parquet"
+
+
 @dataclass
 class WalkForwardResult:
     windows: object  # polars DataFrame
     equity: object  # polars DataFrame
     out: Path
+
+    @property
+    def windows_path(self) -> Path:
+        """Where `windows` is saved (WF_DIR/windows.parquet)."""
+        return Path(self.out) / WINDOWS
+
+    @property
+    def equity_path(self) -> Path:
+        """Where `equity` is saved (WF_DIR/oos_equity.parquet)."""
+        return Path(self.out) / OOS_EQUITY
 
 
 def make_windows(lo: int, hi: int, train_ns: int, test_ns: int, step_ns: int) -> list[tuple[int, int, int]]:
@@ -141,9 +155,10 @@ def _run_walk_forward(strategy, data, grid: dict, *, out, train, test, step=None
             progress(k + 1, len(wins), f"window {k}: " + " ".join(f"{n}={v}" for n, v in swept.items()))
     windows = pl.DataFrame(rows, infer_schema_length=None)
     equity = stitch(curves, cfg.initial_balance)
-    write_parquet(windows.to_arrow(), out / "windows.parquet")
-    write_parquet(equity.to_arrow(), out / "oos_equity.parquet")
-    return WalkForwardResult(windows, equity, out)
+    wf = WalkForwardResult(windows, equity, out)
+    write_parquet(windows.to_arrow(), wf.windows_path)
+    write_parquet(equity.to_arrow(), wf.equity_path)
+    return wf
 
 
 functools.update_wrapper(run_walk_forward, _run_walk_forward)  # its signature and docs

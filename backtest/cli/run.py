@@ -356,13 +356,13 @@ def sweep_cmd(**o):
     from ..sweep import run_sweep
 
     out, t0 = Path(spec.out), time.perf_counter()
-    side = _side_heatmap(spec.sweep["grid"])
+    side = _side_figure(spec.sweep["grid"])
     try:
         with output_lock(out):  # the figure belongs to the sweep folder: drawn under its lock
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
                                 **_sweep_kwargs(spec))
-            heatmap = side.draw(res)
+            heatmap = side.heatmap(res)
     except KeyboardInterrupt:
         _interrupted(out, "sweep")
     finally:
@@ -386,14 +386,18 @@ def sweep_cmd(**o):
     _print_warnings()
 
 
-def _side_heatmap(grid: dict):
-    """The heatmap's side process (report/side_draw.py), started now so that it imports
-    matplotlib while the sweep runs, when the sweep will draw one (two swept parameters)."""
-    from ..report.side_draw import SideHeatmap
-    from ..sweep import parse_values
+def _side_figure(grid: dict | None = None):
+    """The figure's side process (report/side_draw.py), started now so that it imports matplotlib
+    while the command runs; for a sweep, only when it will draw a heatmap (two swept parameters)."""
+    from ..report.side_draw import SideFigure
 
-    side = SideHeatmap()
-    return side.start() if sum(len(parse_values(v, k)) > 1 for k, v in grid.items()) == 2 else side
+    side = SideFigure()
+    if grid is not None:
+        from ..sweep import parse_values
+
+        if sum(len(parse_values(v, k)) > 1 for k, v in grid.items()) != 2:
+            return side
+    return side.start()
 
 
 def _print_rows(df, metric: str) -> None:
@@ -448,19 +452,21 @@ def walk_forward_cmd(**o):
         raise ConfigError("walk-forward needs --train and --test (or [walk_forward] in the config)")
     from .. import progress as prog
     from ..atomic import output_lock
-    from ..report.sweep_figures import write_walk_forward_figure
     from ..walkforward import run_walk_forward
 
     out, t0 = Path(spec.out), time.perf_counter()
+    side = _side_figure()
     try:
         with output_lock(out):  # the figure belongs to the walk-forward folder: drawn under its lock
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_walk_forward(spec.strategy, spec.data, out=out, train=w["train"], test=w["test"],
                                        step=w["step"], progress=bars.sweep_callback(0, "windows"),
                                        **_sweep_kwargs(spec))
-            png = write_walk_forward_figure(res)
+            png = side.walk_forward(res)
     except KeyboardInterrupt:
         _interrupted(out, "walk-forward")
+    finally:
+        side.close()  # a failed walk-forward: the side process ends without drawing
     eq = res.equity
     initial = spec.config.initial_balance
     final = float(eq["equity"][-1]) if eq.height else initial

@@ -1,20 +1,22 @@
-"""Draw a sweep's heatmap in a low-priority side process that imported matplotlib meanwhile.
+"""Draw a sweep's heatmap or a walk-forward's curve in a low-priority side process that imported
+matplotlib meanwhile.
 
 Importing matplotlib takes ~0.4 s of one core, and a sweep keeps both cores busy only part of the
-time (its Results phase is mostly one thread). So `backtest sweep` starts this module as a child
-before the pass, at the lowest CPU priority: the child imports polars and the report layer in the
-cores' idle moments, says "ready" and waits. When the sweep has written results.parquet, the
-parent sends one JSON line (the table, the PNG path and the axes); the child draws the heatmap
-from the saved table (as `write_sweep_heatmap` would, atomically) and exits; the parent waits for
-it, so the command ends with the file complete.
+time (its Results phase is mostly one thread). So `backtest sweep` and `backtest walk-forward`
+start this module as a child before they run, at the lowest CPU priority: the child imports polars
+and the report layer in the cores' idle moments, says "ready" and waits. When the command has
+written its tables, it sends one JSON line (the figure, its tables' files and the PNG path); the
+child draws the figure from the saved tables (as `write_sweep_heatmap` and
+`write_walk_forward_figure` would, atomically) and exits; the parent waits for it, so the command
+ends with the file complete.
 
-The parent never waits long for the child: a child not ready within READY_WAIT_S of the sweep's
-end (a host so busy that the lowest priority got no time) or not done within DRAW_WAIT_S is
-killed, its temporary file removed, and the parent draws the heatmap itself; so it does when the
-child cannot start or fails. A low priority cannot be raised again without privileges, so on such
-a host the parent's own draw is the faster one. The child ends without drawing when its stdin
-closes (a sweep with no heatmap; an interrupted or dead parent, whose end of the pipe closes
-with it). This module is imported by the CLI before any run: no matplotlib at module level.
+The parent never waits long for the child: a child not ready within READY_WAIT_S of the end (a
+host so busy that the lowest priority got no time) or not done within DRAW_WAIT_S is killed, its
+temporary file removed, and the parent draws the figure itself; so it does when the child cannot
+start or fails. A low priority cannot be raised again without privileges, so on such a host the
+parent's own draw is the faster one. The child ends without drawing when its stdin closes (no
+figure to draw; an interrupted or dead parent, whose end of the pipe closes with it). This
+module is imported by the CLI before any run: no matplotlib at module level.
 """
 from __future__ import annotations
 
@@ -26,26 +28,28 @@ import threading
 from pathlib import Path
 
 HEATMAP = "heatmap.png"  # in a sweep folder
+WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
 READY = b"ready\n"
 READY_WAIT_S = 1.0  # the child's imports take ~0.6 s of an idle core
 DRAW_WAIT_S = 30.0
 
 
-class SideHeatmap:
-    """The parent's handle: `start()` before the sweep, then `draw(result)` or `close()`."""
+class SideFigure:
+    """The parent's handle: `start()` before the run, then `heatmap(sweep)`,
+    `walk_forward(wf)` or `close()`."""
 
     def __init__(self):
         self._proc: subprocess.Popen | None = None
         self._ready = threading.Event()
 
-    def start(self) -> SideHeatmap:
+    def start(self) -> SideFigure:
         root = str(Path(__file__).resolve().parents[2])  # this checkout's backtest package
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         except OSError:
-            self._proc = None  # draw() falls back to this process
+            self._proc = None  # the figure is drawn in this process
             return self
         threading.Thread(target=self._await_ready, args=(self._proc,), daemon=True,
                          name="cascade-side-draw").start()
@@ -61,21 +65,37 @@ class SideHeatmap:
         """Has the child imported everything it draws with (waiting at most `timeout` s)?"""
         return self._proc is not None and self._ready.wait(timeout)
 
-    def draw(self, sweep) -> Path | None:
-        """SWEEP_DIR/heatmap.png of a finished `SweepResult` (None without heatmap axes), drawn
-        by the side process; in this process when that is not ready, not running or fails."""
+    def heatmap(self, sweep) -> Path | None:
+        """SWEEP_DIR/heatmap.png of a finished `SweepResult` (None without heatmap axes)."""
         axes = sweep.heatmap_axes
         if axes is None:
             self.close()
             return None
         png = Path(sweep.out) / HEATMAP
-        job = {"table": str(sweep.table_path), "png": str(png), "axes": list(axes)}
-        if self.wait_ready(READY_WAIT_S) and self._finish(json.dumps(job).encode() + b"\n", png):
+        job = {"figure": "heatmap", "table": str(sweep.table_path), "axes": list(axes), "png": str(png)}
+        if self._draw(job, png):
             return png
-        self.close()
         from .sweep_figures import write_sweep_heatmap
 
         return write_sweep_heatmap(sweep)
+
+    def walk_forward(self, wf) -> Path:
+        """WF_DIR/oos_equity.png of a finished `WalkForwardResult`."""
+        png = Path(wf.out) / WALK_FORWARD_PNG
+        job = {"figure": "walk_forward", "equity": str(wf.equity_path), "windows": str(wf.windows_path),
+               "png": str(png)}
+        if self._draw(job, png):
+            return png
+        from .sweep_figures import write_walk_forward_figure
+
+        return write_walk_forward_figure(wf)
+
+    def _draw(self, job: dict, png: Path) -> bool:
+        """Did the side process draw `job`? (False: the caller draws it in this process.)"""
+        if self.wait_ready(READY_WAIT_S) and self._finish(json.dumps(job).encode() + b"\n", png):
+            return True
+        self.close()
+        return False
 
     def close(self) -> None:
         """No figure from the side process: it ends (killed if it is still importing)."""
@@ -106,7 +126,7 @@ def _serve() -> int:
         os.nice(19)  # only the cores' idle time: the sweep's own threads come first
     import polars as pl
 
-    from .sweep_figures import fig_sweep_heatmap, save_png
+    from .sweep_figures import fig_sweep_heatmap, fig_walk_forward, save_png
 
     sys.stdout.buffer.write(READY)
     sys.stdout.buffer.flush()
@@ -114,10 +134,13 @@ def _serve() -> int:
     if not line.strip():
         return 0  # nothing to draw
     job = json.loads(line)
-    table = pl.read_parquet(job["table"])
-    save_png(fig_sweep_heatmap(table.filter(table["status"] != "failed"), *job["axes"]), Path(job["png"]))
+    if job["figure"] == "heatmap":
+        table = pl.read_parquet(job["table"])
+        fig = fig_sweep_heatmap(table.filter(table["status"] != "failed"), *job["axes"])
+    else:
+        fig = fig_walk_forward(pl.read_parquet(job["equity"]), pl.read_parquet(job["windows"]))
+    save_png(fig, Path(job["png"]))
     return 0
-
 
 if __name__ == "__main__":
     code = _serve()

@@ -16,10 +16,9 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .side_draw import HEATMAP
+from .side_draw import HEATMAP, WALK_FORWARD_PNG
 
 _MAX_ANNOTATED = 400  # cells; beyond this the numbers would be unreadable
-WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
 
 
 def _figure(w: float, h: float) -> tuple[Figure, object]:
