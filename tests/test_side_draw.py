@@ -100,6 +100,19 @@ def test_a_child_not_ready_is_not_waited_for(tmp_path, monkeypatch):
     assert (res.out / HEATMAP).read_bytes() == (ref.out / HEATMAP).read_bytes()
 
 
+def test_a_child_too_slow_is_killed_and_its_temporary_file_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(side_draw, "DRAW_WAIT_S", 0.0)  # the draw takes longer than no time at all
+    res, ref = _result(tmp_path / "a"), _result(tmp_path / "b")
+    handle = SideFigure().start()
+    assert handle.wait_ready(120)
+    proc = handle._proc
+    assert handle.heatmap(res) == res.out / HEATMAP
+    assert proc.returncode is not None and proc.returncode != 0  # killed
+    write_sweep_heatmap(ref)
+    assert (res.out / HEATMAP).read_bytes() == (ref.out / HEATMAP).read_bytes()
+    assert sorted(p.name for p in res.out.iterdir()) == [HEATMAP, "results.parquet"]
+
+
 def test_no_heatmap_no_figure(tmp_path):
     res = _result(tmp_path / "one", swept=("entry",))  # one swept parameter: no heatmap
     handle = SideFigure().start()

@@ -31,7 +31,7 @@ HEATMAP = "heatmap.png"  # in a sweep folder
 WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
 READY = b"ready\n"
 READY_WAIT_S = 1.0  # the child's imports take ~0.6 s of an idle core
-DRAW_WAIT_S = 30.0
+DRAW_WAIT_S = 5.0  # a heatmap takes ~0.4 s; beyond this the host starves the child: draw here
 
 
 class SideFigure:
