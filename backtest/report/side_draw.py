@@ -142,6 +142,7 @@ def _serve() -> int:
     save_png(fig, Path(job["png"]))
     return 0
 
+
 if __name__ == "__main__":
     code = _serve()
     # the figure is written and closed and nothing else is buffered: skip the interpreter's
