@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 
 from backtest.atomic import write_parquet
-from backtest.report import side_draw
+from backtest.report import side_draw, sweep_figures
 from backtest.report.side_draw import SideFigure
 from backtest.report.sweep_figures import HEATMAP, WALK_FORWARD_PNG, write_sweep_heatmap, write_walk_forward_figure
 from backtest.sweep import SweepResult
@@ -62,6 +63,23 @@ def test_side_process_draws_the_walk_forward_curve_as_this_process(tmp_path):
     assert write_walk_forward_figure(here) == here.out / WALK_FORWARD_PNG
     png = (side.out / WALK_FORWARD_PNG).read_bytes()
     assert len(png) > 1000 and png == (here.out / WALK_FORWARD_PNG).read_bytes()
+
+
+def test_relative_folders_and_a_stray_backtest_package_where_the_command_runs(tmp_path, monkeypatch):
+    """The child resolves nothing against its own folder and imports this process's package."""
+    (tmp_path / "backtest").mkdir()
+    (tmp_path / "backtest" / "__init__.py").write_text("raise ImportError('the wrong backtest')\n")
+    monkeypatch.chdir(tmp_path)
+    res = _result(tmp_path / "sw")
+    res = SweepResult(res.table, Path("sw"), "return", 5, 0, 1, ("entry", "stop"))  # relative, as --out sw
+
+    def no_fallback(_):
+        raise AssertionError("drawn in this process")
+
+    monkeypatch.setattr(sweep_figures, "write_sweep_heatmap", no_fallback)
+    handle = SideFigure().start()
+    assert handle.wait_ready(120)
+    assert handle.heatmap(res) == Path("sw") / HEATMAP and (tmp_path / "sw" / HEATMAP).stat().st_size > 1000
 
 
 def test_the_sweep_process_never_imports_matplotlib(tmp_path):

@@ -40,14 +40,17 @@ class SideFigure:
 
     def __init__(self):
         self._proc: subprocess.Popen | None = None
-        self._ready = threading.Event()
+        self._answered = threading.Event()  # the child said "ready", or ended without it
+        self._ready = False
 
     def start(self) -> SideFigure:
-        root = str(Path(__file__).resolve().parents[2])  # this checkout's backtest package
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        # isolated (-I: no current folder or PYTHONPATH on sys.path), with this process's own
+        # backtest package first: a `backtest` folder where the command runs cannot stand in
+        root = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {root!r}); from {__name__} import main; main()"
         try:
-            self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            self._proc = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError:
             self._proc = None  # the figure is drawn in this process
             return self
@@ -57,13 +60,13 @@ class SideFigure:
 
     def _await_ready(self, proc: subprocess.Popen) -> None:
         with proc.stdout:
-            if proc.stdout.readline() == READY:
-                self._ready.set()
+            self._ready = proc.stdout.readline() == READY
+            self._answered.set()
             proc.stdout.read()  # nothing more comes: returns when the child ends
 
     def wait_ready(self, timeout: float) -> bool:
         """Has the child imported everything it draws with (waiting at most `timeout` s)?"""
-        return self._proc is not None and self._ready.wait(timeout)
+        return self._proc is not None and self._answered.wait(timeout) and self._ready
 
     def heatmap(self, sweep) -> Path | None:
         """SWEEP_DIR/heatmap.png of a finished `SweepResult` (None without heatmap axes)."""
@@ -72,7 +75,8 @@ class SideFigure:
             self.close()
             return None
         png = Path(sweep.out) / HEATMAP
-        job = {"figure": "heatmap", "table": str(sweep.table_path), "axes": list(axes), "png": str(png)}
+        job = {"figure": "heatmap", "table": str(sweep.table_path.resolve()), "axes": list(axes),
+               "png": str(png.resolve())}
         if self._draw(job, png):
             return png
         from .sweep_figures import write_sweep_heatmap
@@ -82,8 +86,8 @@ class SideFigure:
     def walk_forward(self, wf) -> Path:
         """WF_DIR/oos_equity.png of a finished `WalkForwardResult`."""
         png = Path(wf.out) / WALK_FORWARD_PNG
-        job = {"figure": "walk_forward", "equity": str(wf.equity_path), "windows": str(wf.windows_path),
-               "png": str(png)}
+        job = {"figure": "walk_forward", "equity": str(wf.equity_path.resolve()),
+               "windows": str(wf.windows_path.resolve()), "png": str(png.resolve())}
         if self._draw(job, png):
             return png
         from .sweep_figures import write_walk_forward_figure
@@ -99,7 +103,7 @@ class SideFigure:
 
     def close(self) -> None:
         """No figure from the side process: it ends (killed if it is still importing)."""
-        if self._proc is not None and not self._ready.is_set():
+        if self._proc is not None and not self._ready:
             self._proc.kill()
         self._finish(b"", None)
 
@@ -143,7 +147,8 @@ def _serve() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The side process's entry (SideFigure.start)."""
     code = _serve()
     # the figure is written and closed and nothing else is buffered: skip the interpreter's
     # teardown of matplotlib (0.15 s the parent would wait for)
