@@ -223,7 +223,14 @@ def plan(strategy, data, grid: dict, *, out, random: int = 0, seed: int = 0, par
         cid = config_id(cls, full, cdict, fp, source)
         tasks.append(Task(ref, data if is_s3(data) else str(Path(data).resolve()), full, cdict, str(Path(out) / "runs" / cid), cid,
                           symbols, start, end))
-    return cls, tasks, [k for k, v in grid.items() if len(v) > 1] or list(grid)
+    return cls, tasks, swept_names(grid)
+
+
+def swept_names(grid: dict) -> list[str]:
+    """The parameters a sweep varies (more than one value), in grid order; all of them when none
+    does. `grid`: {name: values} as `run_sweep` takes it."""
+    values = {k: parse_values(v, k) for k, v in grid.items()}
+    return [k for k, v in values.items() if len(v) > 1] or list(values)
 
 
 def run_sweep(*args, **kwargs):

@@ -393,9 +393,9 @@ def _side_figure(grid: dict | None = None):
 
     side = SideFigure()
     if grid is not None:
-        from ..sweep import parse_values
+        from ..sweep import swept_names
 
-        if sum(len(parse_values(v, k)) > 1 for k, v in grid.items()) != 2:
+        if len(swept_names(grid)) != 2:  # SweepResult.heatmap_axes' rule
             return side
     return side.start()
 
@@ -473,7 +473,7 @@ def walk_forward_cmd(**o):
     if o["as_json"]:
         _echo_json({"out": str(out), "windows": res.windows.to_dicts(), "oos_final_equity": final,
                     "oos_return_pct": (final / initial - 1) * 100, "seconds": round(time.perf_counter() - t0, 2),
-                    "files": {**{k: str(out / k) for k in ("windows.parquet", "oos_equity.parquet")},
+                    "files": {**{p.name: str(p) for p in (res.windows_path, res.equity_path)},
                               png.name: str(png)}})
         return
     from ..sweep import column_of
@@ -486,7 +486,7 @@ def walk_forward_cmd(**o):
         click.echo(f"  {r['window']:>3}  OOS {_iso(r['oos_start_ns'])} → {_iso(r['oos_end_ns'])}  {chosen}  "
                    f"IS {metric} {_cell(r[f'is_{metric}'])}  OOS {metric} {_cell(r[f'oos_{metric}'])}")
     click.echo(f"out-of-sample: final equity {_num(final)}  return {_pct(final / initial - 1)}")
-    click.echo(f"files {out / 'windows.parquet'}, {out / 'oos_equity.parquet'}, {png}")
+    click.echo(f"files {res.windows_path}, {res.equity_path}, {png}")
     _print_warnings()
 
 

@@ -27,8 +27,8 @@ import sys
 import threading
 from pathlib import Path
 
-HEATMAP = "heatmap.png"  # in a sweep folder
-WALK_FORWARD_PNG = "oos_equity.png"  # in a walk-forward folder
+from .files import HEATMAP, WALK_FORWARD_PNG
+
 READY = b"ready\n"
 READY_WAIT_S = 1.0  # the child's imports take ~0.6 s of an idle core
 DRAW_WAIT_S = 5.0  # a heatmap takes ~0.4 s; beyond this the host starves the child: draw here
@@ -119,7 +119,7 @@ class SideFigure:
         except (OSError, subprocess.TimeoutExpired):
             p.kill()
             p.wait()
-        if job and p.returncode != 0 and png is not None:  # killed mid-save: its temporary file
+        if job and p.returncode != 0:  # killed mid-save: its temporary file
             for tmp in png.parent.glob(f".{png.name}.tmp-{p.pid}-*"):
                 tmp.unlink(missing_ok=True)
         return bool(job) and p.returncode == 0
@@ -130,7 +130,7 @@ def _serve() -> int:
         os.nice(19)  # only the cores' idle time: the sweep's own threads come first
     import polars as pl
 
-    from .sweep_figures import fig_sweep_heatmap, fig_walk_forward, save_png
+    from .sweep_figures import fig_walk_forward, save_heatmap, save_png
 
     sys.stdout.buffer.write(READY)
     sys.stdout.buffer.flush()
@@ -139,11 +139,10 @@ def _serve() -> int:
         return 0  # nothing to draw
     job = json.loads(line)
     if job["figure"] == "heatmap":
-        table = pl.read_parquet(job["table"])
-        fig = fig_sweep_heatmap(table.filter(table["status"] != "failed"), *job["axes"])
+        save_heatmap(pl.read_parquet(job["table"]), job["axes"], Path(job["png"]))
     else:
-        fig = fig_walk_forward(pl.read_parquet(job["equity"]), pl.read_parquet(job["windows"]))
-    save_png(fig, Path(job["png"]))
+        save_png(fig_walk_forward(pl.read_parquet(job["equity"]), pl.read_parquet(job["windows"])),
+                 Path(job["png"]))
     return 0
 
 

@@ -16,7 +16,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .side_draw import HEATMAP, WALK_FORWARD_PNG
+from .files import HEATMAP, WALK_FORWARD_PNG
 
 _MAX_ANNOTATED = 400  # cells; beyond this the numbers would be unreadable
 
@@ -86,9 +86,12 @@ def write_sweep_heatmap(sweep) -> Path | None:
     axes = sweep.heatmap_axes
     if axes is None:
         return None
-    table = sweep.table
-    return save_png(fig_sweep_heatmap(table.filter(table["status"] != "failed"), *axes),
-                    Path(sweep.out) / HEATMAP)
+    return save_heatmap(sweep.table, axes, Path(sweep.out) / HEATMAP)
+
+
+def save_heatmap(table: pl.DataFrame, axes, path: Path) -> Path:
+    """The heatmap of a sweep's results `table` over `axes` (x, y, metric), failed runs left out."""
+    return save_png(fig_sweep_heatmap(table.filter(table["status"] != "failed"), *axes), path)
 
 
 def write_walk_forward_figure(wf) -> Path:
