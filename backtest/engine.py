@@ -24,7 +24,7 @@ from .bars import BarFiller
 from .config import RunConfig, parse_time_ns
 from .core.schema import (
     BAR_DTYPE, EQUITY_DTYPE, EVENT_COLUMNS, FILL_DTYPE, FUNDING_DTYPE, LIQUIDATION_DTYPE, LOAN_DTYPE,
-    ORDER_DTYPE, InstrumentType, LoanEvent, OrderStatus, Reason, RunStatus,
+    ORDER_DTYPE, InstrumentType, OrderStatus, Reason, RunStatus,
 )
 from .core.state import ACCOUNT_DTYPE, SLOT_TO_DONE, State
 from .data.coverage import check_time_range, no_data_error
@@ -33,7 +33,8 @@ from .errors import CascadeError, StrategyError
 from .plugins.codegen import build_loop, dependency_files, source_sha256
 from .pack import check_quote_needs, pack
 from .plugins.resolve import resolve_strategy
-from .result import Result, collect_small
+from .result import Result
+from .result_build import build_result, jsonable
 from .strategy import Strategy
 
 BUFFER_ROWS = 1 << 16
@@ -205,26 +206,6 @@ def _finalize(c, bufs: _Buffers, bars: BarFiller, last_ts: int) -> None:
     bufs.drain(c)
     if len(rows):
         bufs.out["orders"].append(rows)
-
-
-def _table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by: str | None = None) -> pl.DataFrame:
-    """The rows of `parts` as a DataFrame (columns in dtype order, `symbol` names after `sym`),
-    built column by column: a run builds seven of these per Result, and each polars operation on a
-    small frame costs more than the rows do."""
-    # joined as bytes: numpy's concatenate of record arrays promotes their dtypes part by part
-    # (18 us each, and a table has a part per chunk)
-    raw = [np.ascontiguousarray(p, dtype=dtype).view(np.uint8) for p in parts]
-    arr = np.concatenate(raw).view(dtype) if raw else np.zeros(0, dtype=dtype)
-    if sort_by is not None:
-        arr = arr[np.argsort(arr[sort_by], kind="stable")]
-    cols = []
-    for name in dtype.names:
-        cols.append(pl.Series(name, arr[name]))
-        if name == "sym":
-            names = np.array(symbols + [""], dtype=object)
-            idx = np.where((arr["sym"] >= 0) & (arr["sym"] < len(symbols)), arr["sym"], len(symbols))
-            cols.append(pl.Series("symbol", names[idx], dtype=pl.Utf8))
-    return pl.DataFrame(cols)
 
 
 def run(strategy, data, *, params: dict | None = None, symbols: list[str] | None = None,
@@ -432,41 +413,36 @@ def _call(loop, chunk, start, c, s, bufs):
 
 
 def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out,
-            notes=(), source: str | None = None):
-    """The run's tables, manifest and metrics, saved to `out` if given. `source`: the strategy's
-    source_sha256, when the caller has it (a batch hashes the strategy's files once)."""
-    o = bufs.out
-    tables = {
-        "fills": _table(o["fills"], FILL_DTYPE, syms),
-        "orders": _table(o["orders"], ORDER_DTYPE, syms, sort_by="oid"),
-        "equity": _table(o["equity"], EQUITY_DTYPE, syms),
-        "bars": _table(o["bars"], BAR_DTYPE, syms),
-        "funding": _table(o["funding"], FUNDING_DTYPE, syms),
-        "liquidations": _table(o["liquidations"], LIQUIDATION_DTYPE, syms),
-        "loans": _table(o["loans"], LOAN_DTYPE, syms),
-    }
-    names = {int(e): e.name.lower() for e in LoanEvent}
-    tables["loans"] = collect_small(tables["loans"].lazy().rename({"event": "event_code"}).with_columns(
-        pl.col("event_code").replace_strict(names, return_dtype=pl.Utf8).alias("event")))
-    from .trades import round_trips
+            notes=(), source: str | None = None, fingerprint: str | None = None):
+    """The run's tables, manifest and metrics, saved to `out` if given. `source`, `fingerprint`:
+    the strategy's source_sha256 and the data's, when the caller has them (a batch computes them
+    once for every set)."""
+    result = build_result(bufs.out, run_manifest(cls, params, cfg, stream, c, s_arr, syms, compile_s,
+                                                 run_s, events, jit, notes, source, fingerprint))
+    if out is not None:
+        result.save(Path(out))
+    return result
 
-    tables["trades"] = round_trips(tables["fills"])
+
+def run_manifest(cls, params, cfg, stream, c, s_arr, syms, compile_s, run_s, events, jit, notes=(),
+                 source: str | None = None, fingerprint: str | None = None) -> dict:
+    """A finished run's manifest but for what its tables give (result_build.build_result fills
+    that in): everything read from the compiled state, which only this process holds."""
     from .core.account import equity as _equity
 
     final_equity = float(_equity(c))
     init = float(c.run.initial_balance)
-    n_trades = len(tables["trades"]) if "trades" in tables else None
     manifest = {
         "version": 1,
         "strategy": {"name": cls.__name__, "class": f"{cls.__module__}:{cls.__qualname__}",
-                     "source_sha256": source or source_sha256(cls), "params": _jsonable(params),
-                     "state": {f.name: _jsonable(s_arr[f.name][0]) for f in cls._fields}},
+                     "source_sha256": source or source_sha256(cls), "params": jsonable(params),
+                     "state": {f.name: jsonable(s_arr[f.name][0]) for f in cls._fields}},
         "symbols": syms,
         "instruments": {k: v.to_dict() for k, v in stream.instruments.items()},
         "initial_balance": init,
         "settle_currency": "USDT",
         "config": cfg.to_dict(),
-        "data": {"path": str(Path(stream.root).resolve()), "fingerprint": stream.fingerprint(),
+        "data": {"path": str(Path(stream.root).resolve()), "fingerprint": fingerprint or stream.fingerprint(),
                  "start_ns": None if stream.start_ns == np.iinfo(np.int64).min else stream.start_ns,
                  "end_ns": None if stream.end_ns == np.iinfo(np.int64).max else stream.end_ns},
         "timings": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4), "events": events,
@@ -474,9 +450,10 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                     "margin_checks": int(c.acct.n_margin_checks),
                     "replay_cache": stream.replayed_from is not None},
         "headline": {"final_equity": final_equity, "return": final_equity / init - 1.0,
-                     "max_drawdown": None,  # metrics.max_drawdown, set below (one definition)
+                     "max_drawdown": None,  # metrics.max_drawdown, set by build_result (one definition)
                      "max_drawdown_any_event": -float(c.acct.max_drawdown_frac),
-                     "trades": n_trades, "fills": int(c.acct.n_fills), "fees": float(c.acct.fees),
+                     "trades": None,  # the round trips, counted by build_result
+                     "fills": int(c.acct.n_fills), "fees": float(c.acct.fees),
                      "funding": float(c.acct.funding), "realized_pnl": float(c.acct.realized_pnl),
                      "balance": float(c.acct.balance),
                      "positions": {sym: float(c.pos[i].qty) for i, sym in enumerate(syms)},
@@ -504,25 +481,4 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
                         manifest["strategy"]["source_sha256"], manifest["strategy"]["params"],
                         manifest["data"]["fingerprint"], syms], sort_keys=True, default=str)
     manifest["run_id"] = hashlib.sha256(ident.encode()).hexdigest()[:12]
-    from .metrics import compute_metrics, costs_by_symbol
-
-    result = Result(manifest=manifest, tables=tables)  # the metrics read its tables
-    manifest["metrics"] = _jsonable(compute_metrics(result))
-    manifest["headline"]["max_drawdown"] = manifest["metrics"].get("max_drawdown")
-    manifest["costs_by_symbol"] = costs_by_symbol(tables["fills"], tables["funding"]).to_dicts()
-    result = result.replace(manifest=manifest)
-    if out is not None:
-        result.save(Path(out))
-    return result
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
+    return manifest
