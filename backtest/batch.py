@@ -104,6 +104,9 @@ class _Set:
     synced: bool = True  # its bar rows have matched the leader's in every chunk so far
     own_s: float = 0.0  # seconds spent on this set alone
     error: CascadeError | None = None
+    manifest: dict | None = None  # after the pass: its manifest (engine.run_manifest) and output
+    rows: dict | None = None  # rows, until its Result is built
+    here: bool = False  # the result helper failed on it: built in this process
 
 
 def run_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
@@ -122,20 +125,25 @@ def run_batch(strategy, data, params_list: list[dict | None], *, symbols=None, s
 
 
 def iter_batch(strategy, data, params_list: list[dict | None], *, symbols=None, start=None, end=None,
-               config=None, outs: list | None = None, progress=None,
-               threads: int = 1) -> Iterator[tuple[int, object]]:
+               config=None, outs: list | None = None, progress=None, threads: int = 1,
+               manifests: bool = False) -> Iterator[tuple[int, object]]:
     """Like run_batch, yielding (k, Result or CascadeError) as each set's Result is built, so that
-    a caller can keep one set's tables in memory at a time."""
+    a caller can keep one set's tables in memory at a time. `manifests`: yield each Result's
+    manifest instead (its tables are in its run folder); the running command's result helper
+    (batch_helper.py) then builds some of them in its own process."""
     with contextlib.ExitStack() as locks:
         yield from _iter_batch(strategy, data, params_list, symbols, start, end, config, outs,
-                               progress, threads, locks)
+                               progress, threads, locks, manifests)
 
 
-def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, threads, locks):
+def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, progress, threads, locks,
+                manifests):
+    import collections
     from concurrent.futures import ThreadPoolExecutor
 
     import numba
 
+    from . import batch_helper
     from . import engine as E
     from .atomic import output_lock
     from .bars import BarFiller
@@ -145,6 +153,8 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop, source_sha256
+    from .result import frozen
+    from .result_build import build_result
 
     # --- what every set shares: engine._run's checks, in its order -------------------------------
     cls, cfg, stream, start_ns, end_ns = E.open_run(strategy, data, symbols, start, end, config)
@@ -282,17 +292,29 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     # --- each set's Result ----------------------------------------------------------------------
     # A set's run folder is written by a thread while the next set's Result is built (writing
     # Parquet releases the GIL; building holds it); a set is yielded once its folder is complete.
+    # With a result helper (batch_helper.py; manifests only), the helper builds sets taken from the
+    # back while this process builds from the front.
     saver = locks.enter_context(ThreadPoolExecutor(1, thread_name_prefix="cascade-save"))
     shared_s = (pass_s - sum(st.own_s for st in sets)) / max(len(sets), 1)
-    source = source_sha256(cls)  # the strategy's files, hashed once for every set's manifest
-    saving = None  # (k, Result, the future of its save) of the set before
-    for st in sets:
-        if st.error is not None:
-            if saving is not None:
-                yield _saved(*saving)
-                saving = None
-            yield st.k, st.error
-            continue
+    source = source_sha256(cls)  # the strategy's files and the data, hashed once for every set
+    fingerprint = stream.fingerprint()
+    helper = batch_helper.current() if manifests else None
+    held: dict[int, _Set] = {}  # the sets the helper is building
+    todo = collections.deque(sets)  # the sets to build: here from the front, the helper's from the back
+
+    def drop_helper() -> None:
+        """Stop the helper (ended, broken or slow); the sets it held are built here."""
+        nonlocal helper
+        if helper is not None:
+            helper.stop([st.out for st in held.values()])
+            helper = None
+        todo.extend(held.pop(k) for k in sorted(held))
+
+    # an interrupted batch: the helper stops before the folders' locks are released
+    locks.callback(lambda: held and drop_helper())
+
+    def prepare(st: _Set) -> None:
+        """End the set's run (engine._finalize) and read its manifest from its compiled state."""
         t2 = time.perf_counter()
         E._finalize(st.c, st.bufs, st.bars, last_ts)
         if not jit:
@@ -300,28 +322,91 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             st.s.sync()
         # run_s: the set's own loop time plus its share of the pass (reading, merging)
         run_s = st.own_s + time.perf_counter() - t2 + shared_s
-        try:
-            res = E._result(cls, st.params, cfg, stream, st.c, st.s_arr, st.bufs, syms,
-                            compile_s, run_s, events, jit, None, notes, source)
-        except CascadeError as e:
-            res = e
+        st.manifest = E.run_manifest(cls, st.params, cfg, stream, st.c, st.s_arr, syms, compile_s,
+                                     run_s, events, jit, notes, source, fingerprint)
+        st.rows = st.bufs.out
         st.s_arr = st.c = st.s = st.bufs = st.bars = None  # free it before the next
+
+    def build_here(st: _Set):
+        try:
+            if st.manifest is None:
+                prepare(st)
+            return build_result(st.rows, st.manifest)
+        except CascadeError as e:
+            return e
+        finally:
+            st.rows = st.manifest = None
+
+    def settle(got):
+        """The helper's reply for one set: yields its outcome, or puts it back to be built here."""
+        k, status, value = got
+        st = held.pop(k)
+        if status == "failed":  # not a CascadeError: built here, where it raises
+            st.here = True
+            todo.appendleft(st)
+            return
+        st.rows = st.manifest = None
+        yield k, frozen(value) if status == "ok" else CascadeError(value)
+
+    def hand_over():
+        """Take the helper's replies, and keep it two sets ahead with sets from the back of `todo`
+        (yields their outcomes, and those of failed sets met there)."""
+        while helper is not None and (got := helper.reply(0)) is not None:
+            yield from settle(got)
+        while helper is not None and len(held) < 2 and todo and todo[-1].out is not None and not todo[-1].here:
+            st = todo.pop()
+            if st.error is not None:
+                yield st.k, st.error
+                continue
+            try:
+                prepare(st)
+            except CascadeError as e:
+                yield st.k, e
+                continue
+            if not helper.send(st.k, st.rows, st.manifest, st.out):
+                todo.append(st)
+                drop_helper()
+                break
+            held[st.k] = st
+
+    saving = None  # (k, Result, the future of its save) of the set before
+    while True:
+        yield from hand_over()
+        if not todo:
+            if not held:
+                break
+            # the rest is the helper's
+            got = helper.reply(batch_helper.REPLY_WAIT_S) if helper is not None else None
+            if got is not None:
+                yield from settle(got)
+            else:  # the helper ended, or keeps us waiting
+                drop_helper()
+            continue
+        st = todo.popleft()
+        if st.error is not None:
+            if saving is not None:
+                yield _saved(*saving, manifests)
+                saving = None
+            yield st.k, st.error
+            continue
+        res = build_here(st)
         if saving is not None:
-            yield _saved(*saving)
+            yield _saved(*saving, manifests)
         save = None if isinstance(res, CascadeError) or st.out is None else saver.submit(res.save, st.out)
         saving = (st.k, res, save)
     if saving is not None:
-        yield _saved(*saving)
+        yield _saved(*saving, manifests)
 
 
-def _saved(k: int, res, save) -> tuple[int, object]:
-    """(k, Result) once its folder is written; (k, the CascadeError) if writing it failed so."""
+def _saved(k: int, res, save, manifest: bool = False) -> tuple[int, object]:
+    """(k, Result or its manifest) once its folder is written; (k, the CascadeError) if building
+    or writing it failed so."""
     try:
         if save is not None:
             save.result()
     except CascadeError as e:
         return k, e
-    return k, res
+    return k, res.manifest if manifest and not isinstance(res, CascadeError) else res
 
 
 def _same_keys(a: list[np.ndarray], b: list[np.ndarray]) -> bool:

@@ -142,7 +142,7 @@ def run_batch_task(batch: BatchTask, on_row=None, on_events=None) -> list[dict]:
                             symbols=t0.symbols, start=t0.start, end=t0.end,
                             config=RunConfig.from_dict(t0.config),
                             outs=[batch.tasks[k].run_dir for k in todo], threads=batch.threads,
-                            progress=on_events)
+                            progress=on_events, manifests=True)
             try:
                 while True:
                     try:
@@ -156,7 +156,7 @@ def run_batch_task(batch: BatchTask, on_row=None, on_events=None) -> list[dict]:
                         break
                     # outside the try: an error of on_row (e.g. an unknown --metric) stops the sweep
                     put(todo[j], {"status": "failed", "error": str(res)} if isinstance(res, CascadeError)
-                        else _row(res.manifest, "ran"))
+                        else _row(res, "ran"))
             finally:
                 it.close()  # releases the run folders' locks
     return [rows[k] for k in range(len(batch.tasks))]

@@ -358,7 +358,8 @@ def sweep_cmd(**o):
     out, t0 = Path(spec.out), time.perf_counter()
     side = _side_figure(spec.sweep["grid"])
     try:
-        with output_lock(out):  # the figure belongs to the sweep folder: drawn under its lock
+        # the figure belongs to the sweep folder: drawn under its lock
+        with output_lock(out), _result_helper(spec):
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_sweep(spec.strategy, spec.data, out=out, progress=bars.sweep_callback(0, "sweep"),
                                 **_sweep_kwargs(spec))
@@ -398,6 +399,14 @@ def _side_figure(grid: dict | None = None):
         if len(swept_names(grid)) != 2:  # SweepResult.heatmap_axes' rule
             return side
     return side.start()
+
+
+def _result_helper(spec):
+    """The batches' result helper (batch_helper.py), started now so that it imports while the
+    command plans; not with --jobs 1 (one core asked for)."""
+    from ..batch_helper import started
+
+    return started(spec.sweep["jobs"] != 1)
 
 
 def _print_rows(df, metric: str) -> None:
@@ -457,7 +466,8 @@ def walk_forward_cmd(**o):
     out, t0 = Path(spec.out), time.perf_counter()
     side = _side_figure()
     try:
-        with output_lock(out):  # the figure belongs to the walk-forward folder: drawn under its lock
+        # the figure belongs to the walk-forward folder: drawn under its lock
+        with output_lock(out), _result_helper(spec):
             with prog.Bars(prog.enabled(o["quiet"] or o["as_json"])) as bars:
                 res = run_walk_forward(spec.strategy, spec.data, out=out, train=w["train"], test=w["test"],
                                        step=w["step"], progress=bars.sweep_callback(0, "windows"),

@@ -41,6 +41,7 @@ class SideFigure:
     def __init__(self):
         self._proc: subprocess.Popen | None = None
         self._answered = threading.Event()  # the child said "ready", or ended without it
+        self._ended = threading.Event()  # the child's output closed: it has ended
         self._ready = False
 
     def start(self) -> SideFigure:
@@ -63,6 +64,7 @@ class SideFigure:
             self._ready = proc.stdout.readline() == READY
             self._answered.set()
             proc.stdout.read()  # nothing more comes: returns when the child ends
+        self._ended.set()
 
     def wait_ready(self, timeout: float) -> bool:
         """Has the child imported everything it draws with (waiting at most `timeout` s)?"""
@@ -115,7 +117,9 @@ class SideFigure:
         try:
             with p.stdin:
                 p.stdin.write(job)
-            p.wait(timeout=DRAW_WAIT_S if job else 1.0)
+            # the end of its output, at once (Popen.wait polls, up to 50 ms late), then its status
+            ended = self._ended.wait(DRAW_WAIT_S if job else 1.0)
+            p.wait(timeout=0.5 if ended else 0)
         except (OSError, subprocess.TimeoutExpired):
             p.kill()
             p.wait()

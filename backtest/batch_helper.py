@@ -1,0 +1,204 @@
+"""A second process that builds some of a batch's Results while this one builds the others.
+
+A batch ends with one Result per parameter set: its tables, round trips and metrics, about 20 ms
+of polars work per set that holds the GIL, so a 64-set sweep spent 1.4 s on one core while the
+other idled. `backtest sweep` and `backtest walk-forward` therefore start this helper first thing
+(`started()`): it imports polars and the Result builder (result_build.py, numba-free) while the
+command plans, says "ready" and waits. At the end of a batch (batch.py) this process hands the
+helper sets from the back of the batch, one or two at a time, while it builds the others from the
+front: each set's output rows and the manifest read from its compiled state (engine.run_manifest)
+go down a pipe; the helper builds the Result, writes its run folder (atomically, as
+`Result.save`) and sends back the manifest. The folders are byte-identical to the ones this
+process writes (tests/test_batch_helper.py).
+
+The helper never holds a batch up. A set it has not answered for within REPLY_WAIT_S (a helper
+the host starves, a hung one), a helper that ended, or a reply that is an unexpected exception
+(not a CascadeError): the helper is stopped and the sets it held are built here, its temporary
+folders removed. Only batches that keep manifests, not tables (the sweep's), use it; a library
+`run_batch` builds every Result in its own process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+READY = b"ready\n"
+REPLY_WAIT_S = 5.0  # a set takes ~20 ms to build; this long without a reply: build them here
+_current: ResultHelper | None = None  # the helper the running command started (started())
+
+
+class ResultHelper:
+    """The parent's handle on the helper process. Sets go down the pipe from a writer thread, so
+    that handing one over never blocks the batch (a set's rows can exceed the pipe's buffer)."""
+
+    def __init__(self):
+        self._proc: subprocess.Popen | None = None
+        self._jobs: queue.Queue = queue.Queue()
+        self._replies: queue.Queue = queue.Queue()
+        self._ready = threading.Event()
+        self._broken = threading.Event()  # the pipe to the helper failed
+
+    def start(self) -> ResultHelper:
+        # isolated (-I), with this process's own backtest package first (as report/side_draw.py)
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from {__name__} import main; main()"
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:
+            self._proc = None
+            return self
+        for target in (self._read, self._write):
+            threading.Thread(target=target, args=(self._proc,), daemon=True,
+                             name=f"cascade-result-helper{target.__name__}").start()
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        with proc.stdout:
+            if proc.stdout.readline() == READY:
+                self._ready.set()
+                with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
+                    while True:
+                        self._replies.put(_receive(proc.stdout))
+        self._replies.put(None)  # the helper ended
+
+    def _write(self, proc: subprocess.Popen) -> None:
+        try:
+            with proc.stdin:
+                while (job := self._jobs.get()) is not None:
+                    _send(proc.stdin, job)
+        except (OSError, ValueError):  # the helper ended or was stopped
+            self._broken.set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait at most `timeout` s for the helper's imports; is it usable?"""
+        self._ready.wait(timeout)
+        return self.usable
+
+    @property
+    def usable(self) -> bool:
+        """Running, done with its imports, and its pipe whole."""
+        return (self._proc is not None and self._ready.is_set() and not self._broken.is_set()
+                and self._proc.poll() is None)
+
+    def send(self, k: int, rows: dict, manifest: dict, out: Path) -> bool:
+        """Hand the helper set k (its rows, manifest and run folder); False if it cannot take it."""
+        if not self.usable:
+            return False
+        self._jobs.put((k, rows, manifest, str(Path(out).resolve())))
+        return True
+
+    def reply(self, timeout: float):
+        """(k, "ok", manifest), (k, "error", message) or (k, "failed", traceback); None if
+        nothing came within `timeout` s (0: only what has come) or the helper has ended."""
+        try:
+            got = self._replies.get(timeout=timeout) if timeout > 0 else self._replies.get_nowait()
+        except queue.Empty:
+            return None
+        if got is None:
+            self._replies.put(None)  # stays: the helper has ended
+        return got
+
+    def stop(self, outs=()) -> None:
+        """Stop the helper now, and remove the temporary folders it may have left for `outs`."""
+        p, self._proc = self._proc, None
+        if p is None:
+            return
+        p.kill()
+        p.wait()
+        self._jobs.put(None)
+        for out in map(Path, outs):
+            for tmp in out.parent.glob(f".{out.name}.tmp-{p.pid}-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def close(self) -> None:
+        """No more sets: the helper ends once it has answered the sets it was given."""
+        p, self._proc = self._proc, None
+        if p is None:
+            return
+        self._jobs.put(None)  # the writer closes the pipe: the helper's end of input
+        try:
+            p.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def current() -> ResultHelper | None:
+    """The helper of the running command, if it is ready to take sets."""
+    return _current if _current is not None and _current.usable else None
+
+
+@contextlib.contextmanager
+def started(enabled: bool = True):
+    """Run a helper for the duration of a command (a sweep or walk-forward with a core to spare)."""
+    global _current
+    if not enabled:
+        yield None
+        return
+    helper = ResultHelper().start()
+    _current = helper
+    try:
+        yield helper
+    finally:
+        _current = None
+        helper.close()
+
+
+# Messages are length-prefixed pickles: `pickle.load` on a pipe may peek past the end of its
+# object and block until the next message, which the other side waits for this one to send.
+def _send(pipe, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.write(len(data).to_bytes(8, "little") + data)
+    pipe.flush()
+
+
+def _receive(pipe):
+    head = pipe.read(8)
+    if len(head) < 8:
+        raise EOFError
+    n = int.from_bytes(head, "little")
+    data = pipe.read(n)
+    if len(data) < n:
+        raise EOFError
+    return pickle.loads(data)
+
+
+# --- the helper process -----------------------------------------------------------------------
+def _serve() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    from .errors import CascadeError
+    from .result_build import build_result
+
+    out = sys.stdout.buffer
+    out.write(READY)
+    out.flush()
+    while True:
+        try:
+            k, rows, manifest, run_dir = _receive(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            res = build_result(rows, manifest)
+            res.save(Path(run_dir))
+            reply = (k, "ok", res.manifest)
+        except CascadeError as e:
+            reply = (k, "error", str(e))
+        except Exception:  # noqa: BLE001 - the parent builds this set itself, and raises there
+            reply = (k, "failed", traceback.format_exc())
+        _send(out, reply)
+
+
+def main() -> None:
+    """The helper's entry (ResultHelper.start)."""
+    _serve()
+    os._exit(0)  # every folder is written and every reply flushed: skip the interpreter's teardown
