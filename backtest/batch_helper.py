@@ -7,7 +7,7 @@ other idled. `backtest sweep` and `backtest walk-forward` therefore start this h
 command plans, says "ready" and waits. At the end of a batch (batch.py) this process hands the
 helper sets from the back of the batch, one or two at a time, while it builds the others from the
 front: each set's output rows and the manifest read from its compiled state (engine.run_manifest)
-go down a pipe; the helper builds the Result, writes its run folder (atomically, as
+go down a pipe, as data (a JSON header and the raw records); the helper builds the Result, writes its run folder (atomically, as
 `Result.save`) and sends back the manifest. The folders are byte-identical to the ones this
 process writes (tests/test_batch_helper.py).
 
@@ -20,8 +20,8 @@ folders removed. Only batches that keep manifests, not tables (the sweep's), use
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import pickle
 import queue
 import shutil
 import signal
@@ -66,16 +66,19 @@ class ResultHelper:
         with proc.stdout:
             if proc.stdout.readline() == READY:
                 self._ready.set()
-                with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
+                with contextlib.suppress(EOFError, OSError, ValueError):
                     while True:
-                        self._replies.put(_receive(proc.stdout))
+                        head, _ = _receive(proc.stdout)
+                        self._replies.put((head["k"], head["status"], head["value"]))
         self._replies.put(None)  # the helper ended
 
     def _write(self, proc: subprocess.Popen) -> None:
         try:
             with proc.stdin:
                 while (job := self._jobs.get()) is not None:
-                    _send(proc.stdin, job)
+                    k, rows, manifest, out = job
+                    blobs = [_row_bytes(rows[name], dtype) for name, dtype in _buffers()]
+                    _send(proc.stdin, {"k": k, "out": out, "manifest": manifest}, blobs)
         except (OSError, ValueError):  # the helper ended or was stopped
             self._broken.set()
 
@@ -154,28 +157,51 @@ def started(enabled: bool = True):
         helper.close()
 
 
-# Messages are length-prefixed pickles: `pickle.load` on a pipe may peek past the end of its
-# object and block until the next message, which the other side waits for this one to send.
-def _send(pipe, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.write(len(data).to_bytes(8, "little") + data)
+# A message is an 8-byte length, a JSON header and, for a set, its output rows as raw records (one
+# blob per engine buffer, in _buffers() order, their sizes in the header): data only, no pickle,
+# and read by exact lengths (a reader that looks ahead on a pipe would wait for the next message).
+def _send(pipe, header: dict, blobs=()) -> None:
+    header = dict(header, sizes=[b.nbytes for b in blobs])
+    head = json.dumps(header, default=str).encode()
+    pipe.write(len(head).to_bytes(8, "little") + head)
+    for b in blobs:
+        pipe.write(b)
     pipe.flush()
 
 
-def _receive(pipe):
-    head = pipe.read(8)
-    if len(head) < 8:
-        raise EOFError
-    n = int.from_bytes(head, "little")
+def _exactly(pipe, n: int) -> bytes:
     data = pipe.read(n)
     if len(data) < n:
         raise EOFError
-    return pickle.loads(data)
+    return data
+
+
+def _receive(pipe) -> tuple[dict, list[bytes]]:
+    head = json.loads(_exactly(pipe, int.from_bytes(_exactly(pipe, 8), "little")))
+    return head, [_exactly(pipe, n) for n in head["sizes"]]
+
+
+def _buffers() -> list:
+    """(engine buffer, its row dtype) of every table a Result is built from."""
+    from .result_build import TABLE_ROWS
+
+    return [(buf, dtype) for dtype, buf, _ in TABLE_ROWS.values()]
+
+
+def _row_bytes(parts: list, dtype):
+    """A buffer's drained parts as one block of bytes (as result_build.table joins them)."""
+    import numpy as np
+
+    if not parts:
+        return np.zeros(0, dtype=np.uint8)
+    return np.concatenate([np.ascontiguousarray(p, dtype=dtype).view(np.uint8) for p in parts])
 
 
 # --- the helper process -----------------------------------------------------------------------
 def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    import numpy as np
+
     from .errors import CascadeError
     from .result_build import build_result
 
@@ -184,17 +210,19 @@ def _serve() -> None:
     out.flush()
     while True:
         try:
-            k, rows, manifest, run_dir = _receive(sys.stdin.buffer)
+            head, blobs = _receive(sys.stdin.buffer)
         except EOFError:
             return
+        k, manifest, run_dir = head["k"], head["manifest"], head["out"]
+        rows = {name: [np.frombuffer(b, dtype=dtype)] for (name, dtype), b in zip(_buffers(), blobs)}
         try:
             res = build_result(rows, manifest)
             res.save(Path(run_dir))
-            reply = (k, "ok", res.manifest)
+            reply = {"k": k, "status": "ok", "value": res.manifest}
         except CascadeError as e:
-            reply = (k, "error", str(e))
+            reply = {"k": k, "status": "error", "value": str(e)}
         except Exception:  # noqa: BLE001 - the parent builds this set itself, and raises there
-            reply = (k, "failed", traceback.format_exc())
+            reply = {"k": k, "status": "failed", "value": traceback.format_exc()}
         _send(out, reply)
 
 

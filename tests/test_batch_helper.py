@@ -174,3 +174,15 @@ def test_helper_answers_in_order_of_work_and_ends_with_its_input(dataset, alone,
     finally:
         helper.close()
     assert proc.poll() is not None
+
+
+def test_the_helpers_imports_load_no_numba():
+    """What the helper process imports (batch_helper._serve) leaves numba unloaded: its start-up
+    is polars' alone (tests/test_layers.py checks the modules' own imports)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import backtest.batch_helper, backtest.errors, backtest.result_build, "
+            "backtest.metrics, backtest.trades; print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -9,6 +9,8 @@
 * the library (everything but `backtest/report` and `backtest/cli`) never imports the report: it
   returns data, and the CLI asks the report layer to draw (sweep heatmaps, walk-forward curves).
 * strategies (`strategies/`) import only the public `backtest` API, never `backtest.<module>`.
+* the result builder and the result helper (`result_build.py`, `batch_helper.py`) never import
+  numba or the engine: the helper process builds Results without loading either.
 
 Every import statement counts, including those inside functions (lazy imports)."""
 from __future__ import annotations
@@ -21,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 STDLIB = set(sys.stdlib_module_names)
 ENGINE = ("backtest.engine", "backtest.batch", "backtest.plugins", "backtest.sweep", "backtest.sweep_dispatch",
           "backtest.walkforward")
+NUMBA_FREE = ("backtest/result_build.py", "backtest/batch_helper.py")
 
 
 def imports_of(source: str, module: str) -> list[tuple[str, int]]:
@@ -69,6 +72,9 @@ def violations(rel: str, source: str) -> list[str]:
         if (rel.startswith("backtest/") and _under(name, "backtest.report")
                 and not rel.startswith(("backtest/report/", "backtest/cli/"))):
             bad.append(f"{where} (library code returns data; only report and cli draw)")
+        if rel in NUMBA_FREE and (top in ("numba", "llvmlite") or _under(name, *ENGINE) or (
+                _under(name, "backtest.core") and name not in ("backtest.core.schema", "backtest.core.enums"))):
+            bad.append(f"{where} (the result helper's modules never load numba or the engine)")
         if rel.startswith("strategies/") and top == "backtest" and name != "backtest":
             bad.append(f"{where} (strategies import only the public `backtest` API)")
     return bad
@@ -94,6 +100,8 @@ def test_the_checker_catches_each_rule():
         "backtest/z.py": "from matplotlib.figure import Figure",
         "backtest/engine.py": "import click",
         "strategies/x.py": "from backtest.core.orders import submit",
+        "backtest/result_build.py": "def f():\n    from .core.account import equity",
+        "backtest/batch_helper.py": "from . import engine",
     }
     for rel, src in cases.items():
         assert violations(rel, src), (rel, src)
