@@ -40,6 +40,8 @@ import numpy as np
 
 from .errors import CascadeError
 
+HELPER_AHEAD = 3  # sets handed to the result helper at a time: one saving, one building, one waiting
+
 # Per-process budget for the sets' own state and output rows (the shared data chunk is apart).
 DEFAULT_BUDGET_MB = 1024
 
@@ -349,11 +351,11 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         yield k, frozen(value) if status == "ok" else CascadeError(value)
 
     def hand_over():
-        """Take the helper's replies, and keep it two sets ahead with sets from the back of `todo`
-        (yields their outcomes, and those of failed sets met there)."""
+        """Take the helper's replies, and keep it HELPER_AHEAD sets ahead with sets from the back
+        of `todo` (yields their outcomes, and those of failed sets met there)."""
         while helper is not None and (got := helper.reply(0)) is not None:
             yield from settle(got)
-        while helper is not None and len(held) < 2 and todo and todo[-1].out is not None and not todo[-1].here:
+        while helper is not None and len(held) < HELPER_AHEAD and todo and todo[-1].out is not None and not todo[-1].here:
             st = todo.pop()
             if st.error is not None:
                 yield st.k, st.error

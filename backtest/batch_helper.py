@@ -5,11 +5,12 @@ of polars work per set that holds the GIL, so a 64-set sweep spent 1.4 s on one 
 other idled. `backtest sweep` and `backtest walk-forward` therefore start this helper first thing
 (`started()`): it imports polars and the Result builder (result_build.py, numba-free) while the
 command plans, says "ready" and waits. At the end of a batch (batch.py) this process hands the
-helper sets from the back of the batch, one or two at a time, while it builds the others from the
+helper sets from the back of the batch, a few at a time, while it builds the others from the
 front: each set's output rows and the manifest read from its compiled state (engine.run_manifest)
-go down a pipe, as data (a JSON header and the raw records); the helper builds the Result, writes its run folder (atomically, as
-`Result.save`) and sends back the manifest. The folders are byte-identical to the ones this
-process writes (tests/test_batch_helper.py).
+go down a pipe, as data (a JSON header and the raw records); the helper builds the Result, writes
+its run folder (atomically, as `Result.save`, on a thread while it builds the next) and sends back
+the manifest. The folders are byte-identical to the ones this process writes
+(tests/test_batch_helper.py).
 
 The helper never holds a batch up. A set it has not answered for within REPLY_WAIT_S (a helper
 the host starves, a hung one), a helper that ended, or a reply that is an unexpected exception
@@ -200,6 +201,8 @@ def _row_bytes(parts: list, dtype):
 # --- the helper process -----------------------------------------------------------------------
 def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
     from .errors import CascadeError
@@ -208,22 +211,38 @@ def _serve() -> None:
     out = sys.stdout.buffer
     out.write(READY)
     out.flush()
-    while True:
+    sending = threading.Lock()
+
+    def answer(k: int, status: str, value) -> None:
+        with sending:
+            _send(out, {"k": k, "status": status, "value": value})
+
+    def save(k: int, res, run_dir: str) -> None:
         try:
-            head, blobs = _receive(sys.stdin.buffer)
-        except EOFError:
-            return
-        k, manifest, run_dir = head["k"], head["manifest"], head["out"]
-        rows = {name: [np.frombuffer(b, dtype=dtype)] for (name, dtype), b in zip(_buffers(), blobs)}
-        try:
-            res = build_result(rows, manifest)
             res.save(Path(run_dir))
-            reply = {"k": k, "status": "ok", "value": res.manifest}
+            answer(k, "ok", res.manifest)
         except CascadeError as e:
-            reply = {"k": k, "status": "error", "value": str(e)}
+            answer(k, "error", str(e))
         except Exception:  # noqa: BLE001 - the parent builds this set itself, and raises there
-            reply = {"k": k, "status": "failed", "value": traceback.format_exc()}
-        _send(out, reply)
+            answer(k, "failed", traceback.format_exc())
+
+    # a set's folder is written by a thread while the next set is built, as in batch.py
+    with ThreadPoolExecutor(1, thread_name_prefix="cascade-save") as saver:
+        while True:
+            try:
+                head, blobs = _receive(sys.stdin.buffer)
+            except EOFError:
+                return  # once the saver has written and answered every set
+            k = head["k"]
+            rows = {name: [np.frombuffer(b, dtype=dtype)] for (name, dtype), b in zip(_buffers(), blobs)}
+            try:
+                res = build_result(rows, head["manifest"])
+            except CascadeError as e:
+                answer(k, "error", str(e))
+            except Exception:  # noqa: BLE001 - the parent builds this set itself, and raises there
+                answer(k, "failed", traceback.format_exc())
+            else:
+                saver.submit(save, k, res, head["out"])
 
 
 def main() -> None:
