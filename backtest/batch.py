@@ -355,7 +355,8 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         of `todo` (yields their outcomes, and those of failed sets met there)."""
         while helper is not None and (got := helper.reply(0)) is not None:
             yield from settle(got)
-        while helper is not None and len(held) < HELPER_AHEAD and todo and todo[-1].out is not None and not todo[-1].here:
+        while (helper is not None and len(held) < HELPER_AHEAD and todo and todo[-1].out is not None
+               and not todo[-1].here):
             st = todo.pop()
             if st.error is not None:
                 yield st.k, st.error

@@ -412,13 +412,10 @@ def _call(loop, chunk, start, c, s, bufs):
                 c, s, bufs.fills, bufs.equity, bufs.bars, bufs.funding, bufs.liqs, bufs.loans)
 
 
-def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out,
-            notes=(), source: str | None = None, fingerprint: str | None = None):
-    """The run's tables, manifest and metrics, saved to `out` if given. `source`, `fingerprint`:
-    the strategy's source_sha256 and the data's, when the caller has them (a batch computes them
-    once for every set)."""
+def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, events, jit, out, notes=()):
+    """The run's tables, manifest and metrics, saved to `out` if given."""
     result = build_result(bufs.out, run_manifest(cls, params, cfg, stream, c, s_arr, syms, compile_s,
-                                                 run_s, events, jit, notes, source, fingerprint))
+                                                 run_s, events, jit, notes))
     if out is not None:
         result.save(Path(out))
     return result
@@ -427,7 +424,9 @@ def _result(cls, params, cfg, stream, c, s_arr, bufs, syms, compile_s, run_s, ev
 def run_manifest(cls, params, cfg, stream, c, s_arr, syms, compile_s, run_s, events, jit, notes=(),
                  source: str | None = None, fingerprint: str | None = None) -> dict:
     """A finished run's manifest but for what its tables give (result_build.build_result fills
-    that in): everything read from the compiled state, which only this process holds."""
+    that in): everything read from the compiled state, which only this process holds. `source`,
+    `fingerprint`: the strategy's source_sha256 and the data's, when the caller has them (a batch
+    computes them once for every set)."""
     from .core.account import equity as _equity
 
     final_equity = float(_equity(c))
