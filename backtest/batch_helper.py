@@ -32,6 +32,8 @@ import threading
 import traceback
 from pathlib import Path
 
+from .child import start_child
+
 READY = b"ready\n"
 REPLY_WAIT_S = 5.0  # a set takes ~20 ms to build; this long without a reply: build them here
 _current: ResultHelper | None = None  # the helper the running command started (started())
@@ -49,14 +51,8 @@ class ResultHelper:
         self._broken = threading.Event()  # the pipe to the helper failed
 
     def start(self) -> ResultHelper:
-        # isolated (-I), with this process's own backtest package first (as report/side_draw.py)
-        root = str(Path(__file__).resolve().parents[1])
-        code = f"import sys; sys.path.insert(0, {root!r}); from {__name__} import main; main()"
-        try:
-            self._proc = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None
+        self._proc = start_child(__name__)
+        if self._proc is None:
             return self
         for target in (self._read, self._write):
             threading.Thread(target=target, args=(self._proc,), daemon=True,

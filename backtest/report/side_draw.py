@@ -27,6 +27,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..child import start_child
 from .files import HEATMAP, WALK_FORWARD_PNG
 
 READY = b"ready\n"
@@ -45,16 +46,9 @@ class SideFigure:
         self._ready = False
 
     def start(self) -> SideFigure:
-        # isolated (-I: no current folder or PYTHONPATH on sys.path), with this process's own
-        # backtest package first: a `backtest` folder where the command runs cannot stand in
-        root = str(Path(__file__).resolve().parents[2])
-        code = f"import sys; sys.path.insert(0, {root!r}); from {__name__} import main; main()"
-        try:
-            self._proc = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None  # the figure is drawn in this process
-            return self
+        self._proc = start_child(__name__)
+        if self._proc is None:
+            return self  # the figure is drawn in this process
         threading.Thread(target=self._await_ready, args=(self._proc,), daemon=True,
                          name="cascade-side-draw").start()
         return self
