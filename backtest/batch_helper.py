@@ -125,6 +125,8 @@ class ResultHelper:
         p, self._proc = self._proc, None
         if p is None:
             return
+        if not self._ready.is_set():
+            p.kill()  # still importing (a short command): never waited for
         self._jobs.put(None)  # the writer closes the pipe: the helper's end of input
         try:
             p.wait(timeout=1.0)

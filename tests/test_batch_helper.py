@@ -4,6 +4,7 @@ fails, ends, stalls or is killed costs time, never a run; and it never leaves a 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,10 @@ def test_the_helpers_imports_load_no_numba():
             "backtest.metrics, backtest.trades; print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_helper_still_importing_is_not_waited_for():
+    helper = ResultHelper().start()
+    proc = helper._proc  # noqa: SLF001
+    helper.close()  # at once: the helper has not had time to import polars
+    assert proc.poll() == -signal.SIGKILL  # killed, not waited for
