@@ -28,6 +28,17 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def remove_leftovers(path: Path, pid: int) -> None:
+    """Remove the temporary siblings of `path` (files or folders, tmp_name's) that process `pid`
+    left when it was killed mid-write."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.tmp-{pid}-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def write_parquet(table: pa.Table, path: Path, **kwargs) -> None:
     """Write atomically, with page checksums (the reader verifies them: corruption is an error)."""
     path = Path(path)

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -70,11 +69,15 @@ class ResultHelper:
         self._replies.put(None)  # the helper ended
 
     def _write(self, proc: subprocess.Popen) -> None:
+        import numpy as np
+
+        from .result_build import joined
+
         try:
             with proc.stdin:
                 while (job := self._jobs.get()) is not None:
                     k, rows, manifest, out = job
-                    blobs = [_row_bytes(rows[name], dtype) for name, dtype in _buffers()]
+                    blobs = [joined(rows[name], dtype).view(np.uint8) for name, dtype in _buffers()]
                     _send(proc.stdin, {"k": k, "out": out, "manifest": manifest}, blobs)
         except (OSError, ValueError):  # the helper ended or was stopped
             self._broken.set()
@@ -116,9 +119,10 @@ class ResultHelper:
         p.kill()
         p.wait()
         self._jobs.put(None)
-        for out in map(Path, outs):
-            for tmp in out.parent.glob(f".{out.name}.tmp-{p.pid}-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+        from .atomic import remove_leftovers
+
+        for out in outs:
+            remove_leftovers(out, p.pid)
 
     def close(self) -> None:
         """No more sets: the helper ends once it has answered the sets it was given."""
@@ -185,15 +189,6 @@ def _buffers() -> list:
     from .result_build import TABLE_ROWS
 
     return [(buf, dtype) for dtype, buf, _ in TABLE_ROWS.values()]
-
-
-def _row_bytes(parts: list, dtype):
-    """A buffer's drained parts as one block of bytes (as result_build.table joins them)."""
-    import numpy as np
-
-    if not parts:
-        return np.zeros(0, dtype=np.uint8)
-    return np.concatenate([np.ascontiguousarray(p, dtype=dtype).view(np.uint8) for p in parts])
 
 
 # --- the helper process -----------------------------------------------------------------------

@@ -37,14 +37,19 @@ def jsonable(v):
     return v
 
 
+def joined(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The drained parts of an output buffer as one record array of `dtype`."""
+    # joined as bytes: numpy's concatenate of record arrays promotes their dtypes part by part
+    # (18 us each, and a table has a part per chunk)
+    raw = [np.ascontiguousarray(p, dtype=dtype).view(np.uint8) for p in parts]
+    return np.concatenate(raw).view(dtype) if raw else np.zeros(0, dtype=dtype)
+
+
 def table(parts: list[np.ndarray], dtype: np.dtype, symbols: list[str], sort_by: str | None = None) -> pl.DataFrame:
     """The rows of `parts` as a DataFrame (columns in dtype order, `symbol` names after `sym`),
     built column by column: a run builds seven of these per Result, and each polars operation on a
     small frame costs more than the rows do."""
-    # joined as bytes: numpy's concatenate of record arrays promotes their dtypes part by part
-    # (18 us each, and a table has a part per chunk)
-    raw = [np.ascontiguousarray(p, dtype=dtype).view(np.uint8) for p in parts]
-    arr = np.concatenate(raw).view(dtype) if raw else np.zeros(0, dtype=dtype)
+    arr = joined(parts, dtype)
     if sort_by is not None:
         arr = arr[np.argsort(arr[sort_by], kind="stable")]
     cols = []

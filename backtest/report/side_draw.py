@@ -118,8 +118,9 @@ class SideFigure:
             p.kill()
             p.wait()
         if job and p.returncode != 0:  # killed mid-save: its temporary file
-            for tmp in png.parent.glob(f".{png.name}.tmp-{p.pid}-*"):
-                tmp.unlink(missing_ok=True)
+            from ..atomic import remove_leftovers
+
+            remove_leftovers(png, p.pid)
         return bool(job) and p.returncode == 0
 
 
