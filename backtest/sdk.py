@@ -18,6 +18,8 @@ State:
     position, avg_price, equity, balance, free_margin, unrealized_pnl, best_bid, best_ask,
     last_price, mark_price, open_orders, now, book_level, book_depth (the L2 book)
 """
+import numpy as np
+
 from .core import account, book
 from .core.codes import OT_LIMIT, OT_MARKET, OT_STOP_MARKET, OT_TP_MARKET
 from .core.jit import kernel
@@ -62,15 +64,23 @@ def sell_limit(c, sym, qty, price, tif=0):
 
 
 @kernel
+def _known(c, sym):
+    """Is sym one of the run's symbols? Accessors answer NaN (or 0, False) for any other index
+    instead of reading outside the state; the index they then read with is unsigned, which spares
+    numba's negative-index fix-up on every read."""
+    return sym >= 0 and sym < len(c.pos)
+
+
+@kernel
 def position(c, sym):
     """Signed position of sym (base units; negative = short)."""
-    return c.pos[sym].qty
+    return c.pos[np.uint64(sym)].qty if _known(c, sym) else np.nan
 
 
 @kernel
 def avg_price(c, sym):
     """Average entry price of the position of sym (0 when flat)."""
-    return c.pos[sym].avg_px
+    return c.pos[np.uint64(sym)].avg_px if _known(c, sym) else np.nan
 
 
 @kernel
@@ -94,37 +104,37 @@ def free_margin(c):
 @kernel
 def unrealized_pnl(c, sym):
     """Unrealised PnL of the position of sym at the valuation price."""
-    return c.pos[sym].upnl
+    return c.pos[np.uint64(sym)].upnl if _known(c, sym) else np.nan
 
 
 @kernel
 def best_bid(c, sym):
     """Best bid of the last L1 quote of sym (NaN without quotes)."""
-    return c.mkt[sym].bid
+    return c.mkt[np.uint64(sym)].bid if _known(c, sym) else np.nan
 
 
 @kernel
 def best_ask(c, sym):
     """Best ask of the last L1 quote of sym (NaN without quotes)."""
-    return c.mkt[sym].ask
+    return c.mkt[np.uint64(sym)].ask if _known(c, sym) else np.nan
 
 
 @kernel
 def last_price(c, sym):
     """Price of the last trade of sym."""
-    return c.mkt[sym].last_px
+    return c.mkt[np.uint64(sym)].last_px if _known(c, sym) else np.nan
 
 
 @kernel
 def mark_price(c, sym):
     """The valuation price: the mark when the data has marks, else the last trade."""
-    return account.val_px(c, sym)
+    return account.val_px(c.run, c.mkt[np.uint64(sym)]) if _known(c, sym) else np.nan
 
 
 @kernel
 def open_orders(c, sym):
     """Live orders of sym (pending, open or waiting for a parent)."""
-    return c.pos[sym].n_open
+    return c.pos[np.uint64(sym)].n_open if _known(c, sym) else 0
 
 
 @kernel
@@ -148,13 +158,13 @@ def take_profit(c, sym, side, qty, price, trigger=0):
 @kernel
 def lot_size(c, sym):
     """Quantity step of sym: order quantities must be multiples of it."""
-    return c.inst[sym].lot
+    return c.inst[np.uint64(sym)].lot if _known(c, sym) else np.nan
 
 
 @kernel
 def tick_size(c, sym):
     """Price step of sym: order prices must be multiples of it."""
-    return c.inst[sym].tick
+    return c.inst[np.uint64(sym)].tick if _known(c, sym) else np.nan
 
 
 @kernel
@@ -166,25 +176,25 @@ def n_symbols(c):
 @kernel
 def leverage(c, sym):
     """The run's leverage setting for sym (config `leverage`, default 1)."""
-    return c.inst[sym].leverage
+    return c.inst[np.uint64(sym)].leverage if _known(c, sym) else np.nan
 
 
 @kernel
 def is_spot(c, sym):
     """True if sym is a spot instrument."""
-    return c.inst[sym].type == 0
+    return c.inst[np.uint64(sym)].type == 0 if _known(c, sym) else False
 
 
 @kernel
 def taker_fee(c, sym):
     """Taker fee rate of sym (a fraction of the notional)."""
-    return c.inst[sym].taker_fee
+    return c.inst[np.uint64(sym)].taker_fee if _known(c, sym) else np.nan
 
 
 @kernel
 def liquidation_price(c, sym):
     """The mark price at which the position of sym would be liquidated now (NaN: none)."""
-    return account.liq_price_of(c, sym)
+    return account.liq_price_of(c, sym) if _known(c, sym) else np.nan
 
 
 @kernel
@@ -193,6 +203,8 @@ def book_level(c, sym, side, i):
     -1: the asks) as (price, size): the latest snapshot minus the levels traded through since and
     the depth our taker fills consumed (refilling, docs/execution.md). (NaN, 0.0) past the last
     level or without a book."""
+    if not _known(c, sym):
+        return np.nan, 0.0
     return book.level_of(c, sym, side, i, c.clock.now_ts)
 
 
@@ -200,4 +212,6 @@ def book_level(c, sym, side, i):
 def book_depth(c, sym, side, n):
     """Size available within the best n levels of the L2 book of sym on `side` (+1 bids, -1
     asks), as book_level shows them (0.0 without a book)."""
+    if not _known(c, sym):
+        return 0.0
     return book.depth_of(c, sym, side, n, c.clock.now_ts)
