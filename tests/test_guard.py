@@ -3,7 +3,9 @@ they provably change nothing: runs with margin.price_guard on and off must give 
 Results, on random leveraged scenarios with crashes, liquidations (full and partial), margin
 calls, isolated and cross margin, mark or last triggers, and one or two open positions (the box
 of intervals armed over several cross positions)."""
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +103,42 @@ def test_guard_skips_checks_with_two_positions(tmp_path):
     on, off = (_run(data, dict(seed=9, lev=50.0, two=True), {"partial": True}, g) for g in (True, False))
     checks_on, checks_off = (r.manifest["timings"]["margin_checks"] for r in (on, off))
     assert checks_on * 5 < checks_off, (checks_on, checks_off)
+
+
+# what the guard's proof assumes fixed while it holds; whoever writes one disarms it
+SEALED = {"balance", "n_fills", "peak_equity", "max_drawdown", "n_loans"}
+
+
+def _acct_writes(fn: ast.FunctionDef) -> tuple[set[str], bool]:
+    """The sealed fields of an account record that fn assigns, and whether it disarms the guard."""
+    fields = set()
+    for node in ast.walk(fn):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AugAssign) else [])
+        for t in (n for tgt in targets for n in ast.walk(tgt)):
+            if isinstance(t, ast.Attribute) and t.attr in SEALED and (
+                    (isinstance(t.value, ast.Attribute) and t.value.attr == "acct")
+                    or (isinstance(t.value, ast.Name) and t.value.id == "acct")):
+                fields.add(t.attr)
+    disarms = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "disarm_guard"
+                  for n in ast.walk(fn))
+    return fields, disarms
+
+
+def test_every_writer_of_the_sealed_account_disarms_the_guard():
+    """guard_holds keeps no copy of the account: a compiled function that changes balance, fills,
+    peak, max drawdown or loans without calling disarm_guard would let the guard skip a check
+    it must run."""
+    core = Path(bt.__file__).parent / "core"
+    writers, missing = [], []
+    for path in sorted(core.glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef):
+                fields, disarms = _acct_writes(fn)
+                if fields:
+                    writers.append(fn.name)
+                    if not disarms:
+                        missing.append(f"{path.name}:{fn.lineno} {fn.name} writes {sorted(fields)}")
+    assert not missing, "\n".join(missing)
+    # the scan sees the writers (it would pass vacuously on a renamed record otherwise)
+    assert {"book_fill", "update_drawdown", "apply_funding", "loan_open", "loan_repay"} <= set(writers)

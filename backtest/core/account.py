@@ -12,6 +12,15 @@ from .margin_math import inverse_liq_price, linear_liq_price
 
 EPS_QTY = 1e-12  # a position below this is flat
 ISOLATED = 1  # MarginMode.ISOLATED
+GUARD_OFF = -1  # guard.sym while the price guard is not armed (guard.py)
+
+
+@kernel
+def disarm_guard(c):
+    """The account changed (balance, fills, peak, max drawdown or loans): the price guard's proof
+    no longer holds until the next full checks re-arm it (guard.py). Every writer of those calls
+    this (tests/test_guard.py finds them all), so the guard needs no copy of them to compare."""
+    c.guard.sym = GUARD_OFF
 
 
 @kernel
@@ -199,9 +208,11 @@ def update_drawdown(c):
     e = equity(c)
     if e > c.acct.peak_equity:
         c.acct.peak_equity = e
+        disarm_guard(c)
     dd = c.acct.peak_equity - e
     if dd > c.acct.max_drawdown:
         c.acct.max_drawdown = dd
+        disarm_guard(c)
     if c.acct.peak_equity > 0.0:
         fr = dd / c.acct.peak_equity
         if fr > c.acct.max_drawdown_frac:
@@ -263,6 +274,7 @@ def accrue_borrow(c, s, t):
         interest = -p * val_px(c.run, c.mkt[s]) * c.run.borrow_rate_hourly * ((t - c.pos[s].borrow_ts) / 3.6e12)
         c.acct.balance -= interest
         c.acct.borrow_interest += interest
+        disarm_guard(c)
     c.pos[s].borrow_ts = t
 
 
@@ -320,6 +332,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
         c.acct.fees += fee
     mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     c.acct.n_fills += 1
+    disarm_guard(c)
 
     k = c.acct.n_fill_rows
     fills[k].ts_ns = t
@@ -355,6 +368,7 @@ def apply_funding(c, s, t, rate, funding_rows):
         payment = -(pos * mark * rate)
         c.acct.balance += payment
         c.acct.funding += payment
+        disarm_guard(c)
     if c.inst[s].margin_mode == ISOLATED and c.inst[s].type != T_SPOT:
         c.pos[s].iso_margin += payment
     k = c.acct.n_funding_rows

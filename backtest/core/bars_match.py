@@ -122,7 +122,7 @@ def check_bar_extreme(c, g, t, s, lo, h, fills, equity_rows, liq_rows):
     c.mkt[s].last_px = lo if c.pos[s].qty > 0.0 else h
     mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     wrote = False
-    if not guard_holds(c.run, c.acct, c.guard, c.mkt[s], c.pos[s], s):
+    if not guard_holds(c.run, c.guard, c.mkt[s], c.pos[s], s):
         c.acct.n_margin_checks += 1
         update_drawdown(c)
         if margin_breached(c, s, t):

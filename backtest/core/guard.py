@@ -26,13 +26,15 @@ bracket. The intervals live in the positions' rows (`pos.g_lo`, `pos.g_hi`; flat
 empty one), and `guard.sym` says which kind is armed (-1: none, s: one position, `GUARD_ALL`).
 
 `guard_holds` is then a few compares per event. The guard is valid only while the account is as
-it was when armed (fills, balance, peak, max drawdown, no loans): anything else, and any price
-outside its symbol's interval, takes the full checks, which re-arm it. Results are identical with and without
+it was when armed: no fill, no change of balance, peak or max drawdown, no loan. Every writer of
+those disarms it (`account.disarm_guard`; tests/test_guard.py finds them all), so holding needs
+no copy of the account to compare; a disarmed guard, and any price outside its symbol's
+interval, takes the full checks, which re-arm it. Results are identical with and without
 the guard (margin.price_guard = false; tests/test_guard.py compares both on random scenarios).
 """
 import numpy as np
 
-from .account import equity, is_isolated, iso_total, maint_of, upnl_total, val_px
+from .account import GUARD_OFF, equity, is_isolated, iso_total, maint_of, upnl_total, val_px
 from .codes import T_INVERSE, T_SPOT
 from .jit import kernel
 
@@ -42,11 +44,9 @@ GUARD_ALL = -2  # guard.sym when armed over several positions (each with its own
 
 
 @kernel
-def guard_holds(run, acct, guard, mkt, pos, s):
+def guard_holds(run, guard, mkt, pos, s):
     """Can the drawdown and margin checks of s be skipped at its current valuation price?"""
-    if (s != guard.sym and guard.sym != GUARD_ALL) or acct.n_fills != guard.fills or acct.balance != guard.balance:
-        return False
-    if acct.peak_equity != guard.peak or acct.max_drawdown != guard.max_drawdown or acct.n_loans != 0:
+    if s != guard.sym and guard.sym != GUARD_ALL:
         return False
     v = val_px(run, mkt)
     return pos.g_lo <= v <= pos.g_hi
@@ -71,7 +71,7 @@ def _drawdown_still(acct, e):
 @kernel
 def arm_guard(c, s):
     """After the full checks of s: arm the guard around the valuation prices, when it applies."""
-    c.guard.sym = -1
+    c.guard.sym = GUARD_OFF
     if not c.run.guard_on or c.run.n_inverse != 0 or c.acct.n_loans != 0:
         return
     n = 0
@@ -126,16 +126,6 @@ def arm_guard(c, s):
     c.guard.sym = s
     c.pos[s].g_lo = lo
     c.pos[s].g_hi = hi
-    _seal(c)
-
-
-@kernel
-def _seal(c):
-    """The account the guard was armed for (anything else invalidates it)."""
-    c.guard.fills = c.acct.n_fills
-    c.guard.balance = c.acct.balance
-    c.guard.peak = c.acct.peak_equity
-    c.guard.max_drawdown = c.acct.max_drawdown
 
 
 @kernel
@@ -225,4 +215,3 @@ def _arm_many(c, n):
     if not (_drawdown_still(c.acct, _equity_box(c, True)) and _drawdown_still(c.acct, _equity_box(c, False))):
         return
     c.guard.sym = GUARD_ALL
-    _seal(c)

@@ -13,7 +13,7 @@ insurance fund, or draws a shortfall from it: the isolated margin is the most a 
 import numpy as np
 
 from .account import (
-    accrue_borrow, book_fill, equity, is_isolated, is_isolated_inverse, iso_total, maint_of, mark_to_market,
+    accrue_borrow, book_fill, disarm_guard, equity, is_isolated, is_isolated_inverse, iso_total, maint_of, mark_to_market,
     notional_of, record_equity, update_drawdown, val_px,
 )
 from .codes import LQ_LIQUIDATION, OT_MARKET, R_LIQUIDATION, ST_CANCELED, ST_FREE, T_INVERSE, T_SPOT
@@ -125,6 +125,7 @@ def _liquidate(c, n, wallet, t, g, fills, liq_rows):
     if paid > 0.0:
         c.acct.balance += paid
         c.acct.insurance_payout += paid
+        disarm_guard(c)
     c.acct.insurance_fund += charged - paid
 
 
@@ -286,6 +287,7 @@ def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
     if e < 0.0:
         c.acct.balance -= e
         c.acct.insurance_payout -= e
+        disarm_guard(c)
         c.acct.insurance_fund += e
         liq_rows[c.acct.n_liq_rows - 1].insurance_fund_change = e
     record_equity(c, t, equity_rows)

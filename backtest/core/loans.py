@@ -15,7 +15,7 @@ the output buffers); the loop copies the ring into the loans table after each ev
 """
 import numpy as np
 
-from .account import iso_total, mark_to_market, val_px
+from .account import disarm_guard, iso_total, mark_to_market, val_px
 from .codes import (
     H_DANGER, H_FAIR, H_GOOD, R_INSUFFICIENT_BALANCE, R_INSUFFICIENT_MARGIN, R_INVALID_QTY, R_TOO_MANY,
     R_UNKNOWN_ORDER, R_UNKNOWN_SYMBOL, T_SPOT,
@@ -143,6 +143,7 @@ def loan_open(c, sym, collateral_qty, borrow):
         return -R_TOO_MANY
     j = c.acct.n_loans
     c.acct.n_loans = j + 1
+    disarm_guard(c)
     c.loans[j].active = 1
     c.loans[j].sym = sym
     c.loans[j].cost = _take_spot(c.run, c.inst[sym], c.mkt[sym], c.pos[sym], collateral_qty)
@@ -192,6 +193,7 @@ def loan_borrow(c, loan_id, amount):
         return -R_INSUFFICIENT_MARGIN
     c.loans[j].debt += amount
     c.acct.balance += amount
+    disarm_guard(c)
     c.acct.loan_cash_in += amount
     _ring(c, j, EV_BORROW, amount, px)
     return 0
@@ -214,6 +216,7 @@ def loan_repay(c, loan_id, amount):
     px = val_px(c.run, c.mkt[c.loans[j].sym])
     c.acct.balance -= pay
     c.acct.loan_cash_out += pay
+    disarm_guard(c)
     c.loans[j].debt -= pay
     _ring(c, j, EV_REPAY, pay, px)
     if c.loans[j].debt <= 1e-9:
@@ -362,6 +365,7 @@ def _liquidate_loan(c, j, t, px, rows, liq_rows):
     seized_cost = seized * avg_c
     c.acct.balance -= seized_cost
     c.acct.loan_seized_cost += seized_cost
+    disarm_guard(c)
     c.loans[j].cost -= seized_cost
     c.loans[j].coll = coll - seized
     c.loans[j].debt = 0.0 if bad_debt > 0.0 else debt - repaid

@@ -145,7 +145,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
         if c.pos[us].qty != 0.0 and (k == K_MARK or ((k == K_TRADE or k == K_BAR) and (
                 liq_use_last or not c.mkt[us].has_mark))):
             mark_to_market(c.run, c.inst[us], c.mkt[us], c.pos[us])
-            if unlikely(not guard_holds(c.run, c.acct, c.guard, c.mkt[us], c.pos[us], sy)):
+            if unlikely(not guard_holds(c.run, c.guard, c.mkt[us], c.pos[us], sy)):
                 c.acct.n_margin_checks += 1
                 update_drawdown(c)
                 if unlikely(margin_breached(c, sy, t)):

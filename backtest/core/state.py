@@ -151,14 +151,10 @@ ACCOUNT_DTYPE = np.dtype([
 ], align=True)
 
 # the price guard (guard.py, one row): what is armed (-1: none, s: the one position of s,
-# guard.GUARD_ALL: several positions), the account when armed; the price intervals are the
-# positions' g_lo, g_hi
+# guard.GUARD_ALL: several positions); the price intervals are the positions' g_lo, g_hi. Any
+# change of the account disarms it (account.disarm_guard)
 GUARD_DTYPE = np.dtype([
     ("sym", i8),
-    ("fills", i8),
-    ("balance", f8),
-    ("peak", f8),
-    ("max_drawdown", f8),
 ], align=True)
 
 # instruments per symbol, with the run's per-symbol settings and the maintenance brackets

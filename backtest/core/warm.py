@@ -69,7 +69,7 @@ def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_ro
     arm_guard(c, s)
     if margin_breached(c, s, t):
         liquidate(c, s, t, g, fills, equity_rows, liq_rows)
-    guard_holds(c.run, c.acct, c.guard, c.mkt[s], c.pos[s], s)
+    guard_holds(c.run, c.guard, c.mkt[s], c.pos[s], s)
     mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     update_drawdown(c)
     check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
