@@ -66,9 +66,11 @@ def sell_limit(c, sym, qty, price, tif=0):
 @kernel
 def _known(c, sym):
     """Is sym one of the run's symbols? Accessors answer NaN (or 0, False) for any other index
-    instead of reading outside the state; the index they then read with is unsigned, which spares
-    numba's negative-index fix-up on every read."""
-    return sym >= 0 and sym < len(c.pos)
+    instead of reading outside the state. One unsigned compare (a negative index wraps to a huge
+    one; through int64 so that plain Python wraps it too): 6-8% of the reference loop against two
+    signed compares. The accessors then read with the unsigned index, which spares numba's
+    negative-index fix-up."""
+    return np.uint64(np.int64(sym)) < np.uint64(len(c.pos))
 
 
 @kernel
