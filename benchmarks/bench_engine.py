@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_engine.py --ticks 10_000_000
     .venv/bin/python benchmarks/bench_engine.py --ticks 100_000_000 --skip busy,raw,start
     .venv/bin/python benchmarks/bench_engine.py --skip kernel,e2e,start --crash DIR
+    # every target of issue 18 in one table (about 15 minutes on 2 cores):
+    .venv/bin/python benchmarks/bench_engine.py --crash DIR --sweep-reps 3 --s3 data/generated/feb-2026-crash
 
 Data: synthetic BTCUSDT trades (a random walk pulled back to 62.5k that crosses 62k/60k/65k many
 times), plus a second dataset with 8 symbols for the busy strategy, written with `write_stream` in
@@ -23,6 +25,11 @@ Measured:
            without the lazyload patch, right after it), and the start of an edited strategy
            (framework cached, loop not): process start -> first loop call returned
   rss      peak RSS (VmHWM) of the end-to-end run in a fresh subprocess
+  crash    (--crash DIR) the whole dataset from Parquet and from the replay cache, new processes
+  sweep    (--sweep-reps N) `backtest sweep` of 64 sets against one `backtest run`, CLI processes
+           (benchmarks/bench_sweep.py's measure, its "sweep" and "run" rows)
+  s3       (--s3 DIR) reading DIR from a local moto S3 server against the disk
+           (benchmarks/bench_s3.py's measure, its two rows with a target)
 """
 from __future__ import annotations
 
@@ -379,6 +386,12 @@ def main() -> None:
     ap.add_argument("--crash", type=Path, default=None,
                     help="also time e2e on this dataset, all symbols (e.g. the crash scenario of "
                          "`backtest data generate --scale 79`: ~100M trades, quotes, marks, funding)")
+    ap.add_argument("--sweep-reps", type=int, default=0,
+                    help="also time `backtest sweep` of 64 sets against `backtest run` (bench_sweep.py), "
+                         "this many interleaved repetitions (0: not measured)")
+    ap.add_argument("--s3", type=Path, default=None,
+                    help="also time reading this dataset from a local S3 server against the disk "
+                         "(bench_s3.py; e.g. the crash sample data/generated/feb-2026-crash)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     global SRC
@@ -413,7 +426,7 @@ def main() -> None:
         if "raw" not in skip:
             rr, (raw_fills, _, _) = raw_rate(chunks)
             rows.append(("kernel, raw numba baseline (M events/s)", f"{rr / 1e6:.1f}", "-", None))
-            rows.append(("engine / raw", f"{ref_rate / rr:.2f}", "-", None))
+            rows.append(("engine / raw", f"{ref_rate / rr:.2f}", ">= 0.3", ref_rate / rr >= 0.3))
             if raw_fills != ref_state["fills"]:
                 print(f"# note: raw fills {raw_fills} != engine fills {ref_state['fills']}")
         rows.append(("reference fills", str(ref_state["fills"]), "-", None))
@@ -429,7 +442,8 @@ def main() -> None:
             st, chunks = load_chunks(busy_root, None)
             br, bstate = kernel_rate(Busy, {}, st, chunks, dict(sample_interval="1m",
                                                                  initial_balance=1e9))
-            rows.append(("kernel, busy 8 symbols (M events/s)", f"{br / 1e6:.1f}", "-", None))
+            rows.append(("kernel, busy 8 symbols (M events/s; issue 18 measured 22.5)", f"{br / 1e6:.1f}",
+                         ">= 45 (2x)", br >= 45e6))
             rows.append(("busy: entries / cancels / exits / fills",
                          f"{bstate['entries']}/{bstate['cancels']}/{bstate['exits']}/"
                          f"{bstate['fills']}", "-", None))
@@ -500,6 +514,24 @@ def main() -> None:
                          f"{r['hwm'] / 2**30:.2f} / {r['cpu']:.1f}", "<= 1 GB", r["hwm"] <= 2**30))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if a.sweep_reps > 0 or a.s3 is not None:
+        sys.path.append(str(REPO))  # the sibling benchmarks (SRC's copy holds only their strategies)
+    if a.sweep_reps > 0:
+        from benchmarks.bench_sweep import measure as sweep_measure
+
+        med, run_wall = sweep_measure(a.ticks, a.sweep_reps, old=False)
+        ratio = med["sweep"][0] / run_wall
+        rows.append((f"sweep of 64 sets / one run, CLI processes, warm (x wall; medians of "
+                     f"{a.sweep_reps}: {med['sweep'][0]:.2f} / {run_wall:.2f} s)", f"{ratio:.2f}", "<= 4",
+                     ratio <= 4))
+    if a.s3 is not None:
+        from benchmarks.bench_s3 import measure as s3_measure
+
+        events, med = s3_measure(str(a.s3), reps=3, server="process")
+        for name, base in (("cold", "local"), ("cold, new objects", "local, first read")):
+            r = med[name] / med[base]
+            rows.append((f"S3 read ({name}) / local disk ({base}), {events / 1e6:.1f}M events, moto process",
+                         f"{r:.2f}", "<= 2", r <= 2))
     if "start" not in skip:
         # the VM's speed varies between identical runs: cold starts are repeated, median reported
         def spread(xs):

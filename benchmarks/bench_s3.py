@@ -69,7 +69,23 @@ def _timed(root) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
+# (read, the read it is compared with, target): the rows of the table
+ROWS = [("local", "local", ""), ("cold", "local", "<= 2"), ("warm", "local", ""),
+        ("cold, pyarrow client", "local", ""), ("local, first read", "local, first read", ""),
+        ("cold, new objects", "local, first read", "<= 2")]
+
+
 def main(ds: str, reps: int = 3, server: str = "thread") -> None:
+    events, med = measure(ds, reps, server)
+    print(f"{events:,} events, median of {reps}, moto in a {server}:\n")
+    print("| read | s | ratio to its local read | target |")
+    print("|---|---|---|---|")
+    for name, base, target in ROWS:
+        print(f"| {name} | {med[name]:.2f} | {med[name] / med[base]:.2f} | {target} |")
+
+
+def measure(ds: str, reps: int = 3, server: str = "thread") -> tuple[int, dict[str, float]]:
+    """The dataset's event count and the median seconds of each read of ROWS."""
     import shutil
 
     from pyarrow import fs as pafs
@@ -118,15 +134,7 @@ def main(ds: str, reps: int = 3, server: str = "thread") -> None:
                 counts.add(n)
                 times.setdefault(name, []).append(dt)
         assert len(counts) == 1, counts
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{counts.pop():,} events, median of {reps}, moto in a {server}:\n")
-        print("| read | s | ratio to its local read | target |")
-        print("|---|---|---|---|")
-        for name, base, target in [("local", "local", ""), ("cold", "local", "<= 2"),
-                                   ("warm", "local", ""), ("cold, pyarrow client", "local", ""),
-                                   ("local, first read", "local, first read", ""),
-                                   ("cold, new objects", "local, first read", "<= 2")]:
-            print(f"| {name} | {med[name]:.2f} | {med[name] / med[base]:.2f} | {target} |")
+        return counts.pop(), {k: statistics.median(v) for k, v in times.items()}
     finally:
         stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -53,23 +53,17 @@ def cli(src: Path, args: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported)")
-    ap.add_argument("--jobs", type=int, default=2, help="--jobs of the sweeps")
-    ap.add_argument("--skip", default="", help="comma list of: old")
-    a = ap.parse_args()
-    skip = set(filter(None, a.skip.split(",")))
+def measure(ticks: int, reps: int = 3, jobs: int = 2, old: bool = True) -> tuple[dict, float]:
+    """{mode: (median wall s, median CPU s)} of the commands above, and the run's median wall s."""
     cache_root = Path(os.environ.get("CASCADE_CACHE_DIR") or Path.home() / ".cache" / "cascade")
     src = snapshot_source(cache_root / "bench_sweep_src")
-    data = cache_root / "bench" / f"btc_{a.ticks}"
+    data = cache_root / "bench" / f"btc_{ticks}"
     t = time.perf_counter()
-    write_dataset(data, a.ticks, ["BTCUSDT"])
-    print(f"# data: {data} ({a.ticks:,} trades; prepared in {time.perf_counter() - t:.1f} s)", flush=True)
+    write_dataset(data, ticks, ["BTCUSDT"])
+    print(f"# data: {data} ({ticks:,} trades; prepared in {time.perf_counter() - t:.1f} s)", flush=True)
     work = cache_root / "bench_sweep_out"
     shutil.rmtree(work, ignore_errors=True)
-    j = str(a.jobs)
+    j = str(jobs)
     modes = {
         "run": ["run", "reference", "--data", str(data), "--out", "{out}"],
         "sweep": ["sweep", "reference", "--data", str(data), "--out", "{out}", *GRID, "--jobs", j],
@@ -77,7 +71,7 @@ def main() -> None:
         "sweep 2 procs (--batch-size 32)": ["sweep", "reference", "--data", str(data), "--out", "{out}",
                                             *GRID, "--jobs", j, "--batch-size", "32"],
     }
-    if "old" not in skip:
+    if old:
         modes["sweep per set (--batch-size 1)"] = ["sweep", "reference", "--data", str(data), "--out",
                                                    "{out}", *GRID, "--jobs", j, "--batch-size", "1"]
 
@@ -88,7 +82,7 @@ def main() -> None:
 
     once("run")  # warm: compiles into the cache (a frozen source: no recompiles after this)
     times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-    for rep in range(a.reps):
+    for rep in range(reps):
         for name in modes:
             if name.startswith("sweep per set") and rep > 0:
                 continue  # slow and far from the target: measured once
@@ -96,11 +90,22 @@ def main() -> None:
             print(f"# rep {rep} {name}: {times[name][-1][0]:.2f} s wall, {times[name][-1][1]:.2f} s CPU",
                   flush=True)
     shutil.rmtree(work, ignore_errors=True)
+    med = {name: (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts))
+           for name, ts in times.items()}
+    return med, med["run"][0]
 
-    run_wall = statistics.median(w for w, _ in times["run"])
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported)")
+    ap.add_argument("--jobs", type=int, default=2, help="--jobs of the sweeps")
+    ap.add_argument("--skip", default="", help="comma list of: old")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    med, run_wall = measure(a.ticks, a.reps, a.jobs, old="old" not in skip)
     rows = [("measure", "wall s", "CPU s", "x run (wall)", "target", "ok")]
-    for name, ts in times.items():
-        wall, cpu = statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)
+    for name, (wall, cpu) in med.items():
         ratio = wall / run_wall
         target, ok = ("<= 4", "yes" if ratio <= 4 else "no") if name == "sweep" else ("-", "-")
         label = name if name == "run" else f"{name}, 64 sets"
@@ -112,7 +117,6 @@ def main() -> None:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
         if k == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-
 
 if __name__ == "__main__":
     main()
