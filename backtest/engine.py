@@ -395,8 +395,8 @@ def _hook_error(cls, e: Exception, c, chunk, syms) -> StrategyError:
     import datetime as dt
     import traceback
 
-    idx = int(c.clock.cur_idx)
-    local = idx - int(c.clock.idx_base)
+    local = int(c.clock.cur_i)
+    idx = int(c.clock.idx_base) + local
     sym = syms[int(chunk["sym"][local])] if 0 <= local < len(chunk["sym"]) else "?"
     when = dt.datetime.fromtimestamp(int(c.clock.now_ts) / 1e9, tz=dt.timezone.utc).isoformat()
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "/backtest/" not in f.filename

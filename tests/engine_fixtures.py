@@ -193,7 +193,7 @@ def _log(self, code, idx, sym, ts, val):
 
 
 class Probe(Strategy):
-    """Logs every hook call (code, c.clock.cur_idx, sym, ts, value); optionally buys from on_timer."""
+    """Logs every hook call (code, c.clock.idx_base + c.clock.cur_i, sym, ts, value); optionally buys from on_timer."""
 
     n_log: int = 0
     lg_code: ("i8", LOGN)
@@ -208,25 +208,25 @@ class Probe(Strategy):
     buy_result: int = 0
 
     def on_tick(self, c, ts_ns, sym, price, qty, side):
-        _log(self, 0, c.clock.cur_idx, sym, ts_ns, price)
+        _log(self, 0, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, price)
 
     def on_quote(self, c, ts_ns, sym, bid, ask, bid_qty, ask_qty):
-        _log(self, 1, c.clock.cur_idx, sym, ts_ns, bid)
+        _log(self, 1, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, bid)
 
     def on_mark(self, c, ts_ns, sym, mark_price, index_price):
-        _log(self, 2, c.clock.cur_idx, sym, ts_ns, mark_price)
+        _log(self, 2, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, mark_price)
 
     def on_funding(self, c, ts_ns, sym, rate, payment):
-        _log(self, 3, c.clock.cur_idx, sym, ts_ns, payment)
+        _log(self, 3, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, payment)
 
     def on_timer(self, c, ts_ns):
-        _log(self, LOG_TIMER, c.clock.cur_idx, -1, ts_ns, c.clock.now_ts)
+        _log(self, LOG_TIMER, c.clock.idx_base + c.clock.cur_i, -1, ts_ns, c.clock.now_ts)
         if self.n_timer == self.buy_at_timer:
             self.buy_result = buy(c, self.buy_sym, self.buy_qty)
         self.n_timer += 1
 
     def on_fill(self, c, ts_ns, sym, oid, price, qty, side):
-        _log(self, LOG_FILL, c.clock.cur_idx, sym, ts_ns, price)
+        _log(self, LOG_FILL, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, price)
 
 
 def probe_log(state) -> list[tuple]:

@@ -16,7 +16,7 @@ ACTION_CODES = {"submit": A_SUBMIT, "bracket": A_BRACKET, "cancel": A_CANCEL, "a
 
 @njit
 def run_actions(self, c):
-    while self.next < self.n and self.g[self.next] == c.clock.cur_idx:
+    while self.next < self.n and self.g[self.next] == c.clock.idx_base + c.clock.cur_i:
         a = self.next
         kind = self.kind[a]
         r = 0

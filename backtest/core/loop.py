@@ -78,7 +78,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                 iv = c.run.timer_interval_ns
                 tb = t - t % iv
                 c.clock.now_ts = tb
-                c.clock.cur_idx = g - 1
+                c.clock.cur_i = i - 1
                 if HAS_ON_TIMER:
                     _on_timer(s, c, tb)
                 c.clock.next_timer_ts = tb + iv
@@ -159,7 +159,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             wrote = True
         # 7. hooks (R2.4)
         c.clock.now_ts = t
-        c.clock.cur_idx = g
+        c.clock.cur_i = i  # the chunk index: readers add idx_base (state.py)
         if unlikely(c.acct.n_fill_rows != f0):
             wrote = True
             if HAS_ON_FILL:

@@ -240,7 +240,7 @@ def _place(c, oid, s, otype, d, qty, limit, stop, tif, reduce, trig, trail, trai
     c.orders[j].created_ts = c.clock.now_ts
     c.orders[j].arrive_ts = c.clock.now_ts + order_latency(c.run, c.clock)
     c.orders[j].queue = np.nan
-    c.orders[j].decision_idx = c.clock.cur_idx
+    c.orders[j].decision_idx = c.clock.idx_base + c.clock.cur_i
     c.orders[j].cancel_ts = -1
     c.orders[j].amend_ts = -1
     c.orders[j].oco = oco

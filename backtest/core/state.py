@@ -93,7 +93,9 @@ RUN_DTYPE = np.dtype([
 # clock and sequencing (one row)
 CLOCK_DTYPE = np.dtype([
     ("now_ts", i8),
-    ("cur_idx", i8),  # global index of the event being processed (decision index of orders)
+    # index of the event being processed within the chunk being run (its global index, the
+    # decision index of orders, is idx_base + cur_i: the loop stores i, not the sum, at every event)
+    ("cur_i", i8),
     ("idx_base", i8),  # global index of element 0 of the current chunk
     ("rng_state", i8),  # the run's seeded generator (Park-Miller), for latency jitter
     ("next_sample_ts", i8),
