@@ -181,11 +181,12 @@ LOG_TIMER, LOG_FILL = 4, 5  # log codes beyond the event kinds 0..3
 
 
 @njit
-def _log(self, code, idx, sym, ts, val):
+def _log(self, c, code, sym, ts, val):
+    """One log row; its index is the event's global index (the clock keeps it within the chunk)."""
     k = self.n_log
     if k < LOGN:
         self.lg_code[k] = code
-        self.lg_idx[k] = idx
+        self.lg_idx[k] = c.clock.idx_base + c.clock.cur_i
         self.lg_sym[k] = sym
         self.lg_ts[k] = ts
         self.lg_val[k] = val
@@ -193,7 +194,7 @@ def _log(self, code, idx, sym, ts, val):
 
 
 class Probe(Strategy):
-    """Logs every hook call (code, c.clock.idx_base + c.clock.cur_i, sym, ts, value); optionally buys from on_timer."""
+    """Logs every hook call (code, the event's global index, sym, ts, value); optionally buys from on_timer."""
 
     n_log: int = 0
     lg_code: ("i8", LOGN)
@@ -208,25 +209,25 @@ class Probe(Strategy):
     buy_result: int = 0
 
     def on_tick(self, c, ts_ns, sym, price, qty, side):
-        _log(self, 0, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, price)
+        _log(self, c, 0, sym, ts_ns, price)
 
     def on_quote(self, c, ts_ns, sym, bid, ask, bid_qty, ask_qty):
-        _log(self, 1, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, bid)
+        _log(self, c, 1, sym, ts_ns, bid)
 
     def on_mark(self, c, ts_ns, sym, mark_price, index_price):
-        _log(self, 2, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, mark_price)
+        _log(self, c, 2, sym, ts_ns, mark_price)
 
     def on_funding(self, c, ts_ns, sym, rate, payment):
-        _log(self, 3, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, payment)
+        _log(self, c, 3, sym, ts_ns, payment)
 
     def on_timer(self, c, ts_ns):
-        _log(self, LOG_TIMER, c.clock.idx_base + c.clock.cur_i, -1, ts_ns, c.clock.now_ts)
+        _log(self, c, LOG_TIMER, -1, ts_ns, c.clock.now_ts)
         if self.n_timer == self.buy_at_timer:
             self.buy_result = buy(c, self.buy_sym, self.buy_qty)
         self.n_timer += 1
 
     def on_fill(self, c, ts_ns, sym, oid, price, qty, side):
-        _log(self, LOG_FILL, c.clock.idx_base + c.clock.cur_i, sym, ts_ns, price)
+        _log(self, c, LOG_FILL, sym, ts_ns, price)
 
 
 def probe_log(state) -> list[tuple]:
