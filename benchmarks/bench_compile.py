@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import START_CHILD, snapshot_source  # noqa: E402
+from bench_data import snapshot_source  # noqa: E402
+from bench_engine import START_CHILD  # noqa: E402
 
 VARIANTS = {"linkonly": "linkonly", "none": ""}
 

@@ -5,7 +5,7 @@
 `backtest sweep` of 64 parameter sets of the reference strategy (entry 61000..62500 step 100 x
 stop 59000..60500 step 500) against one `backtest run` of it, on the 10M-tick BTCUSDT dataset
 that benchmarks/bench_engine.py builds (its builder, its cache folder), every command a new CLI
-process with a warm numba cache, from a frozen copy of the source (bench_engine.snapshot_source).
+process with a warm numba cache, from a frozen copy of the source (bench_data.snapshot_source).
 Rows, each the median of --reps, in the order they ran within each repetition (interleaved, so
 that the shared machine's load drifts alike over all of them):
 
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_engine import snapshot_source, write_dataset  # noqa: E402
+from benchmarks.bench_data import snapshot_source, write_dataset  # noqa: E402
 
 GRID = ["--grid", "entry=61000:62500:100", "--grid", "stop=59000:60500:500"]  # 16 x 4 = 64 sets
 
