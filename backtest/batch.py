@@ -68,9 +68,10 @@ def estimate_set_bytes(cls, config, span_ns: int, nsym: int) -> int:
     return set_bytes(state_bytes(nsym), cls.dtype.itemsize, int(samples), nsym)
 
 
-def compile_loop(cls) -> None:
-    """Compile the strategy's loop (or load it from the cache) without running an event, as the
-    first call of engine.run does, so that processes started next only load it."""
+def compile_loop(cls, features) -> None:
+    """Compile the strategy's loop for these LoopFeatures (or load it from the cache) without
+    running an event, as the first call of engine.run does, so that processes started next only
+    load it."""
     import numba
 
     from . import engine as E
@@ -80,15 +81,16 @@ def compile_loop(cls) -> None:
     if numba.config.DISABLE_JIT:
         return  # nothing to compile
     c, s = new_state(1), np.zeros(1, dtype=cls.dtype).view(np.recarray)
-    _first_call(cls, build_loop(cls), c, s[0], E._Buffers.new(E.buffer_rows(c), True))
+    _first_call(cls, build_loop(cls, features=features), c, s[0], E._Buffers.new(E.buffer_rows(c), True),
+                features)
 
 
-def _first_call(cls, loop, c, s, bufs):
+def _first_call(cls, loop, c, s, bufs, features):
     """engine.run's first call (engine.first_call): compiles (or loads from cache) without running
     an event; returns the loop to run."""
     from . import engine as E
 
-    return E.first_call(cls, loop, c, s, bufs)
+    return E.first_call(cls, loop, c, s, bufs, features)
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .bars import BarFiller
     from .core.schema import RunStatus
     from .core.state import copy_state
-    from .pack import check_quote_needs, pack
+    from .pack import check_loans_allowed, check_quote_needs, loop_features, pack
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop, source_sha256
@@ -198,9 +200,10 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     live = [st for st in sets if st.error is None]
 
     t0 = time.perf_counter()
-    loop = build_loop(cls)
+    features = loop_features(cls, template)
+    loop = build_loop(cls, features=features)
     if live:
-        loop = _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs)
+        loop = _first_call(cls, loop, live[0].c, live[0].s, live[0].bufs, features)
     compile_s = time.perf_counter() - t0
 
     # --- one pass over the data ---------------------------------------------------------------
@@ -224,6 +227,10 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
             st.error.__cause__ = e
         else:
             st.bufs.drain(st.c)
+            try:
+                check_loans_allowed(cls, features, st.c)
+            except CascadeError as e:
+                st.error = e
         st.own_s += time.perf_counter() - t
         return n_bars
 

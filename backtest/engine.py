@@ -30,8 +30,8 @@ from .core.state import ACCOUNT_DTYPE, SLOT_TO_DONE, State
 from .data.coverage import check_time_range, no_data_error
 from .data.reader import open_dataset
 from .errors import CascadeError, StrategyError
-from .plugins.codegen import build_loop, dependency_files, source_sha256
-from .pack import check_quote_needs, pack
+from .plugins.codegen import ALL_STEPS, build_loop, names_in_sources, source_sha256
+from .pack import check_loans_allowed, check_quote_needs, loop_features, pack
 from .plugins.resolve import resolve_strategy
 from .result import Result
 from .result_build import build_result, jsonable
@@ -164,13 +164,7 @@ def replayed_kinds(cls, cfg: RunConfig) -> tuple[str, ...] | None:
         return None if cfg.execution.replay_book == "on" else without
     if "l2_depth" in (cfg.execution.slippage, *cfg.execution.models.values()):
         return None
-    try:
-        sources = [f.read_text() for f in dependency_files(cls)]
-    except (OSError, KeyError):
-        return None
-    if not sources or any("book_level" in t or "book_depth" in t for t in sources):
-        return None
-    return without
+    return None if names_in_sources(cls, ("book_level", "book_depth")) else without
 
 
 def _align_first(c, ts0: int) -> None:
@@ -244,6 +238,12 @@ def open_run(strategy, data, symbols, start, end, config):
     return cls, cfg, stream, start_ns, end_ns
 
 
+def run_features(strategy, data, symbols=None, start=None, end=None, config=None):
+    """The LoopFeatures a run with these arguments compiles its loop for (as _run computes them)."""
+    cls, cfg, stream, _, _ = open_run(strategy, data, symbols, start, end, config)
+    return loop_features(cls, pack(cls, stream, cfg))
+
+
 def _run(strategy, data, params, symbols, start, end, config, out, progress, state) -> Result:
     cls, cfg, stream, start_ns, end_ns = open_run(strategy, data, symbols, start, end, config)
     jit = not numba.config.DISABLE_JIT
@@ -265,13 +265,14 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
         s_arr = state.view(np.recarray)
 
     t0 = time.perf_counter()
-    loop = build_loop(cls)
+    features = loop_features(cls, state0)
+    loop = build_loop(cls, features=features)
     bufs = _Buffers.new(buffer_rows(state0), jit)
     if jit:
         c, s = state0, s_arr[0]
     else:
         c, s = python_state(state0), PyMirror(s_arr[0])
-    loop = first_call(cls, loop, c, s, bufs)
+    loop = first_call(cls, loop, c, s, bufs, features)
     compile_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -300,6 +301,7 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                     bufs.drain(c)
                     continue
                 break
+            check_loans_allowed(cls, features, c)
             bufs.drain(c)  # this chunk's bar rows, to fill their open/high/low/volume
             if filling is not None:
                 filling.result()  # the previous chunk's (and its errors)
@@ -321,15 +323,15 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                    jit, out, notes)
 
 
-def first_call(cls, loop, c, s, bufs):
+def first_call(cls, loop, c, s, bufs, features=ALL_STEPS):
     """The first call of a run's loop: compiles it (or loads it from the cache) without running an
     event. Returns the loop to run: `loop`, or, when its hooks allocate arrays (which the loop
-    without reference counting cannot compile), the loop compiled with it (slower)."""
+    without reference counting cannot compile), the loop with it for the same `features` (slower)."""
     empty = {n: np.zeros(0, dtype=dt) for n, dt in EVENT_COLUMNS}
     for refcounted in (False, True):
         try:
             if refcounted:
-                loop = build_loop(cls, refcounted=True)
+                loop = build_loop(cls, refcounted=True, features=features)
             _call(loop, empty, 0, c, s, bufs)
             return loop
         except CascadeError:

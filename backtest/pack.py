@@ -12,7 +12,8 @@ from .core.margin_math import morpho_lif
 from .core.schema import InstrumentType, MarginMode, SlippageModel
 from .core.state import State, new_state
 from .data.instruments import Instrument
-from .errors import ConfigError, shown
+from .errors import ConfigError, StrategyError, shown
+from .plugins.codegen import LoopFeatures, names_in_sources
 
 NEVER = np.iinfo(np.int64).max
 
@@ -24,10 +25,27 @@ def pack(cls, stream, cfg: RunConfig) -> State:
     c = new_state(len(stream.symbols))
     pack_settings(c, stream.symbols, stream.instruments, cfg)
     if any(k == "book" for k, _ in stream.files):
-        c.run.trade_extras = 1  # trades also update the L2 book (R9.2)
+        c.run.book_replayed = 1  # trades also update the L2 book (R9.2)
     if c.run.timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
         c.run.timer_interval_ns = cls.timer_ns()
     return c
+
+
+def loop_features(cls, c: State) -> LoopFeatures:
+    """The loop's optional steps this run needs, from its packed state: the L2 book when the
+    stream replays one, the estimators when an impact model uses them, and loans when the
+    strategy's sources name `loan_open` (check_loans_allowed catches any other way in)."""
+    return LoopFeatures(book=bool(c.run.book_replayed), estimators=bool(c.run.need_estimators),
+                        loans=names_in_sources(cls, ("loan_open",)))
+
+
+def check_loans_allowed(cls, features: LoopFeatures, c: State) -> None:
+    """After a loop call: a loan opened by a loop compiled without the loans step (its health is
+    then never checked) stops the run instead of giving results that ignore it."""
+    if not features.loans and c.acct.n_loans > 0:
+        raise StrategyError(f"{cls.__name__} opened a loan, but no source of it names loan_open, so "
+                            "its loop was compiled without the loan checks: call "
+                            "backtest.sdk.loan_open by that name")
 
 
 def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:
@@ -119,7 +137,6 @@ def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrumen
         c.inst[i].impact_k = x.impact_k
         if model.needs_estimators:
             c.run.need_estimators = 1
-            c.run.trade_extras = 1  # the loop's one test per trade: estimators or an L2 book
         c.inst[i].leverage = lev
         c.inst[i].margin_mode = int(from_name(MarginMode, m.modes.get(sym, m.mode)))
         if ins.kind == InstrumentType.INVERSE_PERPETUAL:

@@ -244,7 +244,7 @@ def run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, ba
         return
     if engine == "local" and len(batches) <= procs:
         # this process runs one batch while procs - 1 workers run the others
-        _compile_first(cls, cfg)
+        _compile_first(cls, data, symbols, start, end, cfg)
         map_tasks(batches[1:], done_batch, jobs=procs - 1, engine=engine, address=address,
              worker=run_batch_task, in_parent=first)
     else:  # the first batch here (it compiles), then the others on all processes or on Ray
@@ -253,12 +253,14 @@ def run_batches(cls, pending: list, done, *, jobs: int, engine: str, address, ba
              address=address, worker=run_batch_task)
 
 
-def _compile_first(cls, cfg: RunConfig) -> None:
-    """Compile (or load) the loop here, so that workers started next only load it from the cache."""
+def _compile_first(cls, data, symbols, start, end, cfg: RunConfig) -> None:
+    """Compile (or load) the loop here, for the steps the run needs (pack.loop_features), so that
+    workers started next only load it from the cache."""
     from .batch import compile_loop
+    from .engine import run_features
 
     try:
-        compile_loop(cls)
+        compile_loop(cls, run_features(cls, data, symbols, start, end, cfg))
     except CascadeError:
         pass  # every batch then reports it as its sets' error, as a run would
 

@@ -61,17 +61,22 @@ def load_chunks(root: Path, symbols: list[str]):
     return st, chunks
 
 
-def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
-    """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop)."""
+def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5, features=None):
+    """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop);
+    `features`: the loop's steps (codegen.LoopFeatures), by default those a run would compile."""
     from backtest import engine
-    from backtest.pack import pack_settings
+    from backtest.pack import loop_features, pack_settings
     from backtest.config import RunConfig
     from backtest.core.schema import RunStatus
     from backtest.core.state import new_state
     from backtest.plugins.codegen import build_loop
 
     cfg = RunConfig.from_dict(cfg_dict)
-    loop = build_loop(cls)
+    c = new_state(len(st.symbols))
+    pack_settings(c, st.symbols, st.instruments, cfg)
+    if features is None:
+        features = loop_features(cls, c)  # as a run builds it (engine._run)
+    loop = build_loop(cls, features=features)
     n = sum(len(c["ts_ns"]) for c in chunks)
     best, state = None, None
     for _ in range(reps):
@@ -100,6 +105,22 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5):
         state = {f.name: s_arr[f.name][0].tolist() for f in cls._fields if not f.shape}
         state["fills"] = int(c.acct.n_fills)
     return n / best, state
+
+
+def steps_ratio(cls, params, st, chunks, cfg_dict, rounds=7):
+    """The loop as a run compiles it against the loop with every optional step (ALL_STEPS: the
+    L2 book, the impact estimators, loans), alternated round by round in this process so that
+    the host's slow and fast phases fall on both: (median events/s each, median of the ratios)."""
+    from backtest.plugins.codegen import ALL_STEPS
+
+    run, full, ratios = [], [], []
+    for _ in range(rounds):
+        a, _ = kernel_rate(cls, params, st, chunks, cfg_dict, reps=2)
+        b, _ = kernel_rate(cls, params, st, chunks, cfg_dict, reps=2, features=ALL_STEPS)
+        run.append(a)
+        full.append(b)
+        ratios.append(a / b)
+    return float(np.median(run)), float(np.median(full)), float(np.median(ratios))
 
 
 def raw_rate(chunks, reps=5):
@@ -214,10 +235,9 @@ import os, sys, time, json
 sys.path.insert(0, sys.argv[2])
 import numpy as np
 from backtest import engine
-from backtest.pack import pack_settings
+from backtest.pack import loop_features, pack_settings
 from backtest.plugins.codegen import build_loop
 from strategies.reference import Reference
-loop = build_loop(Reference)
 from backtest.config import RunConfig
 from backtest.core.schema import EVENT_COLUMNS
 from backtest.core.state import new_state
@@ -225,6 +245,7 @@ from backtest.data.instruments import Instrument
 c = new_state(1)
 ins = {"BTCUSDT": Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)}
 pack_settings(c, ["BTCUSDT"], ins, RunConfig())
+loop = build_loop(Reference, features=loop_features(Reference, c))  # as engine._run builds it
 s = Reference.new_state({}, ["BTCUSDT"])
 bufs = engine._Buffers.new(1 << 16, True)
 n = 1000
@@ -320,7 +341,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
-    ap.add_argument("--skip", default="", help="comma list of: busy,idle,raw,start,kernel,e2e")
+    ap.add_argument("--skip", default="", help="comma list of: busy,idle,steps,raw,start,kernel,e2e")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold starts measured (median reported)")
     ap.add_argument("--crash", type=Path, default=None,
                     help="also time e2e on this dataset, all symbols (e.g. the crash scenario of "
@@ -375,6 +396,14 @@ def main() -> None:
             ir, _ = kernel_rate(Idle, {}, st, chunks, dict(sample_interval="1m"))
             rows.append(("kernel, no hooks (M events/s; ns per event: no hooks / reference)",
                          f"{ir / 1e6:.1f}; {1e9 / ir:.2f} / {1e9 / ref_rate:.2f}", "-", None))
+        if "steps" not in skip:  # what compiling only the run's steps gains (codegen.LoopFeatures)
+            for name, cls_, cfg_ in (("reference", Reference, dict(sample_interval="1m")),
+                                     ("no hooks", None, dict(sample_interval="1m"))):
+                if cls_ is None:
+                    from benchmarks.idle_strategy import Idle as cls_
+                mine, full, r = steps_ratio(cls_, {}, st, chunks, cfg_)
+                rows.append((f"kernel, {name}: the run's steps / every step (M events/s, median of 7 "
+                             "alternated; median ratio)", f"{mine / 1e6:.1f} / {full / 1e6:.1f}; {r:.3f}", "-", None))
         del chunks
         if "busy" not in skip:
             write_dataset(busy_root, a.ticks, ["BTCUSDT"] + OTHERS, seed=2)

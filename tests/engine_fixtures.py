@@ -307,8 +307,9 @@ def make_market_dataset(root: Path, n: int, nsym: int = 2, seed: int = 0, step_n
 
 @contextlib.contextmanager
 def build_loop_memo():
-    """One compiled loop per strategy class while the block runs (the reliability modules run many
-    short engine runs; building the loop anew each time would re-hash the framework)."""
+    """One compiled loop per strategy class and LoopFeatures while the block runs (the reliability
+    modules run many short engine runs; building the loop anew each time would re-hash the
+    framework)."""
     import backtest.engine as engine
 
     memo = engine.__dict__.setdefault("_reliability_loop_memo", {})
@@ -317,10 +318,11 @@ def build_loop_memo():
         yield
         return
 
-    def cached(cls):
-        if cls not in memo:
-            memo[cls] = orig(cls)
-        return memo[cls]
+    def cached(cls, refcounted=False, **kw):
+        key = (cls, refcounted, tuple(kw.get("features", ())))
+        if key not in memo:
+            memo[key] = orig(cls, refcounted, **kw)
+        return memo[key]
 
     cached._memo = True
     engine.build_loop = cached

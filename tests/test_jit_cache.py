@@ -32,11 +32,12 @@ CHILD = textwrap.dedent("""
     cfg = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     import numba
     import backtest as bt
+    from backtest.engine import run_features
     from backtest.plugins.codegen import build_loop, strategy_key
     from backtest.plugins.resolve import resolve_strategy
     cls = resolve_strategy(spec)
     res = bt.run(cls, data, config=cfg, out=out if out != "-" else None)
-    loop = build_loop(cls)
+    loop = build_loop(cls, features=run_features(cls, data, config=cfg))  # the run's loop
     stats = getattr(loop, "stats", None)
     print(json.dumps(dict(
         backtest=bt.__file__, module=loop.__module__, key=strategy_key(cls),

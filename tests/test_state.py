@@ -59,6 +59,7 @@ def test_the_state_is_split_by_owner_and_sized_at_run_time():
 
 @pytest.mark.slow
 def test_a_run_with_more_symbols_than_the_old_ceiling_reuses_the_compiled_loop(tmp_path):
+    from backtest.engine import run_features
     from backtest.plugins.codegen import build_loop
 
     small = _dataset(tmp_path / "small", 2)
@@ -70,7 +71,7 @@ def test_a_run_with_more_symbols_than_the_old_ceiling_reuses_the_compiled_loop(t
     assert b.manifest["strategy"]["state"]["entries"] == len(big)
     assert b.manifest["headline"]["positions"] == {n: 1.0 for n in big}
     assert sorted(b.tables["orders"]["symbol"].to_list()) == big
-    loop = build_loop(OneLotEach)
+    loop = build_loop(OneLotEach, features=run_features(OneLotEach, tmp_path / "big", config=cfg))
     assert len(loop.signatures) == 1  # one compile for 2 and 70 symbols
 
 

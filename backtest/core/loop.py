@@ -2,7 +2,9 @@
 
 `backtest.plugins.codegen` copies the source of `run` into a generated module per strategy
 version, where the `_on_*` hooks and `HAS_*` flags are bound as globals before numba compiles it:
-the hooks inline into the loop and the flags fold away unused calls. Everything that never calls
+the hooks inline into the loop and the flags fold away unused calls. The `RUN_*` flags
+(codegen.LoopFeatures) do the same for steps a run's data and config cannot need: an L2 book,
+the impact estimators, loans. Everything that never calls
 a hook lives in the cached helpers imported below. `unlikely` marks the branches most events do
 not take (core/hints.py): the compiler then keeps the per-event path compact and in registers.
 """
@@ -31,6 +33,7 @@ _on_tick = _on_quote = _on_mark = _on_fill = _on_funding = _on_timer = _noop
 _on_liquidation = _on_margin_call = _on_bar = _on_market_liquidation = _noop
 HAS_ON_TICK = HAS_ON_QUOTE = HAS_ON_MARK = HAS_ON_FILL = HAS_ON_FUNDING = HAS_ON_TIMER = False
 HAS_ON_LIQUIDATION = HAS_ON_MARGIN_CALL = HAS_ON_BAR = HAS_ON_MARKET_LIQUIDATION = False
+RUN_BOOK = RUN_ESTIMATORS = RUN_LOANS = True
 
 
 def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s,
@@ -52,7 +55,7 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
     # the next sample, timer or funding time: one compare per event instead of three
     special = min(c.clock.next_sample_ts, min(c.clock.next_timer_ts, c.clock.next_funding_ts))
     # per-run settings (pack.py), read once into locals the loop keeps in registers
-    trade_extras = c.run.trade_extras
+    need_estimators = c.run.need_estimators
     liq_use_last = c.run.liq_use_last
     for i in range(start, n):
         # an unsigned index: numba adds a negative-index fix-up to every ts[i], price[i] otherwise
@@ -96,10 +99,11 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mkt[us].last_px = p
             c.mkt[us].has_trade = 1
             trade_through(c.mkt[us], p)  # the effective book (R2.3)
-            if unlikely(trade_extras != 0):  # one test per trade when neither is in the run
-                if c.run.need_estimators:
+            if RUN_ESTIMATORS:
+                if unlikely(need_estimators != 0):
                     update_estimators(c.run, c.mkt[us], t, p, qty[u])
-                if c.book[us].has_book:
+            if RUN_BOOK:
+                if unlikely(c.book[us].has_book != 0):
                     book_trade(c.book[us], p)  # and the L2 levels it printed through (R9.2)
         elif k == K_QUOTE:
             c.mkt[us].bid = bid[u]
@@ -113,7 +117,8 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.mkt[us].index_px = qty[u]
             c.mkt[us].has_mark = 1
         elif k == K_BOOK:  # one level of an L2 snapshot (R9.1); orders and hooks skip it
-            apply_book_row(c.book[us], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
+            if RUN_BOOK:  # a run without a book has no such rows
+                apply_book_row(c.book[us], t, side[u], bid[u], bid_qty[u], ask[u], ask_qty[u])
         elif k == K_BAR:
             # a candle at its close: orders walk its path (section 8), then last = close. Only
             # strategies with on_bar compile this (engine.run refuses bars data without it).
@@ -154,9 +159,10 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
                     liquidate(c, sy, t, g, fills, equity_rows, liq_rows)
                     wrote = True
                 arm_guard(c, sy)
-        if unlikely(c.pos[us].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR)):
-            check_loans(c, sy, t, loan_rows, liq_rows)
-            wrote = True
+        if RUN_LOANS:
+            if unlikely(c.pos[us].loans_on > 0 and (k == K_TRADE or k == K_MARK or k == K_BAR)):
+                check_loans(c, sy, t, loan_rows, liq_rows)
+                wrote = True
         # 7. hooks (R2.4)
         c.clock.now_ts = t
         c.clock.cur_i = i  # the chunk index: readers add idx_base (state.py)
@@ -193,9 +199,10 @@ def run(ts, sym, kind, side, price, qty, bid, ask, bid_qty, ask_qty, start, c, s
             c.acct.n_market_liquidations += 1
             if HAS_ON_MARKET_LIQUIDATION:
                 _on_market_liquidation(s, c, t, sy, p, qty[u], side[u])
-        if unlikely(c.acct.n_loan_ring > 0):
-            flush_loan_ring(c, loan_rows)
-            wrote = True
+        if RUN_LOANS:
+            if unlikely(c.acct.n_loan_ring > 0):
+                flush_loan_ring(c, loan_rows)
+                wrote = True
         # hand back to Python to drain an output buffer before it can overflow; hooks only add
         # finished orders (rejects), so the other counters are checked only when rows were written
         if unlikely(c.acct.n_done > done_drain):

@@ -58,7 +58,7 @@ RUN_DTYPE = np.dtype([
     ("partial_fills", u1),  # limit fills capped by the traded / displayed volume
     ("queue_model", u1),  # resting limits wait behind the displayed size at their price
     ("need_estimators", u1),  # some symbol uses an impact model
-    ("trade_extras", u1),  # trades update the estimators or an L2 book (the loop's one test)
+    ("book_replayed", u1),  # the run replays an L2 book (its loop is compiled with the book step)
     ("impact_horizon_ns", f8),
     ("n_fee_tiers", i8),
     ("ft_volume", f8, (FEE_TIERS,)),

@@ -1,9 +1,10 @@
-"""Compile a strategy into the event loop: one generated module per strategy version.
+"""Compile a strategy into the event loop: one generated module per strategy version (and per
+combination of the loop's optional steps a run needs, LoopFeatures).
 
 The generated module is named by a content hash of everything its compiled code depends on: the
 strategy's file, the user modules it references (recursively), the framework's own source, and
-the numba and Python versions. It binds the strategy's hooks as globals and defines the loop with
-`@njit(cache=True)`. numba's cache is keyed by the generated file, so an edited strategy or helper
+the numba and Python versions, and by its LoopFeatures. It binds the strategy's hooks and the
+features as globals and defines the loop with `@njit(cache=True)`. numba's cache is keyed by the generated file, so an edited strategy or helper
 gets a new module (never stale code) and an unchanged one loads from cache in a new process.
 See /shared/research/numba-strategy-plugins.md (approach D) for the measurements behind this.
 """
@@ -17,6 +18,7 @@ import sys
 import sysconfig
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 
@@ -91,6 +93,35 @@ def dependency_files(cls: type) -> list[Path]:
     return sorted(seen.values())
 
 
+def names_in_sources(cls: type, names: tuple[str, ...]) -> bool:
+    """True when the strategy's file or a user module it uses (dependency_files) contains one of
+    `names`, or when a source cannot be read (then it may)."""
+    try:
+        sources = [f.read_text() for f in dependency_files(cls)]
+    except (OSError, KeyError, UnicodeDecodeError):
+        return True
+    return not sources or any(n in t for t in sources for n in names)
+
+
+class LoopFeatures(NamedTuple):
+    """The steps of the loop a run can need beyond its hooks, fixed before the loop compiles
+    (pack.loop_features). Each is a constant of the generated module: a False one is pruned
+    before numba types the loop, so its per-event tests and its kernels are not in the compiled
+    loop (the reference loop ran 25-35% faster without the three; benchmarks/README.md). All True
+    is correct for any run."""
+
+    book: bool = True  # an L2 book is replayed: book rows, and trades walk its levels (R9.1-2)
+    estimators: bool = True  # an impact model's volume and volatility estimators (R4)
+    loans: bool = True  # the strategy can open loans: their per-event checks (docs/margin.md)
+
+    def tag(self) -> str:
+        """The generated module's suffix: empty for the full loop, else `_f` and a digit each."""
+        return "" if all(self) else "_f" + "".join(str(int(f)) for f in self)
+
+
+ALL_STEPS = LoopFeatures()
+
+
 def framework_files() -> list[Path]:
     return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -137,7 +168,7 @@ def _loader_args(cls: type) -> tuple[str, str, str]:
     return cls.__module__, cls.__qualname__, str(Path(mod.__file__).resolve())
 
 
-def _module_text(cls: type, key: str, template: str) -> str:
+def _module_text(cls: type, key: str, template: str, features: LoopFeatures) -> str:
     module, qualname, file = _loader_args(cls)
     hooks = cls.hooks()
     lines = [
@@ -156,6 +187,7 @@ def _module_text(cls: type, key: str, template: str) -> str:
             # inlined into the loop at numba IR level: no call, optimised with the loop
             lines.append(f"_{h} = _njit(_S.{h}, inline=\"always\")")
             lines.append(f"HAS_{h.upper()} = True")
+    lines += [f"RUN_{name.upper()} = {on}" for name, on in features._asdict().items()]
     body = _run_source(template)
     # without numba's reference counting (the framework's kernels never allocate; counting every
     # array of the state at every call cost 15x in events/s), and the same loop with it, for
@@ -180,18 +212,19 @@ def load_strategy_class(module: str, qualname: str, file: str) -> type:
     return obj
 
 
-def build_loop(cls: type, refcounted: bool = False):
+def build_loop(cls: type, refcounted: bool = False, features: LoopFeatures = ALL_STEPS):
     """The compiled (or, with NUMBA_DISABLE_JIT=1, pure-Python) loop for a strategy class;
-    `refcounted`: the variant compiled with numba's reference counting (hooks that allocate)."""
+    `refcounted`: the variant compiled with numba's reference counting (hooks that allocate);
+    `features`: the steps the run needs (a module, and a cache entry, per combination)."""
     if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a Strategy subclass")
     template = _template_source()
     key = strategy_key(cls, template)
     safe_mod = "".join(ch if ch.isalnum() else "_" for ch in cls.__module__)[-40:]
-    modname = f"_cascade_gen_{safe_mod}_{cls.__name__}_{key}"
+    modname = f"_cascade_gen_{safe_mod}_{cls.__name__}_{key}{features.tag()}"
     directory = gen_dir()
     path = directory / f"{modname}.py"
-    text = _module_text(cls, key, template)
+    text = _module_text(cls, key, template, LoopFeatures(*features))
     if not path.exists() or path.read_text() != text:  # also repairs a damaged file
         write_text(path, text)
     if str(directory) not in sys.path:

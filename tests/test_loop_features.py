@@ -1,0 +1,82 @@
+"""The loop's optional steps (codegen.LoopFeatures, pack.loop_features): which ones each run
+compiles, that a loop without them gives exactly the full loop's results, and that a loan opened
+by a loop compiled without the loan checks stops the run."""
+import pytest
+
+import backtest as bt
+from backtest import engine
+from backtest.batch import run_batch
+from backtest.errors import StrategyError
+from backtest.plugins import codegen
+from backtest.plugins.codegen import ALL_STEPS, LoopFeatures
+from engine_fixtures import assert_results_identical, make_market_dataset
+from test_l2_book import BookReader, book_rows
+from test_l2_book import dataset as book_dataset
+from test_loans import spot_dataset
+
+LEVERED = {"initial_balance": 20_000.0, "leverage": {"S0": 10.0, "S1": 10.0}, "margin": {"funding": "0.0001"}}
+LOAN_CFG = {"initial_balance": 100_000.0, "sample_interval": "0", "loans": {"apr": 0.0}}
+LOAN_PATH = [70_000.0, 70_000.0, 67_800.0, 61_000.0, 61_000.0]  # into the warning band, then past the LLTV
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    base = tmp_path_factory.mktemp("features")
+    market = base / "market"
+    make_market_dataset(market, 40_000, nsym=2, period=8_000)
+    book = book_dataset(base / "book", [(1, 100.0, 1.0), (2, 98.5, 1.0), (4, 100.0, 1.0)], book_rows(0),
+                        quotes=[(0, 99.0, 101.0, 1.0, 1.0), (3, 99.0, 101.0, 1.0, 1.0)])
+    spot = spot_dataset(base / "spot", LOAN_PATH, step_ns=1_000_000)
+    return {"market": market, "book": book, "spot": spot}
+
+
+CASES = {  # strategy, dataset, config -> the steps its loop is compiled with
+    "reference": ("reference", "market", LEVERED, LoopFeatures(book=False, estimators=False, loans=False)),
+    "impact": ("reference", "market", {**LEVERED, "execution": {"slippage": "sqrt_impact"}},
+               LoopFeatures(book=False, estimators=True, loans=False)),
+    "book": (BookReader, "book", {"sample_interval": "0"}, LoopFeatures(book=True, estimators=False, loans=False)),
+    "loans": ("loan_borrower", "spot", LOAN_CFG, LoopFeatures(book=False, estimators=False, loans=True)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_run_compiles_the_steps_its_data_config_and_strategy_need(data, case):
+    strategy, root, cfg, want = CASES[case]
+    assert engine.run_features(strategy, data[root], config=cfg) == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_loop_without_the_steps_gives_the_full_loops_results(data, case, monkeypatch):
+    strategy, root, cfg, want = CASES[case]
+    params = {"sym": "S0"} if strategy == "reference" else None
+    alone = bt.run(strategy, data[root], params=params, config=cfg)
+    assert alone.manifest["headline"]["fills"] > 0 or case == "book"
+    monkeypatch.setattr(engine, "loop_features", lambda cls, c: ALL_STEPS)
+    full = bt.run(strategy, data[root], params=params, config=cfg)
+    assert_results_identical(alone, full)
+
+
+def test_the_generated_module_binds_the_steps_and_is_named_by_them():
+    from strategies.reference import Reference
+
+    key = codegen.strategy_key(Reference)
+    template = codegen._template_source()
+    none = LoopFeatures(False, False, False)
+    text = codegen._module_text(Reference, key, template, none)
+    assert "RUN_BOOK = False" in text and "RUN_ESTIMATORS = False" in text and "RUN_LOANS = False" in text
+    assert none.tag() == "_f000" and LoopFeatures(True, False, True).tag() == "_f101"
+    assert ALL_STEPS.tag() == ""  # the full loop keeps the name it had before the steps
+
+
+@pytest.mark.slow
+def test_a_loan_opened_by_a_loop_without_the_loan_checks_stops_the_run(data, monkeypatch):
+    """A strategy that opened a loan without its sources naming loan_open (here: the scan made
+    to miss it) would run on with the loan never checked: the run stops with one line instead."""
+    from backtest import pack
+
+    monkeypatch.setattr(pack, "names_in_sources", lambda cls, names: False)
+    with pytest.raises(StrategyError, match="names loan_open"):
+        bt.run("loan_borrower", data["spot"], config=LOAN_CFG)
+    out = run_batch("loan_borrower", data["spot"], [{}, {}], config=LOAN_CFG)
+    assert all(isinstance(r, StrategyError) and "loan_open" in str(r) for r in out)
