@@ -80,3 +80,20 @@ def test_a_loan_opened_by_a_loop_without_the_loan_checks_stops_the_run(data, mon
         bt.run("loan_borrower", data["spot"], config=LOAN_CFG)
     out = run_batch("loan_borrower", data["spot"], [{}, {}], config=LOAN_CFG)
     assert all(isinstance(r, StrategyError) and "loan_open" in str(r) for r in out)
+
+
+def test_the_cold_start_helper_compiles_the_steps_the_loop_calls_first(monkeypatch):
+    """core/warm.py: build_loop tells the helper which optional steps its loop leaves out; the
+    helper compiles every step once, those last (before the SDK's), the others in STEPS order."""
+    from backtest.core import warm
+    from strategies.reference import Reference
+
+    calls = []
+    monkeypatch.setattr(warm, "start", lambda unused=(): calls.append(list(unused)))
+    codegen.build_loop(Reference, features=LoopFeatures(book=True, estimators=False, loans=False))
+    assert calls == [["estimators", "loans", "bars"]]  # the reference strategy has no on_bar
+    order = warm.helper_steps(calls[0])
+    assert sorted(map(id, order)) == sorted(map(id, warm.STEPS))
+    assert order[-4:] == (warm._loans, warm._estimators, warm._bars, warm._sdk)
+    assert [s for s in order[:-4]] == [s for s in warm.STEPS if s in order[:-4]]
+    assert warm.helper_steps() == warm.STEPS

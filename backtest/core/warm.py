@@ -5,8 +5,9 @@ loop, one after another on one core, in the order the loop calls them. `start()`
 plugins/codegen.build_loop when the framework's numba cache has never been completed) launches
 `python -m backtest.core.warm`, which compiles the same kernels into the shared cache in the
 reverse order: the SDK's order entry and the loan, margin and liquidation kernels the loop
-reaches last first, the order matching and records it reaches first last. The two processes meet
-in the middle. A kernel compiles under a file lock (jit.py), so when both reach the same kernel,
+reaches last first, the order matching and records it reaches first last, and the OPTIONAL
+steps this run's loop leaves out (the book, estimators and loans its codegen.LoopFeatures turn
+off, bar matching without on_bar) only after all of those. The two processes meet in the middle. A kernel compiles under a file lock (jit.py), so when both reach the same kernel,
 one compiles it and the other loads it from the cache; the main process waits for a kernel the
 helper holds at most jit.HELPER_WAIT_S, then compiles it itself, and never waits for the helper
 as a whole: if it dies, the main process compiles what is left itself. The
@@ -72,7 +73,6 @@ def _margin(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_ro
     guard_holds(c.run, c.guard, c.mkt[s], c.pos[s], s)
     mark_to_market(c.run, c.inst[s], c.mkt[s], c.pos[s])
     update_drawdown(c)
-    check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
 
 
 def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
@@ -81,12 +81,22 @@ def _funding(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_r
 
 def _matching(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     trade_through(c.mkt[s], p)
+    process_orders(c, g, t, s, k, p, p, fills, equity_rows)
+    apply_constant_funding(c, t, funding_rows)
+
+
+def _book(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     book_trade(c.book[s], p)
     apply_book_row(c.book[s], t, k, p, p, p, p)
-    process_orders(c, g, t, s, k, p, p, fills, equity_rows)
-    match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
+
+
+def _estimators(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
     update_estimators(c.run, c.mkt[s], t, p, p)
-    apply_constant_funding(c, t, funding_rows)
+
+
+def _bars(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
+    match_bar(c, g, t, s, p, p, p, p, fills, equity_rows)
+    check_bar_extreme(c, g, t, s, p, p, fills, equity_rows, liq_rows)
 
 
 def _records(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows, loan_rows):
@@ -106,7 +116,16 @@ def _sdk(c, s, t, g, p, k, fills, equity_rows, bar_rows, funding_rows, liq_rows,
     loan_ltv(c, g)
 
 
-STEPS = (_order_entry, _loans, _margin, _funding, _matching, _records, _sdk)
+STEPS = (_order_entry, _loans, _margin, _funding, _matching, _book, _estimators, _bars, _records, _sdk)
+# the steps a run's loop may leave out (codegen.LoopFeatures; `bars`: a strategy without on_bar)
+OPTIONAL = {"loans": _loans, "book": _book, "estimators": _estimators, "bars": _bars}
+
+
+def helper_steps(unused=()) -> tuple:
+    """STEPS with those of the `unused` OPTIONAL names after every step this run's loop calls:
+    the helper compiles what the run waits for first, and the rest only to complete the cache."""
+    later = [OPTIONAL[name] for name in OPTIONAL if name in unused]
+    return (*(s for s in STEPS if s not in later and s is not _sdk), *later, _sdk)
 
 
 def _args():
@@ -164,8 +183,9 @@ def _helper_running() -> bool:
     return _helper is not None and _helper.poll() is None
 
 
-def start():
-    """Launch the helper process on a cold cache, once per process; returns it (or None)."""
+def start(unused=()):
+    """Launch the helper process on a cold cache, once per process; returns it (or None).
+    `unused`: OPTIONAL steps the run's loop does not call (helper_steps)."""
     global _started, _helper
     if _started:
         return None
@@ -179,7 +199,7 @@ def start():
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
-    _helper = subprocess.Popen([sys.executable, "-m", "backtest.core.warm"], env=env,
+    _helper = subprocess.Popen([sys.executable, "-m", "backtest.core.warm", ",".join(unused)], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     jit.helper_running = _helper_running  # bounded waits for the helper's locks (jit.py)
@@ -224,10 +244,11 @@ def compile_python_called() -> None:
     morpho_lif(0.86)  # backtest/pack.py's call
 
 
-def compile_framework(typed_only: bool = False) -> None:
+def compile_framework(typed_only: bool = False, steps=STEPS) -> None:
     """Compile every framework kernel into the cache and mark it complete (`READY`): what the
-    helper does, and `backtest cache warm` in the foreground (`typed_only`: compile_steps)."""
-    compile_steps(typed_only=typed_only)
+    helper does (in its `steps` order), and `backtest cache warm` in the foreground
+    (`typed_only`: compile_steps)."""
+    compile_steps(steps, typed_only=typed_only)
     compile_python_called()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
     (NUMBA_CACHE / READY).touch()
@@ -238,7 +259,8 @@ def main() -> None:
         os.nice(10)  # the main process comes first when the two compete for a core
     except (AttributeError, OSError):
         pass
-    compile_framework()
+    unused = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else ()
+    compile_framework(steps=helper_steps(unused))
 
 
 if __name__ == "__main__":

@@ -231,7 +231,10 @@ def build_loop(cls: type, refcounted: bool = False, features: LoopFeatures = ALL
         sys.path.insert(0, str(directory))
     importlib.invalidate_caches()
     if not numba.config.DISABLE_JIT:
-        warm.start()  # cold framework cache: a second process compiles part of it meanwhile
+        # cold framework cache: a second process compiles part of it meanwhile, first the steps
+        # this loop calls
+        unused = [n for n, on in features._asdict().items() if not on]
+        warm.start(unused + (["bars"] if "on_bar" not in cls.hooks() else []))
     module = importlib.import_module(modname)
     run = module.run_refcounted if refcounted else module.run
     if not numba.config.DISABLE_JIT and not hasattr(run, "stats"):
