@@ -7,8 +7,9 @@ plugins/codegen.build_loop when the framework's numba cache has never been compl
 reverse order: the SDK's order entry and the loan, margin and liquidation kernels the loop
 reaches last first, the order matching and records it reaches first last, and the OPTIONAL
 steps this run's loop leaves out (the book, estimators and loans its codegen.LoopFeatures turn
-off, bar matching without on_bar) only after all of those. The two processes meet in the middle. A kernel compiles under a file lock (jit.py), so when both reach the same kernel,
-one compiles it and the other loads it from the cache; the main process waits for a kernel the
+off, bar matching without on_bar) only after all of those. The two processes meet in the
+middle. A kernel compiles under a file lock (jit.py), so when both reach the same kernel, one
+compiles it and the other loads it from the cache; the main process waits for a kernel the
 helper holds at most jit.HELPER_WAIT_S, then compiles it itself, and never waits for the helper
 as a whole: if it dies, the main process compiles what is left itself. The
 signatures are the same in both processes: kernels widen their argument types (jit.py) and the

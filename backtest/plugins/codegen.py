@@ -4,8 +4,9 @@ combination of the loop's optional steps a run needs, LoopFeatures).
 The generated module is named by a content hash of everything its compiled code depends on: the
 strategy's file, the user modules it references (recursively), the framework's own source, and
 the numba and Python versions, and by its LoopFeatures. It binds the strategy's hooks and the
-features as globals and defines the loop with `@njit(cache=True)`. numba's cache is keyed by the generated file, so an edited strategy or helper
-gets a new module (never stale code) and an unchanged one loads from cache in a new process.
+features as globals and defines the loop with `@njit(cache=True)`. numba's cache is keyed by the
+generated file, so an edited strategy or helper gets a new module (never stale code) and an
+unchanged one loads from cache in a new process.
 See /shared/research/numba-strategy-plugins.md (approach D) for the measurements behind this.
 """
 from __future__ import annotations
@@ -107,8 +108,8 @@ class LoopFeatures(NamedTuple):
     """The steps of the loop a run can need beyond its hooks, fixed before the loop compiles
     (pack.loop_features). Each is a constant of the generated module: a False one is pruned
     before numba types the loop, so its per-event tests and its kernels are not in the compiled
-    loop (the reference loop ran 25-35% faster without the three; benchmarks/README.md). All True
-    is correct for any run."""
+    loop (without the three, the reference loop ran 1.35-1.42x and one without hooks 1.45-1.48x
+    as fast; benchmarks/README.md). All True is correct for any run."""
 
     book: bool = True  # an L2 book is replayed: book rows, and trades walk its levels (R9.1-2)
     estimators: bool = True  # an impact model's volume and volatility estimators (R4)
