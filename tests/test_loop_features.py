@@ -97,3 +97,28 @@ def test_the_cold_start_helper_compiles_the_steps_the_loop_calls_first(monkeypat
     assert order[-4:] == (warm._loans, warm._estimators, warm._bars, warm._sdk)
     assert [s for s in order[:-4]] == [s for s in warm.STEPS if s in order[:-4]]
     assert warm.helper_steps() == warm.STEPS
+
+
+@pytest.mark.slow
+def test_a_sweep_compiles_first_the_loop_its_batches_run(data, monkeypatch):
+    """sweep_dispatch._compile_first compiles the loop before workers start, so that they only
+    load it: it must be the loop (the same LoopFeatures) a batch of the same run then builds."""
+    import backtest.plugins.codegen as cg
+    from backtest import sweep_dispatch
+    from strategies.reference import Reference
+
+    cfg = bt.RunConfig.from_dict(CASES["impact"][2])
+    built = []
+    original = cg.build_loop
+
+    def spy(cls, refcounted=False, features=ALL_STEPS):
+        built.append(features)
+        return original(cls, refcounted, features)
+
+    monkeypatch.setattr(cg, "build_loop", spy)
+    sweep_dispatch._compile_first(Reference, data["market"], None, None, None, cfg)
+    first = built[-1]
+    assert first == CASES["impact"][3]
+    assert original(Reference, features=first).signatures  # compiled (or loaded) here
+    run_batch(Reference, data["market"], [{"sym": "S0"}], config=cfg)
+    assert built[-1] == first
