@@ -153,7 +153,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
     from .bars import BarFiller
     from .core.schema import RunStatus
     from .core.state import copy_state
-    from .pack import check_loans_allowed, check_quote_needs, loop_features, pack
+    from .pack import check_quote_needs, loop_features, pack
     from .data.coverage import no_data_error
     from .errors import StrategyError
     from .plugins.codegen import build_loop, source_sha256
@@ -228,7 +228,7 @@ def _iter_batch(strategy, data, params_list, symbols, start, end, config, outs, 
         else:
             st.bufs.drain(st.c)
             try:
-                check_loans_allowed(cls, features, st.c)
+                E.check_loans_allowed(cls, features, st.c)
             except CascadeError as e:
                 st.error = e
         st.own_s += time.perf_counter() - t

@@ -30,8 +30,8 @@ from .core.state import ACCOUNT_DTYPE, SLOT_TO_DONE, State
 from .data.coverage import check_time_range, no_data_error
 from .data.reader import open_dataset
 from .errors import CascadeError, StrategyError
-from .plugins.codegen import ALL_STEPS, build_loop, names_in_sources, source_sha256
-from .pack import check_loans_allowed, check_quote_needs, loop_features, pack
+from .plugins.codegen import LoopFeatures, build_loop, names_in_sources, source_sha256
+from .pack import check_quote_needs, loop_features, pack
 from .plugins.resolve import resolve_strategy
 from .result import Result
 from .result_build import build_result, jsonable
@@ -323,7 +323,16 @@ def _run(strategy, data, params, symbols, start, end, config, out, progress, sta
                    jit, out, notes)
 
 
-def first_call(cls, loop, c, s, bufs, features=ALL_STEPS):
+def check_loans_allowed(cls, features: LoopFeatures, c: State) -> None:
+    """After a loop call: a loan opened by a loop compiled without the loans step (its health is
+    then never checked) stops the run instead of giving results that ignore it."""
+    if not features.loans and c.acct.n_loans > 0:
+        raise StrategyError(f"{cls.__name__} opened a loan, but no source of it names loan_open, so "
+                            "its loop was compiled without the loan checks: call "
+                            "backtest.sdk.loan_open by that name")
+
+
+def first_call(cls, loop, c, s, bufs, features: LoopFeatures):
     """The first call of a run's loop: compiles it (or loads it from the cache) without running an
     event. Returns the loop to run: `loop`, or, when its hooks allocate arrays (which the loop
     without reference counting cannot compile), the loop with it for the same `features` (slower)."""

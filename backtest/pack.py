@@ -12,7 +12,7 @@ from .core.margin_math import morpho_lif
 from .core.schema import InstrumentType, MarginMode, SlippageModel
 from .core.state import State, new_state
 from .data.instruments import Instrument
-from .errors import ConfigError, StrategyError, shown
+from .errors import ConfigError, shown
 from .plugins.codegen import LoopFeatures, names_in_sources
 
 NEVER = np.iinfo(np.int64).max
@@ -34,18 +34,9 @@ def pack(cls, stream, cfg: RunConfig) -> State:
 def loop_features(cls, c: State) -> LoopFeatures:
     """The loop's optional steps this run needs, from its packed state: the L2 book when the
     stream replays one, the estimators when an impact model uses them, and loans when the
-    strategy's sources name `loan_open` (check_loans_allowed catches any other way in)."""
+    strategy's sources name `loan_open` (engine.check_loans_allowed catches any other way in)."""
     return LoopFeatures(book=bool(c.run.book_replayed), estimators=bool(c.run.need_estimators),
                         loans=names_in_sources(cls, ("loan_open",)))
-
-
-def check_loans_allowed(cls, features: LoopFeatures, c: State) -> None:
-    """After a loop call: a loan opened by a loop compiled without the loans step (its health is
-    then never checked) stops the run instead of giving results that ignore it."""
-    if not features.loans and c.acct.n_loans > 0:
-        raise StrategyError(f"{cls.__name__} opened a loan, but no source of it names loan_open, so "
-                            "its loop was compiled without the loan checks: call "
-                            "backtest.sdk.loan_open by that name")
 
 
 def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:

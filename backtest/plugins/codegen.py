@@ -219,13 +219,14 @@ def build_loop(cls: type, refcounted: bool = False, features: LoopFeatures = ALL
     `features`: the steps the run needs (a module, and a cache entry, per combination)."""
     if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a Strategy subclass")
+    features = LoopFeatures(*features)
     template = _template_source()
     key = strategy_key(cls, template)
     safe_mod = "".join(ch if ch.isalnum() else "_" for ch in cls.__module__)[-40:]
     modname = f"_cascade_gen_{safe_mod}_{cls.__name__}_{key}{features.tag()}"
     directory = gen_dir()
     path = directory / f"{modname}.py"
-    text = _module_text(cls, key, template, LoopFeatures(*features))
+    text = _module_text(cls, key, template, features)
     if not path.exists() or path.read_text() != text:  # also repairs a damaged file
         write_text(path, text)
     if str(directory) not in sys.path:
