@@ -76,11 +76,12 @@ def compile_loop(cls, features) -> None:
 
     from . import engine as E
     from .core.state import new_state
-    from .plugins.codegen import build_loop
+    from .plugins.codegen import LoopFeatures, build_loop
 
     if numba.config.DISABLE_JIT:
         return  # nothing to compile
-    c, s = new_state(1), np.zeros(1, dtype=cls.dtype).view(np.recarray)
+    features = LoopFeatures(*features)
+    c, s = new_state(1, rare=features.rare), np.zeros(1, dtype=cls.dtype).view(np.recarray)
     _first_call(cls, build_loop(cls, features=features), c, s[0], E._Buffers.new(E.buffer_rows(c), True),
                 features)
 

@@ -20,23 +20,42 @@ NEVER = np.iinfo(np.int64).max
 
 def pack(cls, stream, cfg: RunConfig) -> State:
     """A run's state (core/state.py) for this strategy, stream and config: settings and
-    instruments (pack_settings), the L2 book flag when the stream replays a book, and the
-    strategy's own timer when the config sets none. A batch copies it for each of its sets."""
+    instruments (pack_settings), the L2 book flag when the stream replays a book, the
+    strategy's own timer when the config sets none, and the kernels' variant (`rare`). A batch
+    copies it for each of its sets."""
     c = new_state(len(stream.symbols))
     pack_settings(c, stream.symbols, stream.instruments, cfg)
     if any(k == "book" for k, _ in stream.files):
         c.run.book_replayed = 1  # trades also update the L2 book (R9.2)
     if c.run.timer_interval_ns == 0:  # the run sets no timer: the strategy's own, if any
         c.run.timer_interval_ns = cls.timer_ns()
-    return c
+    return with_variant(cls, c)
+
+
+def with_variant(cls, c: State) -> State:
+    """The packed state, without the kernels' rare paths when the run cannot reach them."""
+    return c if rare_paths_needed(cls, c) else c._replace(rare=None)
+
+
+def _opens_loans(cls) -> bool:
+    return names_in_sources(cls, ("loan_open",))  # engine.check_loans_allowed catches any other way
+
+
+def rare_paths_needed(cls, c: State) -> bool:
+    """Can this run reach the kernels' rare paths (core/rare.py)? Inverse and spot instruments
+    (coin wallets, spot margin shorts), an L2 book (its walk, its depth, the queue behind it),
+    the queue model, and loans."""
+    kinds = c.inst.type[:c.run.nsym]
+    return bool(np.isin(kinds, (int(InstrumentType.INVERSE_PERPETUAL), int(InstrumentType.SPOT))).any()
+                or c.run.book_replayed or c.run.queue_model or _opens_loans(cls))
 
 
 def loop_features(cls, c: State) -> LoopFeatures:
     """The loop's optional steps this run needs, from its packed state: the L2 book when the
-    stream replays one, the estimators when an impact model uses them, and loans when the
-    strategy's sources name `loan_open` (engine.check_loans_allowed catches any other way in)."""
+    stream replays one, the estimators when an impact model uses them, loans when the
+    strategy's sources name `loan_open`, and the kernels' rare paths as pack() chose them."""
     return LoopFeatures(book=bool(c.run.book_replayed), estimators=bool(c.run.need_estimators),
-                        loans=names_in_sources(cls, ("loan_open",)))
+                        loans=_opens_loans(cls), rare=c.rare is not None)
 
 
 def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:

@@ -65,7 +65,7 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5, features=None):
     """Best-of-reps events/s of the compiled loop on in-memory chunks (engine.run's inner loop);
     `features`: the loop's steps (codegen.LoopFeatures), by default those a run would compile."""
     from backtest import engine
-    from backtest.pack import loop_features, pack_settings
+    from backtest.pack import loop_features, pack_settings, with_variant
     from backtest.config import RunConfig
     from backtest.core.schema import RunStatus
     from backtest.core.state import new_state
@@ -75,12 +75,12 @@ def kernel_rate(cls, params, st, chunks, cfg_dict, reps=5, features=None):
     c = new_state(len(st.symbols))
     pack_settings(c, st.symbols, st.instruments, cfg)
     if features is None:
-        features = loop_features(cls, c)  # as a run builds it (engine._run)
+        features = loop_features(cls, with_variant(cls, c))  # as a run builds it (engine._run)
     loop = build_loop(cls, features=features)
     n = sum(len(c["ts_ns"]) for c in chunks)
     best, state = None, None
     for _ in range(reps):
-        c = new_state(len(st.symbols))
+        c = new_state(len(st.symbols), rare=features.rare)  # the kernels' variant the loop is built for
         pack_settings(c, st.symbols, st.instruments, cfg)
         s_arr = cls.new_state(cls.resolve_params(params), st.symbols)
         bufs = engine._Buffers.new(engine.BUFFER_ROWS, True)
@@ -235,7 +235,7 @@ import os, sys, time, json
 sys.path.insert(0, sys.argv[2])
 import numpy as np
 from backtest import engine
-from backtest.pack import loop_features, pack_settings
+from backtest.pack import loop_features, pack_settings, with_variant
 from backtest.plugins.codegen import build_loop
 from strategies.reference import Reference
 from backtest.config import RunConfig
@@ -245,6 +245,7 @@ from backtest.data.instruments import Instrument
 c = new_state(1)
 ins = {"BTCUSDT": Instrument("BTCUSDT", "linear_perpetual", "BTC", "USDT", "USDT", 0.1, 0.001)}
 pack_settings(c, ["BTCUSDT"], ins, RunConfig())
+c = with_variant(Reference, c)
 loop = build_loop(Reference, features=loop_features(Reference, c))  # as engine._run builds it
 s = Reference.new_state({}, ["BTCUSDT"])
 bufs = engine._Buffers.new(1 << 16, True)

@@ -4,7 +4,7 @@ by a loop compiled without the loan checks stops the run."""
 import pytest
 
 import backtest as bt
-from backtest import engine
+from backtest import engine, pack
 from backtest.batch import run_batch
 from backtest.errors import StrategyError
 from backtest.plugins import codegen
@@ -31,9 +31,9 @@ def data(tmp_path_factory):
 
 
 CASES = {  # strategy, dataset, config -> the steps its loop is compiled with
-    "reference": ("reference", "market", LEVERED, LoopFeatures(book=False, estimators=False, loans=False)),
+    "reference": ("reference", "market", LEVERED, LoopFeatures(book=False, estimators=False, loans=False, rare=False)),
     "impact": ("reference", "market", {**LEVERED, "execution": {"slippage": "sqrt_impact"}},
-               LoopFeatures(book=False, estimators=True, loans=False)),
+               LoopFeatures(book=False, estimators=True, loans=False, rare=False)),
     "book": (BookReader, "book", {"sample_interval": "0"}, LoopFeatures(book=True, estimators=False, loans=False)),
     "loans": ("loan_borrower", "spot", LOAN_CFG, LoopFeatures(book=False, estimators=False, loans=True)),
 }
@@ -53,6 +53,7 @@ def test_a_loop_without_the_steps_gives_the_full_loops_results(data, case, monke
     alone = bt.run(strategy, data[root], params=params, config=cfg)
     assert alone.manifest["headline"]["fills"] > 0 or case == "book"
     monkeypatch.setattr(engine, "loop_features", lambda cls, c: ALL_STEPS)
+    monkeypatch.setattr(pack, "rare_paths_needed", lambda cls, c: True)  # and the kernels' every path
     full = bt.run(strategy, data[root], params=params, config=cfg)
     assert_results_identical(alone, full)
 
@@ -73,8 +74,6 @@ def test_the_generated_module_binds_the_steps_and_is_named_by_them():
 def test_a_loan_opened_by_a_loop_without_the_loan_checks_stops_the_run(data, monkeypatch):
     """A strategy that opened a loan without its sources naming loan_open (here: the scan made
     to miss it) would run on with the loan never checked: the run stops with one line instead."""
-    from backtest import pack
-
     monkeypatch.setattr(pack, "names_in_sources", lambda cls, names: False)
     with pytest.raises(StrategyError, match="names loan_open"):
         bt.run("loan_borrower", data["spot"], config=LOAN_CFG)
@@ -91,12 +90,15 @@ def test_the_cold_start_helper_compiles_the_steps_the_loop_calls_first(monkeypat
     calls = []
     monkeypatch.setattr(warm, "start", lambda unused=(): calls.append(list(unused)))
     codegen.build_loop(Reference, features=LoopFeatures(book=True, estimators=False, loans=False))
-    assert calls == [["estimators", "loans", "bars"]]  # the reference strategy has no on_bar
+    codegen.build_loop(Reference, features=LoopFeatures(book=False, estimators=False, loans=False, rare=False))
+    assert calls == [["estimators", "loans", "bars"], ["book", "estimators", "loans", "rare", "bars"]]
     order = warm.helper_steps(calls[0])
     assert sorted(map(id, order)) == sorted(map(id, warm.STEPS))
     assert order[-4:] == (warm._loans, warm._estimators, warm._bars, warm._sdk)
     assert [s for s in order[:-4]] == [s for s in warm.STEPS if s in order[:-4]]
     assert warm.helper_steps() == warm.STEPS
+    lean = warm.helper_steps(calls[1])  # no lean loop calls the book's or the loans' kernels
+    assert warm._book not in lean and warm._loans not in lean and lean[-3:] == (warm._estimators, warm._bars, warm._sdk)
 
 
 @pytest.mark.slow

@@ -83,10 +83,11 @@ def cache_warm():
     Example:
       backtest cache warm
 
-    A run compiles what the cache lacks; the framework (about 15 CPU-s on 2 cores) once per
-    Cascade version and machine, a strategy's loop (about 3 s) once per version of the strategy.
-    Warming moves the first of these to a moment you choose: an install script, an image build,
-    a CI job's set-up. Does nothing when the framework is already compiled.
+    A run compiles what the cache lacks; the framework once per Cascade version, machine and
+    variant of its kernels (with every path, or lean: without those only inverse or spot
+    instruments, an L2 book, the queue model or loans need), a strategy's loop (about 3 s) once
+    per version of the strategy. Warming compiles both variants at a moment you choose: an
+    install script, an image build, a CI job's set-up. Does nothing when both are compiled.
     """
     import numba
 
@@ -98,7 +99,9 @@ def cache_warm():
         click.echo(f"the framework is already compiled in {NUMBA_CACHE}")
         return
     t = time.perf_counter()
-    warm.compile_framework(typed_only=True)  # nothing runs beside it: see compile_steps
+    for rare in warm.VARIANTS:  # the kernels with every path, and without the rare ones (core/rare.py)
+        if not warm.ready(rare):
+            warm.compile_framework(typed_only=True, rare=rare, steps=warm.helper_steps(() if rare else ("rare",)))
     click.echo(f"compiled the framework into {NUMBA_CACHE} in {time.perf_counter() - t:.1f} s")
 
 

@@ -6,9 +6,10 @@ order written there, so the pure-Python oracle can match it bit for bit. No fast
 import numpy as np
 
 from .codes import LQ_MAKER, T_INVERSE, T_LINEAR, T_SPOT
-from .execution import add_volume, consume_depth, fee_rate, record_costs
+from .execution import add_volume, fee_rate, rare_consume_depth, record_costs
 from .jit import kernel
-from .margin_math import inverse_liq_price, linear_liq_price
+from .margin_math import linear_liq_price, rare_inverse_liq_price
+from .rare import rare_path
 
 EPS_QTY = 1e-12  # a position below this is flat
 ISOLATED = 1  # MarginMode.ISOLATED
@@ -103,6 +104,9 @@ def loan_value_total(c):
     return v
 
 
+rare_loan_value_total = rare_path(loan_value_total, 0.0)
+
+
 @kernel
 def coin_wallets_value(c):
     """USD value of the inverse symbols' coin wallets (their unrealised PnL is in pos.upnl)."""
@@ -113,13 +117,16 @@ def coin_wallets_value(c):
     return v
 
 
+rare_coin_wallets_value = rare_path(coin_wallets_value, 0.0)
+
+
 @kernel(python=True)
 def equity(c):
     e = c.acct.balance + upnl_total(c)
     if c.run.n_inverse:
-        e += coin_wallets_value(c)
+        e += rare_coin_wallets_value(c)
     if c.acct.n_loans:
-        e += loan_value_total(c)
+        e += rare_loan_value_total(c)
     return e
 
 
@@ -171,6 +178,9 @@ def coin_free(c, s):
     return c.pos[s].coin_bal + c.pos[s].coin_upnl - im
 
 
+rare_coin_free = rare_path(coin_free, 0.0)
+
+
 @kernel
 def exposure_increase(pos, d, q):
     """The part of a fill of q on side d that opens or adds exposure (0 for a pure reduction)."""
@@ -192,7 +202,7 @@ def margin_ok(c, s, d, q, px):
     if c.inst[s].type == T_INVERSE:  # contracts of contract_size USD, margined in coin
         cs = c.inst[s].contract_size
         need = inc * cs / px / lev + q * cs / px * c.inst[s].taker_fee
-        return need <= coin_free(c, s)
+        return need <= rare_coin_free(c, s)
     if c.inst[s].type == T_SPOT and c.run.spot_margin and d < 0:
         lev = c.inst[s].leverage  # a margin short borrows the coin
     need = inc * px / lev + q * px * c.inst[s].taker_fee
@@ -278,11 +288,14 @@ def accrue_borrow(c, s, t):
     c.pos[s].borrow_ts = t
 
 
+rare_accrue_borrow = rare_path(accrue_borrow, None)
+
+
 @kernel
 def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, fills):
     """Book a fill with a given fee; write its fill row."""
     if c.inst[s].type == T_SPOT and (c.pos[s].qty < 0.0 or d < 0):
-        accrue_borrow(c, s, t)
+        rare_accrue_borrow(c, s, t)
     pos = c.pos[s].qty
     avg = c.pos[s].avg_px
     realized = 0.0
@@ -347,7 +360,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     fills[k].fee = fee
     fills[k].realized_pnl = realized
     record_costs(c.run, c.inst[s], c.mkt[s], fills[k], d, q, price, liquidity, ref_px)
-    consume_depth(c, s, d, q, liquidity, t)
+    rare_consume_depth(c, s, d, q, liquidity, t)
     fills[k].position_after = newpos
     fills[k].avg_price_after = avg
     c.acct.n_fill_rows = k + 1
@@ -480,7 +493,7 @@ def liq_price_of(c, s):
     side = 1.0 if p > 0.0 else -1.0
     if c.inst[s].type == T_INVERSE:
         wallet = c.pos[s].iso_margin if is_isolated_inverse(c.inst[s]) else c.pos[s].coin_bal
-        lp = inverse_liq_price(side, abs(p), c.inst[s].contract_size, c.pos[s].avg_px, wallet, 0.0,
+        lp = rare_inverse_liq_price(c, side, abs(p), c.inst[s].contract_size, c.pos[s].avg_px, wallet, 0.0,
                                0.0, c.inst[s].br_floor, c.inst[s].br_cap, c.inst[s].br_mmr, c.inst[s].br_maint_amount,
                                c.inst[s].n_brackets)
         if lp <= 0.0 or not np.isfinite(lp):

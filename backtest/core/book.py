@@ -17,6 +17,7 @@ l2_depth and which have a book, so runs without one never reach them.
 import numpy as np
 
 from .jit import kernel
+from .rare import rare_path
 from .schema import MAX_BOOK_LEVELS
 
 INF = np.inf
@@ -149,6 +150,10 @@ def l2_price(c, s, d, q, t):
     """The l2_depth price of a taker of q on side d: the VWAP of the walk."""
     filled, notional = walk(c, s, d, q, INF * d, t)
     return notional / filled
+
+
+rare_walk = rare_path(walk, (0.0, 0.0))
+rare_l2_price = rare_path(l2_price, np.nan)
 
 
 @kernel

@@ -22,10 +22,11 @@ already traded through. Each fill's cost is split against its benchmark (R4.5, r
 """
 import numpy as np
 
-from .book import consume, has_side, l2_price
+from .book import consume, has_side, rare_l2_price
 from .codes import LQ_LIQUIDATION, LQ_MAKER, T_INVERSE
 from .enums import SlippageModel
 from .jit import kernel
+from .rare import rare_path
 
 # the model codes as folded ints (here, their only user: a new model touches enums.py and this file)
 M_NONE = int(SlippageModel.NONE)
@@ -130,7 +131,7 @@ def taker_price(c, s, d, q):
     if m == M_SQRT_IMPACT:
         return opp * (1.0 + d * impact_frac(c.inst[s], c.mkt[s], q))
     if m == M_L2_DEPTH and has_side(c.book[s], d):
-        return l2_price(c, s, d, q, c.clock.ev_ts)
+        return rare_l2_price(c, s, d, q, c.clock.ev_ts)
     # L1_DEPTH (and L2_DEPTH without a book, R9.6): the displayed size at the touch, the
     # remainder with impact
     shown = c.mkt[s].ask_qty if d > 0 else c.mkt[s].bid_qty
@@ -155,6 +156,9 @@ def consume_depth(c, s, d, q, liquidity, t):
         return
     if uses_book(c.inst[s], c.book[s], d):
         consume(c, s, d, q, t)
+
+
+rare_consume_depth = rare_path(consume_depth, None)
 
 
 @kernel

@@ -21,6 +21,7 @@ from .jit import kernel
 from .margin_math import bracket_index, inverse_bankruptcy_price, linear_bankruptcy_price
 from .execution import taker_price
 from .orders import finish
+from .rare import rare_path
 
 
 @kernel
@@ -135,18 +136,7 @@ def margin_breached(c, s, t):
     Also fires margin calls (c.acct.mc_pending). Takes no arrays, so the per-event call is cheap."""
     typ = c.inst[s].type
     if typ == T_SPOT:
-        if c.pos[s].qty >= 0.0:
-            return False
-        accrue_borrow(c, s, t)
-        liab = 0.0
-        for k in range(c.run.nsym):
-            if c.inst[k].type == T_SPOT and c.pos[k].qty < 0.0:
-                liab += -c.pos[k].qty * val_px(c.run, c.mkt[k])
-        level = (equity(c) + liab) / liab
-        if level < c.run.spot_maint_level:
-            return True
-        c.acct.mc_cross_flag = _margin_call(c.run, c.acct, c.acct.mc_cross_flag, -1, c.run.spot_maint_level, level)
-        return False
+        return rare_spot_short_breached(c, s, t)
     if typ == T_INVERSE or is_isolated(c.inst[s]):
         mm = maint_of(c.run, c.inst[s], c.mkt[s], c.pos[s])
         if is_isolated_inverse(c.inst[s]):
@@ -178,11 +168,31 @@ def margin_breached(c, s, t):
 
 
 @kernel
+def _spot_short_breached(c, s, t):
+    """margin_breached() of a spot symbol: margin shorts against the account's spot margin level."""
+    if c.pos[s].qty >= 0.0:
+        return False
+    accrue_borrow(c, s, t)
+    liab = 0.0
+    for k in range(c.run.nsym):
+        if c.inst[k].type == T_SPOT and c.pos[k].qty < 0.0:
+            liab += -c.pos[k].qty * val_px(c.run, c.mkt[k])
+    level = (equity(c) + liab) / liab
+    if level < c.run.spot_maint_level:
+        return True
+    c.acct.mc_cross_flag = _margin_call(c.run, c.acct, c.acct.mc_cross_flag, -1, c.run.spot_maint_level, level)
+    return False
+
+
+rare_spot_short_breached = rare_path(_spot_short_breached, False)
+
+
+@kernel
 def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
     """Carry out the liquidation margin_breached() found due. Returns the positions closed."""
     typ = c.inst[s].type
     if typ == T_SPOT:
-        return _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows)
+        return rare_liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows)
     if typ == T_INVERSE:
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, True)
     if c.run.liq_partial and _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
@@ -238,7 +248,7 @@ def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
 @kernel
 def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
     if inverse:
-        _liquidate_inverse(c, s, t, g, fills, liq_rows)
+        rare_liquidate_inverse(c, s, t, g, fills, liq_rows)
     else:
         c.liq[0].sym = s
         _liquidate(c, 1, c.pos[s].iso_margin, t, g, fills, liq_rows)
@@ -295,6 +305,9 @@ def _liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows):
     return n
 
 
+rare_liquidate_spot_shorts = rare_path(_liquidate_spot_shorts, 0)
+
+
 @kernel
 def _liquidate_inverse(c, s, t, g, fills, liq_rows):
     """Inverse perpetual: the same rules in coin, with the symbol's coin wallet as the margin (an
@@ -327,3 +340,6 @@ def _liquidate_inverse(c, s, t, g, fills, liq_rows):
         c.acct.insurance_fund -= shortfall * x
     c.acct.insurance_fund += (fee + forfeit) * x
     write_liq_row(c.acct, liq_rows, t, s, d, q, mark, bp, x, fee, fee + forfeit - shortfall, realized)  # coin
+
+
+rare_liquidate_inverse = rare_path(_liquidate_inverse, None)

@@ -46,6 +46,7 @@ import numpy as np
 
 from . import schema  # noqa: F401  (the bracket arrays' layout is defined there: br_* fields)
 from .jit import kernel
+from .rare import rare_path
 
 _INF = np.inf
 _NAN = np.nan
@@ -206,6 +207,9 @@ def inverse_liq_price(side, qty_contracts, contract_size, entry, wallet_coin, ot
         # f_i(P) = B_i - K_i / P <= 0  <=>  B_i * P <= K_i  (P > 0)
         best = _extreme(base + amounts[i], qcs * (mmrs[i] + s), lo, hi, is_long, best)
     return best
+
+
+rare_inverse_liq_price = rare_path(inverse_liq_price, np.nan, takes_c=False)
 
 
 @kernel(python=True, error_model="numpy")

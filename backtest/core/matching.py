@@ -1,8 +1,6 @@
 """Matching: what the live orders of one symbol do at one market event (docs/fill-rules.md §3)."""
 import numpy as np
 
-import numpy as np
-
 from .account import EPS_QTY, apply_fill, margin_ok, record_equity, update_drawdown
 from .codes import (
     K_FUNDING, K_MARK, K_QUOTE, K_TRADE, LQ_MAKER, LQ_TAKER, OT_LIMIT, OT_MARKET, R_FOK, R_INSUFFICIENT_BALANCE, R_IOC,
@@ -10,10 +8,11 @@ from .codes import (
     ST_FREE, ST_OPEN, ST_PENDING, ST_REJECTED, ST_WAITING, T_SPOT, TIF_FOK, TIF_IOC, TK_TAKE_PROFIT, TK_TRAILING, TS_LAST,
     ot_market_like, ot_needs_limit, ot_stop_like, ot_trigger_kind,
 )
-from .book import queue_ahead, walk
+from .book import queue_ahead, rare_walk
 from .execution import opp_price, taker_price, uses_book
 from .jit import kernel
 from .orders import WAKE_NOW, apply_amend, finish, post_only_crosses, reject_margin_at_fill
+from .rare import rare_path
 
 @kernel
 def _check_trigger(o, kind, px):
@@ -159,6 +158,9 @@ def _init_queue(c, j):
         c.orders[j].queue = shown
 
 
+rare_init_queue = rare_path(_init_queue, None)
+
+
 @kernel
 def _update_queue_on_quote(c, j):
     """The touch reached our price: the displayed size there is the queue (it only shrinks)."""
@@ -173,6 +175,9 @@ def _update_queue_on_quote(c, j):
         c.orders[j].queue = 0.0
     elif lim == touch:
         c.orders[j].queue = shown if q != q else min(q, shown)
+
+
+rare_update_queue_on_quote = rare_path(_update_queue_on_quote, None)
 
 
 @kernel(inline="always")  # per live order per event: no call passing `c` by value
@@ -202,7 +207,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
         l2 = uses_book(c.inst[s], c.book[s], d)
         notional = 0.0
         if l2:  # R9.5: the depth within the limit; the rest rests (IOC: expires, FOK: all or none)
-            q, notional = walk(c, s, d, remaining, limit, t)
+            q, notional = rare_walk(c, s, d, remaining, limit, t)
             marketable = q > 0.0
         else:
             marketable = opp == opp and ((d > 0 and opp <= limit) or (d < 0 and opp >= limit))
@@ -224,7 +229,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
             if c.orders[j].tif == TIF_IOC:
                 finish(c, j, ST_EXPIRED, R_IOC, t)
             else:
-                _init_queue(c, j)  # the partly filled rest rests at its limit
+                rare_init_queue(c, j)  # the partly filled rest rests at its limit
             return
         if c.orders[j].tif == TIF_IOC:
             finish(c, j, ST_EXPIRED, R_IOC, t)
@@ -232,10 +237,10 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
         if c.orders[j].tif == TIF_FOK:
             finish(c, j, ST_EXPIRED, R_FOK, t)
             return
-        _init_queue(c, j)
+        rare_init_queue(c, j)
         # resting from this event on: a trade at this same event may already trade through (R3.6)
     if c.run.queue_model and kind == K_QUOTE:
-        _update_queue_on_quote(c, j)
+        rare_update_queue_on_quote(c, j)
         return
     if kind != K_TRADE:
         return
@@ -297,7 +302,7 @@ def arrive(c, j, g, t):
         apply_amend(c.orders[j], nq, nl, c.orders[j].new_stop)
         if requeue and c.run.queue_model:  # R3.16: a new price or a larger size queues again
             c.orders[j].queue = np.nan
-            _init_queue(c, j)
+            rare_init_queue(c, j)
     return 0
 
 

@@ -26,6 +26,10 @@ Who writes each part:
     loans      loans.py (one record per loan slot)
     loan_ring  loans.py (loan rows written by strategy calls, flushed by the loop)
     liq        liquidation.py (its work area while it closes positions)
+    rare       pack.py: True, or None when the run cannot reach the rarely used paths (inverse
+               and spot instruments, an L2 book, the queue model, loans); not an array but a
+               marker in the state's type, which compiles the kernels without those paths
+               (core/rare.py)
 Hooks receive `State` as `c` and reach it through the SDK (backtest/sdk.py) only.
 """
 from __future__ import annotations
@@ -312,17 +316,18 @@ LIQ_WORK_DTYPE = np.dtype([
 ], align=True)
 
 # `c`: the parts of a run's state. Records (run, clock, acct, guard) are one row each; the rest
-# are arrays of records (module level, so that numba's cache can name the type).
-State = namedtuple("State", "run clock acct guard inst mkt pos book orders done loans loan_ring liq")
+# are arrays of records (module level, so that numba's cache can name the type), and `rare` the
+# kernels' variant (True or None, core/rare.py).
+State = namedtuple("State", "run clock acct guard inst mkt pos book orders done loans loan_ring liq rare")
 
 _ONE_ROW = ("run", "clock", "acct", "guard")
 
 
 def new_state(nsym: int, orders: int = ORDER_SLOTS, loans: int = LOAN_SLOTS,
-              loan_ring: int = LOAN_RING) -> State:
+              loan_ring: int = LOAN_RING, rare: bool = True) -> State:
     """A zeroed state for nsym symbols and the given capacities (recarray views, for Python; the
     finished-order ring holds twice the order slots: submit refuses when it cannot hold every
-    live order)."""
+    live order). `rare=False`: the kernels' variant without the rare paths (core/rare.py)."""
     def arr(n, dt):
         return np.zeros(n, dt).view(np.recarray)
 
@@ -331,7 +336,7 @@ def new_state(nsym: int, orders: int = ORDER_SLOTS, loans: int = LOAN_SLOTS,
                mkt=arr(nsym, MARKET_DTYPE), pos=arr(nsym, POSITION_DTYPE), book=arr(nsym, BOOK_DTYPE),
                orders=arr(orders, ORDER_SLOT_DTYPE), done=arr(2 * orders, ORDER_DTYPE),
                loans=arr(loans, LOAN_SLOT_DTYPE), loan_ring=arr(loan_ring, LOAN_EVENT_DTYPE),
-               liq=arr(nsym, LIQ_WORK_DTYPE))
+               liq=arr(nsym, LIQ_WORK_DTYPE), rare=True if rare else None)
     st.run.nsym = nsym
     st.orders.cancel_ts[:] = -1
     st.orders.amend_ts[:] = -1
@@ -343,7 +348,7 @@ def new_state(nsym: int, orders: int = ORDER_SLOTS, loans: int = LOAN_SLOTS,
 
 def copy_state(st: State) -> State:
     """An independent copy (a batch starts each parameter set from one set-up template)."""
-    return State(*(p.copy() if isinstance(p, np.ndarray) else _copy_row(p) for p in st))
+    return State(*(p.copy() if isinstance(p, np.ndarray) else _copy_row(p) for p in st[:-1]), st.rare)
 
 
 def _copy_row(rec):

@@ -14,7 +14,8 @@ helper holds at most jit.HELPER_WAIT_S, then compiles it itself, and never waits
 as a whole: if it dies, the main process compiles what is left itself. The
 signatures are the same in both processes: kernels widen their argument types (jit.py) and the
 arguments here have the loop's types. The helper then compiles the rest of the SDK, and marks
-the cache complete (`READY`) so that later processes never start it again.
+the cache complete (`READY`) so that later processes never start it again. It compiles the
+kernels' variant of the run's state (core/rare.py), and the cache is complete per variant.
 CASCADE_PARALLEL_COMPILE: `auto` (the default) starts the helper only when a core is idle now
 (cpu count minus the running threads, this one included, >= AUTO_IDLE_CORES): on a busy machine
 the helper only took CPU from the main process (and Linux's autogroup scheduler gives a terminal
@@ -51,7 +52,8 @@ from .schema import (
 )
 from .state import new_state
 
-READY = "framework-ready"
+READY = "framework-ready"  # a variant's mark: this name, "-lean" for the one without rare paths
+VARIANTS = (True, False)  # the kernels' variants (core/rare.py): every path, the lean one
 
 
 # Calls of each kernel the loop calls (core/loop.py), with the loop's argument types, in the
@@ -124,21 +126,26 @@ OPTIONAL = {"loans": _loans, "book": _book, "estimators": _estimators, "bars": _
 
 def helper_steps(unused=()) -> tuple:
     """STEPS with those of the `unused` OPTIONAL names after every step this run's loop calls:
-    the helper compiles what the run waits for first, and the rest only to complete the cache."""
-    later = [OPTIONAL[name] for name in OPTIONAL if name in unused]
-    return (*(s for s in STEPS if s not in later and s is not _sdk), *later, _sdk)
+    the helper compiles what the run waits for first, and the rest only to complete the cache.
+    Without the rare paths (`rare` unused) no loop calls the book's and the loans' steps."""
+    skipped = (_book, _loans) if "rare" in unused else ()
+    later = [OPTIONAL[name] for name in OPTIONAL if name in unused and OPTIONAL[name] not in skipped]
+    first = [s for s in STEPS if s not in (*later, *skipped, _sdk)]
+    return (*first, *later, _sdk)
 
 
-def _args():
-    c = new_state(1)
+def _args(rare: bool = True):
+    c = new_state(1, rare=rare)
     rows = [np.zeros(1, dtype=d) for d in (FILL_DTYPE, EQUITY_DTYPE, BAR_DTYPE, FUNDING_DTYPE,
                                            LIQUIDATION_DTYPE, LOAN_DTYPE)]
     # the loop's types: symbol index int32 (the data's column), times and indexes int64
     return (c, np.int32(0), np.int64(0), np.int64(0), 1.0, np.int8(0), *rows)
 
 
-def ready() -> bool:
-    return (NUMBA_CACHE / READY).exists()
+def ready(rare: bool | None = None) -> bool:
+    """Is the framework compiled in the cache: the variant `rare` (core/rare.py), or both (None)?"""
+    return all((NUMBA_CACHE / (READY if r else READY + "-lean")).exists()
+               for r in (VARIANTS if rare is None else (rare,)))
 
 
 _started = False
@@ -190,7 +197,7 @@ def start(unused=()):
     global _started, _helper
     if _started:
         return None
-    if ready():  # before wanted(), which takes ~16 ms to sample the load
+    if ready("rare" not in unused):  # before wanted(), which takes ~16 ms to sample the load
         _started = True
         return None
     if not wanted():
@@ -207,7 +214,7 @@ def start(unused=()):
     return _helper
 
 
-def compile_steps(steps=STEPS, typed_only: bool = False) -> None:
+def compile_steps(steps=STEPS, typed_only: bool = False, rare: bool = True) -> None:
     """Compile (or load from the cache) the kernels the steps call, in the steps' order.
 
     `typed_only` (`backtest cache warm`): type each step instead of compiling it. Typing a call
@@ -217,7 +224,7 @@ def compile_steps(steps=STEPS, typed_only: bool = False) -> None:
     does not: beside a cold run, a faster helper reached the kernels the run was compiling (those
     shared by order matching and liquidation) at the same time as the run, which then waited for
     them, and cold starts took 4 % longer (benchmarks/README.md)."""
-    sig = tuple(typeof(a) for a in _args())
+    sig = tuple(typeof(a) for a in _args(rare))
     typed_only = typed_only and numba.__version__.startswith(NUMBA_TESTED)
     for step in steps:
         if typed_only:
@@ -245,14 +252,14 @@ def compile_python_called() -> None:
     morpho_lif(0.86)  # backtest/pack.py's call
 
 
-def compile_framework(typed_only: bool = False, steps=STEPS) -> None:
-    """Compile every framework kernel into the cache and mark it complete (`READY`): what the
-    helper does (in its `steps` order), and `backtest cache warm` in the foreground
-    (`typed_only`: compile_steps)."""
-    compile_steps(steps, typed_only=typed_only)
+def compile_framework(typed_only: bool = False, steps=STEPS, rare: bool = True) -> None:
+    """Compile every framework kernel of a variant (core/rare.py) into the cache and mark it
+    complete (`READY`): what the helper does (in its `steps` order), and `backtest cache warm`
+    in the foreground (`typed_only`: compile_steps)."""
+    compile_steps(steps, typed_only=typed_only, rare=rare)
     compile_python_called()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
-    (NUMBA_CACHE / READY).touch()
+    (NUMBA_CACHE / (READY if rare else READY + "-lean")).touch()
 
 
 def main() -> None:
@@ -261,7 +268,7 @@ def main() -> None:
     except (AttributeError, OSError):
         pass
     unused = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else ()
-    compile_framework(steps=helper_steps(unused))
+    compile_framework(steps=helper_steps(unused), rare="rare" not in unused)
 
 
 if __name__ == "__main__":

@@ -109,15 +109,22 @@ class LoopFeatures(NamedTuple):
     (pack.loop_features). Each is a constant of the generated module: a False one is pruned
     before numba types the loop, so its per-event tests and its kernels are not in the compiled
     loop (without the three, the reference loop ran 1.35-1.42x and one without hooks 1.45-1.48x
-    as fast; benchmarks/README.md). All True is correct for any run."""
+    as fast; benchmarks/README.md). `rare` is not a constant of the module but the variant of
+    the state's type the loop is called with (core/rare.py). All True is correct for any run."""
 
     book: bool = True  # an L2 book is replayed: book rows, and trades walk its levels (R9.1-2)
     estimators: bool = True  # an impact model's volume and volatility estimators (R4)
     loans: bool = True  # the strategy can open loans: their per-event checks (docs/margin.md)
+    rare: bool = True  # the kernels' rare paths: inverse, spot, L2 book, queue model, loans
+
+    def constants(self) -> dict[str, bool]:
+        """The generated module's constants (the loop template's RUN_*)."""
+        return {f"RUN_{name.upper()}": on for name, on in self._asdict().items() if name != "rare"}
 
     def tag(self) -> str:
         """The generated module's suffix: empty for the full loop, else `_f` and a digit each."""
-        return "" if all(self) else "_f" + "".join(str(int(f)) for f in self)
+        on = tuple(self.constants().values())
+        return "" if all(on) else "_f" + "".join(str(int(f)) for f in on)
 
 
 ALL_STEPS = LoopFeatures()
@@ -188,7 +195,7 @@ def _module_text(cls: type, key: str, template: str, features: LoopFeatures) -> 
             # inlined into the loop at numba IR level: no call, optimised with the loop
             lines.append(f"_{h} = _njit(_S.{h}, inline=\"always\")")
             lines.append(f"HAS_{h.upper()} = True")
-    lines += [f"RUN_{name.upper()} = {on}" for name, on in features._asdict().items()]
+    lines += [f"{name} = {on}" for name, on in features.constants().items()]
     body = _run_source(template)
     # without numba's reference counting (the framework's kernels never allocate; counting every
     # array of the state at every call cost 15x in events/s), and the same loop with it, for
