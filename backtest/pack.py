@@ -16,6 +16,9 @@ from .errors import ConfigError, shown
 from .plugins.codegen import LoopFeatures, names_in_sources
 
 NEVER = np.iinfo(np.int64).max
+# one number a run: the kernel's Python function (the same IEEE result), not a compile on the
+# path of a cold start
+_morpho_lif = getattr(morpho_lif, "py_func", morpho_lif)
 
 
 def pack(cls, stream, cfg: RunConfig) -> State:
@@ -106,7 +109,7 @@ def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrumen
     c.run.loan_warning_ltv = ln.warning_ltv
     c.run.loan_max_open_ltv = ln.max_open_ltv
     c.run.loan_apr = ln.apr
-    c.run.loan_lif = morpho_lif(ln.lltv) if ln.penalty is None else 1.0 + ln.penalty
+    c.run.loan_lif = _morpho_lif(ln.lltv) if ln.penalty is None else 1.0 + ln.penalty
     c.run.loan_partial = ln.partial
     if m.funding != "data":
         c.run.const_funding_rate = float(m.funding)

@@ -526,3 +526,13 @@ def test_other_validation():
     # dict brackets are accepted as well as Bracket objects
     d = [dict(notional_floor=0, notional_cap=50_000, max_leverage=125, mmr=0.004, maint_amount=0)]
     assert M.maintenance_margin(10_000, d) == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize("lltv", [0.86, 0.915, 0.77, 0.625, 0.0, 1.0])
+def test_pack_s_python_morpho_lif_is_the_kernels_result(lltv):
+    """pack.py computes the run's loan incentive factor with the kernel's Python function (no
+    compile on a cold start's path): the same IEEE double as the compiled kernel."""
+    from backtest import pack
+    from backtest.core.margin_math import morpho_lif
+
+    assert pack._morpho_lif(lltv) == morpho_lif(lltv)

@@ -131,3 +131,4 @@ def test_without_the_compiler_a_gate_calls_its_path():
 
     gate = rare_path(lambda c, x: x + 1.0, np.nan)
     assert gate(None, 1.0) == 2.0 and gate.__name__ == "rare_<lambda>"
+

@@ -44,7 +44,6 @@ from .execution import trade_through, update_estimators
 from .guard import arm_guard, guard_holds
 from .liquidation import liquidate, margin_breached
 from .loans import check_loans, flush_loan_ring, loan_ltv, loan_open, loan_repay
-from .margin_math import morpho_lif
 from .matching import process_orders
 from .orders import amend, bracket, cancel, cancel_all, close_position, submit
 from .schema import (
@@ -249,7 +248,6 @@ def compile_python_called() -> None:
     ev = {k: np.zeros(0, dtype=d) for k, d in EVENT_COLUMNS}  # backtest/bars.py's call
     aggregate_chunk(ev["ts_ns"], ev["sym"], ev["kind"], ev["price"], ev["qty"], ev["bid"], ev["ask"],
                     ev["bid_qty"], False, np.zeros(0, np.int64), 1, *(np.zeros(1) for _ in range(4)))
-    morpho_lif(0.86)  # backtest/pack.py's call
 
 
 def compile_framework(typed_only: bool = False, steps=STEPS, rare: bool = True) -> None:
