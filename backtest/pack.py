@@ -46,10 +46,12 @@ def _opens_loans(cls) -> bool:
 
 def rare_paths_needed(cls, c: State) -> bool:
     """Can this run reach the kernels' rare paths (core/rare.py)? Inverse and spot instruments
-    (coin wallets, spot margin shorts), an L2 book (its walk, its depth, the queue behind it),
-    the queue model, and loans."""
-    kinds = c.inst.type[:c.run.nsym]
+    (coin wallets, spot margin shorts), isolated margin, partial liquidation, an L2 book (its
+    walk, its depth, the queue behind it), the queue model, and loans."""
+    n = c.run.nsym
+    kinds = c.inst.type[:n]
     return bool(np.isin(kinds, (int(InstrumentType.INVERSE_PERPETUAL), int(InstrumentType.SPOT))).any()
+                or (c.inst.margin_mode[:n] == int(MarginMode.ISOLATED)).any() or c.run.liq_partial
                 or c.run.book_replayed or c.run.queue_model or _opens_loans(cls))
 
 

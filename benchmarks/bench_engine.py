@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_engine.py --ticks 100_000_000 --skip busy,raw,start
     .venv/bin/python benchmarks/bench_engine.py --skip kernel,e2e,start --crash DIR
     # every target of issue 18 in one table (about 15 minutes on 2 cores):
-    .venv/bin/python benchmarks/bench_engine.py --crash DIR --sweep-reps 3 --s3 data/generated/feb-2026-crash
+    .venv/bin/python benchmarks/bench_engine.py --crash DIR --sweep-reps 3 --s3 data/generated/feb-2026-crash \
+        --cold-under-load 3
 
 Data: synthetic BTCUSDT trades (a random walk pulled back to 62.5k that crosses 62k/60k/65k many
 times), plus a second dataset with 8 symbols for the busy strategy, written with `write_stream` in
@@ -23,7 +24,8 @@ Measured:
            CASCADE_PARALLEL_COMPILE policy of backtest/core/warm.py (auto, 1, 0; interleaved;
            median and range of --cold-runs each), warm start (new process, caches present; also
            without the lazyload patch, right after it), and the start of an edited strategy
-           (framework cached, loop not): process start -> first loop call returned
+           (framework cached, loop not): process start -> first loop call returned; with
+           --cold-under-load N, N more cold starts (auto) while another process spins on a core
   rss      peak RSS (VmHWM) of the end-to-end run in a fresh subprocess
   crash    (--crash DIR) the whole dataset from Parquet and from the replay cache, new processes
   sweep    (--sweep-reps N) `backtest sweep` of 64 sets against one `backtest run`, CLI processes
@@ -283,11 +285,11 @@ print(json.dumps(dict(wall=wall, hwm=hwm, cpu=time.process_time(), timings=res.m
 """
 
 
-def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]]:
+def start_times(cache_root: Path, mode: str = "auto", cold_only: bool = False) -> list[tuple[float, dict]]:
     """(wall s, the child's report) of four new processes: a cold start on empty caches, a warm
     start, the same warm start without the lazyload patch (backtest/core/lazyload.py: numba's
     context refresh before each cache load), and the start of an edited strategy (the
-    framework's kernels cached, its loop not)."""
+    framework's kernels cached, its loop not); `cold_only`: the first alone."""
     env = dict(os.environ, CASCADE_CACHE_DIR=str(cache_root / "cascade"),
                NUMBA_CACHE_DIR=str(cache_root / "numba"), CASCADE_PARALLEL_COMPILE=mode)
     # Python caches the framework's bytecode, as it does for a user; PYTHONDONTWRITEBYTECODE=1 (set
@@ -299,12 +301,7 @@ def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]
 
     unlazy = dict(CASCADE_NUMBA_PATCHES=",".join(p for p in NUMBA_PATCHES if p != "lazyload"))
     out = []
-    for k in range(4):  # cold, warm, warm with numba's refresh, edited
-        if k == 1:  # let the cold start's compile helper (backtest/core/warm.py) finish first
-            deadline = time.time() + 300
-            while (out[0][1]["helper"] and not list(cache_root.rglob("framework-ready"))
-                   and time.time() < deadline):
-                time.sleep(0.5)
+    for k in range(1 if cold_only else 4):  # cold, warm, warm with numba's refresh, edited
         if k == 3:  # a user's edit: a new strategy key, so a new loop to compile
             with open(src / "strategies" / "reference.py", "a") as f:
                 f.write("\n# edited\n")
@@ -316,6 +313,10 @@ def start_times(cache_root: Path, mode: str = "auto") -> list[tuple[float, dict]
             raise RuntimeError(p.stderr[-2000:])
         r = json.loads(p.stdout.strip().splitlines()[-1])
         out.append((r["t"] - t, r))
+        if k == 0:  # let the cold start's compile helper (backtest/core/warm.py) finish first
+            deadline = time.time() + 300  # it marks its variant's cache complete (framework-ready*)
+            while r["helper"] and not list(cache_root.rglob("framework-ready*")) and time.time() < deadline:
+                time.sleep(0.5)
     return out
 
 
@@ -344,6 +345,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="dataset cache folder")
     ap.add_argument("--skip", default="", help="comma list of: busy,idle,steps,raw,start,kernel,e2e")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold starts measured (median reported)")
+    ap.add_argument("--cold-under-load", type=int, default=0,
+                    help="also this many cold starts (default policy) while another process keeps "
+                         "one core busy (0: not measured)")
     ap.add_argument("--crash", type=Path, default=None,
                     help="also time e2e on this dataset, all symbols (e.g. the crash scenario of "
                          "`backtest data generate --scale 79`: ~100M trades, quotes, marks, funding)")
@@ -540,6 +544,18 @@ def main() -> None:
                      ">=1 / 0", rw["hits"] >= 1 and rw["misses"] == 0))
         rows.append(("edited strategy, new process: its loop compiles, the framework loads (s wall)",
                      spread([r[EDITED][0] for rs in runs.values() for r in rs]), "-", None))
+        if a.cold_under_load:
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                time.sleep(2.0)  # busy before the cold start samples the load (warm.wanted)
+                loaded = [start_times(Path(tempfile.mkdtemp(prefix="bench_start_")) / "c", "auto",
+                                      cold_only=True)[0] for _ in range(a.cold_under_load)]
+            finally:
+                spinner.kill()
+            walls = [w for w, _ in loaded]
+            rows.append((f"cold compile (auto) while another process keeps a core busy (s wall; median "
+                         f"(range) of {len(walls)}; helper started in {sum(r['helper'] for _, r in loaded)})",
+                         spread(walls), "max <= 15", max(walls) <= 15))
 
     print(f"\nCascade engine benchmark, {dt.date.today()}, {a.ticks:,} ticks, numba "
           f"{numba.__version__}, {os.cpu_count()} cpu, load average at the end "

@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit
 
 from backtest import (
-    Strategy, Symbol, buy, close_position, equity, loan_open, param, position, sell,
+    Strategy, Symbol, buy, equity, loan_open, param, position, sell,
 )
 
 
@@ -96,39 +96,3 @@ class BuyThenSell(Strategy):
         elif self.n == self.exit_at and position(c, sym) > 0.0:
             sell(c, sym, position(c, sym))
         self.n += 1
-
-
-class Swing(Strategy):
-    """Opens leveraged longs and shorts at pseudo-random times, holds, closes; a second symbol
-    sometimes, so that two positions are open at once."""
-
-    seed: int = param(1)
-    lev: float = param(10.0)
-    two: bool = param(False)
-    rng: int = 0
-    liqs: int = 0
-    calls: int = 0
-
-    def on_tick(self, c, ts_ns, sym, price, qty, side):
-        if self.rng == 0:
-            self.rng = self.seed
-        self.rng = (self.rng * 48271) % 2147483647
-        r = self.rng % 1000
-        if sym == 1 and not self.two:
-            return
-        if position(c, sym) == 0.0:
-            if r < 6:
-                q = np.floor(equity(c) * self.lev * 0.9 / price / (2.0 if self.two else 1.0) * 1000) / 1000
-                if q > 0:
-                    if r < 3:
-                        buy(c, sym, q)
-                    else:
-                        sell(c, sym, q)
-        elif r < 2:
-            close_position(c, sym)
-
-    def on_liquidation(self, c, ts_ns, sym, qty, price):
-        self.liqs += 1
-
-    def on_margin_call(self, c, ts_ns, sym, margin_ratio):
-        self.calls += 1

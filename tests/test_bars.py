@@ -8,7 +8,7 @@ import pytest
 import backtest as bt
 from backtest.data.reader import open_dataset
 from engine_fixtures import frame_diff, make_market_dataset
-from lev_strategies import Swing  # any strategy will do; this one trades on every symbol
+from swing_strategy import Swing  # any strategy will do; this one trades on every symbol
 
 
 def expected_bars(data, bars: pl.DataFrame) -> dict:

@@ -14,7 +14,7 @@ import backtest as bt
 from backtest.data.instruments import Bracket, Instrument, write_instruments
 from backtest.data.writer import write_stream
 from engine_fixtures import T0, frame_diff, manifest_core
-from lev_strategies import Swing
+from swing_strategy import Swing
 
 # Binance-style tiers: maint_amount keeps the maintenance margin continuous across brackets
 BRACKETS = tuple(Bracket(*b) for b in [(0, 50_000, 125, 0.004, 0), (50_000, 250_000, 100, 0.005, 50),

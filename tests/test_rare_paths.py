@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import backtest as bt
-from backtest import pack
-from backtest.core.enums import InstrumentType
+from backtest import engine, pack
+from backtest.core.enums import InstrumentType, MarginMode
 from backtest.core.state import copy_state, new_state
 from engine_fixtures import assert_results_identical, make_market_dataset
-from lev_strategies import Swing
+from swing_strategy import Swing
 from strategies.reference import Reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,27 +26,29 @@ class _Loans(Reference):
     """A strategy whose sources name loan_open (this file does: pack scans it)."""
 
 
-def _state(*kinds, queue=0, book=0):
+def _state(*kinds, queue=0, book=0, isolated=0, partial=0):
     c = new_state(len(kinds))
-    c.run.nsym = len(kinds)
     c.inst.type[:] = [int(k) for k in kinds]
-    c.run.queue_model, c.run.book_replayed = queue, book
+    c.inst.margin_mode[-1] = int(MarginMode.ISOLATED if isolated else MarginMode.CROSS)
+    c.run.queue_model, c.run.book_replayed, c.run.liq_partial = queue, book, partial
     return c
 
 
 LINEAR = InstrumentType.LINEAR_PERPETUAL
 
 
-@pytest.mark.parametrize("kinds, queue, book, want", [
-    ((LINEAR,), 0, 0, False),
-    ((LINEAR, LINEAR), 0, 0, False),
-    ((LINEAR, InstrumentType.INVERSE_PERPETUAL), 0, 0, True),  # coin wallets, inverse liquidation
-    ((InstrumentType.SPOT, LINEAR), 0, 0, True),  # spot margin shorts
-    ((LINEAR,), 1, 0, True),  # the queue model
-    ((LINEAR,), 0, 1, True),  # an L2 book
+@pytest.mark.parametrize("kinds, extra, want", [
+    ((LINEAR,), {}, False),
+    ((LINEAR, LINEAR), {}, False),
+    ((LINEAR, InstrumentType.INVERSE_PERPETUAL), {}, True),  # coin wallets, inverse liquidation
+    ((InstrumentType.SPOT, LINEAR), {}, True),  # spot margin shorts
+    ((LINEAR, LINEAR), {"isolated": 1}, True),  # isolated margin of one symbol
+    ((LINEAR,), {"partial": 1}, True),  # partial liquidation (margin.partial)
+    ((LINEAR,), {"queue": 1}, True),  # the queue model
+    ((LINEAR,), {"book": 1}, True),  # an L2 book
 ])
-def test_pack_keeps_the_rare_paths_exactly_when_a_run_can_reach_them(kinds, queue, book, want):
-    c = _state(*kinds, queue=queue, book=book)
+def test_pack_keeps_the_rare_paths_exactly_when_a_run_can_reach_them(kinds, extra, want):
+    c = _state(*kinds, **extra)
     assert pack.rare_paths_needed(Reference, c) is want
     lean = pack.with_variant(Reference, c)
     assert (lean.rare is None) is (not want) and lean.inst is c.inst  # the same arrays
@@ -102,13 +104,13 @@ def market(tmp_path_factory):
     return root
 
 
-CASES = {  # lean runs through liquidations, isolated margin, partial liquidation, funding, limits
-    "swing cross": (Swing, {"seed": 3, "lev": 25.0, "two": True},
-                    {"initial_balance": 5_000.0, "leverage": {"S0": 25.0, "S1": 25.0},
-                     "margin": {"funding": "0.0003"}}),
-    "swing isolated": (Swing, {"seed": 5, "lev": 40.0},
-                       {"initial_balance": 5_000.0, "leverage": {"S0": 40.0, "S1": 40.0},
-                        "margin": {"funding": "0.0001", "mode": "isolated", "partial": True}}),
+CASES = {  # lean runs through cross liquidations, funding, touch fills
+    "swing two symbols": (Swing, {"seed": 3, "lev": 25.0, "two": True},
+                          {"initial_balance": 5_000.0, "leverage": {"S0": 25.0, "S1": 25.0},
+                           "margin": {"funding": "0.0003"}}),
+    "swing one symbol": (Swing, {"seed": 5, "lev": 40.0},
+                         {"initial_balance": 5_000.0, "leverage": {"S0": 40.0, "S1": 40.0},
+                          "margin": {"funding": "0.0001", "settle": "market"}}),
     "reference limits": ("reference", {"sym": "S0"},
                          {"initial_balance": 20_000.0, "leverage": {"S0": 10.0, "S1": 10.0},
                           "margin": {"funding": "0.0001"}, "execution": {"touch_fills": True}}),
@@ -121,6 +123,7 @@ def test_a_lean_run_equals_the_same_run_on_every_path(market, case, monkeypatch)
     strategy, params, cfg = CASES[case]
     lean = bt.run(strategy, market, params=params, config=cfg)
     assert lean.manifest["headline"]["fills"] > 0
+    assert engine.run_features(strategy, market, config=cfg).rare is False
     monkeypatch.setattr(pack, "rare_paths_needed", lambda cls, c: True)
     full = bt.run(strategy, market, params=params, config=cfg)
     assert_results_identical(lean, full)

@@ -276,6 +276,9 @@ def _isolated_margin_after(c, s, pos, newpos, q, price, cq):
     return c.pos[s].iso_margin - c.pos[s].iso_margin * cq / abs(pos)
 
 
+rare_isolated_margin_after = rare_path(_isolated_margin_after, 0.0)
+
+
 @kernel
 def accrue_borrow(c, s, t):
     """Spot margin short: interest on the borrowed coins' value, per hour, since borrow_ts."""
@@ -332,7 +335,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
                     cover *= price
                 c.acct.iso_gap_cover += cover
                 c.acct.insurance_fund -= cover
-        c.pos[s].iso_margin = _isolated_margin_after(c, s, pos, newpos, q, price, cq)
+        c.pos[s].iso_margin = rare_isolated_margin_after(c, s, pos, newpos, q, price, cq)
     c.pos[s].qty = newpos
     c.pos[s].avg_px = avg
     if inverse:  # coin settlement; the account totals are kept in USD at the fill price

@@ -195,10 +195,10 @@ def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
         return rare_liquidate_spot_shorts(c, t, g, fills, equity_rows, liq_rows)
     if typ == T_INVERSE:
         return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, True)
-    if c.run.liq_partial and _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
+    if c.run.liq_partial and rare_reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
         return 1  # the reduction restored the margin
     if is_isolated(c.inst[s]):
-        return _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, False)
+        return rare_liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, False)
     wallet = c.acct.balance - iso_total(c)
     u = 0.0
     n = 0
@@ -245,6 +245,9 @@ def _reduce_to_lower_brackets(c, s, t, g, fills, equity_rows, liq_rows):
             return True
 
 
+rare_reduce_to_lower_brackets = rare_path(_reduce_to_lower_brackets, False)
+
+
 @kernel
 def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
     if inverse:
@@ -256,6 +259,9 @@ def _liquidate_one(c, s, t, g, fills, equity_rows, liq_rows, inverse):
     record_equity(c, t, equity_rows)
     update_drawdown(c)
     return 1
+
+
+rare_liquidate_one = rare_path(_liquidate_one, 0)
 
 
 @kernel

@@ -27,9 +27,9 @@ Who writes each part:
     loan_ring  loans.py (loan rows written by strategy calls, flushed by the loop)
     liq        liquidation.py (its work area while it closes positions)
     rare       pack.py: True, or None when the run cannot reach the rarely used paths (inverse
-               and spot instruments, an L2 book, the queue model, loans); not an array but a
-               marker in the state's type, which compiles the kernels without those paths
-               (core/rare.py)
+               and spot instruments, isolated margin, partial liquidation, an L2 book, the queue
+               model, loans); not an array but a marker in the state's type, which compiles the
+               kernels without those paths (core/rare.py)
 Hooks receive `State` as `c` and reach it through the SDK (backtest/sdk.py) only.
 """
 from __future__ import annotations

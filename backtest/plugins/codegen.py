@@ -115,7 +115,7 @@ class LoopFeatures(NamedTuple):
     book: bool = True  # an L2 book is replayed: book rows, and trades walk its levels (R9.1-2)
     estimators: bool = True  # an impact model's volume and volatility estimators (R4)
     loans: bool = True  # the strategy can open loans: their per-event checks (docs/margin.md)
-    rare: bool = True  # the kernels' rare paths: inverse, spot, L2 book, queue model, loans
+    rare: bool = True  # the kernels' rare paths (core/rare.py: inverse, spot, isolated, L2 book, ...)
 
     def constants(self) -> dict[str, bool]:
         """The generated module's constants (the loop template's RUN_*)."""
