@@ -369,7 +369,7 @@ def book_fill(c, s, d, q, price, fee, liquidity, t, g, oid, order_type, ref_px, 
     c.acct.n_fill_rows = k + 1
 
 
-@kernel
+@kernel(cold=True)  # a funding time, every few hours
 def apply_funding(c, s, t, rate, funding_rows):
     """R5.1: pay or receive funding on the symbol's position. Returns the payment."""
     pos = c.pos[s].qty

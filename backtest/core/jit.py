@@ -141,8 +141,9 @@ def locked(dispatcher):
     return dispatcher
 
 
-def kernel(fn=None, *, python=False, **options):
+def kernel(fn=None, *, python=False, cold=False, **options):
     """`@kernel`, or `@kernel(python=True, error_model="numpy")`: njit(cache=True), widened.
+    `cold=True`: called rarely (a liquidation), kept out of line in its callers (linkonly.py).
 
     Kernels compile without numba's reference counting (`_nrt=False`, a numba option of the
     version `backtest.core.NUMBA_TESTED` pins): they receive the run's state (core/state.py), a
@@ -156,7 +157,8 @@ def kernel(fn=None, *, python=False, **options):
     per function. Those are also compiled to linkable IR only (linkonly.py).
     """
     if fn is None:
-        return lambda f: kernel(f, python=python, **options)
+        return lambda f: kernel(f, python=python, cold=cold, **options)
+    fn._cascade_cold = cold  # read by linkonly.LinkOnlyCompiler
     options.setdefault("no_cfunc_wrapper", True)
     options.setdefault("_nrt", False)
     options.setdefault("no_cpython_wrapper", not python)

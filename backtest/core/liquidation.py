@@ -187,7 +187,7 @@ def _spot_short_breached(c, s, t):
 rare_spot_short_breached = rare_path(_spot_short_breached, False)
 
 
-@kernel
+@kernel(cold=True)  # once per liquidation
 def liquidate(c, s, t, g, fills, equity_rows, liq_rows):
     """Carry out the liquidation margin_breached() found due. Returns the positions closed."""
     typ = c.inst[s].type
