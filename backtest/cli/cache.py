@@ -85,9 +85,10 @@ def cache_warm():
 
     A run compiles what the cache lacks; the framework once per Cascade version, machine and
     variant of its kernels (with every path, or lean: without those only inverse or spot
-    instruments, isolated margin, partial liquidation, an L2 book, the queue model or loans need), a strategy's loop (about 3 s) once
-    per version of the strategy. Warming compiles both variants at a moment you choose: an
-    install script, an image build, a CI job's set-up. Does nothing when both are compiled.
+    instruments, isolated margin, partial liquidation, an L2 book, the queue model or loans
+    need), a strategy's loop (about 3 s) once per version of the strategy. Warming compiles both
+    variants at a moment you choose: an install script, an image build, a CI job's set-up. Does
+    nothing when both are compiled.
     """
     import numba
 
