@@ -47,7 +47,7 @@ def _opens_loans(cls) -> bool:
 def rare_paths_needed(cls, c: State) -> bool:
     """Can this run reach the kernels' rare paths (core/rare.py)? Inverse and spot instruments
     (coin wallets, spot margin shorts), isolated margin, partial liquidation, an L2 book (its
-    walk, its depth, the queue behind it), the queue model, and loans."""
+    walk, its depth, the queue behind it), the queue model, and loans (last: it reads sources)."""
     n = c.run.nsym
     kinds = c.inst.type[:n]
     return bool(np.isin(kinds, (int(InstrumentType.INVERSE_PERPETUAL), int(InstrumentType.SPOT))).any()
@@ -58,9 +58,11 @@ def rare_paths_needed(cls, c: State) -> bool:
 def loop_features(cls, c: State) -> LoopFeatures:
     """The loop's optional steps this run needs, from its packed state: the L2 book when the
     stream replays one, the estimators when an impact model uses them, loans when the
-    strategy's sources name `loan_open`, and the kernels' rare paths as pack() chose them."""
+    strategy's sources name `loan_open` (never in a lean state: pack() looked), and the
+    kernels' rare paths as pack() chose them."""
+    rare = c.rare is not None
     return LoopFeatures(book=bool(c.run.book_replayed), estimators=bool(c.run.need_estimators),
-                        loans=_opens_loans(cls), rare=c.rare is not None)
+                        loans=rare and _opens_loans(cls), rare=rare)
 
 
 def pack_settings(c: State, symbols: list[str], instruments: dict[str, Instrument], cfg: RunConfig) -> None:

@@ -102,7 +102,7 @@ def cache_warm():
     t = time.perf_counter()
     for rare in warm.VARIANTS:  # the kernels with every path, and without the rare ones (core/rare.py)
         if not warm.ready(rare):
-            warm.compile_framework(typed_only=True, rare=rare, steps=warm.helper_steps(() if rare else ("rare",)))
+            warm.compile_framework(typed_only=True, rare=rare)
     click.echo(f"compiled the framework into {NUMBA_CACHE} in {time.perf_counter() - t:.1f} s")
 
 

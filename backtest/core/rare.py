@@ -4,11 +4,12 @@ Most runs trade linear contracts in cross margin on trades and quotes: no invers
 instrument, isolated margin or partial liquidation, no L2 book, queue model or loans. The
 kernels' code for those paths was still typed, lowered and linked into every run's loop, since
 whether a run reaches them was only known at run time (`c.inst[s].type`, `c.run.queue_model`,
-...): about a fifth of a cold start's compile work (benchmarks/README.md). pack.py now decides it before the loop compiles, and says so in the state's *type*:
-`c.rare` is True, or None when the run cannot reach those paths. A call to such a path goes
-through a gate made by `rare_path`; numba picks the gate's body while it types the caller, from
-`c`'s type: the path itself, or just its `default` result, so that in the lean variant the path's
-kernels are never typed nor compiled. As `c` is in every kernel's signature, each variant has
+...): about a fifth of a cold start's compile work (benchmarks/README.md). pack.py now decides
+it before the loop compiles, and says so in the state's *type*: `c.rare` is True, or None when
+the run cannot reach those paths. A call to such a path goes through a gate made by
+`rare_path`; numba picks the gate's body while it types the caller, from `c`'s type: the path
+itself, or just its `default` result, so that in the lean variant the path's kernels are never
+typed nor compiled. As `c` is in every kernel's signature, each variant has
 its own compiled code and cache entries, and a run with both kinds of state simply compiles both.
 
 The gate's default is never used at run time: pack.rare_paths_needed() keeps the paths whenever

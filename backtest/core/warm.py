@@ -141,10 +141,13 @@ def _args(rare: bool = True):
     return (c, np.int32(0), np.int64(0), np.int64(0), 1.0, np.int8(0), *rows)
 
 
+def _mark(rare: bool) -> Path:
+    return NUMBA_CACHE / (READY if rare else READY + "-lean")
+
+
 def ready(rare: bool | None = None) -> bool:
     """Is the framework compiled in the cache: the variant `rare` (core/rare.py), or both (None)?"""
-    return all((NUMBA_CACHE / (READY if r else READY + "-lean")).exists()
-               for r in (VARIANTS if rare is None else (rare,)))
+    return all(_mark(r).exists() for r in (VARIANTS if rare is None else (rare,)))
 
 
 _started = False
@@ -250,14 +253,17 @@ def compile_python_called() -> None:
                     ev["bid_qty"], False, np.zeros(0, np.int64), 1, *(np.zeros(1) for _ in range(4)))
 
 
-def compile_framework(typed_only: bool = False, steps=STEPS, rare: bool = True) -> None:
+def compile_framework(typed_only: bool = False, steps=None, rare: bool = True) -> None:
     """Compile every framework kernel of a variant (core/rare.py) into the cache and mark it
-    complete (`READY`): what the helper does (in its `steps` order), and `backtest cache warm`
-    in the foreground (`typed_only`: compile_steps)."""
+    complete (`READY`): what the helper does (in its `steps` order; by default those the
+    variant's loops can call), and `backtest cache warm` in the foreground (`typed_only`:
+    compile_steps)."""
+    if steps is None:
+        steps = helper_steps(() if rare else ("rare",))
     compile_steps(steps, typed_only=typed_only, rare=rare)
     compile_python_called()
     NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
-    (NUMBA_CACHE / (READY if rare else READY + "-lean")).touch()
+    _mark(rare).touch()
 
 
 def main() -> None:
