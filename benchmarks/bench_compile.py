@@ -1,17 +1,18 @@
-"""Cold compile with and without Cascade's numba patch (backtest/core/linkonly.py): what it still
-saves, in a new process on an empty cache.
+"""Cold compile with and without each of Cascade's numba patches that change the compiled code
+(backtest/core/linkonly.py: linkonly, onepass; short_names.py): what each saves, in a new process
+on an empty cache.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 3
 
-Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES` = linkonly, none;
-`CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
+Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES`: all three, each one
+left out, none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
 rotating order so that a slow phase of the machine is spread over the variants. Reported: median
 wall and CPU seconds from process start to the first loop call returning (the cold start of
-bench_engine.py), and the CPU ratio of each variant to "linkonly" measured in the same rounds. A patch
-is kept while it saves >= 1 s of cold-compile CPU (issue #15 item 4).
+bench_engine.py), and the CPU ratio of each variant to "all" measured in the same rounds. A patch
+is kept while it saves CPU in that ratio (issue #15 item 4, issue #18 item 5).
 
 The other patch, lazyload.py, changes only how cached kernels load (a cold start's compile
-refreshes numba's contexts anyway), so it is off in both variants here; bench_engine.py times the
+refreshes numba's contexts anyway), so it is off in every variant here; bench_engine.py times the
 warm start with and without it.
 """
 import argparse
@@ -29,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import snapshot_source  # noqa: E402
 from bench_engine import START_CHILD  # noqa: E402
 
-VARIANTS = {"linkonly": "linkonly", "none": ""}
+VARIANTS = {"all": "linkonly,onepass,shortnames", "no linkonly": "onepass,shortnames",
+            "no onepass": "linkonly,shortnames", "no shortnames": "linkonly,onepass", "none": ""}
 
 
 def cold_start(src: Path, cache: Path, patches: str) -> tuple[float, float]:
@@ -61,8 +63,8 @@ def main() -> None:
                 print(f"# round {r + 1}: {n}: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    base = statistics.median(c for _, c in got["linkonly"])
-    print(f"\n| patches in force | cold wall (s, median of {a.runs}) | cold CPU (s) | CPU vs linkonly | "
+    base = statistics.median(c for _, c in got["all"])
+    print(f"\n| patches in force | cold wall (s, median of {a.runs}) | cold CPU (s) | CPU vs all | "
           "CPU saved by the missing patch(es) (s) |")
     print("|---|---|---|---|---|")
     for n in names:

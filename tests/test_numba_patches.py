@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -32,10 +33,10 @@ def test_switching_a_patch_off_gets_its_own_cache(monkeypatch):
     default = numba_cache_dir()
     monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "")
     assert numba_patches() == ()
-    assert numba_cache_dir().name == default.name + "-no-linkonly"
+    assert numba_cache_dir().name == default.name + "-no-linkonly-no-onepass-no-shortnames"
     # lazyload changes only how cached kernels load, not what is compiled: the same cache
-    monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "linkonly")
-    assert numba_patches() == ("linkonly",)
+    monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "linkonly,onepass,shortnames")
+    assert numba_patches() == ("linkonly", "onepass", "shortnames")
     assert numba_cache_dir() == default
 
 
@@ -97,3 +98,54 @@ def test_a_cached_function_that_allocates_loads_in_a_process_that_compiled_nothi
     # a function compiled after those loads is cached and loads as any other
     assert warm["later"] == third["later"] == 9.0
     assert warm["later_hits"] == 0 and third["later_hits"] == 1
+
+
+@pytest.mark.skipif("CASCADE_NUMBA_PATCHES" in os.environ, reason="tests the patches as shipped")
+def test_a_function_taking_the_state_gets_a_short_symbol_name():
+    """short_names.py: numba's name of a function is made from its argument types, and the State's
+    type spelled out every field of its records (11 KB a name). A long type is named by a hash of
+    its full mangled form; short types are mangled exactly as numba does."""
+    from numba import typeof
+    from numba.core import funcdesc, itanium_mangler, types
+
+    import backtest.core.jit  # noqa: F401  (installs the patches)
+    from backtest.core import short_names
+    from backtest.core.state import new_state
+
+    full, lean = typeof(new_state(2)), typeof(new_state(2, rare=False))
+    long_form = short_names._full(full)
+    assert len(long_form) > 5000  # what numba alone would name every kernel taking `c`
+    name = funcdesc.default_mangler("backtest.core.account.equity", [full])
+    assert len(name) < 200 and long_form not in name
+    assert name == funcdesc.default_mangler("backtest.core.account.equity", [full])  # stable
+    assert name != funcdesc.default_mangler("backtest.core.account.equity", [lean])  # distinct types
+    for t in (types.float64, types.int64, types.boolean, typeof(np.zeros(3)), types.none):
+        assert itanium_mangler.mangle_type_or_value(t) == short_names._full(t)
+    assert itanium_mangler.mangle_type_or_value(7) == "Li7E"  # values in templates: numba's own
+
+
+def _scaled_sum(a, k):
+    s = 0.0
+    for x in a:
+        s += x * k
+    return s
+
+
+@pytest.mark.skipif("CASCADE_NUMBA_PATCHES" in os.environ, reason="tests the patches as shipped")
+def test_code_python_calls_without_reference_counting_is_optimised_once():
+    """linkonly.OnePassLibrary: a Python-called kernel and the strategy loop (without reference
+    counting) run LLVM's module pipeline once; the loop that counts references keeps numba's two."""
+    import numba
+
+    from backtest.core.jit import kernel
+    from backtest.core.linkonly import OnePassCompiler, OnePassLibrary
+    from backtest.plugins.codegen import build_loop
+    from strategies.reference import Reference
+
+    fresh = numba.njit(_nrt=False, pipeline_class=OnePassCompiler)(_scaled_sum)  # no cache: compiles
+    assert fresh(np.arange(4.0), 0.5) == 3.0
+    assert type(next(iter(fresh.overloads.values())).library) is OnePassLibrary
+    assert kernel(python=True)(_scaled_sum)._compiler.pipeline_class is OnePassCompiler
+    module = sys.modules[build_loop(Reference).__module__]
+    assert module.run._compiler.pipeline_class is OnePassCompiler
+    assert module.run_refcounted._compiler.pipeline_class is not OnePassCompiler
