@@ -1,11 +1,11 @@
 """Cold compile with and without each of Cascade's numba patches that change the compiled code
-(backtest/core/linkonly.py: linkonly, onepass; short_names.py): what each saves, in a new process
+(backtest/core/linkonly.py, short_names.py): what each saves, in a new process
 on an empty cache.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 3
 
-Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES`: all three, each one
-left out, none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
+Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES`: both, each one left out,
+none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
 rotating order so that a slow phase of the machine is spread over the variants. Reported: median
 wall and CPU seconds from process start to the first loop call returning (the cold start of
 bench_engine.py), and the CPU ratio of each variant to "all" measured in the same rounds. A patch
@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import snapshot_source  # noqa: E402
 from bench_engine import START_CHILD  # noqa: E402
 
-VARIANTS = {"all": "linkonly,onepass,shortnames", "no linkonly": "onepass,shortnames",
-            "no onepass": "linkonly,shortnames", "no shortnames": "linkonly,onepass", "none": ""}
+VARIANTS = {"all": "linkonly,shortnames", "no linkonly": "shortnames", "no shortnames": "linkonly", "none": ""}
 
 
 def cold_start(src: Path, cache: Path, patches: str) -> tuple[float, float]:
@@ -50,11 +49,13 @@ def cold_start(src: Path, cache: Path, patches: str) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="rounds (one cold start per variant each)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (\"all\" is always measured)")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_compile_"))
     try:
         src = snapshot_source(root / "src")
-        names = list(VARIANTS)
+        names = ["all"] + [n for n in a.variants.split(",") if n in VARIANTS and n != "all"]
         got = {n: [] for n in names}
         for r in range(a.runs):
             for n in names[r % len(names):] + names[:r % len(names)]:

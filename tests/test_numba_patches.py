@@ -33,10 +33,10 @@ def test_switching_a_patch_off_gets_its_own_cache(monkeypatch):
     default = numba_cache_dir()
     monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "")
     assert numba_patches() == ()
-    assert numba_cache_dir().name == default.name + "-no-linkonly-no-onepass-no-shortnames"
+    assert numba_cache_dir().name == default.name + "-no-linkonly-no-shortnames"
     # lazyload changes only how cached kernels load, not what is compiled: the same cache
-    monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "linkonly,onepass,shortnames")
-    assert numba_patches() == ("linkonly", "onepass", "shortnames")
+    monkeypatch.setenv("CASCADE_NUMBA_PATCHES", "linkonly,shortnames")
+    assert numba_patches() == ("linkonly", "shortnames")
     assert numba_cache_dir() == default
 
 
@@ -122,30 +122,3 @@ def test_a_function_taking_the_state_gets_a_short_symbol_name():
     for t in (types.float64, types.int64, types.boolean, typeof(np.zeros(3)), types.none):
         assert itanium_mangler.mangle_type_or_value(t) == short_names._full(t)
     assert itanium_mangler.mangle_type_or_value(7) == "Li7E"  # values in templates: numba's own
-
-
-def _scaled_sum(a, k):
-    s = 0.0
-    for x in a:
-        s += x * k
-    return s
-
-
-@pytest.mark.skipif("CASCADE_NUMBA_PATCHES" in os.environ, reason="tests the patches as shipped")
-def test_code_python_calls_without_reference_counting_is_optimised_once():
-    """linkonly.OnePassLibrary: a Python-called kernel and the strategy loop (without reference
-    counting) run LLVM's module pipeline once; the loop that counts references keeps numba's two."""
-    import numba
-
-    from backtest.core.jit import kernel
-    from backtest.core.linkonly import OnePassCompiler, OnePassLibrary
-    from backtest.plugins.codegen import build_loop
-    from strategies.reference import Reference
-
-    fresh = numba.njit(_nrt=False, pipeline_class=OnePassCompiler)(_scaled_sum)  # no cache: compiles
-    assert fresh(np.arange(4.0), 0.5) == 3.0
-    assert type(next(iter(fresh.overloads.values())).library) is OnePassLibrary
-    assert kernel(python=True)(_scaled_sum)._compiler.pipeline_class is OnePassCompiler
-    module = sys.modules[build_loop(Reference).__module__]
-    assert module.run._compiler.pipeline_class is OnePassCompiler
-    assert module.run_refcounted._compiler.pipeline_class is not OnePassCompiler

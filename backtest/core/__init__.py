@@ -35,8 +35,8 @@ def numba_cache_dir() -> Path:
     return base / "numba" / (framework_hash() + ("-boundscheck" if checked else "") + off)
 
 
-NUMBA_PATCHES = ("linkonly", "lazyload", "onepass", "shortnames")  # linkonly.py, lazyload.py, short_names.py
-CODE_PATCHES = ("linkonly", "onepass", "shortnames")  # those that change what is compiled and cached (lazyload only loads)
+NUMBA_PATCHES = ("linkonly", "lazyload", "shortnames")  # linkonly.py, lazyload.py, short_names.py
+CODE_PATCHES = ("linkonly", "shortnames")  # those that change what is compiled and cached (lazyload only loads)
 NUMBA_TESTED = "0.68."  # the numba minor version the patches were written and verified against
 
 

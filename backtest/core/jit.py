@@ -32,7 +32,7 @@ from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
 from . import NUMBA_CACHE, cache_repair, lazyload, numba_patches, short_names
-from .linkonly import LinkOnlyCompiler, OnePassCompiler
+from .linkonly import LinkOnlyCompiler
 
 try:
     import fcntl
@@ -45,10 +45,6 @@ if "lazyload" in _PATCHES:
 if "shortnames" in _PATCHES:
     short_names.install()
 cache_repair.install()  # a corrupt cache entry recompiles instead of failing every run
-
-# numba options of code compiled without reference counting that Python calls (the strategy loop,
-# `python=True` kernels): its LLVM module optimised once (linkonly.OnePassLibrary)
-ONE_PASS = {"pipeline_class": OnePassCompiler} if "onepass" in _PATCHES else {}
 
 
 def _widen(t):
@@ -160,8 +156,7 @@ def kernel(fn=None, *, python=False, cold=False, **options):
     Only `python=True` kernels get numba's CPython wrapper, the code that lets Python call them;
     the others are called from compiled code only, and skipping the wrapper (and the C-callback
     wrapper nobody uses) saves two of the three LLVM modules numba builds, optimizes and caches
-    per function. Those are also compiled to linkable IR only (linkonly.py); the Python-called
-    ones optimise their LLVM module once (linkonly.OnePassLibrary).
+    per function. Those are also compiled to linkable IR only (linkonly.py).
     """
     if fn is None:
         return lambda f: kernel(f, python=python, cold=cold, **options)
@@ -171,6 +166,4 @@ def kernel(fn=None, *, python=False, cold=False, **options):
     options.setdefault("no_cpython_wrapper", not python)
     if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)
-    elif not options["_nrt"]:
-        options = {**ONE_PASS, **options}
     return locked(widening(numba.njit(cache=True, **options)(fn)))

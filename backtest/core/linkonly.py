@@ -22,13 +22,6 @@ A `cold` kernel (jit.kernel: a liquidation, a funding payment) has its functions
 `noinline`: LLVM keeps it out of line in the loop instead of inlining it into a rarely taken
 branch, where it crowded the per-event path's registers (the reference loop on the lean kernels,
 core/rare.py: 203 -> 225 M events/s, the kernels with every path 223 -> 231).
-
-A library that does make machine code (the strategy loop, a Python-called kernel) optimises its
-module once (`OnePassLibrary`). numba runs LLVM's whole -O3 module pipeline on it twice: a first
-round so that inlining brings reference-count operations together for its refcount pruning, then
-the full round. Code compiled without reference counting (`_nrt=False`) has nothing to prune: the
-first round cost the loop 0.4 of its 2 s of LLVM on a cold start, and the loop's machine code
-differs from the twice-optimised one in register choices only (75 of 17,265 instructions).
 """
 import weakref
 
@@ -77,26 +70,13 @@ class LinkOnlyLibrary(JITCodeLibrary):
         return ll.parse_assembly(str(module))
 
 
-class OnePassLibrary(JITCodeLibrary):
-    def _optimize_final_module(self):
-        pm, pb = self._codegen._module_pass_manager()
-        with self._recorded_timings.record("Module passes (full optimization)", pb):
-            pm.run(self._final_module, pb)
-
-
 class LinkOnlyCompiler(Compiler):
     """numba's standard pipeline, with a LinkOnlyLibrary to lower into."""
-    library_class = LinkOnlyLibrary
 
     def compile_extra(self, func):
         if self.state.library is None:
-            library = self.library_class(self.state.targetctx.codegen(), func.__qualname__)
+            library = LinkOnlyLibrary(self.state.targetctx.codegen(), func.__qualname__)
             library.enable_object_caching()
             library.cold = getattr(func, "_cascade_cold", False)
             self.state.library = library
         return super().compile_extra(func)
-
-
-class OnePassCompiler(LinkOnlyCompiler):
-    """numba's standard pipeline, with a OnePassLibrary to lower into (only for `_nrt=False`)."""
-    library_class = OnePassLibrary

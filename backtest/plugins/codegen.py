@@ -186,7 +186,6 @@ def _module_text(cls: type, key: str, template: str, features: LoopFeatures) -> 
         "_tmpl = _il.import_module('backtest.core.loop')",
         "globals().update({k: v for k, v in vars(_tmpl).items() if not k.startswith('__')})",
         "from numba import njit as _njit",
-        "from backtest.core.jit import ONE_PASS as _ONE_PASS",
         "from backtest.plugins.codegen import load_strategy_class as _load_cls",
         "",
         f"_S = _load_cls({module!r}, {qualname!r}, {file!r})",
@@ -201,7 +200,7 @@ def _module_text(cls: type, key: str, template: str, features: LoopFeatures) -> 
     # without numba's reference counting (the framework's kernels never allocate; counting every
     # array of the state at every call cost 15x in events/s), and the same loop with it, for
     # hooks that allocate arrays (engine.first_call picks it when the first does not compile)
-    lines += ["", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True, _nrt=False, **_ONE_PASS)", body,
+    lines += ["", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True, _nrt=False)", body,
               "", "", "@_njit(cache=True, nogil=True, no_cfunc_wrapper=True)",
               body.replace("def run(", "def run_refcounted(", 1)]
     return "\n".join(lines)
