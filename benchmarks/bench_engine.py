@@ -16,7 +16,10 @@ Measured:
            (the shared 2-vCPU machine is noisy): the reference strategy, the busy strategy
            (benchmarks/busy_strategy.py), a strategy with no hooks (benchmarks/idle_strategy.py:
            the loop's own work per event), and a raw hand-written numba loop doing the reference
-           logic on the same arrays (upper bound)
+           logic on the same arrays (upper bound); the target's ratio (reference / raw) is
+           measured alternating the two over 7 rounds (median of the rounds' ratios): this VM's
+           speed changes in phases of seconds (one loop: 145-300 M events/s over 30 runs), and
+           two best-of-5 blocks one after the other can fall in different phases
   e2e      wall time of backtest.run(..., out=...) from Parquet to a saved run, warm cache, and
            the baseline measured in the same run: polars reads the same trade columns, then the
            reference logic hand-written in one numba loop (best of 3); ratio = baseline / e2e
@@ -181,6 +184,22 @@ def raw_rate(chunks, reps=5):
         el = time.perf_counter() - t
         best = el if best is None else min(best, el)
     return n / best, out
+
+
+def loop_ratio(st, chunks, rounds=7):
+    """The reference loop against the hand-written one, alternated round by round in this
+    process (best of 2 each per round) so that the host's slow and fast phases fall on both:
+    (median events/s each, median of the rounds' ratios)."""
+    from strategies.reference import Reference
+
+    ref, raw, ratios = [], [], []
+    for _ in range(rounds):
+        a, _ = kernel_rate(Reference, {}, st, chunks, dict(sample_interval="1m"), reps=2)
+        b, _ = raw_rate(chunks, reps=2)
+        ref.append(a)
+        raw.append(b)
+        ratios.append(a / b)
+    return float(np.median(ref)), float(np.median(raw)), float(np.median(ratios))
 
 
 def polars_raw_time(root: Path, reps=3):
@@ -391,7 +410,10 @@ def main() -> None:
         if "raw" not in skip:
             rr, (raw_fills, _, _) = raw_rate(chunks)
             rows.append(("kernel, raw numba baseline (M events/s)", f"{rr / 1e6:.1f}", "-", None))
-            rows.append(("engine / raw", f"{ref_rate / rr:.3f}", ">= 0.3", ref_rate / rr >= 0.3))
+            rows.append(("engine / raw (best of 5 each, one after the other)", f"{ref_rate / rr:.3f}", "-", None))
+            mine, theirs, r = loop_ratio(st, chunks)
+            rows.append(("engine / raw, alternated (M events/s, median of 7 rounds; median ratio)",
+                         f"{mine / 1e6:.1f} / {theirs / 1e6:.1f}; {r:.3f}", ">= 0.3", r >= 0.3))
             if raw_fills != ref_state["fills"]:
                 print(f"# note: raw fills {raw_fills} != engine fills {ref_state['fills']}")
         rows.append(("reference fills", str(ref_state["fills"]), "-", None))
