@@ -3,11 +3,12 @@
 on an empty cache.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 3
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_compile.py --runs 8 --variants "no shortnames"
 
 Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES`: both, each one left out,
-none; `CASCADE_PARALLEL_COMPILE=0` so that no compile helper shares the work), in a
-rotating order so that a slow phase of the machine is spread over the variants. Reported: median
-wall and CPU seconds from process start to the first loop call returning (the cold start of
+none, or with `--variants` a subset of those beside "all"; `CASCADE_PARALLEL_COMPILE=0` so that
+no compile helper shares the work), in a rotating order so that a slow phase of the machine is
+spread over the variants. Reported: median wall and CPU seconds from process start to the first loop call returning (the cold start of
 bench_engine.py), and the CPU ratio of each variant to "all" measured in the same rounds. A patch
 is kept while it saves CPU in that ratio (issue #15 item 4, issue #18 item 5).
 
