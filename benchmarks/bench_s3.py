@@ -4,9 +4,11 @@ Target (issue #18): within 2x of the local disk. Both sides open the dataset and
 event chunk (backtest.data.reader.open_dataset); an S3 "cold" read starts with an empty read
 cache, so it includes the download. Untimed reads warm imports, the page cache and the rows'
 checks first (a file's checks are remembered: by path for a local file, by the S3 object for a
-downloaded one). Each round then times: local; S3 cold; S3 warm; S3 cold through pyarrow's client
-alone (obstore hidden: a HEAD before each GET); and, as a pair, a fresh local copy's first read
-against a cold read of freshly uploaded objects (both check every row). Medians of `reps` rounds.
+downloaded one). Each round then times, in an order rotating from round to round: local; S3 cold
+then S3 warm; S3 cold through pyarrow's client alone (obstore hidden: a HEAD before each GET);
+and, as a pair, a fresh local copy's first read against a cold read of freshly uploaded objects
+(both check every row; all rounds' copies and uploads are made before the first timed read).
+Medians of `reps` rounds.
 
 The moto server runs either in a thread of this process (`--server thread`, the default: its
 Python shares our GIL, so serving a request and decoding a file take turns) or as its own
@@ -110,16 +112,19 @@ def measure(ds: str, reps: int = 3, server: str = "thread") -> tuple[int, dict[s
         empty_cache()
         read_all(ds)  # warm-up: imports, the OS page cache, the rows' checks (not timed)
         read_all("s3://bench/crash")
+        # every round's never-read copies first: an upload still busy in the server would
+        # slow whichever read came right after it
+        for rep in range(reps):
+            shutil.copytree(ds, scratch / f"copy{rep}")  # a local dataset never read: its rows are checked
+            upload_dataset(Path(ds), f"s3://bench/new{rep}")  # objects never read: the same
         times: dict[str, list[float]] = {}
         counts = set()
-        for rep in range(reps):  # interleaved, medians: the VM's speed drifts
-            fresh = scratch / f"copy{rep}"
-            shutil.copytree(ds, fresh)  # a local dataset never read: its rows are checked
-            upload_dataset(Path(ds), f"s3://bench/new{rep}")  # objects never read: the same
-            runs = [("local", ds), ("cold", "s3://bench/crash"), ("warm", "s3://bench/crash"),
-                    ("local, first read", fresh), ("cold, new objects", f"s3://bench/new{rep}"),
-                    ("cold, pyarrow client", "s3://bench/crash")]
-            for name, root in runs:
+        for rep in range(reps):  # interleaved, in a rotating order, medians: the VM's speed drifts
+            groups = [[("local", ds)], [("cold", "s3://bench/crash"), ("warm", "s3://bench/crash")],
+                      [("local, first read", scratch / f"copy{rep}")],
+                      [("cold, new objects", f"s3://bench/new{rep}")], [("cold, pyarrow client", "s3://bench/crash")]]
+            k = rep % len(groups)  # "warm" always reads the cache its "cold" just filled
+            for name, root in [run for group in groups[k:] + groups[:k] for run in group]:
                 if name.startswith("cold"):
                     empty_cache()
                 hide = name == "cold, pyarrow client"  # no obstore: pyarrow's HEAD + GET per file
