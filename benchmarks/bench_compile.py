@@ -8,9 +8,10 @@ on an empty cache.
 Each round starts one cold process per variant (`CASCADE_NUMBA_PATCHES`: both, each one left out,
 none, or with `--variants` a subset of those beside "all"; `CASCADE_PARALLEL_COMPILE=0` so that
 no compile helper shares the work), in a rotating order so that a slow phase of the machine is
-spread over the variants. Reported: median wall and CPU seconds from process start to the first loop call returning (the cold start of
-bench_engine.py), and the CPU ratio of each variant to "all" measured in the same rounds. A patch
-is kept while it saves CPU in that ratio (issue #15 item 4, issue #18 item 5).
+spread over the variants. Reported: median wall and CPU seconds from process start to the first
+loop call returning (the cold start of bench_engine.py), and the CPU ratio of each variant to
+"all" measured in the same rounds. A patch is kept while leaving it out costs CPU in that ratio,
+consistently over the rounds (issue #15 item 4, issue #18 item 5).
 
 The other patch, lazyload.py, changes only how cached kernels load (a cold start's compile
 refreshes numba's contexts anyway), so it is off in every variant here; bench_engine.py times the
