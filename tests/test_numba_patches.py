@@ -122,3 +122,40 @@ def test_a_function_taking_the_state_gets_a_short_symbol_name():
     for t in (types.float64, types.int64, types.boolean, typeof(np.zeros(3)), types.none):
         assert itanium_mangler.mangle_type_or_value(t) == short_names._full(t)
     assert itanium_mangler.mangle_type_or_value(7) == "Li7E"  # values in templates: numba's own
+
+
+def _hot_add(a, b):
+    return a + 2.0 * b
+
+
+def _plain_add(a, b):  # not _hot_add again: one function compiled twice shares its cache entries
+    return a + 2.0 * b
+
+
+def _calls_hot(x):
+    return _HOT(x, 1.5)
+
+
+_HOT = None
+
+
+@pytest.mark.skipif("CASCADE_NUMBA_PATCHES" in os.environ, reason="tests the patches as shipped")
+def test_a_hot_kernel_is_inlined_by_llvm():
+    """`@kernel(hot=True)` (linkonly.py): the kernel's own functions carry LLVM's `alwaysinline` in
+    the IR its callers link in, whether it was just compiled or loaded from the cache, and its
+    callers get its result; a plain kernel carries no such attribute."""
+    global _HOT
+    from numba.core import types
+
+    from backtest.core.jit import kernel
+
+    _HOT = kernel(hot=True)(_hot_add)
+    caller = kernel(python=True)(_calls_hot)
+    assert caller(1.0) == 4.0
+    _HOT.compile((types.float64, types.float64))  # or loaded: the caller may come from the cache
+    (hot,) = _HOT.overloads.values()
+    assert "alwaysinline" in str(hot.library._get_module_for_linking())  # the IR callers link in
+    plain = kernel(python=True)(_plain_add)
+    assert plain(1.0, 1.5) == 4.0
+    (cres,) = plain.overloads.values()
+    assert "alwaysinline" not in str(cres.library._get_module_for_linking())

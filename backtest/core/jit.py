@@ -143,9 +143,11 @@ def locked(dispatcher):
     return dispatcher
 
 
-def kernel(fn=None, *, python=False, cold=False, **options):
+def kernel(fn=None, *, python=False, cold=False, hot=False, **options):
     """`@kernel`, or `@kernel(python=True, error_model="numpy")`: njit(cache=True), widened.
     `cold=True`: called rarely (a liquidation), kept out of line in its callers (linkonly.py).
+    `hot=True`: on the per-event path, inlined into its callers by LLVM (linkonly.py; numba's
+    `inline="always"` when that patch is off).
 
     Kernels compile without numba's reference counting (`_nrt=False`, a numba option of the
     version `backtest.core.NUMBA_TESTED` pins): they receive the run's state (core/state.py), a
@@ -159,11 +161,13 @@ def kernel(fn=None, *, python=False, cold=False, **options):
     per function. Those are also compiled to linkable IR only (linkonly.py).
     """
     if fn is None:
-        return lambda f: kernel(f, python=python, cold=cold, **options)
-    fn._cascade_cold = cold  # read by linkonly.LinkOnlyCompiler
+        return lambda f: kernel(f, python=python, cold=cold, hot=hot, **options)
+    fn._cascade_inline = "noinline" if cold else "alwaysinline" if hot else None  # linkonly.LinkOnlyCompiler
     options.setdefault("no_cfunc_wrapper", True)
     options.setdefault("_nrt", False)
     options.setdefault("no_cpython_wrapper", not python)
     if not python and "linkonly" in _PATCHES:
         options.setdefault("pipeline_class", LinkOnlyCompiler)
+    elif hot:
+        options.setdefault("inline", "always")
     return locked(widening(numba.njit(cache=True, **options)(fn)))

@@ -180,7 +180,7 @@ def _update_queue_on_quote(c, j):
 rare_update_queue_on_quote = rare_path(_update_queue_on_quote, None)
 
 
-@kernel(inline="always")  # per live order per event: no call passing `c` by value
+@kernel(hot=True)  # per live order per event: inlined, no call passing `c` by value
 def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
     """An OPEN order at an event of its symbol: trigger, then market or limit behaviour."""
     otype = c.orders[j].type
@@ -267,7 +267,7 @@ def _work_order(c, j, g, t, kind, px, ev_qty, first, fills, equity_rows):
         try_fill(c, j, q, limit, LQ_MAKER, t, g, fills, equity_rows)
 
 
-@kernel(inline="always")  # per live order per event: no call passing `c` by value
+@kernel(hot=True)  # per live order per event: inlined, no call passing `c` by value
 def arrive(c, j, g, t):
     """An order's bookkeeping at an event of its symbol, before it can fill: a due cancel
     (R3.12), the arrival of a pending order (R3.2: post-only check, trailing reference) or a due
